@@ -1,0 +1,414 @@
+/*
+ * Turns defaults, config files (--config-file, --config-dir), the environment and command-line flags into
+ * one validated, frozen configuration object. Precedence: defaults < files (in order) < environment < flags.
+ * Every rejected value names where it came from (file, section, option and value; or the flag; or the
+ * variable) and never echoes a secret. Unknown options are reported, with a suggestion when one is close.
+ */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Argv } from 'yargs';
+import { type IniEntry, IniSyntaxError, parseIni } from './ini.js';
+import type { CompatibilityList, ConfigOf, OptionDef, Schema } from './schema.js';
+
+export class ConfigError extends Error {
+  readonly exitCode = 2;
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+interface Origin {
+  readonly kind: 'default' | 'file' | 'env' | 'flag';
+  readonly where: string;
+}
+
+interface RawValue {
+  readonly text: string;
+  readonly origin: Origin;
+}
+
+export interface LoadedConfig<S extends Schema> {
+  readonly config: ConfigOf<S>;
+  /** Problems an operator must see (unknown options, deprecated names, world-readable files). */
+  readonly warnings: readonly string[];
+  /** Where each option's effective value came from (for --print-config). */
+  readonly origins: Readonly<Record<keyof S, string>>;
+  /** Files read, in order. */
+  readonly files: readonly string[];
+}
+
+export interface LoadOptions {
+  /** Parsed flags (yargs output); keys are flag names as declared. */
+  readonly flags: Readonly<Record<string, unknown>>;
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  readonly envPrefix?: string;
+  readonly compat?: CompatibilityList;
+}
+
+/** Flag name of a schema option. */
+export function flagName(d: OptionDef): string | undefined {
+  return d.flag === false ? undefined : d.flag;
+}
+
+/** Environment variable that can set an option (secrets included). */
+export function envName(d: OptionDef, prefix = 'NMP_'): string {
+  const group = d.group === 'DEFAULT' ? '' : `${d.group.toUpperCase()}__`;
+  return `${prefix}${group}${d.name.toUpperCase()}`;
+}
+
+/** Declare the schema's flags, plus --config-file, --config-dir and the `--<secret>-file` companions. */
+export function addSchemaOptions<T>(y: Argv<T>, schema: Schema): Argv<T> {
+  let out = y
+    .option('config-file', {
+      type: 'string',
+      array: true,
+      requiresArg: true,
+      describe: 'oslo-style INI file (repeatable; later files win)',
+      group: 'Configuration:',
+    })
+    .option('config-dir', {
+      type: 'string',
+      array: true,
+      requiresArg: true,
+      describe: 'directory whose *.conf files are read after --config-file, in name order',
+      group: 'Configuration:',
+    });
+  for (const d of Object.values(schema)) {
+    const group = d.group === 'DEFAULT' ? 'Options:' : `[${d.group}] options:`;
+    if (d.secret) {
+      out = out.option(`${d.name.replace(/_/g, '-')}-file`, {
+        type: 'string',
+        requiresArg: true,
+        describe: `read ${d.name} from this file (secrets are never accepted as flags; or set ${envName(d)})`,
+        group,
+      });
+      continue;
+    }
+    const flag = flagName(d);
+    if (!flag) continue;
+    const describe = `${d.help} [default: ${showDefault(d)}]`;
+    if (d.kind === 'bool') out = out.option(flag, { type: 'boolean', describe, group });
+    else if (d.kind === 'list') out = out.option(flag, { type: 'string', array: true, describe, group });
+    else
+      out = out.option(flag, {
+        type: 'string',
+        requiresArg: true,
+        describe,
+        group,
+        ...(d.choices ? { choices: [...d.choices] } : {}),
+      });
+  }
+  return out;
+}
+
+function showDefault(d: OptionDef): string {
+  if (d.secret) return "''";
+  if (Array.isArray(d.default)) return d.default.length ? d.default.join(',') : "''";
+  return d.default === '' ? "''" : String(d.default);
+}
+
+/** Merge every source and validate. Throws ConfigError on the first bad value. */
+export function loadConfig<S extends Schema>(schema: S, options: LoadOptions): LoadedConfig<S> {
+  const env = options.env ?? {};
+  const prefix = options.envPrefix ?? 'NMP_';
+  const warnings: string[] = [];
+  const byIni = new Map<string, keyof S>(); // "group\0name" -> key
+  for (const [key, d] of Object.entries(schema)) {
+    byIni.set(`${d.group.toLowerCase()}\0${d.name}`, key);
+    for (const old of d.deprecatedNames ?? []) byIni.set(`${d.group.toLowerCase()}\0${old}`, key);
+  }
+
+  const raw = new Map<keyof S, RawValue>();
+  for (const [key, d] of Object.entries(schema)) {
+    raw.set(key, { text: defaultText(d), origin: { kind: 'default', where: 'default' } });
+  }
+
+  // Files.
+  const files = listConfigFiles(options.flags);
+  for (const file of files) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(
+        `cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      );
+    }
+    let entries: IniEntry[];
+    try {
+      entries = parseIni(text, file);
+    } catch (err) {
+      if (err instanceof IniSyntaxError) throw new ConfigError(`config file ${err.message}`);
+      throw err;
+    }
+    for (const e of entries) {
+      const key = byIni.get(`${e.section.toLowerCase()}\0${e.key}`);
+      if (key === undefined) {
+        if (isCompatible(options.compat, e.section, e.key)) continue;
+        warnings.push(unknownOptionWarning(schema, e));
+        continue;
+      }
+      const d = schema[key]!;
+      if (e.key !== d.name)
+        warnings.push(`${e.file}:${e.line}: [${e.section}] ${e.key} is deprecated; use ${d.name}`);
+      raw.set(key, {
+        text: unquote(e.value),
+        origin: { kind: 'file', where: `${e.file} [${e.section}] ${e.key}` },
+      });
+    }
+  }
+
+  // Environment.
+  for (const [key, d] of Object.entries(schema)) {
+    const name = envName(d, prefix);
+    const value = env[name];
+    if (value !== undefined)
+      raw.set(key, { text: value, origin: { kind: 'env', where: `environment ${name}` } });
+  }
+
+  // Flags (and --<secret>-file).
+  for (const [key, d] of Object.entries(schema)) {
+    if (d.secret) {
+      const fileFlag = `${d.name.replace(/_/g, '-')}-file`;
+      const path = options.flags[fileFlag];
+      if (typeof path === 'string') {
+        let text: string;
+        try {
+          text = readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+        } catch (err) {
+          throw new ConfigError(
+            `--${fileFlag} ${path}: cannot read: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+          );
+        }
+        raw.set(key, { text, origin: { kind: 'flag', where: `--${fileFlag}` } });
+      }
+      continue;
+    }
+    const flag = flagName(d);
+    if (!flag) continue;
+    const value = options.flags[flag];
+    if (value === undefined) continue;
+    if (d.kind === 'bool' && typeof value === 'boolean') {
+      raw.set(key, { text: String(value), origin: { kind: 'flag', where: `--${flag}` } });
+    } else if (d.kind === 'list' && Array.isArray(value)) {
+      const items = value
+        .flatMap((v) => String(v).split(','))
+        .map((v) => v.trim())
+        .filter((v) => v !== '');
+      raw.set(key, { text: items.join(','), origin: { kind: 'flag', where: `--${flag}` } });
+    } else {
+      raw.set(key, { text: String(value), origin: { kind: 'flag', where: `--${flag}` } });
+    }
+  }
+
+  // Interpolate `$name` / `${name}` against effective raw values, then parse and check.
+  const byName = new Map<string, keyof S>();
+  for (const [key, d] of Object.entries(schema)) byName.set(`${d.group}\0${d.name}`, key);
+  const resolved = new Map<keyof S, string>();
+  const resolving = new Set<keyof S>();
+  const interpolate = (key: keyof S): string => {
+    const cached = resolved.get(key);
+    if (cached !== undefined) return cached;
+    const r = raw.get(key)!;
+    const d = schema[key]!;
+    if (resolving.has(key))
+      throw new ConfigError(`${describeOrigin(r.origin, d)}: interpolation loop through $${d.name}`);
+    resolving.add(key);
+    const out = d.secret
+      ? r.text
+      : r.text.replace(/\$(\$|\{(\w+)\}|(\w+))/g, (_m, all: string, braced?: string, bare?: string) => {
+          if (all === '$') return '$';
+          const ref = (braced ?? bare)!;
+          const target = byName.get(`${d.group}\0${ref}`) ?? byName.get(`DEFAULT\0${ref}`);
+          if (target === undefined) {
+            throw new ConfigError(
+              `${describeOrigin(r.origin, d)} = '${r.text}': unknown option $${ref} in value`,
+            );
+          }
+          return interpolate(target);
+        });
+    resolving.delete(key);
+    resolved.set(key, out);
+    return out;
+  };
+
+  const config: Record<string, unknown> = {};
+  const origins: Record<string, string> = {};
+  for (const [key, d] of Object.entries(schema)) {
+    const r = raw.get(key)!;
+    const parsed = parseValue(d, interpolate(key), r.origin);
+    const problem = checkValue(d, parsed);
+    if (problem)
+      throw new ConfigError(`${describeOrigin(r.origin, d)} = ${showValue(d, r.text)}: ${problem}`);
+    config[key] = Array.isArray(parsed) ? Object.freeze([...parsed]) : parsed;
+    origins[key] = r.origin.where;
+  }
+  return {
+    config: Object.freeze(config) as ConfigOf<S>,
+    warnings,
+    origins: origins as Record<keyof S, string>,
+    files,
+  };
+}
+
+function defaultText(d: OptionDef): string {
+  if (Array.isArray(d.default)) return d.default.join(',');
+  return String(d.default);
+}
+
+function unquote(v: string): string {
+  if (v.length >= 2 && (v[0] === '"' || v[0] === "'") && v[v.length - 1] === v[0]) return v.slice(1, -1);
+  return v;
+}
+
+function listConfigFiles(flags: Readonly<Record<string, unknown>>): string[] {
+  const files = asStrings(flags['config-file']);
+  for (const dir of asStrings(flags['config-dir'])) {
+    let names: string[];
+    try {
+      if (!statSync(dir).isDirectory()) throw new ConfigError(`--config-dir ${dir}: not a directory`);
+      names = readdirSync(dir);
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      throw new ConfigError(
+        `--config-dir ${dir}: cannot read: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+      );
+    }
+    for (const n of names.filter((n) => n.endsWith('.conf') || n.endsWith('.ini')).sort())
+      files.push(join(dir, n));
+  }
+  return files;
+}
+
+function asStrings(v: unknown): string[] {
+  if (v === undefined) return [];
+  return (Array.isArray(v) ? v : [v]).map(String);
+}
+
+const TRUE = new Set(['true', 'yes', 'on', '1']);
+const FALSE = new Set(['false', 'no', 'off', '0']);
+
+function parseValue(d: OptionDef, text: string, origin: Origin): unknown {
+  const fail = (why: string): never => {
+    throw new ConfigError(`${describeOrigin(origin, d)} = ${showValue(d, text)}: ${why}`);
+  };
+  switch (d.kind) {
+    case 'string':
+      return text;
+    case 'int': {
+      const t = text.trim();
+      if (!/^[-+]?\d+$/.test(t)) return fail('expected an integer');
+      return Number.parseInt(t, 10);
+    }
+    case 'float': {
+      const t = text.trim();
+      const n = Number(t);
+      if (t === '' || !Number.isFinite(n)) return fail('expected a number');
+      return n;
+    }
+    case 'bool': {
+      const t = text.trim().toLowerCase();
+      if (TRUE.has(t)) return true;
+      if (FALSE.has(t)) return false;
+      return fail('expected true or false');
+    }
+    case 'list':
+      return text
+        .split(/[,\n]/)
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
+    case 'enum': {
+      const t = text.trim();
+      const match = d.choices?.find((c) => c.toLowerCase() === t.toLowerCase());
+      if (match === undefined) return fail(`expected one of ${d.choices?.join(', ')}`);
+      return match;
+    }
+  }
+}
+
+function checkValue(d: OptionDef, v: unknown): string | undefined {
+  if ((d.kind === 'int' || d.kind === 'float') && typeof v === 'number') {
+    if (d.min !== undefined && v < d.min) return `must be at least ${d.min}`;
+    if (d.max !== undefined && v > d.max) return `must be at most ${d.max}`;
+  }
+  return d.check?.(v as never);
+}
+
+function showValue(d: OptionDef, text: string): string {
+  return d.secret ? '[secret]' : `'${text}'`;
+}
+
+function describeOrigin(origin: Origin, d: OptionDef): string {
+  switch (origin.kind) {
+    case 'file':
+      return `config file ${origin.where}`;
+    case 'env':
+      return origin.where;
+    case 'flag':
+      return `flag ${origin.where}`;
+    default:
+      return `default of [${d.group}] ${d.name}`;
+  }
+}
+
+function isCompatible(compat: CompatibilityList | undefined, section: string, key: string): boolean {
+  if (!compat) return false;
+  const s = section.toLowerCase();
+  return compat.ignored.some((p) => {
+    const [ps, pk] = p.toLowerCase().split('.') as [string, string];
+    return ps === s && (pk === '*' || pk === key.toLowerCase());
+  });
+}
+
+function unknownOptionWarning(schema: Schema, e: IniEntry): string {
+  let best: string | undefined;
+  let bestDistance = 4;
+  for (const d of Object.values(schema)) {
+    const dist = editDistance(d.name, e.key.toLowerCase());
+    if (dist < bestDistance) {
+      bestDistance = dist;
+      best = d.group === e.section ? d.name : `[${d.group}] ${d.name}`;
+    }
+  }
+  const hint = best ? ` (did you mean ${best}?)` : '';
+  return `${e.file}:${e.line}: unknown option [${e.section}] ${e.key}${hint}; it is ignored`;
+}
+
+function editDistance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0]!;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = prev[j]!;
+      prev[j] = Math.min(up + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = up;
+    }
+  }
+  return prev[b.length]!;
+}
+
+/** The effective configuration for printing: secrets masked, origins shown. */
+export function describeConfig<S extends Schema>(schema: S, loaded: LoadedConfig<S>): string {
+  const lines: string[] = [];
+  const groups = new Map<string, string[]>();
+  for (const [key, d] of Object.entries(schema)) {
+    const value = loaded.config[key as keyof S] as unknown;
+    const shown = d.secret
+      ? value === ''
+        ? "''  (empty!)"
+        : '****'
+      : Array.isArray(value)
+        ? value.join(',')
+        : String(value);
+    const line = `${d.name} = ${shown}    # ${loaded.origins[key as keyof S]}`;
+    const list = groups.get(d.group) ?? [];
+    list.push(line);
+    groups.set(d.group, list);
+  }
+  for (const [group, entries] of groups) {
+    lines.push(`[${group}]`, ...entries, '');
+  }
+  return lines.join('\n');
+}

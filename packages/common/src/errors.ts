@@ -1,0 +1,193 @@
+/*
+ * One table of every failure the chain reports, each with a stable code, the HTTP status the instance
+ * receives, the level it is logged at and the plain-text message in the body. Codes are never reused
+ * or renumbered: operators alert on them. docs/errors.md is generated from this table.
+ */
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+
+export interface ErrorSpec {
+  /** HTTP status sent to the instance. */
+  readonly status: number;
+  /** Level of the log line written when this happens. */
+  readonly level: LogLevel;
+  /** Body sent to the instance; `{network}` / `{router}` / `{id}` are filled in from the details. */
+  readonly message: string;
+  /** One sentence for docs/errors.md: when it happens and what to look at. */
+  readonly doc: string;
+}
+
+export const ERRORS = {
+  // ns-metadata-proxy
+  MDP_ERR_AGENT_UNREACHABLE: {
+    status: 503,
+    level: 'error',
+    message: 'No server is available to handle this request.',
+    doc: 'The agent socket is missing or refuses connections: is the metadata-agent running, and is the socket path the same on both sides?',
+  },
+  MDP_ERR_AGENT_TIMEOUT: {
+    status: 504,
+    level: 'error',
+    message: "The server didn't respond in time.",
+    doc: 'The agent accepted the request but did not answer within the upstream timeout (default 32 s).',
+  },
+  MDP_ERR_AGENT_BAD_RESPONSE: {
+    status: 502,
+    level: 'error',
+    message: 'The server returned an invalid or incomplete response.',
+    doc: 'The agent closed the connection before a complete answer, or answered something that is not HTTP.',
+  },
+  MDP_ERR_BAD_REQUEST: {
+    status: 400,
+    level: 'warn',
+    message: 'Bad request.',
+    doc: 'The instance sent a request that is not well-formed HTTP/1.1 or that the proxy refuses to forward.',
+  },
+  MDP_ERR_ABSOLUTE_TARGET: {
+    status: 400,
+    level: 'warn',
+    message: 'Only origin-form request targets are accepted.',
+    doc: 'The instance tried to use the metadata proxy as a forward proxy (absolute-form target or CONNECT).',
+  },
+  MDP_ERR_HEADERS_TOO_LARGE: {
+    status: 431,
+    level: 'warn',
+    message: 'Request header fields too large.',
+    doc: 'The request header block exceeded the configured limit (default 16 KiB).',
+  },
+  MDP_ERR_BODY_TOO_LARGE: {
+    status: 413,
+    level: 'warn',
+    message: 'Request body too large.',
+    doc: 'The request body exceeded the configured limit (default 64 KiB).',
+  },
+  MDP_ERR_REQUEST_TIMEOUT: {
+    status: 408,
+    level: 'warn',
+    message: "Your browser didn't send a complete request in time.",
+    doc: 'The instance did not send a complete request within the header timeout (default 30 s).',
+  },
+  MDP_ERR_RATE_LIMITED: {
+    status: 429,
+    level: 'info',
+    message: 'You have sent too many requests in a given amount of time.',
+    doc: 'The source address exceeded the base or burst rate limit of [metadata_rate_limiting].',
+  },
+  MDP_ERR_INTERNAL: {
+    status: 500,
+    level: 'error',
+    message: 'An unknown error has occurred. Please try your request again.',
+    doc: 'A bug in the proxy; the process keeps serving. Please report it with the log line.',
+  },
+
+  // metadata-agent
+  MDA_ERR_BOTH_IDS: {
+    status: 400,
+    level: 'warn',
+    message: 'Both network {network} and router {router} defined.',
+    doc: 'The request carried both X-Neutron-Network-ID and X-Neutron-Router-ID; the proxy in front is misconfigured.',
+  },
+  MDA_ERR_NO_ID: {
+    status: 400,
+    level: 'warn',
+    message: 'Neither X-Neutron-Network-ID nor X-Neutron-Router-ID was given.',
+    doc: 'The request reached the agent without an identity header: something other than the proxy talks to the socket.',
+  },
+  MDA_ERR_BAD_ID: {
+    status: 400,
+    level: 'warn',
+    message: 'Invalid network or router id.',
+    doc: 'The network or router id header is not a single well-formed id.',
+  },
+  MDA_ERR_BAD_FORWARDED_FOR: {
+    status: 400,
+    level: 'warn',
+    message: 'Invalid or missing X-Forwarded-For.',
+    doc: 'The last X-Forwarded-For value is missing or not an IP address.',
+  },
+  MDA_ERR_PORT_NOT_FOUND: {
+    status: 404,
+    level: 'warn',
+    message: 'Instance was not found on {target}.',
+    doc: 'No port with a device on the network/router has the source address (or MAC, for link-local IPv6).',
+  },
+  MDA_ERR_PORT_AMBIGUOUS: {
+    status: 404,
+    level: 'error',
+    message: 'Instance was not found on {target}.',
+    doc: 'Several ports with a device match the source address; Neutron data is inconsistent.',
+  },
+  MDA_ERR_RESOLVER_UNAVAILABLE: {
+    status: 503,
+    level: 'error',
+    message: 'The instance lookup service is temporarily unavailable. Please try again later.',
+    doc: 'Neutron (or Keystone) did not answer, answered 5xx, or timed out while looking up the port.',
+  },
+  MDA_ERR_NOVA_UNREACHABLE: {
+    status: 503,
+    level: 'error',
+    message: 'The remote metadata server is temporarily unavailable. Please try again later.',
+    doc: 'Connection to the Nova metadata API refused, reset, or TLS failed.',
+  },
+  MDA_ERR_NOVA_TIMEOUT: {
+    status: 504,
+    level: 'error',
+    message: 'The remote metadata server did not respond in time.',
+    doc: 'Nova did not answer within the upstream timeout.',
+  },
+  MDA_ERR_NOVA_BAD_RESPONSE: {
+    status: 502,
+    level: 'error',
+    message: 'The remote metadata server returned an invalid response.',
+    doc: 'Nova answered something that is not valid HTTP or closed the connection mid-answer.',
+  },
+  MDA_ERR_NOVA_FORBIDDEN: {
+    status: 403,
+    level: 'warn',
+    message: 'Access was denied to this resource.',
+    doc: 'Nova answered 403: the shared secret of the agent and of Nova ([neutron] metadata_proxy_shared_secret) probably differ.',
+  },
+  MDA_ERR_BODY_TOO_LARGE: {
+    status: 413,
+    level: 'warn',
+    message: 'Request body too large.',
+    doc: 'The request body sent to the agent exceeded the configured limit.',
+  },
+  MDA_ERR_INTERNAL: {
+    status: 500,
+    level: 'error',
+    message: 'An unknown error has occurred. Please try your request again.',
+    doc: 'A bug in the agent; the process keeps serving. Please report it with the log line.',
+  },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** A failure with a stable code. `details` go to the log line; only the formatted message goes to the client. */
+export class MetadataError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly level: LogLevel;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    const spec: ErrorSpec = ERRORS[code];
+    super(formatMessage(spec.message, details), options);
+    this.name = 'MetadataError';
+    this.code = code;
+    this.status = spec.status;
+    this.level = spec.level;
+    this.details = details;
+  }
+}
+
+function formatMessage(template: string, details: Record<string, unknown>): string {
+  return template.replace(/\{(\w+)\}/g, (_, key: string) => String(details[key] ?? ''));
+}
+
+export const TEXT_PLAIN = 'text/plain; charset=UTF-8';
+
+/** The plain-text body sent for an error: the message and a newline. */
+export function errorBody(err: MetadataError): string {
+  return `${err.message}\n`;
+}

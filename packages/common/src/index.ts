@@ -1,0 +1,61 @@
+/*
+ * @nmp/common: what the proxy, the agent, the hooks and the development Nova share.
+ */
+export {
+  canonicalIp,
+  forwardedForFromPeer,
+  type LookupAddress,
+  macFromEui64,
+  normaliseMac,
+  parseForwardedFor,
+} from './address.js';
+export { createCli, runMain, UsageError } from './cli.js';
+export { type IniEntry, IniSyntaxError, parseIni } from './config/ini.js';
+export {
+  addSchemaOptions,
+  ConfigError,
+  describeConfig,
+  envName,
+  flagName,
+  type LoadedConfig,
+  type LoadOptions,
+  loadConfig,
+} from './config/load.js';
+export {
+  type CompatibilityList,
+  type ConfigOf,
+  type OptionDef,
+  type OptionKind,
+  opt,
+  type Schema,
+} from './config/schema.js';
+export {
+  ERRORS,
+  type ErrorCode,
+  type ErrorSpec,
+  errorBody,
+  type LogLevel,
+  MetadataError,
+  TEXT_PLAIN,
+} from './errors.js';
+export {
+  HEADER_FORWARDED_FOR,
+  HEADER_INSTANCE_ID,
+  HEADER_NETWORK_ID,
+  HEADER_REQUEST_ID,
+  HEADER_ROUTER_ID,
+  HEADER_SIGNATURE,
+  HEADER_TENANT_ID,
+  HOP_BY_HOP_HEADERS,
+  IDENTITY_HEADERS,
+} from './identity-headers.js';
+export { createLogger, type Logger, type LoggerSettings, REDACT_PATHS, silentLogger } from './logger.js';
+export {
+  type InstanceIdentity,
+  type InstanceResolver,
+  type LookupMode,
+  type LookupQuery,
+  type ResolveOptions,
+  ROUTER_INTERFACE_OWNERS,
+} from './resolver.js';
+export { signInstanceId, verifyInstanceSignature } from './signature.js';

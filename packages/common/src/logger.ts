@@ -1,0 +1,63 @@
+/*
+ * The one way every process makes its logger: pino, JSON lines on stdout (or a file), with the paths
+ * that could ever hold a secret redacted. Request-scoped bindings come from child loggers.
+ */
+import pino, { type Logger, type LoggerOptions } from 'pino';
+
+/** Paths censored in every log line, whatever logged them. */
+export const REDACT_PATHS: readonly string[] = [
+  'secret',
+  'password',
+  'sharedSecret',
+  'shared_secret',
+  'metadata_proxy_shared_secret',
+  'config.metadata_proxy_shared_secret',
+  'config.password',
+  'config.application_credential_secret',
+  'application_credential_secret',
+  'token',
+  'headers["x-instance-id-signature"]',
+  'headers["x-auth-token"]',
+  'headers["x-subject-token"]',
+  'headers["x-aws-ec2-metadata-token"]',
+  'req.headers["x-instance-id-signature"]',
+  'req.headers["x-auth-token"]',
+  '*.password',
+  '*.secret',
+  '*.sharedSecret',
+  '*.metadata_proxy_shared_secret',
+  '*.application_credential_secret',
+];
+
+export interface LoggerSettings {
+  readonly name: string;
+  readonly level?: string;
+  /** Destination file; stdout when absent. */
+  readonly file?: string;
+  /** Extra bindings on every line (e.g. the network id a proxy serves). */
+  readonly base?: Record<string, unknown>;
+}
+
+export type { Logger };
+
+export function createLogger(settings: LoggerSettings, destination?: pino.DestinationStream): Logger {
+  const options: LoggerOptions = {
+    name: settings.name,
+    level: settings.level ?? 'info',
+    base: { pid: process.pid, ...settings.base },
+    redact: { paths: [...REDACT_PATHS], censor: '[redacted]' },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+  };
+  const dest =
+    destination ??
+    (settings.file
+      ? pino.destination({ dest: settings.file, mkdir: true, sync: false })
+      : pino.destination({ dest: 1, sync: false }));
+  return pino(options, dest);
+}
+
+/** A logger that drops everything (tests and library use without a logger). */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}

@@ -1,0 +1,42 @@
+/*
+ * The contract between the agent and whatever tells it which instance owns an address: a static
+ * inventory for development, Neutron's API in production. Failures are MetadataErrors with stable codes
+ * (MDA_ERR_PORT_NOT_FOUND, MDA_ERR_PORT_AMBIGUOUS, MDA_ERR_RESOLVER_UNAVAILABLE).
+ */
+
+export type LookupMode = 'network' | 'router';
+
+export interface LookupQuery {
+  readonly mode: LookupMode;
+  /** Network id (network mode) or router id (router mode). */
+  readonly id: string;
+  /** Normalised source IP. */
+  readonly ip: string;
+  /** Set for IPv6 link-local sources: the lookup is by MAC instead of IP. */
+  readonly mac?: string;
+}
+
+export interface InstanceIdentity {
+  readonly instanceId: string;
+  readonly projectId: string;
+  /** True when the answer came from a cache (a Nova 404 then earns one uncached re-lookup). */
+  readonly cached: boolean;
+}
+
+export interface ResolveOptions {
+  /** Skip (and refresh) any cached answer. */
+  readonly noCache?: boolean;
+}
+
+export interface InstanceResolver {
+  resolve(query: LookupQuery, options?: ResolveOptions): Promise<InstanceIdentity>;
+  /** Release timers and connections. */
+  close(): Promise<void>;
+}
+
+/** Router-interface device owners (reference.md §1): ports that connect a router to a network. */
+export const ROUTER_INTERFACE_OWNERS: readonly string[] = [
+  'network:router_interface',
+  'network:ha_router_replicated_interface',
+  'network:router_interface_distributed',
+];
