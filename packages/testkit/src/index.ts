@@ -1,1 +1,26 @@
-export {};
+/*
+ * @nmp/testkit: helpers shared by the test suites. `netns.ts` is the harness for tests that run as root
+ * inside real network namespaces (skipped with a reason otherwise).
+ */
+export {
+  ExecError,
+  type ExecOptions,
+  type ExecResult,
+  HttpGetError,
+  type HttpOptions,
+  type HttpRequestSpec,
+  type HttpResult,
+  httpInNamespace,
+  isProcessAlive,
+  type LabOptions,
+  MAX_DEVICE_NAME,
+  NetnsLab,
+  type NsChild,
+  requireRoot,
+  rootSkipReason,
+  runCommand,
+  type SpawnInNsOptions,
+  sleep,
+  uniquePrefix,
+  type VethOptions,
+} from './netns.js';
