@@ -73,6 +73,12 @@ export const ERRORS = {
     message: 'You have sent too many requests in a given amount of time.',
     doc: 'The source address exceeded the base or burst rate limit of [metadata_rate_limiting].',
   },
+  MDP_ERR_TOO_MANY_CONNECTIONS: {
+    status: 503,
+    level: 'warn',
+    message: 'Too many connections.',
+    doc: 'The proxy already holds its maximum of client connections (default 1024); the new one was closed at once.',
+  },
   MDP_ERR_INTERNAL: {
     status: 500,
     level: 'error',

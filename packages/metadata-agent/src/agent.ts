@@ -1,0 +1,85 @@
+/*
+ * The metadata agent as a whole: the HTTP server on the UNIX socket, its handler, the Nova pool, the
+ * resolver, and an orderly start and stop. The CLI builds one from configuration; tests build one directly.
+ */
+
+import { unlink } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { InstanceResolver, Logger } from '@nmp/common';
+import { AgentHandler } from './handler.js';
+import { NovaClient, type NovaClientOptions } from './nova-client.js';
+import { InstanceSigner } from './signer.js';
+import { prepareSocketPath, setSocketMode } from './unix-socket.js';
+
+export interface MetadataAgentOptions {
+  readonly socketPath: string;
+  /** File mode of the socket (0644/0664/0666). */
+  readonly socketMode: number;
+  readonly backlog: number;
+  readonly nova: NovaClientOptions;
+  readonly sharedSecret: string;
+  readonly resolver: InstanceResolver;
+  readonly logger: Logger;
+  readonly maxBodySize: number;
+}
+
+export class MetadataAgent {
+  readonly server: Server;
+  readonly handler: AgentHandler;
+  readonly signer: InstanceSigner;
+  readonly nova: NovaClient;
+  readonly #o: MetadataAgentOptions;
+  #listening = false;
+
+  constructor(options: MetadataAgentOptions) {
+    this.#o = options;
+    this.signer = new InstanceSigner(options.sharedSecret);
+    this.nova = new NovaClient(options.nova);
+    this.handler = new AgentHandler({
+      resolver: options.resolver,
+      nova: this.nova,
+      signer: this.signer,
+      logger: options.logger,
+      maxBodySize: options.maxBodySize,
+    });
+    // Only the trusted proxies connect here; their pooled connections stay open for a long time.
+    this.server = createServer(
+      { keepAlive: true, requestTimeout: 120_000, headersTimeout: 60_000 },
+      this.handler.handle,
+    );
+    this.server.keepAliveTimeout = 65_000;
+    this.server.maxHeadersCount = 200;
+  }
+
+  get socketPath(): string {
+    return this.#o.socketPath;
+  }
+
+  async listen(): Promise<void> {
+    await prepareSocketPath(this.#o.socketPath);
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ path: this.#o.socketPath, backlog: this.#o.backlog }, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    this.#listening = true;
+    await setSocketMode(this.#o.socketPath, this.#o.socketMode);
+  }
+
+  /** Stop accepting, let in-flight requests finish until the deadline, then cut what is left. */
+  async close(deadlineMs = 10_000): Promise<void> {
+    if (this.#listening) {
+      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      this.server.closeIdleConnections();
+      const timer = setTimeout(() => this.server.closeAllConnections(), deadlineMs);
+      timer.unref();
+      await closed;
+      clearTimeout(timer);
+      this.#listening = false;
+      await unlink(this.#o.socketPath).catch(() => {});
+    }
+    await Promise.allSettled([this.nova.close(), this.#o.resolver.close()]);
+  }
+}

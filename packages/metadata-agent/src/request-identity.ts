@@ -1,0 +1,51 @@
+/*
+ * What the agent reads from a request: the network or router the proxy stamped, and the source address
+ * from the last X-Forwarded-For value (the one the trusted proxy added). Nothing else from the instance
+ * is trusted or forwarded.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import {
+  HEADER_FORWARDED_FOR,
+  HEADER_NETWORK_ID,
+  HEADER_ROUTER_ID,
+  type LookupAddress,
+  type LookupQuery,
+  MetadataError,
+  parseForwardedFor,
+} from '@nmp/common';
+
+/** Neutron ids are UUIDs; accept any short token without separators so test clouds can use short names. */
+const ID_SHAPE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,254}$/;
+
+export interface RequestIdentity {
+  readonly query: LookupQuery;
+  readonly source: LookupAddress;
+}
+
+export function readRequestIdentity(headers: IncomingHttpHeaders): RequestIdentity {
+  const network = single(headers[HEADER_NETWORK_ID]);
+  const router = single(headers[HEADER_ROUTER_ID]);
+  if (network !== undefined && router !== undefined) {
+    throw new MetadataError('MDA_ERR_BOTH_IDS', { network, router });
+  }
+  if (network === undefined && router === undefined) throw new MetadataError('MDA_ERR_NO_ID');
+  const id = (network ?? router)!;
+  if (!ID_SHAPE.test(id)) throw new MetadataError('MDA_ERR_BAD_ID', { id: id.slice(0, 80) });
+  const source = parseForwardedFor(headers[HEADER_FORWARDED_FOR]);
+  if (source === undefined) {
+    throw new MetadataError('MDA_ERR_BAD_FORWARDED_FOR', {
+      forwardedFor: String(headers[HEADER_FORWARDED_FOR] ?? '').slice(0, 120),
+    });
+  }
+  const query: LookupQuery =
+    source.mac !== undefined
+      ? { mode: network !== undefined ? 'network' : 'router', id, ip: source.ip, mac: source.mac }
+      : { mode: network !== undefined ? 'network' : 'router', id, ip: source.ip };
+  return { query, source };
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  // Node joins repeated unknown headers with ", "; a repeated id is malformed and fails ID_SHAPE.
+  return Array.isArray(value) ? value.join(', ') : value.trim();
+}

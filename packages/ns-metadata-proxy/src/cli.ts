@@ -1,0 +1,141 @@
+#!/usr/bin/env node
+/*
+ * ns-metadata-proxy: runs inside a qdhcp-/qrouter- namespace, listens where instances send metadata
+ * requests and forwards them to the metadata agent's UNIX socket with the network or router id stamped.
+ */
+import { unlinkSync, writeFileSync } from 'node:fs';
+import {
+  addSchemaOptions,
+  ConfigError,
+  createCli,
+  createLogger,
+  describeConfig,
+  loadConfig,
+  runMain,
+  UsageError,
+} from '@nmp/common';
+import { type BindAddress, BindSpecError, parseBind } from './bind-address.js';
+import type { ProxyIdentity } from './header-policy.js';
+import { proxyOptions } from './options.js';
+import { dropPrivileges } from './privileges.js';
+import { MetadataProxy } from './proxy.js';
+import { VERSION } from './version.js';
+
+const PROGRAM = 'ns-metadata-proxy';
+
+async function main(): Promise<void> {
+  const cli = addSchemaOptions(
+    createCli(PROGRAM, VERSION, process.argv.slice(2)).usage(
+      `$0 --bind ADDRESS:PORT [--bind ...] (--network-id ID | --router-id ID) [options]\n\n` +
+        `Accept instance metadata requests, strip every identity header the instance sent, stamp\n` +
+        `X-Forwarded-For and the network or router id, and forward to the metadata agent's UNIX socket.\n\n` +
+        `Examples:\n` +
+        `  $0 --bind 169.254.169.254:80 --bind '[fe80::a9fe:a9fe%tap0]:80' --network-id NET\n` +
+        `  $0 --bind '[::]:9697' --router-id ROUTER\n` +
+        `  $0 --haproxy-config /var/lib/neutron/ns-metadata-proxy/NET.conf`,
+    ),
+    proxyOptions,
+  ).option('print-config', { type: 'boolean', describe: 'print the effective configuration and exit' });
+  const flags = await cli.parseAsync();
+  const loaded = loadConfig(proxyOptions, { flags, env: process.env });
+  const config = loaded.config;
+  if (flags['print-config']) {
+    process.stdout.write(describeConfig(proxyOptions, loaded));
+    return;
+  }
+
+  if (config.networkId !== '' && config.routerId !== '')
+    throw new UsageError('give --network-id or --router-id, not both');
+  if (config.networkId === '' && config.routerId === '')
+    throw new UsageError('one of --network-id or --router-id is required');
+  const identity: ProxyIdentity =
+    config.networkId !== ''
+      ? { mode: 'network', id: config.networkId }
+      : { mode: 'router', id: config.routerId };
+  if (!/^[A-Za-z0-9][A-Za-z0-9._:-]{0,254}$/.test(identity.id)) {
+    throw new UsageError(`invalid ${identity.mode} id '${identity.id}'`);
+  }
+  if (config.bind.length === 0) throw new UsageError('at least one --bind ADDRESS:PORT is required');
+  let binds: BindAddress[];
+  try {
+    binds = config.bind.map((b) => parseBind(b));
+  } catch (err) {
+    if (err instanceof BindSpecError) throw new UsageError(err.message);
+    throw err;
+  }
+
+  const logger = createLogger({
+    name: PROGRAM,
+    level: config.debug ? 'debug' : config.logLevel,
+    ...(config.logFile ? { file: config.logFile } : {}),
+    base: { [identity.mode]: identity.id },
+  });
+  for (const w of loaded.warnings) logger.warn({ code: 'MDP_CONFIG_WARNING' }, w);
+
+  const proxy = new MetadataProxy({
+    identity,
+    binds,
+    socketPath: config.socketPath,
+    logger,
+    limits: {
+      requestTimeoutMs: config.timeoutHttpRequest * 1000,
+      keepAliveTimeoutMs: config.timeoutHttpKeepAlive * 1000,
+      upstreamTimeoutMs: config.timeoutServer * 1000,
+      connectTimeoutMs: config.timeoutConnect * 1000,
+      maxConnections: config.maxConnections,
+      maxHeaderSize: config.maxHeaderSize,
+      maxBodySize: config.maxBodySize,
+      backlog: config.backlog,
+      agentConnections: config.agentConnections,
+    },
+  });
+  let addresses: Awaited<ReturnType<MetadataProxy['listen']>>;
+  try {
+    addresses = await proxy.listen();
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+    throw new ConfigError(`cannot listen on ${e.address ?? '?'}:${e.port ?? '?'}: ${e.code ?? e.message}`);
+  }
+  if (config.pidFile !== '') writeFileSync(config.pidFile, `${process.pid}\n`);
+  const ids = dropPrivileges(config.user, config.group);
+  process.title = `${PROGRAM} ${identity.mode} ${identity.id}`;
+  logger.info(
+    {
+      listen: addresses.map((a) => `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`),
+      agent: config.socketPath,
+      uid: ids.uid,
+      gid: ids.gid,
+      version: VERSION,
+    },
+    'ns-metadata-proxy listening',
+  );
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal, inFlight: proxy.handler.inFlight }, 'stopping');
+    proxy
+      .close(10_000)
+      .then(() => {
+        if (config.pidFile !== '') {
+          try {
+            unlinkSync(config.pidFile);
+          } catch {
+            // After dropping root the pid file's directory may not be ours; a stale file is harmless.
+          }
+        }
+        logger.info('stopped');
+        logger.flush();
+        process.exitCode = 0;
+      })
+      .catch((err: unknown) => {
+        logger.error({ err }, 'error while stopping');
+        process.exitCode = 1;
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+runMain(PROGRAM, main);

@@ -1,0 +1,78 @@
+/*
+ * What the proxy lets through to the agent. Every client copy of an identity header (any case, any count)
+ * and every hop-by-hop header is dropped; then the proxy stamps its own X-Forwarded-For (the socket peer),
+ * exactly one of X-Neutron-Network-ID / X-Neutron-Router-ID, and the request id.
+ * Works on rawHeaders so nothing the client sent is merged or reinterpreted along the way.
+ */
+import { HOP_BY_HOP_HEADERS, IDENTITY_HEADERS } from '@nmp/common';
+
+export type ProxyMode = 'network' | 'router';
+
+export interface ProxyIdentity {
+  readonly mode: ProxyMode;
+  readonly id: string;
+}
+
+export const IDENTITY_HEADER_NAME: Readonly<Record<ProxyMode, string>> = {
+  network: 'x-neutron-network-id',
+  router: 'x-neutron-router-id',
+};
+
+/**
+ * Headers for the agent as undici's flat [name, value, ...] array: the client's allowed headers in
+ * their order, then ours. Headers named in the client's Connection header are dropped too.
+ */
+export function agentRequestHeaders(
+  rawHeaders: readonly string[],
+  identity: ProxyIdentity,
+  forwardedFor: string,
+  requestId: string,
+): string[] {
+  const out: string[] = [];
+  let connectionNamed: Set<string> | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!.toLowerCase();
+    if (name === 'connection') {
+      for (const token of rawHeaders[i + 1]!.split(',')) {
+        const t = token.trim().toLowerCase();
+        if (t === '' || t === 'close' || t === 'keep-alive') continue;
+        connectionNamed ??= new Set();
+        connectionNamed.add(t);
+      }
+      continue;
+    }
+    if (IDENTITY_HEADERS.has(name) || HOP_BY_HOP_HEADERS.has(name)) continue;
+    out.push(rawHeaders[i]!, rawHeaders[i + 1]!);
+  }
+  if (connectionNamed !== undefined) {
+    const kept: string[] = [];
+    for (let i = 0; i < out.length; i += 2) {
+      const lower = out[i]!.toLowerCase();
+      if (!connectionNamed.has(lower) || lower === 'host' || lower === 'content-length')
+        kept.push(out[i]!, out[i + 1]!);
+    }
+    out.length = 0;
+    out.push(...kept);
+  }
+  out.push(
+    'x-forwarded-for',
+    forwardedFor,
+    IDENTITY_HEADER_NAME[identity.mode],
+    identity.id,
+    'x-openstack-request-id',
+    requestId,
+  );
+  return out;
+}
+
+/** Response headers for the instance: the agent's, minus hop-by-hop ones. */
+export function instanceResponseHeaders(
+  headers: Record<string, string | string[] | undefined>,
+): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const name in headers) {
+    const v = headers[name];
+    if (v !== undefined && !HOP_BY_HOP_HEADERS.has(name)) out[name] = v;
+  }
+  return out;
+}
