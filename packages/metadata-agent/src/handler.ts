@@ -44,6 +44,10 @@ interface Trace {
   status?: number;
   code?: string;
   relookup?: boolean;
+  /** Set when the request failed: the log line goes out at this level with these details. */
+  level?: 'info' | 'warn' | 'error';
+  detail?: Readonly<Record<string, unknown>>;
+  err?: unknown;
 }
 
 export class AgentHandler {
@@ -103,10 +107,10 @@ export class AgentHandler {
     if (answer.statusCode === 403) {
       // The instance gets Nova's own 403; the operator gets the likely cause, never the secret.
       trace.code = 'MDA_ERR_NOVA_FORBIDDEN';
-      this.#o.logger.warn(
-        { rid: trace.rid, code: 'MDA_ERR_NOVA_FORBIDDEN', instance: identity.instanceId },
-        'The remote metadata server responded with Forbidden. This response usually occurs when shared secrets do not match.',
-      );
+      trace.level = 'warn';
+      trace.detail = {
+        hint: 'The remote metadata server responded with Forbidden. This response usually occurs when shared secrets do not match.',
+      };
     }
     await relay(req, res, answer, trace);
   }
@@ -155,12 +159,11 @@ export class AgentHandler {
     res.end(text);
   }
 
+  /** The one line per request: what happened, how long it took, and for failures the code and why. */
   #log(trace: Trace, start: bigint): void {
-    const ms = Number(process.hrtime.bigint() - start) / 1e6;
-    const status = trace.status ?? 0;
-    const line = { ...trace, ms: Math.round(ms * 1000) / 1000 };
-    if (status >= 500) this.#o.logger.warn(line, 'request');
-    else this.#o.logger.info(line, 'request');
+    const ms = Math.round(Number(process.hrtime.bigint() - start) / 1e3) / 1e3;
+    const { level = 'info', detail, ...fields } = trace;
+    this.#o.logger[level](detail ? { ...fields, ...detail, ms } : { ...fields, ms }, 'request');
   }
 }
 

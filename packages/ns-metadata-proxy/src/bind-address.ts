@@ -38,7 +38,7 @@ export function parseBind(spec: string, interfaceName?: string): BindAddress {
   }
   if (!/^\d+$/.test(portText)) throw new BindSpecError(spec, 'port is not a number');
   const port = Number(portText);
-  if (port < 1 || port > 65535) throw new BindSpecError(spec, 'port must be 1-65535');
+  if (port > 65535) throw new BindSpecError(spec, 'port must be 0-65535 (0: any free port)');
   let zone: string | undefined = interfaceName;
   const pct = host.indexOf('%');
   if (pct !== -1) {

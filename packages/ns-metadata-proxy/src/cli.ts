@@ -68,7 +68,6 @@ async function main(): Promise<void> {
     name: PROGRAM,
     level: config.debug ? 'debug' : config.logLevel,
     ...(config.logFile ? { file: config.logFile } : {}),
-    base: { [identity.mode]: identity.id },
   });
   for (const w of loaded.warnings) logger.warn({ code: 'MDP_CONFIG_WARNING' }, w);
 

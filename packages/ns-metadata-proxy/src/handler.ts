@@ -30,16 +30,20 @@ interface Trace {
   readonly src: string;
   status: number;
   code?: string;
+  /** Set when the request failed: the log line goes out at this level with these details. */
+  level?: 'info' | 'warn' | 'error';
+  detail?: Readonly<Record<string, unknown>>;
 }
 
 export class ProxyHandler {
   readonly #o: ProxyHandlerOptions;
-  readonly #identityField: string;
+  /** Carries the network or router id on every line, serialised once. */
+  readonly #logger: Logger;
   inFlight = 0;
 
   constructor(options: ProxyHandlerOptions) {
     this.#o = options;
-    this.#identityField = options.identity.mode;
+    this.#logger = options.logger.child({ [options.identity.mode]: options.identity.id });
   }
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
@@ -99,12 +103,8 @@ export class ProxyHandler {
     } else if (typeof (err as { code?: string })?.code === 'string') failure = agentError(err);
     else failure = new MetadataError('MDP_ERR_INTERNAL', { error: String(err) }, { cause: err });
     trace.code = failure.code;
-    if (failure.level === 'error' || failure.level === 'warn') {
-      this.#o.logger[failure.level](
-        { rid: trace.rid, code: failure.code, src: trace.src, ...failure.details },
-        failure.message,
-      );
-    }
+    trace.level = failure.level === 'error' || failure.level === 'warn' ? failure.level : 'info';
+    trace.detail = failure.details;
     if (res.headersSent) {
       res.destroy();
       return;
@@ -123,22 +123,12 @@ export class ProxyHandler {
     if (!req.complete) res.once('finish', () => req.socket.destroySoon());
   }
 
+  /** The one line per request (the network or router id is bound on the logger already). */
   #log(trace: Trace, start: bigint, res: ServerResponse): void {
     const ms = Math.round(Number(process.hrtime.bigint() - start) / 1e3) / 1e3;
-    const aborted = !res.writableFinished;
-    this.#o.logger.info(
-      {
-        rid: trace.rid,
-        method: trace.method,
-        path: trace.path,
-        status: trace.status,
-        ms,
-        src: trace.src,
-        [this.#identityField]: this.#o.identity.id,
-        ...(trace.code ? { code: trace.code } : {}),
-        ...(aborted ? { aborted: true } : {}),
-      },
-      'request',
-    );
+    const { level = 'info', detail, ...fields } = trace;
+    const line: Record<string, unknown> = detail ? { ...fields, ...detail, ms } : { ...fields, ms };
+    if (!res.writableFinished) line.aborted = true;
+    this.#logger[level](line, 'request');
   }
 }

@@ -1,0 +1,195 @@
+/*
+ * Test helpers for the proxy: a capturing stand-in for the agent on a real UNIX socket, a raw TCP
+ * client that sends exactly the bytes a hostile instance would, and a proxy started on an ephemeral port.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+import { createLogger, type Logger } from '@nmp/common';
+import { parseBind } from '../src/bind-address.js';
+import type { ProxyIdentity } from '../src/header-policy.js';
+import { MetadataProxy, type ProxyLimits } from '../src/proxy.js';
+
+export interface Seen {
+  method: string;
+  url: string;
+  rawHeaders: string[];
+  headers: IncomingMessage['headers'];
+  body: Buffer;
+}
+
+export interface FakeAgent {
+  readonly socketPath: string;
+  readonly seen: Seen[];
+  server: Server;
+  /** Replace how the fake answers (default: 200 JSON echo of what it saw). */
+  respond: (req: IncomingMessage, res: ServerResponse, seen: Seen) => void;
+}
+
+export function tempDir(t: TestContext, prefix = 'nmp-proxy-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export async function startFakeAgent(t: TestContext, socketPath?: string): Promise<FakeAgent> {
+  const path = socketPath ?? join(tempDir(t), 'agent.sock');
+  const agent: FakeAgent = {
+    socketPath: path,
+    seen: [],
+    server: undefined as unknown as Server,
+    respond: (_req, res, seen) => {
+      const body = JSON.stringify({ url: seen.url, method: seen.method, headers: seen.headers });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    },
+  };
+  agent.server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const seen: Seen = {
+        method: req.method ?? '',
+        url: req.url ?? '',
+        rawHeaders: req.rawHeaders,
+        headers: req.headers,
+        body: Buffer.concat(chunks),
+      };
+      agent.seen.push(seen);
+      agent.respond(req, res, seen);
+    });
+  });
+  await new Promise<void>((resolve) => agent.server.listen(path, resolve));
+  t.after(() => closeServer(agent.server));
+  return agent;
+}
+
+export function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) return resolve();
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
+export interface LogCapture {
+  readonly logger: Logger;
+  readonly lines: () => Array<Record<string, unknown>>;
+  readonly text: () => string;
+}
+
+export function captureLogs(name = 'test'): LogCapture {
+  const chunks: string[] = [];
+  const logger = createLogger({ name, level: 'debug' }, { write: (s: string) => void chunks.push(s) });
+  return {
+    logger,
+    text: () => chunks.join(''),
+    lines: () =>
+      chunks
+        .join('')
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
+}
+
+export interface StartedProxy {
+  readonly proxy: MetadataProxy;
+  readonly port: number;
+  readonly logs: LogCapture;
+}
+
+export async function startProxy(
+  t: TestContext,
+  options: {
+    socketPath: string;
+    identity?: ProxyIdentity;
+    bind?: string;
+    limits?: Partial<ProxyLimits>;
+  },
+): Promise<StartedProxy> {
+  const logs = captureLogs('ns-metadata-proxy');
+  const proxy = new MetadataProxy({
+    identity: options.identity ?? { mode: 'network', id: 'net-1' },
+    binds: [parseBind(options.bind ?? '127.0.0.1:0')],
+    socketPath: options.socketPath,
+    logger: logs.logger,
+    ...(options.limits ? { limits: options.limits } : {}),
+  });
+  const [address] = await proxy.listen();
+  t.after(() => proxy.close(100));
+  return { proxy, port: address!.port, logs };
+}
+
+export interface RawResponse {
+  readonly status: number;
+  readonly head: string;
+  readonly headers: Record<string, string>;
+  readonly body: Buffer;
+  /** Whether the server closed the connection after answering. */
+  readonly closed: boolean;
+}
+
+/** Send raw bytes on a new TCP connection; read one response (Content-Length framed, or until close). */
+export function rawRequest(
+  port: number,
+  data: string | Buffer,
+  options: { host?: string; timeoutMs?: number; localAddress?: string } = {},
+): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({
+      port,
+      host: options.host ?? '127.0.0.1',
+      ...(options.localAddress ? { localAddress: options.localAddress } : {}),
+    });
+    let buf = Buffer.alloc(0);
+    let done = false;
+    const timer = setTimeout(
+      () => finish(new Error(`no complete response within ${options.timeoutMs ?? 5000} ms`)),
+      options.timeoutMs ?? 5000,
+    );
+    const finish = (err?: Error, closed = false) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      if (err) return reject(err);
+      const text = buf.toString('latin1');
+      const end = text.indexOf('\r\n\r\n');
+      const head = text.slice(0, end);
+      const [statusLine, ...lines] = head.split('\r\n');
+      const headers: Record<string, string> = {};
+      for (const l of lines) {
+        const i = l.indexOf(':');
+        headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+      }
+      resolve({
+        status: Number(statusLine!.split(' ')[1]),
+        head,
+        headers,
+        body: buf.subarray(end + 4),
+        closed,
+      });
+    };
+    const tryComplete = () => {
+      const end = buf.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      const m = /\r\ncontent-length:\s*(\d+)/i.exec(buf.subarray(0, end).toString('latin1'));
+      if (m && buf.length >= end + 4 + Number(m[1])) {
+        // Give the server a moment to close, so `closed` tells whether it did.
+        setTimeout(() => finish(undefined, socket.destroyed || socket.readableEnded), 50);
+      }
+    };
+    socket.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      tryComplete();
+    });
+    socket.on('end', () => finish(undefined, true));
+    socket.on('close', () => finish(undefined, true));
+    socket.on('error', (e) => (buf.length ? finish(undefined, true) : finish(e)));
+    socket.write(data);
+  });
+}
