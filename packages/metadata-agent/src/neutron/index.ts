@@ -1,0 +1,21 @@
+/*
+ * The Neutron resolver's public surface, for the agent's wiring (src/index.ts re-exports what it needs).
+ */
+export { createNeutronResolver, type NeutronResolverOptions } from './create.js';
+export {
+  apiBase,
+  type EndpointInterface,
+  type EndpointSelection,
+  type KeystoneAuthOptions,
+  selectEndpoint,
+  tokensUrl,
+} from './keystone-session.js';
+export { NeutronResolver, type NeutronResolverStats } from './neutron-resolver.js';
+export {
+  neutronResolverOptions,
+  normaliseInterface,
+  portCacheOptions,
+  type ResolverConfig,
+  resolverSchema,
+} from './options.js';
+export { PORT_FIELDS } from './port-client.js';

@@ -1,0 +1,265 @@
+/*
+ * Configuration of the instance lookup: which resolver, the port cache, and the [neutron] section with
+ * keystoneauth's option names (the ones operators already write in neutron.conf / nova.conf sections),
+ * so that an existing section can be copied as is. The agent merges `resolverSchema` into its own schema;
+ * `neutronResolverOptions()` and `portCacheOptions()` turn the loaded values into the typed options of
+ * createNeutronResolver() and CachingResolver.
+ */
+import { type ConfigOf, opt } from '@nmp/common';
+import type { CachingResolverOptions } from '../resolver/caching-resolver.js';
+import type { NeutronResolverOptions } from './create.js';
+import type { EndpointInterface } from './keystone-session.js';
+
+const G = 'neutron';
+
+const INTERFACES = ['internal', 'public', 'admin'] as const;
+
+/** keystoneauth also accepts the old catalog names (publicURL...), as neutron's endpoint_type did. */
+export function normaliseInterface(value: string): EndpointInterface | undefined {
+  const v = value.trim().toLowerCase().replace(/url$/, '');
+  return (INTERFACES as readonly string[]).includes(v) ? (v as EndpointInterface) : undefined;
+}
+
+function checkUrl(value: string): string | undefined {
+  if (value === '') return undefined;
+  try {
+    const u = new URL(value);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return 'expected an http:// or https:// URL';
+  } catch {
+    return 'expected a URL';
+  }
+  return undefined;
+}
+
+export const resolverSchema = {
+  resolver: opt.enum({
+    name: 'resolver',
+    default: 'neutron',
+    choices: ['neutron', 'inventory'] as const,
+    help: "Where ports are looked up: Neutron's API ([neutron] section), or a static inventory file",
+  }),
+  inventoryFile: opt.string({
+    name: 'inventory_file',
+    default: '',
+    help: 'Static inventory of ports, {"ports": [...]} (resolver = inventory)',
+  }),
+  portCacheTtl: opt.float({
+    name: 'port_cache_ttl',
+    default: 5,
+    min: 0,
+    help: 'Seconds a port lookup answer is reused (0: no cache; concurrent lookups are still shared)',
+  }),
+  portCacheSize: opt.int({
+    name: 'port_cache_size',
+    default: 10000,
+    min: 0,
+    help: 'Port lookup answers kept at most (least recently used dropped first)',
+  }),
+  negativeCacheTtl: opt.float({
+    name: 'negative_cache_ttl',
+    default: 1,
+    min: 0,
+    help: 'Seconds a "no such port" answer is reused',
+  }),
+  routerCacheTtl: opt.float({
+    name: 'router_cache_ttl',
+    default: 30,
+    min: 0,
+    help: "Seconds a router's list of networks is reused (router-mode lookups)",
+  }),
+
+  neutronAuthUrl: opt.string({
+    name: 'auth_url',
+    group: G,
+    default: '',
+    flag: 'neutron-auth-url',
+    help: 'Keystone URL, e.g. https://keystone.example:5000/v3',
+    check: checkUrl,
+  }),
+  neutronAuthType: opt.enum({
+    name: 'auth_type',
+    group: G,
+    default: 'password',
+    choices: ['password', 'v3password', 'v3applicationcredential'] as const,
+    flag: 'neutron-auth-type',
+    help: 'password (user + project) or v3applicationcredential',
+  }),
+  neutronUsername: opt.string({
+    name: 'username',
+    group: G,
+    default: '',
+    flag: 'neutron-username',
+    help: 'Keystone user name (auth_type = password)',
+  }),
+  neutronUserId: opt.string({
+    name: 'user_id',
+    group: G,
+    default: '',
+    flag: 'neutron-user-id',
+    help: 'Keystone user id, instead of username + user domain',
+  }),
+  neutronPassword: opt.string({
+    name: 'password',
+    group: G,
+    default: '',
+    secret: true,
+    help: "The Keystone user's password",
+  }),
+  neutronProjectName: opt.string({
+    name: 'project_name',
+    group: G,
+    default: '',
+    flag: 'neutron-project-name',
+    help: 'Project to scope the token to (by name, with a project domain)',
+  }),
+  neutronProjectId: opt.string({
+    name: 'project_id',
+    group: G,
+    default: '',
+    flag: 'neutron-project-id',
+    help: 'Project to scope the token to (by id)',
+  }),
+  neutronUserDomainName: opt.string({
+    name: 'user_domain_name',
+    group: G,
+    default: '',
+    flag: 'neutron-user-domain-name',
+    help: 'Domain of the user (by name), e.g. Default',
+  }),
+  neutronUserDomainId: opt.string({
+    name: 'user_domain_id',
+    group: G,
+    default: '',
+    flag: 'neutron-user-domain-id',
+    help: 'Domain of the user (by id), e.g. default',
+  }),
+  neutronProjectDomainName: opt.string({
+    name: 'project_domain_name',
+    group: G,
+    default: '',
+    flag: 'neutron-project-domain-name',
+    help: 'Domain of the project (by name)',
+  }),
+  neutronProjectDomainId: opt.string({
+    name: 'project_domain_id',
+    group: G,
+    default: '',
+    flag: 'neutron-project-domain-id',
+    help: 'Domain of the project (by id)',
+  }),
+  neutronApplicationCredentialId: opt.string({
+    name: 'application_credential_id',
+    group: G,
+    default: '',
+    flag: 'neutron-application-credential-id',
+    help: 'Application credential id (auth_type = v3applicationcredential)',
+  }),
+  neutronApplicationCredentialName: opt.string({
+    name: 'application_credential_name',
+    group: G,
+    default: '',
+    flag: 'neutron-application-credential-name',
+    help: 'Application credential name, with username + user domain or user_id, instead of its id',
+  }),
+  neutronApplicationCredentialSecret: opt.string({
+    name: 'application_credential_secret',
+    group: G,
+    default: '',
+    secret: true,
+    help: 'Application credential secret',
+  }),
+  neutronRegionName: opt.string({
+    name: 'region_name',
+    group: G,
+    default: '',
+    flag: 'neutron-region-name',
+    help: 'Region of the Neutron endpoint in the catalog (first one found when empty)',
+  }),
+  neutronInterface: opt.string({
+    name: 'interface',
+    group: G,
+    default: 'public',
+    deprecatedNames: ['endpoint_type'],
+    flag: 'neutron-interface',
+    help: 'Catalog interface of the Neutron endpoint: internal, public or admin (publicURL... accepted)',
+    check: (v) => (normaliseInterface(v) ? undefined : 'expected internal, public or admin'),
+  }),
+  neutronEndpointOverride: opt.string({
+    name: 'endpoint_override',
+    group: G,
+    default: '',
+    flag: 'neutron-endpoint-override',
+    help: 'Neutron URL to use instead of the catalog, e.g. https://neutron.example:9696',
+    check: checkUrl,
+  }),
+  neutronCafile: opt.string({
+    name: 'cafile',
+    group: G,
+    default: '',
+    flag: 'neutron-cafile',
+    help: 'PEM CA bundle to verify Keystone and Neutron (system CAs when empty)',
+  }),
+  neutronInsecure: opt.bool({
+    name: 'insecure',
+    group: G,
+    default: false,
+    flag: 'neutron-insecure',
+    help: 'Do not verify Keystone and Neutron certificates',
+  }),
+  neutronTimeout: opt.float({
+    name: 'timeout',
+    group: G,
+    default: 5,
+    min: 0.1,
+    flag: 'neutron-timeout',
+    help: 'Seconds one lookup may take (token, router and port calls together) before the instance gets 503',
+  }),
+  neutronConnectTimeout: opt.float({
+    name: 'connect_timeout',
+    group: G,
+    default: 3,
+    min: 0.1,
+    flag: 'neutron-connect-timeout',
+    help: 'Seconds to open a connection (TCP and TLS) to Keystone or Neutron',
+  }),
+};
+
+export type ResolverConfig = ConfigOf<typeof resolverSchema>;
+
+/** Typed options for createNeutronResolver() from the loaded configuration (validated there). */
+export function neutronResolverOptions(c: ResolverConfig): NeutronResolverOptions {
+  const s = (v: string) => (v === '' ? undefined : v);
+  return {
+    authUrl: c.neutronAuthUrl,
+    authType: c.neutronAuthType === 'v3applicationcredential' ? 'v3applicationcredential' : 'password',
+    username: s(c.neutronUsername),
+    userId: s(c.neutronUserId),
+    password: s(c.neutronPassword),
+    projectName: s(c.neutronProjectName),
+    projectId: s(c.neutronProjectId),
+    userDomainName: s(c.neutronUserDomainName),
+    userDomainId: s(c.neutronUserDomainId),
+    projectDomainName: s(c.neutronProjectDomainName),
+    projectDomainId: s(c.neutronProjectDomainId),
+    applicationCredentialId: s(c.neutronApplicationCredentialId),
+    applicationCredentialName: s(c.neutronApplicationCredentialName),
+    applicationCredentialSecret: s(c.neutronApplicationCredentialSecret),
+    regionName: s(c.neutronRegionName),
+    interface: normaliseInterface(c.neutronInterface) ?? 'public',
+    endpointOverride: s(c.neutronEndpointOverride),
+    caFile: s(c.neutronCafile),
+    insecure: c.neutronInsecure,
+    timeoutMs: Math.round(c.neutronTimeout * 1000),
+    connectTimeoutMs: Math.round(c.neutronConnectTimeout * 1000),
+    routerCacheTtlMs: Math.round(c.routerCacheTtl * 1000),
+  };
+}
+
+/** Typed options for CachingResolver from the loaded configuration. */
+export function portCacheOptions(c: ResolverConfig): CachingResolverOptions {
+  return {
+    ttlMs: Math.round(c.portCacheTtl * 1000),
+    negativeTtlMs: Math.round(c.negativeCacheTtl * 1000),
+    maxEntries: c.portCacheSize,
+  };
+}

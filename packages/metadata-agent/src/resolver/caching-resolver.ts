@@ -1,0 +1,242 @@
+/*
+ * A cache in front of any InstanceResolver (DECISIONS.md, "Cache"): answers live for a TTL (default 5 s) in
+ * a size-bounded LRU, "not found" answers for a shorter TTL, failures (503) are never kept, and concurrent
+ * misses for one key share one upstream call, so a boot storm of N requests from M instances costs at most
+ * M lookups. `resolve(q, {noCache: true})` skips the cache, replaces the entry, and is what the request
+ * handler uses once when Nova answers 404 to a cached identity (a reused address must not keep serving the
+ * previous instance). Answers served from the cache carry `cached: true`.
+ *
+ * Invariants:
+ * - An answer obtained by a lookup that started earlier never overwrites one from a lookup that started
+ *   later (a slow stale lookup cannot undo a refresh).
+ * - A `noCache` caller never joins a lookup it did not ask to be fresh.
+ */
+import {
+  type InstanceIdentity,
+  type InstanceResolver,
+  type LookupQuery,
+  MetadataError,
+  type ResolveOptions,
+} from '@nmp/common';
+
+export interface CachingResolverOptions {
+  /** Lifetime of a positive answer (ms). 0 disables caching (misses are still coalesced). */
+  readonly ttlMs: number;
+  /** Lifetime of a "not found" (404) answer (ms). 0 disables negative caching. */
+  readonly negativeTtlMs: number;
+  /** Most entries kept; the least recently used is dropped first. 0 disables caching. */
+  readonly maxEntries: number;
+  /** Clock (ms); tests pass a fake one. */
+  readonly now?: () => number;
+}
+
+export interface CacheStats {
+  /** Answers served from a positive entry. */
+  readonly hits: number;
+  /** "Not found" answers served from a negative entry. */
+  readonly negativeHits: number;
+  /** Lookups started because nothing usable was cached (not counting noCache refreshes). */
+  readonly misses: number;
+  /** Callers that joined a lookup already in flight instead of starting one. */
+  readonly coalesced: number;
+  /** Lookups started by `noCache`. */
+  readonly refreshes: number;
+  /** Entries dropped to respect maxEntries. */
+  readonly evictions: number;
+  /** Entries currently held (expired ones included until touched). */
+  readonly size: number;
+}
+
+/** The cache key of a query: mode, network/router id, and the MAC when the lookup is by MAC, else the IP. */
+export function cacheKey(q: LookupQuery): string {
+  return q.mac === undefined ? `${q.mode}|${q.id}|ip=${q.ip}` : `${q.mode}|${q.id}|mac=${q.mac}`;
+}
+
+interface Slot<V> {
+  readonly value: V;
+  readonly expiresAt: number;
+  /** Order in which the lookup that produced the value started. */
+  readonly seq: number;
+}
+
+/**
+ * A Map with per-entry expiry, least-recently-used eviction beyond `maxEntries`, and a sequence number
+ * per entry so that an older result cannot replace a newer one. Expired entries are dropped when touched.
+ */
+export class ExpiringLru<K, V> {
+  readonly #map = new Map<K, Slot<V>>();
+  #evictions = 0;
+
+  constructor(readonly maxEntries: number) {}
+
+  get size(): number {
+    return this.#map.size;
+  }
+
+  get evictions(): number {
+    return this.#evictions;
+  }
+
+  /** The live entry for `key` (and mark it most recently used), or undefined. */
+  get(key: K, now: number): Slot<V> | undefined {
+    const slot = this.#map.get(key);
+    if (slot === undefined) return undefined;
+    if (slot.expiresAt <= now) {
+      this.#map.delete(key);
+      return undefined;
+    }
+    // Re-insert: Map iteration order is insertion order, so the first key is the least recently used.
+    this.#map.delete(key);
+    this.#map.set(key, slot);
+    return slot;
+  }
+
+  /** Store unless a value from a later-started lookup is already there. Returns whether it was stored. */
+  set(key: K, value: V, ttlMs: number, now: number, seq: number): boolean {
+    if (ttlMs <= 0 || this.maxEntries <= 0) return false;
+    const current = this.#map.get(key);
+    if (current !== undefined && current.seq > seq && current.expiresAt > now) return false;
+    this.#map.delete(key);
+    this.#map.set(key, { value, expiresAt: now + ttlMs, seq });
+    while (this.#map.size > this.maxEntries) {
+      const oldest = this.#map.keys().next().value as K;
+      this.#map.delete(oldest);
+      this.#evictions++;
+    }
+    return true;
+  }
+
+  delete(key: K): void {
+    this.#map.delete(key);
+  }
+
+  clear(): void {
+    this.#map.clear();
+  }
+}
+
+type Entry =
+  | { readonly found: true; readonly identity: InstanceIdentity }
+  | { readonly found: false; readonly error: MetadataError };
+
+interface Flight {
+  readonly promise: Promise<InstanceIdentity>;
+  /** Started by a noCache caller. */
+  readonly fresh: boolean;
+}
+
+export class CachingResolver implements InstanceResolver {
+  readonly #inner: InstanceResolver;
+  readonly #ttlMs: number;
+  readonly #negativeTtlMs: number;
+  readonly #now: () => number;
+  readonly #entries: ExpiringLru<string, Entry>;
+  readonly #flights = new Map<string, Flight>();
+  #seq = 0;
+  #hits = 0;
+  #negativeHits = 0;
+  #misses = 0;
+  #coalesced = 0;
+  #refreshes = 0;
+
+  constructor(inner: InstanceResolver, options: CachingResolverOptions) {
+    this.#inner = inner;
+    this.#ttlMs = Math.max(0, options.ttlMs);
+    this.#negativeTtlMs = Math.max(0, options.negativeTtlMs);
+    this.#now = options.now ?? Date.now;
+    this.#entries = new ExpiringLru(Math.max(0, options.maxEntries));
+  }
+
+  get stats(): CacheStats {
+    return {
+      hits: this.#hits,
+      negativeHits: this.#negativeHits,
+      misses: this.#misses,
+      coalesced: this.#coalesced,
+      refreshes: this.#refreshes,
+      evictions: this.#entries.evictions,
+      size: this.#entries.size,
+    };
+  }
+
+  resolve(query: LookupQuery, options?: ResolveOptions): Promise<InstanceIdentity> {
+    const key = cacheKey(query);
+    const flight = this.#flights.get(key);
+    if (options?.noCache) {
+      if (flight?.fresh) {
+        this.#coalesced++;
+        return flight.promise;
+      }
+      this.#refreshes++;
+      this.#entries.delete(key);
+      return this.#lookup(key, query, true);
+    }
+    const slot = this.#entries.get(key, this.#now());
+    if (slot !== undefined) {
+      const entry = slot.value;
+      if (entry.found) {
+        this.#hits++;
+        return Promise.resolve(entry.identity);
+      }
+      this.#negativeHits++;
+      return Promise.reject(new MetadataError(entry.error.code, { ...entry.error.details, cached: true }));
+    }
+    if (flight !== undefined) {
+      this.#coalesced++;
+      return flight.promise;
+    }
+    this.#misses++;
+    return this.#lookup(key, query, false);
+  }
+
+  /** Forget everything cached (in-flight lookups still complete and are stored). */
+  clear(): void {
+    this.#entries.clear();
+  }
+
+  async close(): Promise<void> {
+    this.#entries.clear();
+    await this.#inner.close();
+  }
+
+  #lookup(key: string, query: LookupQuery, fresh: boolean): Promise<InstanceIdentity> {
+    const seq = ++this.#seq;
+    let upstream: Promise<InstanceIdentity>;
+    try {
+      upstream = this.#inner.resolve(query, fresh ? { noCache: true } : undefined);
+    } catch (err) {
+      upstream = Promise.reject(err);
+    }
+    const promise = upstream.then(
+      (identity) => {
+        const answer: InstanceIdentity = {
+          instanceId: identity.instanceId,
+          projectId: identity.projectId,
+          cached: false,
+        };
+        this.#entries.set(
+          key,
+          { found: true, identity: { ...answer, cached: true } },
+          this.#ttlMs,
+          this.#now(),
+          seq,
+        );
+        this.#land(key, promise);
+        return answer;
+      },
+      (err: unknown) => {
+        // Only "no such instance" is an answer worth keeping; an outage (503) or a bug is retried next time.
+        if (err instanceof MetadataError && err.status === 404)
+          this.#entries.set(key, { found: false, error: err }, this.#negativeTtlMs, this.#now(), seq);
+        this.#land(key, promise);
+        throw err;
+      },
+    );
+    this.#flights.set(key, { promise, fresh });
+    return promise;
+  }
+
+  #land(key: string, promise: Promise<InstanceIdentity>): void {
+    if (this.#flights.get(key)?.promise === promise) this.#flights.delete(key);
+  }
+}
