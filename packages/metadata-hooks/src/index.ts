@@ -1,1 +1,75 @@
-export {};
+/*
+ * @nmp/metadata-hooks: plumbing of instance metadata on a network node (DHCP and router namespaces,
+ * iptables, proxy supervision) and the systemd units. The CLI is `metadata-hooks` (src/cli.ts).
+ */
+export { CommandError, type CommandResult, run } from './command.js';
+export {
+  checkHaproxyConfig,
+  type HaproxyCompatArgs,
+  haproxyKill,
+  parseHaproxyArgs,
+  startFromHaproxyConfig,
+} from './haproxy-compat.js';
+export {
+  type AddResult,
+  type DhcpAddOptions,
+  dhcpAdd,
+  dhcpRemove,
+  expectedSocket,
+  formatStatus,
+  HookError,
+  type HookRecord,
+  type HooksConfig,
+  type L3AddOptions,
+  l3Add,
+  l3Remove,
+  type ProxyStatus,
+  pidFileFor,
+  proxyArgv,
+  proxyProgram,
+  proxyStatus,
+  readRecord,
+  statusOf,
+} from './hooks.js';
+export {
+  applyMetadataRules,
+  type IpFamily,
+  listMetadataRules,
+  type MetadataRuleOptions,
+  metadataRules,
+  type OurChain,
+  parseIptablesSave,
+  planApply,
+  planRemove,
+  removeMetadataRules,
+} from './iptables-rules.js';
+export {
+  deviceAddresses,
+  ensureAddress,
+  ipv6Enabled,
+  METADATA_V4_CIDR,
+  METADATA_V6_CIDR,
+  namespaceExists,
+  removeAddress,
+  waitForDad,
+} from './namespace-addresses.js';
+export { hooksOptions, parseMark } from './options.js';
+export {
+  decodeProcAddress,
+  formatSocket,
+  type ListeningSocket,
+  listeningSockets,
+  parseProcNetTcp,
+} from './proc-sockets.js';
+export {
+  activePid,
+  launchHash,
+  type ProxyLaunch,
+  ProxyStartError,
+  processInfo,
+  readPidFile,
+  type StartAction,
+  startProxy,
+  stopProxy,
+} from './process-manager.js';
+export { DEFAULT_UNIT_SETTINGS, renderUnits, type UnitSettings } from './systemd-units.js';

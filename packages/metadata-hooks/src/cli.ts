@@ -1,0 +1,242 @@
+#!/usr/bin/env node
+/*
+ * metadata-hooks: what a network node's DHCP and L3 agents (or the operator) run to plumb instance
+ * metadata into a namespace and supervise its proxy.
+ *
+ *   metadata-hooks dhcp add <network-id> --device <tap> [--ipv6] [--router-id ID]
+ *   metadata-hooks dhcp remove <network-id>
+ *   metadata-hooks l3 add <router-id> [--ipv6 | --no-ipv6]
+ *   metadata-hooks l3 remove <router-id>
+ *   metadata-hooks status [--json]
+ *   metadata-hooks render-units [--output-dir DIR] [--check]
+ *   metadata-hooks haproxy-compat -f <neutron haproxy config>      (also when invoked as `haproxy`)
+ *   metadata-hooks haproxy-kill <signal> <pid>                     (also when invoked as `haproxy-kill`)
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { addSchemaOptions, createCli, loadConfig, runMain, UsageError } from '@nmp/common';
+import {
+  checkHaproxyConfig,
+  haproxyKill,
+  parseHaproxyArgs,
+  startFromHaproxyConfig,
+} from './haproxy-compat.js';
+import {
+  dhcpAdd,
+  dhcpRemove,
+  formatStatus,
+  type HooksConfig,
+  l3Add,
+  l3Remove,
+  proxyProgram,
+  proxyStatus,
+} from './hooks.js';
+import { hooksOptions } from './options.js';
+import { DEFAULT_UNIT_SETTINGS, renderUnits } from './systemd-units.js';
+
+const PROGRAM = 'metadata-hooks';
+const VERSION = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+const say = (m: string) => process.stdout.write(`${m}\n`);
+
+async function haproxyCompat(argv: readonly string[]): Promise<void> {
+  let args: ReturnType<typeof parseHaproxyArgs>;
+  try {
+    args = parseHaproxyArgs(argv);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (args.version) {
+    say(`nmp ns-metadata-proxy (haproxy-compatible front end of metadata-hooks) version ${VERSION}`);
+    return;
+  }
+  // The proxy program comes from the environment or beside us; this mode reads no config of its own.
+  const program = proxyProgram({
+    proxyCommand: process.env.NMP_NS_METADATA_PROXY_COMMAND ?? '',
+  } as HooksConfig);
+  const file = args.configFiles[0]!;
+  const parsed = await checkHaproxyConfig(program[program.length - 1]!, file);
+  if (args.checkOnly) {
+    say(`Configuration file is valid (${parsed.mode} ${parsed.id})`);
+    return;
+  }
+  const pidFile = args.pidFile ?? parsed.pidFile;
+  if (!pidFile)
+    throw new UsageError(`${file}: no 'pidfile' in global and no -p given; cannot report readiness`);
+  const pid = await startFromHaproxyConfig({
+    program,
+    configFile: file,
+    pidFile,
+    timeoutMs: 10_000,
+    logFile: `${file}.log`,
+  });
+  process.stderr.write(`${PROGRAM}: ns-metadata-proxy ${parsed.mode} ${parsed.id} running (pid ${pid})\n`);
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const invokedAs = basename(process.argv[1] ?? '');
+  if (invokedAs === 'haproxy') return haproxyCompat(argv);
+  if (invokedAs === 'haproxy-kill') return haproxyKill(argv[0] ?? '', argv[1] ?? '');
+  if (argv[0] === 'haproxy-compat') return haproxyCompat(argv.slice(1));
+
+  let done: Promise<void> = Promise.resolve();
+  const loadHooksConfig = (flags: Record<string, unknown>): HooksConfig => {
+    const loaded = loadConfig(hooksOptions, { flags, env: process.env });
+    for (const w of loaded.warnings) process.stderr.write(`${PROGRAM}: warning: ${w}\n`);
+    return loaded.config;
+  };
+  const cli = addSchemaOptions(
+    createCli(PROGRAM, VERSION, argv).usage(
+      '$0 <command>\n\nPlumb instance metadata into DHCP and router namespaces and supervise their proxies.',
+    ),
+    hooksOptions,
+  )
+    .command(
+      'dhcp <action> <network-id>',
+      'add: metadata addresses on the DHCP device + proxy in the network namespace; remove: undo',
+      (y) =>
+        y
+          .positional('action', { choices: ['add', 'remove'] as const, demandOption: true })
+          .positional('network-id', { type: 'string', demandOption: true })
+          .option('device', { type: 'string', requiresArg: true, describe: "the DHCP port's device (add)" })
+          .option('ipv6', {
+            type: 'boolean',
+            default: false,
+            describe: 'the network has IPv6: also serve [fe80::a9fe:a9fe]:80 (after DAD)',
+          })
+          .option('router-id', {
+            type: 'string',
+            requiresArg: true,
+            describe: "stamp this router's id instead (neutron's enable_metadata_network case)",
+          }),
+      (a) => {
+        const config = loadHooksConfig(a);
+        if (a.action === 'add') {
+          if (!a.device) throw new UsageError('dhcp add needs --device <dev>');
+          done = dhcpAdd(
+            config,
+            {
+              networkId: a.networkId,
+              device: a.device,
+              ipv6: a.ipv6,
+              ...(a.routerId !== undefined ? { routerId: a.routerId } : {}),
+            },
+            say,
+          ).then(() => {});
+        } else done = dhcpRemove(config, a.networkId, say);
+      },
+    )
+    .command(
+      'l3 <action> <router-id>',
+      'add: iptables REDIRECT/MARK/ACCEPT/DROP in our chains + proxy on metadata_port; remove: undo',
+      (y) =>
+        y
+          .positional('action', { choices: ['add', 'remove'] as const, demandOption: true })
+          .positional('router-id', { type: 'string', demandOption: true })
+          .option('ipv6', {
+            type: 'boolean',
+            describe: 'IPv6 rules and a dual-stack bind (default: if IPv6 is enabled in the namespace)',
+          }),
+      (a) => {
+        const config = loadHooksConfig(a);
+        if (a.action === 'add')
+          done = l3Add(
+            config,
+            { routerId: a.routerId, ...(a.ipv6 !== undefined ? { ipv6: a.ipv6 } : {}) },
+            say,
+          ).then(() => {});
+        else done = l3Remove(config, a.routerId, say);
+      },
+    )
+    .command(
+      'status',
+      'which proxies run, for which network/router, pid, listening addresses, healthy or not',
+      (y) => y.option('json', { type: 'boolean', default: false, describe: 'machine-readable output' }),
+      (a) => {
+        const list = proxyStatus(loadHooksConfig(a));
+        process.stdout.write(a.json ? `${JSON.stringify(list, null, 2)}\n` : formatStatus(list));
+        if (list.some((s) => !s.healthy)) process.exitCode = 3;
+      },
+    )
+    .command(
+      'render-units',
+      'write the systemd units (or --check that the files in --output-dir are up to date)',
+      (y) =>
+        y
+          .option('output-dir', {
+            type: 'string',
+            requiresArg: true,
+            describe: 'directory for the unit files',
+          })
+          .option('check', {
+            type: 'boolean',
+            default: false,
+            describe: 'compare instead of writing; exit 1 on drift',
+          })
+          .option('node', { type: 'string', default: DEFAULT_UNIT_SETTINGS.node, describe: 'path of node' })
+          .option('install-dir', {
+            type: 'string',
+            default: DEFAULT_UNIT_SETTINGS.installDir,
+            describe: 'where the nmp repository is installed',
+          })
+          .option('user', { type: 'string', default: DEFAULT_UNIT_SETTINGS.user })
+          .option('group', { type: 'string', default: DEFAULT_UNIT_SETTINGS.group })
+          .option('config-dir', { type: 'string', default: DEFAULT_UNIT_SETTINGS.configDir }),
+      (a) => {
+        const units = renderUnits({
+          node: a.node,
+          installDir: a.installDir,
+          user: a.user,
+          group: a.group,
+          configDir: a.configDir,
+          statePath: DEFAULT_UNIT_SETTINGS.statePath,
+        });
+        const dir = a.outputDir;
+        if (!dir) {
+          for (const [name, text] of units) process.stdout.write(`### ${name}\n${text}\n`);
+          return;
+        }
+        let drift = 0;
+        for (const [name, text] of units) {
+          const file = join(dir, name);
+          if (a.check) {
+            let current = '';
+            try {
+              current = readFileSync(file, 'utf8');
+            } catch {
+              // missing counts as drift
+            }
+            if (current !== text) {
+              drift++;
+              process.stderr.write(
+                `${PROGRAM}: ${file} is out of date; run render-units --output-dir ${dir}\n`,
+              );
+            }
+          } else {
+            mkdirSync(dirname(file), { recursive: true });
+            writeFileSync(file, text);
+            say(`wrote ${file}`);
+          }
+        }
+        if (drift > 0) process.exitCode = 1;
+      },
+    )
+    .command('haproxy-compat', "behave as neutron's haproxy: -f <config> (see docs/deployment.md)")
+    .command(
+      'haproxy-kill <signal> <pid>',
+      'kill script for neutron: signal pid only if it is our proxy',
+      {},
+      (a) => {
+        haproxyKill(String(a.signal), String(a.pid));
+      },
+    )
+    .demandCommand(1, 'a command is required')
+    .strict();
+  await cli.parseAsync();
+  await done;
+}
+
+runMain(PROGRAM, main);

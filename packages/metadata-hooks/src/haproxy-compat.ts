@@ -1,0 +1,150 @@
+/*
+ * Drop-in for neutron's `haproxy` (reference.md §2.4): neutron's DHCP/L3 agents run
+ * `ip netns exec <ns> haproxy -f <state_path>/ns-metadata-proxy/<id>.conf` and expect haproxy to
+ * daemonise, write the config's `pidfile`, and later die on SIGTERM. A `haproxy` in rootwrap's exec_dirs
+ * that runs `metadata-hooks haproxy-compat "$@"` (or a symlink named haproxy to this CLI) does that with
+ * our proxy: the config is validated, `ns-metadata-proxy --haproxy-config <file>` is started detached in
+ * the current namespace, and we exit 0 once its pid file names a live process (it writes it once
+ * listening), or 1 with the proxy's output when it fails.
+ *
+ * `haproxy-kill <signal> <pid>` is the matching kill script for `<kill_scripts_path>/haproxy-kill`: rootwrap's
+ * KillFilter for haproxy checks the executable name, which for our proxy is node, so neutron needs it.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { processInfo, readPidFile } from './process-manager.js';
+
+export interface HaproxyCompatArgs {
+  readonly configFiles: readonly string[];
+  readonly checkOnly: boolean;
+  readonly version: boolean;
+  /** `-p <pidfile>` overrides the config's pidfile. */
+  readonly pidFile?: string;
+}
+
+/** haproxy's flags as neutron and operators use them; anything else is an error. */
+export function parseHaproxyArgs(argv: readonly string[]): HaproxyCompatArgs {
+  const configFiles: string[] = [];
+  let checkOnly = false;
+  let version = false;
+  let pidFile: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '-f') {
+      const f = argv[++i];
+      if (!f) throw new Error('-f needs a file');
+      configFiles.push(f);
+    } else if (a === '-p') {
+      pidFile = argv[++i];
+      if (!pidFile) throw new Error('-p needs a file');
+    } else if (a === '-c') checkOnly = true;
+    else if (a === '-v' || a === '-vv' || a === '-V') version = true;
+    else if (a === '-D' || a === '-db' || a === '-q' || a === '-Ws' || a === '-W') {
+      // Daemon/foreground/quiet/master-worker flags: we always behave like `-D` (detach after ready).
+    } else throw new Error(`unsupported haproxy option '${a}' (supported: -f FILE, -c, -p FILE, -v)`);
+  }
+  if (!version && configFiles.length !== 1) throw new Error('exactly one -f <config file> is required');
+  return { configFiles, checkOnly, version, ...(pidFile ? { pidFile } : {}) };
+}
+
+interface ParsedHaproxy {
+  readonly pidFile?: string;
+  readonly mode: string;
+  readonly id: string;
+}
+
+/** Validate `file` with the proxy's own parser (loaded from beside the proxy CLI). */
+export async function checkHaproxyConfig(proxyCli: string, file: string): Promise<ParsedHaproxy> {
+  const parserPath = join(dirname(proxyCli), 'haproxy-config.js');
+  const mod = (await import(pathToFileURL(parserPath).href)) as {
+    readHaproxyConfig: (f: string) => Promise<ParsedHaproxy>;
+  };
+  return mod.readHaproxyConfig(file);
+}
+
+export interface CompatLaunch {
+  /** Program that runs the proxy: [node, cli.js] or [executable]. */
+  readonly program: readonly string[];
+  readonly configFile: string;
+  readonly pidFile: string;
+  readonly timeoutMs: number;
+  readonly logFile: string;
+}
+
+/** Start the proxy detached from a haproxy config; resolve with its pid once it is ready. */
+export async function startFromHaproxyConfig(l: CompatLaunch): Promise<number> {
+  mkdirSync(dirname(l.logFile), { recursive: true });
+  const logStart = sizeOf(l.logFile);
+  const out = openSync(l.logFile, 'a', 0o640);
+  const before = readPidFile(l.pidFile);
+  if (before !== undefined && !processInfo(before).alive) rmSync(l.pidFile, { force: true });
+  let exited: string | undefined;
+  try {
+    const child = spawn(
+      l.program[0]!,
+      [...l.program.slice(1), '--haproxy-config', l.configFile, '--pid-file', l.pidFile],
+      {
+        detached: true,
+        stdio: ['ignore', out, out],
+      },
+    );
+    child.once('exit', (code, signal) => {
+      exited = signal ?? `exit ${code}`;
+    });
+    child.once('error', (err) => {
+      exited = err.message;
+    });
+    child.unref();
+  } finally {
+    closeSync(out);
+  }
+  const deadline = Date.now() + l.timeoutMs;
+  for (;;) {
+    const pid = readPidFile(l.pidFile);
+    if (pid !== undefined && pid !== before && processInfo(pid).alive) return pid;
+    if (exited !== undefined || Date.now() >= deadline) {
+      const tail = readFileSync(l.logFile).subarray(logStart).toString('utf8').slice(-4000);
+      throw new Error(
+        `ns-metadata-proxy ${exited !== undefined ? `exited (${exited})` : `did not write ${l.pidFile} in time`}` +
+          (tail ? `:\n${tail}` : ''),
+      );
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function sizeOf(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+const SIGNALS: Readonly<Record<string, NodeJS.Signals>> = {
+  '1': 'SIGHUP',
+  '9': 'SIGKILL',
+  '15': 'SIGTERM',
+  HUP: 'SIGHUP',
+  KILL: 'SIGKILL',
+  TERM: 'SIGTERM',
+};
+
+/**
+ * `haproxy-kill <signal> <pid>`: send the signal only if `pid` is one of our proxies (its command line
+ * names ns-metadata-proxy), so the script cannot be used to kill anything else.
+ */
+export function haproxyKill(signalText: string, pidText: string): void {
+  const key = signalText.replace(/^-/, '').replace(/^SIG/i, '').toUpperCase();
+  const sig = SIGNALS[key];
+  if (!sig) throw new Error(`unsupported signal '${signalText}' (HUP, TERM, KILL or 1, 9, 15)`);
+  if (!/^\d+$/.test(pidText)) throw new Error(`invalid pid '${pidText}'`);
+  const pid = Number(pidText);
+  const info = processInfo(pid);
+  if (!info.alive) throw new Error(`no process ${pid}`);
+  if (!info.cmdline.join(' ').includes('ns-metadata-proxy'))
+    throw new Error(`process ${pid} is not an ns-metadata-proxy; refusing to signal it`);
+  process.kill(pid, sig);
+}

@@ -1,0 +1,459 @@
+/*
+ * What the DHCP and L3 agents call, per network and per router:
+ *
+ *   dhcp add:    metadata addresses on the DHCP device in qdhcp-<net> (IPv6 after DAD, else IPv4 only),
+ *                then the proxy bound to them with X-Neutron-Network-ID (or -Router-ID for neutron's
+ *                enable_metadata_network case).
+ *   dhcp remove: stop the proxy, delete the addresses this hook added (never one it found there).
+ *   l3 add:      our iptables chains in qrouter-<router> (reference §4), then the proxy on :9697
+ *                (dual-stack when the namespace has IPv6) with X-Neutron-Router-ID.
+ *   l3 remove:   stop the proxy, delete our chains and the jumps to them.
+ *   status:      each proxy we manage: pid, owner, listening sockets, healthy or not.
+ *
+ * Every step is idempotent, so an agent may repeat add on every sync. What an add did is kept in
+ * `<hooks_state_dir>/<kind>-<id>.json` so that remove undoes exactly that, even after a reboot of the agent.
+ */
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ConfigOf } from '@nmp/common';
+import { run } from './command.js';
+import {
+  applyMetadataRules,
+  type IpFamily,
+  type MetadataRuleOptions,
+  removeMetadataRules,
+} from './iptables-rules.js';
+import {
+  ensureAddress,
+  ipv6Enabled,
+  METADATA_V4_CIDR,
+  METADATA_V6_CIDR,
+  namespaceExists,
+  removeAddress,
+  waitForDad,
+} from './namespace-addresses.js';
+import { type hooksOptions, parseMark } from './options.js';
+import { formatSocket, type ListeningSocket, listeningSockets } from './proc-sockets.js';
+import {
+  activePid,
+  processInfo,
+  readPidFile,
+  type StartAction,
+  startProxy,
+  stopProxy,
+} from './process-manager.js';
+
+export type HooksConfig = ConfigOf<typeof hooksOptions>;
+
+export type Reporter = (message: string) => void;
+
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const DEVICE_RE = /^[A-Za-z0-9_.@-]{1,15}$/;
+
+export class HookError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'HookError';
+  }
+}
+
+export interface AddressRecord {
+  readonly cidr: string;
+  /** True when a hook added it (and remove may delete it). */
+  readonly ours: boolean;
+}
+
+export interface HookRecord {
+  readonly kind: 'dhcp' | 'l3';
+  /** Network id (dhcp) or router id (l3): names the record, the namespace and the pid file. */
+  readonly id: string;
+  readonly namespace: string;
+  /** Identity the proxy stamps. */
+  readonly identity: { readonly mode: 'network' | 'router'; readonly id: string };
+  readonly device?: string;
+  readonly addresses?: readonly AddressRecord[];
+  /** Address families whose iptables rules are installed (l3). */
+  readonly families?: readonly IpFamily[];
+  readonly binds: readonly string[];
+  readonly pidFile: string;
+  readonly updatedAt: string;
+}
+
+export interface AddResult {
+  readonly record: HookRecord;
+  readonly pid: number;
+  readonly action: StartAction;
+  readonly warnings: readonly string[];
+}
+
+export interface DhcpAddOptions {
+  readonly networkId: string;
+  readonly device: string;
+  /** The network has an IPv6 subnet: also serve [fe80::a9fe:a9fe]:80 (after DAD). */
+  readonly ipv6?: boolean;
+  /** neutron's enable_metadata_network case: stamp this router id instead of the network id. */
+  readonly routerId?: string;
+}
+
+export interface L3AddOptions {
+  readonly routerId: string;
+  /** IPv6 rules and a dual-stack bind; default: whether IPv6 is enabled in the router namespace. */
+  readonly ipv6?: boolean;
+}
+
+function checkId(what: string, id: string): void {
+  if (!ID_RE.test(id)) throw new HookError(`invalid ${what} '${id}'`);
+}
+
+export function pidFileFor(config: HooksConfig, id: string): string {
+  return join(config.externalPids, `${id}.pid.ns-metadata-proxy`);
+}
+
+function recordFile(config: HooksConfig, kind: 'dhcp' | 'l3', id: string): string {
+  return join(config.hooksStateDir, `${kind}-${id}.json`);
+}
+
+function logFileFor(config: HooksConfig, id: string): string {
+  return join(config.hooksStateDir, 'logs', `${id}.log`);
+}
+
+export function readRecord(config: HooksConfig, kind: 'dhcp' | 'l3', id: string): HookRecord | undefined {
+  try {
+    return JSON.parse(readFileSync(recordFile(config, kind, id), 'utf8')) as HookRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+function writeRecord(config: HooksConfig, r: HookRecord): void {
+  mkdirSync(config.hooksStateDir, { recursive: true, mode: 0o750 });
+  const file = recordFile(config, r.kind, r.id);
+  writeFileSync(`${file}.tmp`, `${JSON.stringify(r, null, 2)}\n`, { mode: 0o640 });
+  renameSync(`${file}.tmp`, file);
+}
+
+/** The command that starts ns-metadata-proxy: the configured one, or the one installed beside us. */
+export function proxyProgram(config: HooksConfig): string[] {
+  const path =
+    config.proxyCommand !== ''
+      ? config.proxyCommand
+      : fileURLToPath(new URL('../../../ns-metadata-proxy/dist/src/cli.js', import.meta.url));
+  return /\.(c|m)?js$/.test(path) ? [process.execPath, path] : [path];
+}
+
+/** Full argv of a proxy. */
+export function proxyArgv(
+  config: HooksConfig,
+  identity: HookRecord['identity'],
+  binds: readonly string[],
+  pidFile: string,
+): string[] {
+  return [
+    ...proxyProgram(config),
+    ...binds.flatMap((b) => ['--bind', b]),
+    identity.mode === 'network' ? '--network-id' : '--router-id',
+    identity.id,
+    '--metadata-proxy-socket',
+    config.socketPath,
+    '--pid-file',
+    pidFile,
+    ...(config.proxyUser !== '' ? ['--metadata-proxy-user', config.proxyUser] : []),
+    ...(config.proxyGroup !== '' ? ['--metadata-proxy-group', config.proxyGroup] : []),
+    ...config.proxyConfigFiles.flatMap((f) => ['--config-file', f]),
+  ];
+}
+
+async function requireNamespace(ns: string): Promise<void> {
+  if (!(await namespaceExists(ns))) throw new HookError(`namespace ${ns} does not exist`);
+}
+
+async function launch(
+  config: HooksConfig,
+  record: HookRecord,
+): Promise<{ pid: number; action: StartAction }> {
+  return startProxy(
+    {
+      id: record.identity.id,
+      namespace: record.namespace,
+      argv: proxyArgv(config, record.identity, record.binds, record.pidFile),
+      pidFile: record.pidFile,
+      logFile: logFileFor(config, record.id),
+    },
+    { startTimeoutMs: config.startTimeout * 1000, killTimeoutMs: config.killTimeout * 1000 },
+  );
+}
+
+/** Serve metadata for a network from its DHCP namespace. */
+export async function dhcpAdd(
+  config: HooksConfig,
+  o: DhcpAddOptions,
+  report: Reporter = () => {},
+): Promise<AddResult> {
+  checkId('network id', o.networkId);
+  if (o.routerId !== undefined) checkId('router id', o.routerId);
+  if (!DEVICE_RE.test(o.device)) throw new HookError(`invalid device name '${o.device}'`);
+  const ns = `${config.dhcpNamespacePrefix}${o.networkId}`;
+  await requireNamespace(ns);
+  const link = await run(['ip', '-n', ns, 'link', 'show', 'dev', o.device], { allowFailure: true });
+  if (link.code !== 0) throw new HookError(`device ${o.device} does not exist in ${ns}`);
+
+  const previous = readRecord(config, 'dhcp', o.networkId);
+  const wasOurs = (cidr: string) =>
+    previous?.device === o.device && (previous.addresses ?? []).some((a) => a.cidr === cidr && a.ours);
+  const warnings: string[] = [];
+  const addresses: AddressRecord[] = [];
+  const binds: string[] = [];
+  // A device change (new DHCP port) leaves our addresses on the old device behind: take them away first.
+  if (previous && previous.device !== undefined && previous.device !== o.device) {
+    for (const a of previous.addresses ?? []) if (a.ours) await removeAddress(ns, previous.device, a.cidr);
+  }
+
+  const v4Added = await ensureAddress(ns, o.device, METADATA_V4_CIDR);
+  addresses.push({ cidr: METADATA_V4_CIDR, ours: v4Added || wasOurs(METADATA_V4_CIDR) });
+  binds.push('169.254.169.254:80');
+
+  if (o.ipv6) {
+    const added = await ensureAddress(ns, o.device, METADATA_V6_CIDR);
+    const ours = added || wasOurs(METADATA_V6_CIDR);
+    const dad = await waitForDad(ns, o.device, METADATA_V6_CIDR, config.dadTimeout * 1000);
+    if (dad === 'ready') {
+      addresses.push({ cidr: METADATA_V6_CIDR, ours });
+      binds.push(`[fe80::a9fe:a9fe%${o.device}]:80`);
+    } else {
+      // As neutron: DAD failed (another agent owns the address on this network) -> IPv4 only.
+      if (ours) await removeAddress(ns, o.device, METADATA_V6_CIDR);
+      const why = dad === 'dadfailed' ? 'duplicate address detection failed' : `DAD ${dad}`;
+      warnings.push(`${ns}/${o.device}: fe80::a9fe:a9fe not usable (${why}); serving IPv4 only`);
+    }
+  } else if (wasOurs(METADATA_V6_CIDR)) {
+    await removeAddress(ns, o.device, METADATA_V6_CIDR);
+  }
+
+  const identity =
+    o.routerId !== undefined
+      ? { mode: 'router' as const, id: o.routerId }
+      : { mode: 'network' as const, id: o.networkId };
+  const record: HookRecord = {
+    kind: 'dhcp',
+    id: o.networkId,
+    namespace: ns,
+    identity,
+    device: o.device,
+    addresses,
+    binds,
+    pidFile: pidFileFor(config, o.networkId),
+    updatedAt: new Date().toISOString(),
+  };
+  writeRecord(config, record);
+  for (const w of warnings) report(`warning: ${w}`);
+  const { pid, action } = await launch(config, record);
+  report(`dhcp ${o.networkId}: proxy ${action} (pid ${pid}) in ${ns} on ${binds.join(' ')}`);
+  return { record, pid, action, warnings };
+}
+
+/** Stop serving metadata for a network; undo what dhcpAdd did. */
+export async function dhcpRemove(
+  config: HooksConfig,
+  networkId: string,
+  report: Reporter = () => {},
+): Promise<void> {
+  checkId('network id', networkId);
+  const record = readRecord(config, 'dhcp', networkId);
+  const pidFile = record?.pidFile ?? pidFileFor(config, networkId);
+  const checkAs = record?.identity.id ?? networkId;
+  const stopped = await stopProxy(pidFile, checkAs, { killTimeoutMs: config.killTimeout * 1000 });
+  if (record?.device !== undefined && (await namespaceExists(record.namespace))) {
+    for (const a of record.addresses ?? [])
+      if (a.ours) await removeAddress(record.namespace, record.device, a.cidr);
+  }
+  rmSync(recordFile(config, 'dhcp', networkId), { force: true });
+  report(`dhcp ${networkId}: proxy ${stopped}${record ? '' : ' (no record of an add)'}`);
+}
+
+function ruleOptions(config: HooksConfig): MetadataRuleOptions {
+  return {
+    chainPrefix: config.chainPrefix,
+    interfaceMatch: config.routerInterfaceMatch,
+    metadataPort: config.metadataPort,
+    mark: parseMark(config.accessMark)!,
+  };
+}
+
+/** Serve metadata through a router: rules of reference §4 and the proxy on metadata_port. */
+export async function l3Add(
+  config: HooksConfig,
+  o: L3AddOptions,
+  report: Reporter = () => {},
+): Promise<AddResult> {
+  checkId('router id', o.routerId);
+  const ns = `${config.routerNamespacePrefix}${o.routerId}`;
+  await requireNamespace(ns);
+  const v6 = o.ipv6 ?? (await ipv6Enabled(ns));
+  const previous = readRecord(config, 'l3', o.routerId);
+  const families: IpFamily[] = v6 ? [4, 6] : [4];
+  for (const f of families) await applyMetadataRules(ns, f, ruleOptions(config));
+  if (!v6 && previous?.families?.includes(6)) await removeMetadataRules(ns, 6, ruleOptions(config));
+  const binds = [v6 ? `[::]:${config.metadataPort}` : `0.0.0.0:${config.metadataPort}`];
+  const record: HookRecord = {
+    kind: 'l3',
+    id: o.routerId,
+    namespace: ns,
+    identity: { mode: 'router', id: o.routerId },
+    families,
+    binds,
+    pidFile: pidFileFor(config, o.routerId),
+    updatedAt: new Date().toISOString(),
+  };
+  writeRecord(config, record);
+  const { pid, action } = await launch(config, record);
+  report(
+    `l3 ${o.routerId}: rules IPv${families.join('+IPv')} in ${ns}; proxy ${action} (pid ${pid}) on ${binds[0]}`,
+  );
+  return { record, pid, action, warnings: [] };
+}
+
+/** Stop serving metadata through a router; delete our chains (and only ours). */
+export async function l3Remove(
+  config: HooksConfig,
+  routerId: string,
+  report: Reporter = () => {},
+): Promise<void> {
+  checkId('router id', routerId);
+  const record = readRecord(config, 'l3', routerId);
+  const ns = record?.namespace ?? `${config.routerNamespacePrefix}${routerId}`;
+  const stopped = await stopProxy(record?.pidFile ?? pidFileFor(config, routerId), routerId, {
+    killTimeoutMs: config.killTimeout * 1000,
+  });
+  if (await namespaceExists(ns)) {
+    await removeMetadataRules(ns, 4, ruleOptions(config));
+    if (record?.families?.includes(6) ?? (await ipv6Enabled(ns)))
+      await removeMetadataRules(ns, 6, ruleOptions(config));
+  }
+  rmSync(recordFile(config, 'l3', routerId), { force: true });
+  report(
+    `l3 ${routerId}: proxy ${stopped}; rules removed from ${ns}${record ? '' : ' (no record of an add)'}`,
+  );
+}
+
+export interface ProxyStatus {
+  readonly kind: 'dhcp' | 'l3' | 'unknown';
+  readonly id: string;
+  readonly namespace?: string;
+  readonly identity?: HookRecord['identity'];
+  readonly pid?: number;
+  readonly running: boolean;
+  /** Effective uid and gid of the running proxy. */
+  readonly uid?: number;
+  readonly gid?: number;
+  readonly expected: readonly string[];
+  readonly listening: readonly string[];
+  readonly missing: readonly string[];
+  readonly healthy: boolean;
+  readonly pidFile: string;
+}
+
+/** `169.254.169.254:80`, `[fe80::a9fe:a9fe%tap]:80`, `[::]:9697` -> the socket /proc shows. */
+export function expectedSocket(bind: string): { address: string; port: number } {
+  const m = /^\[([^\]%]+)(?:%[^\]]+)?\]:(\d+)$/.exec(bind) ?? /^([^:]+):(\d+)$/.exec(bind);
+  if (!m) throw new HookError(`cannot read bind '${bind}'`);
+  return { address: m[1]!.toLowerCase(), port: Number(m[2]) };
+}
+
+function ids(pid: number): { uid?: number; gid?: number } {
+  try {
+    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const uid = /^Uid:\s+\d+\s+(\d+)/m.exec(s);
+    const gid = /^Gid:\s+\d+\s+(\d+)/m.exec(s);
+    return { ...(uid ? { uid: Number(uid[1]) } : {}), ...(gid ? { gid: Number(gid[1]) } : {}) };
+  } catch {
+    return {};
+  }
+}
+
+/** Status of one record's proxy. */
+export function statusOf(record: HookRecord): ProxyStatus {
+  const pid = activePid(record.pidFile, record.identity.id);
+  const sockets: ListeningSocket[] = pid !== undefined ? listeningSockets(pid) : [];
+  const listening = sockets.map(formatSocket);
+  const expected = record.binds.map((b) => formatSocket(expectedSocket(b)));
+  const missing = expected.filter((e) => !listening.includes(e));
+  return {
+    kind: record.kind,
+    id: record.id,
+    namespace: record.namespace,
+    identity: record.identity,
+    ...(pid !== undefined ? { pid, ...ids(pid) } : {}),
+    running: pid !== undefined,
+    expected,
+    listening,
+    missing,
+    healthy: pid !== undefined && missing.length === 0,
+    pidFile: record.pidFile,
+  };
+}
+
+/** Every proxy we know of: one per record, plus pid files of ours without a record. */
+export function proxyStatus(config: HooksConfig): ProxyStatus[] {
+  const out: ProxyStatus[] = [];
+  const seen = new Set<string>();
+  let names: string[] = [];
+  try {
+    names = readdirSync(config.hooksStateDir).sort();
+  } catch {
+    // no state yet
+  }
+  for (const n of names) {
+    const m = /^(dhcp|l3)-(.+)\.json$/.exec(n);
+    if (!m) continue;
+    const r = readRecord(config, m[1] as 'dhcp' | 'l3', m[2]!);
+    if (!r) continue;
+    seen.add(r.pidFile);
+    out.push(statusOf(r));
+  }
+  let pidFiles: string[] = [];
+  try {
+    pidFiles = readdirSync(config.externalPids).filter((n) => n.endsWith('.pid.ns-metadata-proxy'));
+  } catch {
+    // no pid directory
+  }
+  for (const n of pidFiles.sort()) {
+    const file = join(config.externalPids, n);
+    if (seen.has(file)) continue;
+    const id = n.slice(0, -'.pid.ns-metadata-proxy'.length);
+    const pid = readPidFile(file);
+    const running = pid !== undefined && processInfo(pid).alive;
+    const listening = running ? listeningSockets(pid!).map(formatSocket) : [];
+    out.push({
+      kind: 'unknown',
+      id,
+      ...(running ? { pid: pid!, ...ids(pid!) } : {}),
+      running,
+      expected: [],
+      listening,
+      missing: [],
+      healthy: false,
+      pidFile: file,
+    });
+  }
+  return out;
+}
+
+/** Human-readable status lines. */
+export function formatStatus(list: readonly ProxyStatus[]): string {
+  if (list.length === 0) return 'no metadata proxies managed here\n';
+  return list
+    .map((s) => {
+      const who = s.identity ? `${s.identity.mode} ${s.identity.id}` : s.id;
+      const state = s.healthy
+        ? 'healthy'
+        : s.running
+          ? `UNHEALTHY (not listening on ${s.missing.join(' ')})`
+          : 'DEAD';
+      const proc = s.running ? `pid ${s.pid} uid ${s.uid ?? '?'}` : 'no process';
+      const ns = s.namespace ? ` in ${s.namespace}` : '';
+      return `${s.kind} ${who}${ns}: ${state}; ${proc}; listening ${s.listening.join(' ') || '-'}`;
+    })
+    .join('\n')
+    .concat('\n');
+}
