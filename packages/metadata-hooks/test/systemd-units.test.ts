@@ -1,0 +1,48 @@
+/* The checked-in systemd units are what render-units produces (fails on drift), and say what they must. */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { renderUnits } from '../src/systemd-units.js';
+
+const repoSystemd = fileURLToPath(new URL('../../../../systemd/', import.meta.url));
+
+test('systemd/ matches render-units (run `metadata-hooks render-units --output-dir systemd` after changes)', () => {
+  for (const [name, text] of renderUnits()) {
+    assert.equal(readFileSync(`${repoSystemd}${name}`, 'utf8'), text, `${name} drifted`);
+  }
+});
+
+test('agent unit: restart on failure, no capabilities, socket directory writable', () => {
+  const u = renderUnits().get('nmp-metadata-agent.service')!;
+  for (const line of [
+    'Restart=on-failure',
+    'CapabilityBoundingSet=',
+    'NoNewPrivileges=yes',
+    'ProtectSystem=strict',
+    'ReadWritePaths=/var/lib/neutron',
+  ])
+    assert.match(u, new RegExp(`^${line.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
+  assert.doesNotMatch(u, /^MemoryDenyWriteExecute/m);
+});
+
+test('proxy template: joins /run/netns/%i, may bind port 80 and nothing more', () => {
+  const u = renderUnits({
+    node: '/usr/local/bin/node',
+    installDir: '/srv/nmp',
+    user: 'nmp',
+    group: 'nmp',
+    configDir: '/etc/neutron',
+    statePath: '/var/lib/neutron',
+  }).get('nmp-ns-metadata-proxy@.service')!;
+  assert.match(u, /^NetworkNamespacePath=\/run\/netns\/%i$/m);
+  assert.match(u, /^ConditionPathExists=\/run\/netns\/%i$/m);
+  assert.match(u, /^CapabilityBoundingSet=CAP_NET_BIND_SERVICE$/m);
+  assert.match(u, /^AmbientCapabilities=CAP_NET_BIND_SERVICE$/m);
+  assert.match(u, /^User=nmp$/m);
+  assert.match(
+    u,
+    /^ExecStart=\/usr\/local\/bin\/node \/srv\/nmp\/packages\/ns-metadata-proxy\/dist\/src\/cli\.js --config-file \/etc\/nmp\/ns-metadata-proxy\/%i\.ini$/m,
+  );
+  assert.doesNotMatch(u, /^PrivateNetwork/m);
+});
