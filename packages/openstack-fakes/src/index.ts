@@ -19,4 +19,11 @@ export {
   type FakeUser,
 } from './keystone.js';
 export { type FakePort, type PortQuery, parsePortQuery } from './neutron-ports.js';
+export {
+  fakeUuid,
+  type GeneratedInstance,
+  type GeneratedTopology,
+  type GenerateOptions,
+  generatePorts,
+} from './port-generator.js';
 export { TEST_CA_CERT, TEST_SERVER_CERT, TEST_SERVER_KEY } from './test-tls.js';

@@ -74,37 +74,49 @@ export class UpstreamHttp {
     deadline: number,
   ): Promise<UpstreamResponse> {
     const started = Date.now();
-    const remaining = deadline - started;
     const where = { upstream, url: `${url.origin}${url.pathname}` };
-    if (remaining <= 0) throw unavailable(where, 'timeout', started);
-    try {
-      const res = await this.#agent.request({
-        origin: url.origin,
-        path: `${url.pathname}${url.search}`,
-        method: init.method,
-        headers: init.headers,
-        ...(init.body !== undefined ? { body: init.body } : {}),
-        signal: AbortSignal.timeout(remaining),
-      });
-      let size = 0;
-      const chunks: Buffer[] = [];
-      for await (const chunk of res.body) {
-        size += (chunk as Buffer).length;
-        if (size > MAX_BODY_BYTES) {
-          res.body.destroy();
-          throw unavailable({ ...where, status: res.statusCode }, 'response too large', started);
-        }
-        chunks.push(chunk as Buffer);
+    for (let attempt = 0; ; attempt++) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) throw unavailable(where, 'timeout', started);
+      try {
+        return await this.#once(url, init, remaining, where, started);
+      } catch (err) {
+        if (err instanceof MetadataError) throw err;
+        const reason = classify(err, deadline);
+        // A kept-alive connection the server closed while we picked it: try once more on a new one
+        // (the lookup and the token request are both safe to repeat).
+        if (reason === 'connection closed' && attempt === 0) continue;
+        throw unavailable(where, reason, started, err);
       }
-      return {
-        status: res.statusCode,
-        headers: res.headers,
-        body: Buffer.concat(chunks).toString('utf8'),
-      };
-    } catch (err) {
-      if (err instanceof MetadataError) throw err;
-      throw unavailable(where, classify(err, deadline), started, err);
     }
+  }
+
+  async #once(
+    url: URL,
+    init: { method: 'GET' | 'POST'; headers: Record<string, string>; body?: string },
+    remaining: number,
+    where: Record<string, unknown>,
+    started: number,
+  ): Promise<UpstreamResponse> {
+    const res = await this.#agent.request({
+      origin: url.origin,
+      path: `${url.pathname}${url.search}`,
+      method: init.method,
+      headers: init.headers,
+      ...(init.body !== undefined ? { body: init.body } : {}),
+      signal: AbortSignal.timeout(remaining),
+    });
+    let size = 0;
+    const chunks: Buffer[] = [];
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length;
+      if (size > MAX_BODY_BYTES) {
+        res.body.destroy();
+        throw unavailable({ ...where, status: res.statusCode }, 'response too large', started);
+      }
+      chunks.push(chunk as Buffer);
+    }
+    return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') };
   }
 
   /** Drop every connection; requests in flight fail. */
