@@ -9,7 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createFakeOpenStack, FAKE_DEFAULTS, type FakeOpenStack, type FakePort } from '../src/index.js';
+import {
+  createFakeOpenStack,
+  FAKE_DEFAULTS,
+  type FakeOpenStack,
+  type FakePort,
+  generatePorts,
+} from '../src/index.js';
 
 const NET_A = '11111111-1111-4111-8111-111111111111';
 const NET_B = '22222222-2222-4222-8222-222222222222';
@@ -271,4 +277,19 @@ test('CLI serves a ports file and prints its URL', async (t) => {
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGTERM');
   await exited;
+});
+
+test('generatePorts: unique addresses, MACs and ids; one router interface and one DHCP port per network', () => {
+  const topo = generatePorts({ networks: 4, instancesPerNetwork: 300 });
+  assert.equal(topo.instances.length, 1200);
+  assert.equal(topo.ports.length, 1200 + 8);
+  assert.equal(new Set(topo.instances.map((i) => `${i.networkId} ${i.ip}`)).size, 1200);
+  assert.equal(new Set(topo.instances.map((i) => i.mac)).size, 1200);
+  assert.equal(new Set(topo.ports.map((p) => p.id)).size, topo.ports.length);
+  assert.equal(topo.ports.filter((p) => p.device_owner === 'network:router_interface').length, 4);
+  assert.ok(
+    topo.instances.every(
+      (i) => /^10\.\d+\.\d+\.\d+$/.test(i.ip) && /^fa:16:3e(:[0-9a-f]{2}){3}$/.test(i.mac),
+    ),
+  );
 });
