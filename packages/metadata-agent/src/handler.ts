@@ -141,14 +141,9 @@ export class AgentHandler {
         : new MetadataError('MDA_ERR_INTERNAL', { error: String(err) }, { cause: err });
     trace.code = failure.code;
     trace.status = failure.status;
-    if (failure.code === 'MDA_ERR_INTERNAL') {
-      this.#o.logger.error({ rid: trace.rid, code: failure.code, err }, 'internal error');
-    } else if (failure.level === 'error' || failure.level === 'warn') {
-      this.#o.logger[failure.level](
-        { rid: trace.rid, code: failure.code, ...failure.details },
-        failure.message,
-      );
-    }
+    trace.level = failure.level === 'error' || failure.level === 'warn' ? failure.level : 'info';
+    trace.detail = failure.details;
+    if (failure.code === 'MDA_ERR_INTERNAL') trace.err = err;
     if (res.headersSent) {
       // Part of an answer is out: the only honest signal left is to cut the connection.
       res.destroy();

@@ -80,8 +80,10 @@ export class NovaClient {
 
 /** Map an undici/network failure talking to Nova to one of our codes. */
 export function novaError(err: unknown): MetadataError {
-  const e = err as { code?: string; message?: string };
+  const e = err as { code?: string; message?: string; name?: string };
   const details = { upstream: 'nova', cause: e?.code ?? e?.message ?? String(err) };
+  if (e?.name === 'HTTPParserError')
+    return new MetadataError('MDA_ERR_NOVA_BAD_RESPONSE', details, { cause: err });
   switch (e?.code) {
     case 'UND_ERR_HEADERS_TIMEOUT':
     case 'UND_ERR_BODY_TIMEOUT':
