@@ -51,6 +51,8 @@ export function run(argv: readonly string[], options: RunOptions = {}): Promise<
         else resolve(result);
       },
     );
+    // A command that exits without reading its input must not turn into an EPIPE crash here.
+    child.stdin?.on('error', () => {});
     child.stdin?.end(options.input ?? '');
   });
 }

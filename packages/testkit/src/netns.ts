@@ -138,6 +138,7 @@ export function runCommand(
         else resolve(result);
       },
     );
+    child.stdin?.on('error', () => {}); // the command may exit without reading its input
     if (options.input !== undefined) child.stdin?.end(options.input);
     else child.stdin?.end();
   });
@@ -376,6 +377,9 @@ export interface VethOptions {
   /** Device name in the second namespace (default `<prefix><n>b`). */
   readonly dev2?: string;
   readonly mtu?: number;
+  /** MAC of the first / second end (set before the link comes up, so the EUI-64 link-local follows it). */
+  readonly mac1?: string;
+  readonly mac2?: string;
 }
 
 /**
@@ -462,6 +466,8 @@ export class NetnsLab {
     for (const d of [dev1, dev2])
       if (d.length > MAX_DEVICE_NAME) throw new Error(`device name '${d}' is longer than ${MAX_DEVICE_NAME}`);
     await this.ip(ns1, ['link', 'add', dev1, 'type', 'veth', 'peer', 'name', dev2, 'netns', ns2]);
+    if (options.mac1) await this.ip(ns1, ['link', 'set', dev1, 'address', options.mac1]);
+    if (options.mac2) await this.ip(ns2, ['link', 'set', dev2, 'address', options.mac2]);
     if (options.mtu) {
       await this.ip(ns1, ['link', 'set', dev1, 'mtu', String(options.mtu)]);
       await this.ip(ns2, ['link', 'set', dev2, 'mtu', String(options.mtu)]);
@@ -469,6 +475,19 @@ export class NetnsLab {
     await this.ip(ns1, ['link', 'set', dev1, 'up']);
     await this.ip(ns2, ['link', 'set', dev2, 'up']);
     return { dev1, dev2 };
+  }
+
+  /** A Linux bridge `<prefix><tag>` in `ns`, up (an L2 segment joining several veth ends). */
+  async addBridge(ns: string, tag: string): Promise<string> {
+    const name = this.devName(tag);
+    await this.ip(ns, ['link', 'add', name, 'type', 'bridge']);
+    await this.ip(ns, ['link', 'set', name, 'up']);
+    return name;
+  }
+
+  /** Enslave `dev` to `bridge` (both in `ns`). */
+  async attachToBridge(ns: string, dev: string, bridge: string): Promise<void> {
+    await this.ip(ns, ['link', 'set', dev, 'master', bridge]);
   }
 
   /** Add `cidr` to `dev` in `ns`. `nodad` skips IPv6 duplicate address detection (address usable at once). */
