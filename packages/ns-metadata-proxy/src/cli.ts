@@ -7,14 +7,17 @@ import { unlinkSync, writeFileSync } from 'node:fs';
 import {
   addSchemaOptions,
   ConfigError,
+  type ConfigOf,
   createCli,
   createLogger,
   describeConfig,
+  type LoadedConfig,
   loadConfig,
   runMain,
   UsageError,
 } from '@nmp/common';
 import { type BindAddress, BindSpecError, parseBind } from './bind-address.js';
+import { HaproxyConfigError, type HaproxyMetadataConfig, readHaproxyConfig } from './haproxy-config.js';
 import type { ProxyIdentity } from './header-policy.js';
 import { proxyOptions } from './options.js';
 import { dropPrivileges } from './privileges.js';
@@ -38,7 +41,7 @@ async function main(): Promise<void> {
   ).option('print-config', { type: 'boolean', describe: 'print the effective configuration and exit' });
   const flags = await cli.parseAsync();
   const loaded = loadConfig(proxyOptions, { flags, env: process.env });
-  const config = loaded.config;
+  const config = await withHaproxyConfig(loaded);
   if (flags['print-config']) {
     process.stdout.write(describeConfig(proxyOptions, loaded));
     return;
@@ -135,6 +138,55 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/**
+ * Settings from neutron's generated haproxy file fill in whatever was not given explicitly
+ * (flags, config files and the environment still win).
+ */
+async function withHaproxyConfig(
+  loaded: LoadedConfig<typeof proxyOptions>,
+): Promise<ConfigOf<typeof proxyOptions>> {
+  const config = loaded.config;
+  if (config.haproxyConfig === '') return config;
+  let h: HaproxyMetadataConfig;
+  try {
+    h = await readHaproxyConfig(config.haproxyConfig);
+  } catch (err) {
+    if (err instanceof HaproxyConfigError) throw new ConfigError(`--haproxy-config ${err.message}`);
+    const e = err as NodeJS.ErrnoException;
+    throw new ConfigError(`--haproxy-config ${config.haproxyConfig}: cannot read: ${e.code ?? e.message}`);
+  }
+  const unset = (key: keyof typeof proxyOptions) => loaded.origins[key] === 'default';
+  const seconds = (ms: number) => Math.max(1, Math.round(ms / 1000));
+  const merged: Record<string, unknown> = { ...config };
+  if (unset('bind') && unset('networkId') && unset('routerId')) {
+    merged.bind = h.binds.map((b) =>
+      b.host.includes(':')
+        ? `[${b.host}${b.interface ? `%${b.interface}` : ''}]:${b.port}`
+        : `${b.host}:${b.port}`,
+    );
+    merged[h.mode === 'network' ? 'networkId' : 'routerId'] = h.id;
+  }
+  if (unset('socketPath')) merged.socketPath = h.socketPath;
+  if (unset('pidFile') && h.pidFile) merged.pidFile = h.pidFile;
+  if (unset('user') && h.user) merged.user = h.user;
+  if (unset('group') && h.group) merged.group = h.group;
+  if (unset('maxConnections') && h.maxConn) merged.maxConnections = h.maxConn;
+  if (unset('timeoutHttpRequest')) merged.timeoutHttpRequest = seconds(h.timeouts.httpRequest);
+  if (unset('timeoutHttpKeepAlive')) merged.timeoutHttpKeepAlive = seconds(h.timeouts.keepAlive);
+  if (unset('timeoutServer')) merged.timeoutServer = seconds(h.timeouts.server);
+  if (unset('timeoutClient')) merged.timeoutClient = seconds(h.timeouts.client);
+  if (unset('timeoutConnect')) merged.timeoutConnect = seconds(h.timeouts.connect);
+  if (h.logLevel === 'debug' && unset('debug')) merged.debug = true;
+  if (h.rateLimit && unset('rateLimitEnabled')) {
+    merged.rateLimitEnabled = true;
+    merged.baseWindow = h.rateLimit.baseWindow;
+    merged.baseLimit = h.rateLimit.baseLimit;
+    merged.burstWindow = h.rateLimit.burstWindow;
+    merged.burstLimit = h.rateLimit.burstLimit;
+  }
+  return Object.freeze(merged) as ConfigOf<typeof proxyOptions>;
 }
 
 runMain(PROGRAM, main);
