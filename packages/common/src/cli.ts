@@ -21,7 +21,7 @@ export function createCli(program: string, version: string, argv: readonly strin
     .help('help')
     .alias('help', 'h')
     .strict()
-    .wrap(Math.min(110, process.stdout.columns || 110))
+    .wrap(process.stdout.isTTY ? Math.min(120, process.stdout.columns) : null)
     .fail((msg, err) => {
       if (err) throw err;
       throw new UsageError(msg);

@@ -8,7 +8,7 @@ import { statSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { addSchemaOptions, createCli, createLogger, describeConfig, loadConfig, runMain } from '@nmp/common';
 import { MetadataAgent } from './agent.js';
-import { AGENT_COMPAT, agentOptions, socketModeFor } from './options.js';
+import { AGENT_COMPAT, agentSchema, socketModeFor } from './options.js';
 import { createResolver } from './resolver-factory.js';
 import { VERSION } from './version.js';
 
@@ -17,18 +17,23 @@ const PROGRAM = 'metadata-agent';
 async function main(): Promise<void> {
   const cli = addSchemaOptions(
     createCli(PROGRAM, VERSION, process.argv.slice(2)).usage(
-      `$0 [options]\n\nServe instance metadata requests arriving from ns-metadata-proxy on a UNIX socket:\nlook up the port, sign the instance id and forward to Nova's metadata API.`,
+      '$0 [options]\n\n' +
+        'Serve instance metadata requests arriving from ns-metadata-proxy on a UNIX socket: look up the port, ' +
+        "sign the instance id and forward to Nova's metadata API.\n\n" +
+        'Examples:\n' +
+        '  $0 --config-file /etc/neutron/neutron.conf --config-file /etc/neutron/metadata_agent.ini\n' +
+        '  $0 --resolver inventory --inventory-file ports.json --metadata-proxy-socket /tmp/mp.sock',
     ),
-    agentOptions,
+    agentSchema,
   ).option('print-config', {
     type: 'boolean',
     describe: 'print the effective configuration (secrets masked) and exit',
   });
   const flags = await cli.parseAsync();
-  const loaded = loadConfig(agentOptions, { flags, env: process.env, compat: AGENT_COMPAT });
+  const loaded = loadConfig(agentSchema, { flags, env: process.env, compat: AGENT_COMPAT });
   const config = loaded.config;
   if (flags['print-config']) {
-    process.stdout.write(describeConfig(agentOptions, loaded));
+    process.stdout.write(describeConfig(agentSchema, loaded));
     return;
   }
   process.title = PROGRAM;

@@ -3,6 +3,7 @@
  * so an existing file works unchanged; what we add has names in the same style.
  */
 import { type CompatibilityList, opt } from '@nmp/common';
+import { resolverSchema } from './neutron/options.js';
 
 export const agentOptions = {
   statePath: opt.string({
@@ -95,17 +96,6 @@ export const agentOptions = {
     min: 0,
     help: 'Largest request body accepted, in bytes (413 above)',
   }),
-  resolver: opt.enum({
-    name: 'resolver',
-    default: 'neutron',
-    choices: ['neutron', 'inventory'] as const,
-    help: "Where ports are looked up: Neutron's API, or a static inventory file",
-  }),
-  inventoryFile: opt.string({
-    name: 'inventory_file',
-    default: '',
-    help: 'Static inventory of ports (resolver=inventory)',
-  }),
   debug: opt.bool({ name: 'debug', default: false, help: 'Log at debug level' }),
   logLevel: opt.enum({
     name: 'log_level',
@@ -115,6 +105,9 @@ export const agentOptions = {
   }),
   logFile: opt.string({ name: 'log_file', default: '', help: 'Log to this file instead of stdout' }),
 };
+
+/** Everything the agent reads: its own options plus the resolver's (DEFAULT resolver/cache, [neutron] Keystone). */
+export const agentSchema = { ...agentOptions, ...resolverSchema };
 
 /** Options neutron's metadata_agent.ini commonly holds that have no effect here (no unknown-option warning). */
 export const AGENT_COMPAT: CompatibilityList = {

@@ -1,18 +1,18 @@
 /*
- * Builds the resolver the configuration asks for.
+ * Builds the resolver the configuration asks for: the static inventory (in memory, no cache needed), or
+ * Neutron's API behind the port cache.
  */
 import { ConfigError, type InstanceResolver, type Logger } from '@nmp/common';
+import { createNeutronResolver } from './neutron/create.js';
+import { neutronResolverOptions, portCacheOptions, type ResolverConfig } from './neutron/options.js';
+import { CachingResolver } from './resolver/caching-resolver.js';
 import { InventoryResolver } from './resolver/inventory-resolver.js';
 
-export interface ResolverSettings {
-  readonly resolver: 'neutron' | 'inventory';
-  readonly inventoryFile: string;
-}
-
-export async function createResolver(settings: ResolverSettings, _logger: Logger): Promise<InstanceResolver> {
-  if (settings.resolver === 'inventory') {
-    if (settings.inventoryFile === '') throw new ConfigError('resolver = inventory needs inventory_file');
-    return InventoryResolver.fromFile(settings.inventoryFile);
+export async function createResolver(config: ResolverConfig, logger: Logger): Promise<InstanceResolver> {
+  if (config.resolver === 'inventory') {
+    if (config.inventoryFile === '') throw new ConfigError('resolver = inventory needs inventory_file');
+    return InventoryResolver.fromFile(config.inventoryFile);
   }
-  throw new ConfigError('resolver = neutron is not available in this build; use resolver = inventory');
+  const neutron = createNeutronResolver(neutronResolverOptions(config), logger);
+  return new CachingResolver(neutron, portCacheOptions(config));
 }
