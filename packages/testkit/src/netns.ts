@@ -201,7 +201,8 @@ const req = http.request({ ...spec, agent: false }, (res) => {
     body: Buffer.concat(chunks).toString('base64') }));
   res.on('error', (e) => done({ error: { code: e.code || 'ERESPONSE', message: e.message } }));
 });
-req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error('timed out after ' + timeoutMs + ' ms'), { code: 'ETIMEDOUT' })));
+// An overall limit: req.setTimeout only starts once connected, and a dropped SYN never connects.
+setTimeout(() => req.destroy(Object.assign(new Error('timed out after ' + timeoutMs + ' ms'), { code: 'ETIMEDOUT' })), timeoutMs).unref();
 req.on('error', (e) => done({ error: { code: e.code || 'EREQUEST', message: e.message } }));
 req.end(body);
 `;
