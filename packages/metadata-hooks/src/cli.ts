@@ -156,9 +156,10 @@ async function main(): Promise<void> {
       'which proxies run, for which network/router, pid, listening addresses, healthy or not',
       (y) => y.option('json', { type: 'boolean', default: false, describe: 'machine-readable output' }),
       (a) => {
-        const list = proxyStatus(loadHooksConfig(a));
-        process.stdout.write(a.json ? `${JSON.stringify(list, null, 2)}\n` : formatStatus(list));
-        if (list.some((s) => !s.healthy)) process.exitCode = 3;
+        done = proxyStatus(loadHooksConfig(a)).then((list) => {
+          process.stdout.write(a.json ? `${JSON.stringify(list, null, 2)}\n` : formatStatus(list));
+          if (list.some((s) => !s.healthy)) process.exitCode = 3;
+        });
       },
     )
     .command(

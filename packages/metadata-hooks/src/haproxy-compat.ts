@@ -49,10 +49,11 @@ export function parseHaproxyArgs(argv: readonly string[]): HaproxyCompatArgs {
   return { configFiles, checkOnly, version, ...(pidFile ? { pidFile } : {}) };
 }
 
-interface ParsedHaproxy {
+export interface ParsedHaproxy {
   readonly pidFile?: string;
-  readonly mode: string;
+  readonly mode: 'network' | 'router';
   readonly id: string;
+  readonly binds: readonly { readonly host: string; readonly port: number; readonly interface?: string }[];
 }
 
 /** Validate `file` with the proxy's own parser (loaded from beside the proxy CLI). */

@@ -13,11 +13,12 @@
  * Every step is idempotent, so an agent may repeat add on every sync. What an add did is kept in
  * `<hooks_state_dir>/<kind>-<id>.json` so that remove undoes exactly that, even after a reboot of the agent.
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ConfigOf } from '@nmp/common';
 import { run } from './command.js';
+import { checkHaproxyConfig } from './haproxy-compat.js';
 import {
   applyMetadataRules,
   type IpFamily,
@@ -337,7 +338,8 @@ export async function l3Remove(
 }
 
 export interface ProxyStatus {
-  readonly kind: 'dhcp' | 'l3' | 'unknown';
+  /** dhcp / l3: started by these hooks; neutron: started by neutron from its haproxy config; unknown: a pid file without a record. */
+  readonly kind: 'dhcp' | 'l3' | 'neutron' | 'unknown';
   readonly id: string;
   readonly namespace?: string;
   readonly identity?: HookRecord['identity'];
@@ -351,6 +353,8 @@ export interface ProxyStatus {
   readonly missing: readonly string[];
   readonly healthy: boolean;
   readonly pidFile: string;
+  /** For neutron-started proxies: whether the process is ours or still haproxy. */
+  readonly program?: 'ns-metadata-proxy' | 'haproxy';
 }
 
 /** `169.254.169.254:80`, `[fe80::a9fe:a9fe%tap]:80`, `[::]:9697` -> the socket /proc shows. */
@@ -393,8 +397,81 @@ export function statusOf(record: HookRecord): ProxyStatus {
   };
 }
 
-/** Every proxy we know of: one per record, plus pid files of ours without a record. */
-export function proxyStatus(config: HooksConfig): ProxyStatus[] {
+/** The named namespace (under /run/netns) process `pid` lives in, if any. */
+export function namespaceOf(pid: number): string | undefined {
+  try {
+    const ino = statSync(`/proc/${pid}/ns/net`).ino;
+    return readdirSync('/run/netns').find((n) => {
+      try {
+        return statSync(join('/run/netns', n)).ino === ino;
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Proxies neutron itself started from its haproxy configs (`<external_pids>/<id>.pid.haproxy`): ours
+ * through the drop-in, or still the real haproxy. Expected binds come from
+ * `<state_path>/ns-metadata-proxy/<id>.conf`, read with the proxy's parser.
+ */
+async function neutronSpawned(config: HooksConfig): Promise<ProxyStatus[]> {
+  let names: string[] = [];
+  try {
+    names = readdirSync(config.externalPids).filter((n) => n.endsWith('.pid.haproxy'));
+  } catch {
+    return [];
+  }
+  const program = proxyProgram(config);
+  const out: ProxyStatus[] = [];
+  for (const n of names.sort()) {
+    const id = n.slice(0, -'.pid.haproxy'.length);
+    const pidFile = join(config.externalPids, n);
+    const pid = activePid(pidFile, id);
+    let identity: HookRecord['identity'] | undefined;
+    let expected: string[] = [];
+    try {
+      const parsed = await checkHaproxyConfig(
+        program[program.length - 1]!,
+        join(config.statePath, 'ns-metadata-proxy', `${id}.conf`),
+      );
+      identity = { mode: parsed.mode, id: parsed.id };
+      expected = parsed.binds.map((b) => formatSocket({ address: b.host, port: b.port }));
+    } catch {
+      // config gone or unreadable: report what the process shows
+    }
+    const listening = pid !== undefined ? listeningSockets(pid).map(formatSocket) : [];
+    const missing = expected.filter((e) => !listening.includes(e));
+    const cmd = pid !== undefined ? processInfo(pid).cmdline.join(' ') : '';
+    const ns = pid !== undefined ? namespaceOf(pid) : undefined;
+    out.push({
+      kind: 'neutron',
+      id,
+      ...(ns ? { namespace: ns } : {}),
+      ...(identity ? { identity } : {}),
+      ...(pid !== undefined ? { pid, ...ids(pid) } : {}),
+      ...(pid !== undefined
+        ? { program: /ns-metadata-proxy/.test(cmd) ? 'ns-metadata-proxy' : 'haproxy' }
+        : {}),
+      running: pid !== undefined,
+      expected,
+      listening,
+      missing,
+      healthy: pid !== undefined && missing.length === 0,
+      pidFile,
+    });
+  }
+  return out;
+}
+
+/**
+ * Every proxy we know of: one per hook record, pid files of ours without a record, and the proxies
+ * neutron started from its haproxy configs (drop-in mode).
+ */
+export async function proxyStatus(config: HooksConfig): Promise<ProxyStatus[]> {
   const out: ProxyStatus[] = [];
   const seen = new Set<string>();
   let names: string[] = [];
@@ -436,6 +513,7 @@ export function proxyStatus(config: HooksConfig): ProxyStatus[] {
       pidFile: file,
     });
   }
+  out.push(...(await neutronSpawned(config)));
   return out;
 }
 
@@ -444,7 +522,7 @@ export function formatStatus(list: readonly ProxyStatus[]): string {
   if (list.length === 0) return 'no metadata proxies managed here\n';
   return list
     .map((s) => {
-      const who = s.identity ? `${s.identity.mode} ${s.identity.id}` : s.id;
+      const who = `${s.identity ? `${s.identity.mode} ${s.identity.id}` : s.id}${s.program ? ` [${s.program}]` : ''}`;
       const state = s.healthy
         ? 'healthy'
         : s.running

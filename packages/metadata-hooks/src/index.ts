@@ -23,6 +23,7 @@ export {
   type L3AddOptions,
   l3Add,
   l3Remove,
+  namespaceOf,
   type ProxyStatus,
   pidFileFor,
   proxyArgv,

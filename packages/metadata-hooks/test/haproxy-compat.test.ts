@@ -6,13 +6,14 @@
  * stand-in agent on the UNIX socket records what arrives. Stopping goes through `haproxy-kill`.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { isProcessAlive, NetnsLab, requireRoot, runCommand, sleep } from '@nmp/testkit';
+import type { ProxyStatus } from '../src/hooks.js';
 import { HOOKS_CLI } from './chain-fixture.js';
 
 const fixtures = fileURLToPath(new URL('../../../ns-metadata-proxy/test/fixtures/', import.meta.url));
@@ -46,18 +47,30 @@ async function fakeAgent(t: TestContext): Promise<FakeAgent> {
   return { dir, socketPath, seen };
 }
 
-/** A fixture with the site-specific parts (socket, pid file, user, device) replaced. */
-function adapt(name: string, agent: FakeAgent, tap?: string): { file: string; pidFile: string } {
-  const pidFile = join(agent.dir, `${name}.pid.haproxy`);
-  let text = readFileSync(join(fixtures, name), 'utf8')
+/**
+ * A fixture with the site-specific parts (socket, pid file, user, device) replaced, laid out as neutron
+ * does: `<state>/ns-metadata-proxy/<id>.conf` and `<state>/external/pids/<id>.pid.haproxy`.
+ */
+function adapt(
+  name: string,
+  agent: FakeAgent,
+  tap?: string,
+): { file: string; pidFile: string; state: string } {
+  const original = readFileSync(join(fixtures, name), 'utf8');
+  const id = /set-header X-Neutron-(?:Network|Router)-ID (\S+)/.exec(original)![1]!;
+  const state = join(agent.dir, 'state');
+  mkdirSync(join(state, 'ns-metadata-proxy'), { recursive: true });
+  mkdirSync(join(state, 'external', 'pids'), { recursive: true });
+  const pidFile = join(state, 'external', 'pids', `${id}.pid.haproxy`);
+  let text = original
     .replace('/var/lib/neutron/metadata_proxy', agent.socketPath)
     .replace(/^(\s*pidfile\s+)\S+/m, `$1${pidFile}`)
     .replace(/^(\s*user\s+)\S+/m, '$1nobody')
     .replace(/^(\s*group\s+)\S+/m, '$1nogroup');
   if (tap) text = text.replace(/interface \S+/, `interface ${tap}`);
-  const file = join(agent.dir, name);
+  const file = join(state, 'ns-metadata-proxy', `${id}.conf`);
   writeFileSync(file, text);
-  return { file, pidFile };
+  return { file, pidFile, state };
 }
 
 /** What neutron runs, with `haproxy` being a symlink to the metadata-hooks CLI. */
@@ -100,7 +113,7 @@ test('neutron DHCP haproxy config (dual-stack, bracketed v6 bind): listens, drop
   await lab.waitForDad(dhcp, tap);
   await lab.waitForDad(vm, vmDev);
 
-  const { file, pidFile } = adapt('dhcp-network-dualstack.conf', agent, tap);
+  const { file, pidFile, state } = adapt('dhcp-network-dualstack.conf', agent, tap);
   // `haproxy -c -f` validates like haproxy does.
   const check = await lab.exec(dhcp, process.execPath, [HOOKS_CLI, 'haproxy-compat', '-c', '-f', file]);
   assert.match(check.stdout, new RegExp(`valid \\(network ${NET}\\)`));
@@ -135,6 +148,23 @@ test('neutron DHCP haproxy config (dual-stack, bracketed v6 bind): listens, drop
   assert.equal(h4['x-instance-id'], undefined);
   assert.equal(h6['x-neutron-network-id'], NET);
   assert.match(String(h6['x-forwarded-for']), /^fe80::[0-9a-f:]+$/);
+
+  // `metadata-hooks status` sees proxies neutron started through the drop-in too.
+  const st = await runCommand(undefined, process.execPath, [
+    HOOKS_CLI,
+    'status',
+    '--json',
+    '--state-path',
+    state,
+  ]);
+  const [s0] = JSON.parse(st.stdout) as ProxyStatus[];
+  assert.equal(s0!.kind, 'neutron');
+  assert.equal(s0!.program, 'ns-metadata-proxy');
+  assert.deepEqual(s0!.identity, { mode: 'network', id: NET });
+  assert.equal(s0!.namespace, dhcp);
+  assert.equal(s0!.pid, pid);
+  assert.equal(s0!.healthy, true, JSON.stringify(s0));
+  assert.deepEqual([...s0!.listening].sort(), ['169.254.169.254:80', '[fe80::a9fe:a9fe]:80']);
 
   // neutron stops it with its kill script.
   const kill = await runCommand(undefined, process.execPath, [HOOKS_CLI, 'haproxy-kill', '15', String(pid)]);

@@ -31,8 +31,10 @@ async function saveAll(lab: NetnsLab, ns: string): Promise<string> {
     const tables = new Map<string, string[]>();
     let current: string[] | undefined;
     for (const line of text.split('\n')) {
-      if (line.startsWith('*')) tables.set(line.slice(1), (current = []));
-      else if (line.startsWith(':') || line.startsWith('-A '))
+      if (line.startsWith('*')) {
+        current = [];
+        tables.set(line.slice(1), current);
+      } else if (line.startsWith(':') || line.startsWith('-A '))
         current?.push(line.replace(/\s*\[\d+:\d+\]$/, ''));
     }
     return [...tables.entries()]
