@@ -111,6 +111,12 @@ async function main(): Promise<void> {
             type: 'string',
             requiresArg: true,
             describe: "stamp this router's id instead (neutron's enable_metadata_network case)",
+          })
+          .option('proxy', {
+            type: 'boolean',
+            default: true,
+            describe:
+              'start the proxy (--no-proxy: addresses only; run it with nmp-ns-metadata-proxy@.service)',
           }),
       (a) => {
         const config = loadHooksConfig(a);
@@ -122,6 +128,7 @@ async function main(): Promise<void> {
               networkId: a.networkId,
               device: a.device,
               ipv6: a.ipv6,
+              startProxy: a.proxy,
               ...(a.routerId !== undefined ? { routerId: a.routerId } : {}),
             },
             say,
@@ -139,13 +146,18 @@ async function main(): Promise<void> {
           .option('ipv6', {
             type: 'boolean',
             describe: 'IPv6 rules and a dual-stack bind (default: if IPv6 is enabled in the namespace)',
+          })
+          .option('proxy', {
+            type: 'boolean',
+            default: true,
+            describe: 'start the proxy (--no-proxy: rules only; run it with nmp-ns-metadata-proxy@.service)',
           }),
       (a) => {
         const config = loadHooksConfig(a);
         if (a.action === 'add')
           done = l3Add(
             config,
-            { routerId: a.routerId, ...(a.ipv6 !== undefined ? { ipv6: a.ipv6 } : {}) },
+            { routerId: a.routerId, startProxy: a.proxy, ...(a.ipv6 !== undefined ? { ipv6: a.ipv6 } : {}) },
             say,
           ).then(() => {});
         else done = l3Remove(config, a.routerId, say);

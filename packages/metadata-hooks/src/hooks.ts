@@ -78,13 +78,16 @@ export interface HookRecord {
   readonly families?: readonly IpFamily[];
   readonly binds: readonly string[];
   readonly pidFile: string;
+  /** hooks: the hooks start and stop the proxy; external: plumbing only, the proxy runs elsewhere (systemd). */
+  readonly proxy: 'hooks' | 'external';
   readonly updatedAt: string;
 }
 
 export interface AddResult {
   readonly record: HookRecord;
-  readonly pid: number;
-  readonly action: StartAction;
+  /** The proxy's pid (undefined when the proxy is external). */
+  readonly pid: number | undefined;
+  readonly action: StartAction | 'external';
   readonly warnings: readonly string[];
 }
 
@@ -95,12 +98,16 @@ export interface DhcpAddOptions {
   readonly ipv6?: boolean;
   /** neutron's enable_metadata_network case: stamp this router id instead of the network id. */
   readonly routerId?: string;
+  /** false: plumbing only; the proxy is run by something else (e.g. nmp-ns-metadata-proxy@.service). */
+  readonly startProxy?: boolean;
 }
 
 export interface L3AddOptions {
   readonly routerId: string;
   /** IPv6 rules and a dual-stack bind; default: whether IPv6 is enabled in the router namespace. */
   readonly ipv6?: boolean;
+  /** false: rules only; the proxy is run by something else (e.g. nmp-ns-metadata-proxy@.service). */
+  readonly startProxy?: boolean;
 }
 
 function checkId(what: string, id: string): void {
@@ -172,7 +179,12 @@ async function requireNamespace(ns: string): Promise<void> {
 async function launch(
   config: HooksConfig,
   record: HookRecord,
-): Promise<{ pid: number; action: StartAction }> {
+): Promise<{ pid: number | undefined; action: StartAction | 'external' }> {
+  if (record.proxy === 'external') {
+    // Switching to an externally run proxy: ours must not hold the port.
+    await stopProxy(record.pidFile, record.identity.id, { killTimeoutMs: config.killTimeout * 1000 });
+    return { pid: undefined, action: 'external' };
+  }
   return startProxy(
     {
       id: record.identity.id,
@@ -244,12 +256,13 @@ export async function dhcpAdd(
     addresses,
     binds,
     pidFile: pidFileFor(config, o.networkId),
+    proxy: o.startProxy === false ? 'external' : 'hooks',
     updatedAt: new Date().toISOString(),
   };
   writeRecord(config, record);
   for (const w of warnings) report(`warning: ${w}`);
   const { pid, action } = await launch(config, record);
-  report(`dhcp ${o.networkId}: proxy ${action} (pid ${pid}) in ${ns} on ${binds.join(' ')}`);
+  report(`dhcp ${o.networkId}: ${describeProxy(action, pid)} in ${ns} on ${binds.join(' ')}`);
   return { record, pid, action, warnings };
 }
 
@@ -270,6 +283,10 @@ export async function dhcpRemove(
   }
   rmSync(recordFile(config, 'dhcp', networkId), { force: true });
   report(`dhcp ${networkId}: proxy ${stopped}${record ? '' : ' (no record of an add)'}`);
+}
+
+function describeProxy(action: StartAction | 'external', pid: number | undefined): string {
+  return action === 'external' ? 'proxy run externally (not started here)' : `proxy ${action} (pid ${pid})`;
 }
 
 function ruleOptions(config: HooksConfig): MetadataRuleOptions {
@@ -304,12 +321,13 @@ export async function l3Add(
     families,
     binds,
     pidFile: pidFileFor(config, o.routerId),
+    proxy: o.startProxy === false ? 'external' : 'hooks',
     updatedAt: new Date().toISOString(),
   };
   writeRecord(config, record);
   const { pid, action } = await launch(config, record);
   report(
-    `l3 ${o.routerId}: rules IPv${families.join('+IPv')} in ${ns}; proxy ${action} (pid ${pid}) on ${binds[0]}`,
+    `l3 ${o.routerId}: rules IPv${families.join('+IPv')} in ${ns}; ${describeProxy(action, pid)} on ${binds[0]}`,
   );
   return { record, pid, action, warnings: [] };
 }
@@ -355,6 +373,8 @@ export interface ProxyStatus {
   readonly pidFile: string;
   /** For neutron-started proxies: whether the process is ours or still haproxy. */
   readonly program?: 'ns-metadata-proxy' | 'haproxy';
+  /** For hook records: who runs the proxy. */
+  readonly proxy?: 'hooks' | 'external';
 }
 
 /** `169.254.169.254:80`, `[fe80::a9fe:a9fe%tap]:80`, `[::]:9697` -> the socket /proc shows. */
@@ -375,18 +395,44 @@ function ids(pid: number): { uid?: number; gid?: number } {
   }
 }
 
-/** Status of one record's proxy. */
-export function statusOf(record: HookRecord): ProxyStatus {
-  const pid = activePid(record.pidFile, record.identity.id);
-  const sockets: ListeningSocket[] = pid !== undefined ? listeningSockets(pid) : [];
-  const listening = sockets.map(formatSocket);
+/** Pids of the processes in namespace `ns` (`ip netns pids`). */
+async function pidsInNamespace(ns: string): Promise<number[]> {
+  const r = await run(['ip', 'netns', 'pids', ns], { allowFailure: true });
+  return r.stdout
+    .split(/\s+/)
+    .filter((x) => /^\d+$/.test(x))
+    .map(Number);
+}
+
+/**
+ * Status of one record's proxy. For a hooks-run proxy: the pid file's process. For an external one
+ * (systemd): whichever process in the namespace listens on the expected sockets.
+ */
+export async function statusOf(record: HookRecord): Promise<ProxyStatus> {
   const expected = record.binds.map((b) => formatSocket(expectedSocket(b)));
+  let pid: number | undefined;
+  let sockets: ListeningSocket[] = [];
+  if (record.proxy === 'external') {
+    for (const p of await pidsInNamespace(record.namespace)) {
+      const mine = listeningSockets(p);
+      if (mine.some((x) => expected.includes(formatSocket(x)))) {
+        pid = p;
+        sockets = mine;
+        break;
+      }
+    }
+  } else {
+    pid = activePid(record.pidFile, record.identity.id);
+    sockets = pid !== undefined ? listeningSockets(pid) : [];
+  }
+  const listening = sockets.map(formatSocket);
   const missing = expected.filter((e) => !listening.includes(e));
   return {
     kind: record.kind,
     id: record.id,
     namespace: record.namespace,
     identity: record.identity,
+    proxy: record.proxy,
     ...(pid !== undefined ? { pid, ...ids(pid) } : {}),
     running: pid !== undefined,
     expected,
@@ -486,7 +532,7 @@ export async function proxyStatus(config: HooksConfig): Promise<ProxyStatus[]> {
     const r = readRecord(config, m[1] as 'dhcp' | 'l3', m[2]!);
     if (!r) continue;
     seen.add(r.pidFile);
-    out.push(statusOf(r));
+    out.push(await statusOf(r));
   }
   let pidFiles: string[] = [];
   try {
@@ -529,7 +575,7 @@ export function formatStatus(list: readonly ProxyStatus[]): string {
           ? `UNHEALTHY (not listening on ${s.missing.join(' ')})`
           : 'DEAD';
       const proc = s.running ? `pid ${s.pid} uid ${s.uid ?? '?'}` : 'no process';
-      const ns = s.namespace ? ` in ${s.namespace}` : '';
+      const ns = `${s.namespace ? ` in ${s.namespace}` : ''}${s.proxy === 'external' ? ' (proxy run externally)' : ''}`;
       return `${s.kind} ${who}${ns}: ${state}; ${proc}; listening ${s.listening.join(' ') || '-'}`;
     })
     .join('\n')

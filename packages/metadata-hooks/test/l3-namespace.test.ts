@@ -6,11 +6,13 @@
  * is closed to them; add twice leaves one copy of each rule; removal restores iptables exactly as it was.
  */
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { HttpGetError, isProcessAlive, NetnsLab, requireRoot, sleep } from '@nmp/testkit';
 import type { ProxyStatus } from '../src/hooks.js';
 import { listMetadataRules } from '../src/iptables-rules.js';
-import { type Chain, startChain, withDiagnostics } from './chain-fixture.js';
+import { type Chain, PROXY_CLI, startChain, withDiagnostics } from './chain-fixture.js';
 
 const ROUTER = '5b3f6e2d-1a4c-4e8f-9b0a-7c6d5e4f3a21';
 const NET_A = 'aaaaaaaa-0000-4000-8000-00000000000a';
@@ -207,7 +209,7 @@ test('router namespace: REDIRECT to the proxy, per-instance metadata, rules idem
   );
 });
 
-test('router namespace without IPv6: IPv4 rules only and a 0.0.0.0:9697 bind', async (t) => {
+test('router namespace without IPv6, proxy run as the systemd template would: IPv4 rules, 0.0.0.0:9697', async (t) => {
   if (!requireRoot(t)) return;
   const lab = await NetnsLab.create(t);
   let chain: Chain | undefined;
@@ -231,14 +233,37 @@ test('router namespace without IPv6: IPv4 rules only and a 0.0.0.0:9697 bind', a
       await lab.addRoute(vmA, 'default', { via: '10.252.0.1' });
       await lab.sysctl(r, 'net.ipv6.conf.all.disable_ipv6', '1');
 
-      const add = await chain.hooks('l3', 'add', ROUTER);
+      const add = await chain.hooks('l3', 'add', ROUTER, '--no-proxy');
       assert.equal(add.code, 0, add.stderr);
-      assert.match(add.stdout, /rules IPv4 in .* on 0\.0\.0\.0:9697/);
+      assert.match(add.stdout, /rules IPv4 in .*; proxy run externally .* on 0\.0\.0\.0:9697/);
       assert.equal((await listMetadataRules(r, 6, { chainPrefix: 'nmp-metadata' })).length, 0);
+      assert.equal((await listMetadataRules(r, 4, { chainPrefix: 'nmp-metadata' })).length, 9);
+      // Nothing listens yet: status says so.
+      const before = await chain.hooks('status', '--json');
+      assert.equal(before.code, 3);
+      assert.equal((JSON.parse(before.stdout) as ProxyStatus[])[0]!.running, false);
+
+      // What nmp-ns-metadata-proxy@<ns>.service runs, with the per-namespace file docs/deployment.md shows.
+      const ini = join(chain.dir, `${r}.ini`);
+      writeFileSync(
+        ini,
+        `[DEFAULT]\nbind = 0.0.0.0:9697\nrouter_id = ${ROUTER}\nmetadata_proxy_socket = ${chain.socketPath}\n` +
+          'metadata_proxy_user = nobody\nmetadata_proxy_group = nogroup\n',
+      );
+      const proxy = lab.spawn(r, process.execPath, [PROXY_CLI, '--config-file', ini]);
+      await proxy.waitForOutput(/listening/);
+      const st = JSON.parse((await chain.hooks('status', '--json')).stdout) as ProxyStatus[];
+      assert.equal(st[0]!.proxy, 'external');
+      assert.equal(st[0]!.pid, proxy.pid);
+      assert.equal(st[0]!.healthy, true, JSON.stringify(st[0]));
+      assert.equal(st[0]!.uid, 65534);
+
       const ra = await lab.httpGet(vmA, `http://169.254.169.254${META}`);
       assert.equal(JSON.parse(ra.text).uuid, INST_A);
       assert.equal((await chain.hooks('l3', 'remove', ROUTER)).code, 0);
       assert.deepEqual(await listMetadataRules(r, 4, { chainPrefix: 'nmp-metadata' }), []);
+      // Not ours to stop.
+      assert.ok(isProcessAlive(proxy.pid));
     },
   );
 });
