@@ -70,7 +70,10 @@ async function haproxyCompat(argv: readonly string[]): Promise<void> {
     configFile: file,
     pidFile,
     timeoutMs: 10_000,
-    logFile: `${file}.log`,
+    // Beside the config unless NMP_HAPROXY_COMPAT_LOG_DIR says where (neutron deletes the .conf, not the log).
+    logFile: process.env.NMP_HAPROXY_COMPAT_LOG_DIR
+      ? join(process.env.NMP_HAPROXY_COMPAT_LOG_DIR, `${basename(file)}.log`)
+      : `${file}.log`,
   });
   process.stderr.write(`${PROGRAM}: ns-metadata-proxy ${parsed.mode} ${parsed.id} running (pid ${pid})\n`);
 }
