@@ -46,7 +46,8 @@ test('two namespaces over a veth: IPv4 and IPv6 link-local HTTP, then full clean
   const lab = await NetnsLab.create(t);
   const srv = await lab.addNamespace('srv');
   const cli = await lab.addNamespace('cli');
-  const { dev1, dev2 } = await lab.addVethPair(srv, cli);
+  const { dev1, dev2 } = await lab.addVethPair(srv, cli, { mac2: 'fa:16:3e:12:34:56' });
+  assert.match((await lab.ip(cli, ['link', 'show', dev2])).stdout, /link\/ether fa:16:3e:12:34:56/);
   await lab.addAddress(srv, dev1, '10.201.0.1/24');
   await lab.addAddress(cli, dev2, '10.201.0.7/24');
   await lab.addAddress(srv, dev1, 'fe80::a9fe:a9fe/64');
@@ -66,7 +67,8 @@ test('two namespaces over a veth: IPv4 and IPv6 link-local HTTP, then full clean
 
   const r6 = await lab.httpGet(cli, { host: `fe80::a9fe:a9fe%${dev2}`, port: 8081, path: '/six' });
   assert.equal(r6.text, 'hello /six');
-  assert.match(String(r6.headers['x-peer']), /^fe80::/);
+  // The client's link-local address follows the MAC it was given (EUI-64).
+  assert.match(String(r6.headers['x-peer']), /^fe80::f816:3eff:fe12:3456(%|$)/);
 
   // Nothing of this exists in the root namespace.
   const rootLinks = await runCommand(undefined, 'ip', ['-o', 'link', 'show']);
@@ -79,6 +81,27 @@ test('two namespaces over a veth: IPv4 and IPv6 link-local HTTP, then full clean
   const list = await runCommand(undefined, 'ip', ['netns', 'list']);
   assert.doesNotMatch(list.stdout, new RegExp(lab.prefix));
   for (const pid of pids) assert.equal(isProcessAlive(pid), false);
+});
+
+test('a bridge joins several namespaces on one segment', async (t) => {
+  if (!requireRoot(t)) return;
+  const lab = await NetnsLab.create(t);
+  const sw = await lab.addNamespace('sw');
+  const br = await lab.addBridge(sw, 'br');
+  const hosts: string[] = [];
+  for (const n of [1, 2, 3]) {
+    const h = await lab.addNamespace(`h${n}`);
+    const { dev1, dev2 } = await lab.addVethPair(sw, h);
+    await lab.attachToBridge(sw, dev1, br);
+    await lab.addAddress(h, dev2, `10.202.0.${n}/24`);
+    hosts.push(h);
+  }
+  const server = lab.spawn(hosts[2], process.execPath, ['-e', SERVER, '10.202.0.3', '8080']);
+  await server.waitForOutput(/listening/);
+  for (const [i, h] of hosts.slice(0, 2).entries()) {
+    const r = await lab.httpGet(h, 'http://10.202.0.3:8080/');
+    assert.equal(r.headers['x-peer'], `10.202.0.${i + 1}`);
+  }
 });
 
 test('cleanup also kills processes nobody tracked and runs deferred callbacks', async (t) => {
