@@ -37,6 +37,14 @@ export function agentError(err: unknown): MetadataError {
     case 'ENOTSOCK':
     case 'UND_ERR_CONNECT_TIMEOUT':
       return new MetadataError('MDP_ERR_AGENT_UNREACHABLE', details, { cause: err });
+    case 'UND_ERR_INVALID_ARG':
+    case 'UND_ERR_NOT_SUPPORTED':
+      // Something in the instance's request that HTTP/1.1 to the agent cannot carry: its fault, not the agent's.
+      return new MetadataError(
+        'MDP_ERR_BAD_REQUEST',
+        { reason: 'not-forwardable', cause: e?.message },
+        { cause: err },
+      );
     case 'UND_ERR_HEADERS_TIMEOUT':
     case 'UND_ERR_BODY_TIMEOUT':
       return new MetadataError('MDP_ERR_AGENT_TIMEOUT', details, { cause: err });

@@ -22,6 +22,7 @@ import type { ProxyIdentity } from './header-policy.js';
 import { proxyOptions } from './options.js';
 import { dropPrivileges } from './privileges.js';
 import { MetadataProxy } from './proxy.js';
+import { RateLimiter } from './rate-limiter.js';
 import { VERSION } from './version.js';
 
 const PROGRAM = 'ns-metadata-proxy';
@@ -73,6 +74,7 @@ async function main(): Promise<void> {
     ...(config.logFile ? { file: config.logFile } : {}),
   });
   for (const w of loaded.warnings) logger.warn({ code: 'MDP_CONFIG_WARNING' }, w);
+  const limiter = rateLimiterFor(config, logger);
 
   const proxy = new MetadataProxy({
     identity,
@@ -90,6 +92,7 @@ async function main(): Promise<void> {
       backlog: config.backlog,
       agentConnections: config.agentConnections,
     },
+    ...(limiter ? { admit: limiter.admit } : {}),
   });
   let addresses: Awaited<ReturnType<MetadataProxy['listen']>>;
   try {
@@ -107,6 +110,13 @@ async function main(): Promise<void> {
       agent: config.socketPath,
       uid: ids.uid,
       gid: ids.gid,
+      rateLimit: limiter
+        ? {
+            ipVersions: config.rateLimitIpVersions,
+            base: `${config.baseLimit}/${config.baseWindow}s`,
+            burst: `${config.burstLimit}/${config.burstWindow}s`,
+          }
+        : false,
       version: VERSION,
     },
     'ns-metadata-proxy listening',
@@ -138,6 +148,39 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/**
+ * The [metadata_rate_limiting] limiter, or undefined when it is off (then the request path does not
+ * even call it). Unlike neutron, ip_versions may name both families, and does by default.
+ */
+function rateLimiterFor(
+  config: ConfigOf<typeof proxyOptions>,
+  logger: ReturnType<typeof createLogger>,
+): RateLimiter | undefined {
+  if (!config.rateLimitEnabled) return undefined;
+  const versions = new Set<string>();
+  for (const v of config.rateLimitIpVersions) {
+    const t = v.trim();
+    if (t !== '4' && t !== '6')
+      throw new ConfigError(`[metadata_rate_limiting] ip_versions: '${v}' is not 4 or 6`);
+    versions.add(t);
+  }
+  if (versions.size === 0) {
+    logger.warn(
+      { code: 'MDP_CONFIG_WARNING' },
+      'rate_limit_enabled is set but ip_versions is empty: no source is rate limited',
+    );
+    return undefined;
+  }
+  return new RateLimiter({
+    baseWindowMs: config.baseWindow * 1000,
+    baseLimit: config.baseLimit,
+    burstWindowMs: config.burstWindow * 1000,
+    burstLimit: config.burstLimit,
+    ipv4: versions.has('4'),
+    ipv6: versions.has('6'),
+  });
 }
 
 /**
@@ -179,6 +222,8 @@ async function withHaproxyConfig(
   if (unset('timeoutClient')) merged.timeoutClient = seconds(h.timeouts.client);
   if (unset('timeoutConnect')) merged.timeoutConnect = seconds(h.timeouts.connect);
   if (h.logLevel === 'debug' && unset('debug')) merged.debug = true;
+  // The file's stick-table type (ip or ipv6) is not copied: neutron can only name one family, and
+  // we limit both unless ip_versions says otherwise (DECISIONS.md, rate limiting).
   if (h.rateLimit && unset('rateLimitEnabled')) {
     merged.rateLimitEnabled = true;
     merged.baseWindow = h.rateLimit.baseWindow;

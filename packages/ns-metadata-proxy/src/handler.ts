@@ -1,18 +1,23 @@
 /*
  * The proxy's request path, top to bottom:
- *   accept -> police the request line -> (rate limit) -> stamp identity -> forward -> relay.
- * The answer streams from the agent's socket to the instance byte for byte. Our own failures get a
- * plain-text answer with a stable code in the log; a failure after the answer started closes the
- * connection, the only honest signal left.
+ *   accept -> police the request line -> rate limit -> read a body, if any -> stamp identity -> forward
+ *   -> relay.
+ * A request body (rare: the password POST) is read whole, within the limit, before the agent is
+ * contacted, so a malformed, oversized or never-finished body never reaches the agent. The answer streams
+ * from the agent's socket to the instance byte for byte. Our own failures get a plain-text answer with a
+ * stable code in the log; a failure after the answer started closes the connection, the only honest
+ * signal left.
+ *
+ * Hot path: no per-request closures. The response object is the exchange: it carries the log fields
+ * and is itself the undici dispatch handler that receives the agent's answer (see ProxyResponse).
  */
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
-import { errorBody, forwardedForFromPeer, type Logger, MetadataError, TEXT_PLAIN } from '@nmp/common';
+import { type IncomingMessage, ServerResponse } from 'node:http';
+import { forwardedForFromPeer, type Logger, MetadataError, TEXT_PLAIN } from '@nmp/common';
 import type { Dispatcher, Pool } from 'undici';
 import { agentError } from './agent-client.js';
 import { agentRequestHeaders, instanceResponseHeaders, type ProxyIdentity } from './header-policy.js';
-import { BodyLimit, checkRequestTarget } from './request-policy.js';
+import { bodyLength, bodyTooLarge, checkRequest } from './request-policy.js';
 
 export interface ProxyHandlerOptions {
   readonly identity: ProxyIdentity;
@@ -23,112 +28,206 @@ export interface ProxyHandlerOptions {
   readonly admit?: (source: string) => MetadataError | undefined;
 }
 
-interface Trace {
-  readonly rid: string;
-  readonly method: string;
-  readonly path: string;
-  readonly src: string;
-  status: number;
-  code?: string;
-  /** Set when the request failed: the log line goes out at this level with these details. */
-  level?: 'info' | 'warn' | 'error';
-  detail?: Readonly<Record<string, unknown>>;
+type Level = 'info' | 'warn' | 'error';
+
+/**
+ * The instance's response, which is also the exchange: the fields of its one log line, and the undici
+ * dispatch handler the agent's answer arrives at. Servers made by MetadataProxy create these.
+ */
+export class ProxyResponse extends ServerResponse<IncomingMessage> implements Dispatcher.DispatchHandler {
+  handler: ProxyHandler | undefined = undefined;
+  start = 0n;
+  rid = '';
+  method = '';
+  path = '';
+  src = '';
+  status = 0;
+  code: string | undefined = undefined;
+  level: Level = 'info';
+  detail: Readonly<Record<string, unknown>> | undefined = undefined;
+  /** Set while the agent holds the request; used to abort it when the instance goes away. */
+  controller: Dispatcher.DispatchController | undefined = undefined;
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.destroyed) controller.abort(CLIENT_GONE);
+  }
+
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+  ): void {
+    if (statusCode < 200) return;
+    if (this.destroyed) {
+      controller.abort(CLIENT_GONE);
+      return;
+    }
+    this.status = statusCode;
+    this.writeHead(statusCode, instanceResponseHeaders(headers));
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.write(chunk) && !this.destroyed) {
+      controller.pause();
+      this.once('drain', resumeUpstream);
+    }
+  }
+
+  onResponseEnd(): void {
+    this.controller = undefined;
+    this.end();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.controller = undefined;
+    if (err === CLIENT_GONE || this.destroyed) {
+      this.code ??= 'client_closed';
+      return;
+    }
+    this.handler?.fail(this, agentError(err));
+  }
+}
+
+const CLIENT_GONE = new Error('the instance closed the connection');
+
+function resumeUpstream(this: ProxyResponse): void {
+  this.controller?.resume();
+}
+
+function onResponseClose(this: ProxyResponse): void {
+  const handler = this.handler!;
+  handler.inFlight--;
+  if (this.controller !== undefined) {
+    // The instance left before the agent answered: free the agent connection now.
+    this.code ??= 'client_closed';
+    this.controller.abort(CLIENT_GONE);
+    this.controller = undefined;
+  }
+  handler.log(this);
+}
+
+/** Error answers by code, built once (no proxy message depends on details). */
+const ANSWERS = new Map<string, { body: Buffer; keep: Record<string, string | number> }>();
+function answerFor(failure: MetadataError): { body: Buffer; keep: Record<string, string | number> } {
+  let a = ANSWERS.get(failure.code);
+  if (a === undefined) {
+    const body = Buffer.from(`${failure.message}\n`);
+    a = {
+      body,
+      keep: { 'content-type': TEXT_PLAIN, 'content-length': body.length, 'cache-control': 'no-cache' },
+    };
+    ANSWERS.set(failure.code, a);
+  }
+  return a;
 }
 
 export class ProxyHandler {
   readonly #o: ProxyHandlerOptions;
+  readonly #agent: Pool;
+  readonly #admit: ((source: string) => MetadataError | undefined) | undefined;
+  readonly #maxBodySize: number;
   /** Carries the network or router id on every line, serialised once. */
   readonly #logger: Logger;
   inFlight = 0;
 
   constructor(options: ProxyHandlerOptions) {
     this.#o = options;
+    this.#agent = options.agent;
+    this.#admit = options.admit;
+    this.#maxBodySize = options.maxBodySize;
     this.#logger = options.logger.child({ [options.identity.mode]: options.identity.id });
   }
 
-  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const start = process.hrtime.bigint();
-    const src = forwardedForFromPeer(req.socket.remoteAddress) ?? '';
-    const trace: Trace = {
-      rid: `req-${randomUUID()}`,
-      method: req.method ?? 'GET',
-      path: (req.url ?? '').slice(0, 1024),
-      src,
-      status: 0,
-    };
+  readonly handle = (req: IncomingMessage, res: ProxyResponse): void => {
+    res.handler = this;
+    res.start = process.hrtime.bigint();
+    res.rid = `req-${randomUUID()}`;
+    res.method = req.method ?? 'GET';
+    res.path = (req.url ?? '').slice(0, 1024);
+    res.src = forwardedForFromPeer(req.socket.remoteAddress) ?? '';
     this.inFlight++;
-    res.once('close', () => {
-      this.inFlight--;
-      this.#log(trace, start, res);
-    });
-    try {
-      checkRequestTarget(req);
-      const refusal = this.#o.admit?.(src);
-      if (refusal) throw refusal;
-      this.#forward(req, res, trace);
-    } catch (err) {
-      this.#fail(req, res, trace, err);
-    }
+    res.on('close', onResponseClose);
+
+    const refusal = checkRequest(req) ?? this.#admit?.(res.src);
+    const length = refusal === undefined ? bodyLength(req, this.#maxBodySize) : refusal;
+    if (length === 0) this.#forward(req, res, null);
+    else if (typeof length === 'number') this.#readBody(req, res);
+    else this.fail(res, length);
   };
 
-  #forward(req: IncomingMessage, res: ServerResponse, trace: Trace): void {
-    const headers = agentRequestHeaders(req.rawHeaders, this.#o.identity, trace.src, trace.rid);
-    const limit = BodyLimit.forRequest(req, this.#o.maxBodySize);
-    const options: Dispatcher.RequestOptions = {
-      method: trace.method as Dispatcher.HttpMethod,
-      path: req.url!,
-      headers,
-      body: limit === null ? null : Readable.from(limit.body(req), { objectMode: false }),
+  /** The rare request with a body: read it whole within the limit, then forward. */
+  #readBody(req: IncomingMessage, res: ProxyResponse): void {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > this.#maxBodySize) {
+        req.off('data', onData);
+        req.off('end', onEnd);
+        this.fail(res, bodyTooLarge(this.#maxBodySize));
+        return;
+      }
+      chunks.push(chunk);
     };
-    this.#o.agent.stream(
-      options,
-      ({ statusCode, headers: answerHeaders }) => {
-        trace.status = statusCode;
-        res.writeHead(statusCode, instanceResponseHeaders(answerHeaders));
-        return res;
+    const onEnd = () => {
+      if (!res.destroyed && !res.headersSent) this.#forward(req, res, Buffer.concat(chunks, size));
+    };
+    req.on('data', onData);
+    req.once('end', onEnd);
+  }
+
+  #forward(req: IncomingMessage, res: ProxyResponse, body: Buffer | null): void {
+    this.#agent.dispatch(
+      {
+        method: res.method as Dispatcher.HttpMethod,
+        path: req.url!,
+        headers: agentRequestHeaders(req.rawHeaders, this.#o.identity, res.src, res.rid),
+        body,
       },
-      (err) => {
-        if (err) this.#fail(req, res, trace, limit?.exceeded ? limit.error() : err);
-      },
+      res,
     );
   }
 
-  #fail(req: IncomingMessage, res: ServerResponse, trace: Trace, err: unknown): void {
-    let failure: MetadataError;
-    if (err instanceof MetadataError) failure = err;
-    else if ((err as { code?: string })?.code === 'UND_ERR_ABORTED' || res.destroyed) {
-      // The instance went away; nothing to answer.
-      trace.code = 'client_closed';
-      return;
-    } else if (typeof (err as { code?: string })?.code === 'string') failure = agentError(err);
-    else failure = new MetadataError('MDP_ERR_INTERNAL', { error: String(err) }, { cause: err });
-    trace.code = failure.code;
-    trace.level = failure.level === 'error' || failure.level === 'warn' ? failure.level : 'info';
-    trace.detail = failure.details;
-    if (res.headersSent) {
+  /**
+   * Answer with our own error (or, when the answer has started, cut the connection). Also used by the
+   * server when the parser rejects the rest of a request whose response object already exists.
+   */
+  fail(res: ProxyResponse, err: unknown): void {
+    const failure =
+      err instanceof MetadataError
+        ? err
+        : new MetadataError('MDP_ERR_INTERNAL', { error: String(err) }, { cause: err });
+    res.code = failure.code;
+    res.level = failure.level === 'error' || failure.level === 'warn' ? failure.level : 'info';
+    res.detail = failure.details;
+    if (res.headersSent || res.destroyed) {
       res.destroy();
       return;
     }
-    trace.status = failure.status;
-    const text = errorBody(failure);
-    const headers: Record<string, string | number> = {
-      'content-type': TEXT_PLAIN,
-      'content-length': Buffer.byteLength(text),
-      'cache-control': 'no-cache',
-    };
-    // An unread request body would poison the next request on this connection.
-    if (!req.complete) headers.connection = 'close';
-    res.writeHead(failure.status, headers);
-    res.end(text);
-    if (!req.complete) res.once('finish', () => req.socket.destroySoon());
+    res.status = failure.status;
+    const answer = answerFor(failure);
+    // An unread request body would poison the next request on this connection; after an upstream
+    // failure mid-exchange a fresh connection is the safe state. Node closes it after `connection: close`.
+    const close = !res.req.complete || failure.status === 502 || failure.status === 408;
+    res.writeHead(failure.status, close ? { ...answer.keep, connection: 'close' } : answer.keep);
+    res.end(answer.body);
   }
 
   /** The one line per request (the network or router id is bound on the logger already). */
-  #log(trace: Trace, start: bigint, res: ServerResponse): void {
-    const ms = Math.round(Number(process.hrtime.bigint() - start) / 1e3) / 1e3;
-    const { level = 'info', detail, ...fields } = trace;
-    const line: Record<string, unknown> = detail ? { ...fields, ...detail, ms } : { ...fields, ms };
+  log(res: ProxyResponse): void {
+    const ms = Math.round(Number(process.hrtime.bigint() - res.start) / 1e3) / 1e3;
+    const line: Record<string, unknown> = {
+      rid: res.rid,
+      method: res.method,
+      path: res.path,
+      src: res.src,
+      status: res.status,
+    };
+    if (res.code !== undefined) line.code = res.code;
+    if (res.detail !== undefined) Object.assign(line, res.detail);
+    line.ms = ms;
     if (!res.writableFinished) line.aborted = true;
-    this.#logger[level](line, 'request');
+    this.#logger[res.level](line, 'request');
   }
 }

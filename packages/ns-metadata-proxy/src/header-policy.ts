@@ -1,6 +1,6 @@
 /*
  * What the proxy lets through to the agent. Every client copy of an identity header (any case, any count)
- * and every hop-by-hop header is dropped; then the proxy stamps its own X-Forwarded-For (the socket peer),
+ * and every hop-by-hop header (and Expect) is dropped; then the proxy stamps its own X-Forwarded-For (the socket peer),
  * exactly one of X-Neutron-Network-ID / X-Neutron-Router-ID, and the request id.
  * Works on rawHeaders so nothing the client sent is merged or reinterpreted along the way.
  */
@@ -41,7 +41,8 @@ export function agentRequestHeaders(
       }
       continue;
     }
-    if (IDENTITY_HEADERS.has(name) || HOP_BY_HOP_HEADERS.has(name)) continue;
+    // Expect: Node has already answered 100-continue; the agent must not wait for it (undici refuses it).
+    if (IDENTITY_HEADERS.has(name) || HOP_BY_HOP_HEADERS.has(name) || name === 'expect') continue;
     out.push(rawHeaders[i]!, rawHeaders[i + 1]!);
   }
   if (connectionNamed !== undefined) {

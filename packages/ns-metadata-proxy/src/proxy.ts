@@ -3,15 +3,16 @@
  * forwarding over one keep-alive pool to the agent. Also owns what happens before a request exists
  * (malformed input, header overflow, slow clients, CONNECT, too many connections) and the graceful stop.
  */
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { type ErrorCode, type Logger, MetadataError } from '@nmp/common';
+import { type Logger, MetadataError } from '@nmp/common';
 import type { Pool } from 'undici';
 import { createAgentPool } from './agent-client.js';
 import { type BindAddress, listenHost } from './bind-address.js';
-import { ProxyHandler } from './handler.js';
+import { ProxyHandler, ProxyResponse } from './handler.js';
 import type { ProxyIdentity } from './header-policy.js';
+import { MAX_HEADER_LINES, parserRefusal } from './request-policy.js';
 
 export interface ProxyLimits {
   /** Milliseconds for a complete request header block (408). */
@@ -56,6 +57,11 @@ export class MetadataProxy {
   readonly limits: ProxyLimits;
   readonly #o: MetadataProxyOptions;
   #connections = 0;
+  /** Connections refused since the last log line about them (a flood must not flood the log). */
+  #refused = 0;
+  #refusedLoggedAt = 0;
+  /** Sockets already answered with a refusal: the dead parser may report more errors on them. */
+  readonly #refusedSockets = new WeakSet<Duplex>();
 
   constructor(options: MetadataProxyOptions) {
     this.#o = options;
@@ -78,8 +84,10 @@ export class MetadataProxy {
   /** Build a server for one listener; exposed so a daemon can attach listeners it did not bind itself. */
   createServer(): Server {
     const l = this.limits;
-    const server = createServer(
+    const server = createServer<typeof IncomingMessage, typeof ProxyResponse>(
       {
+        IncomingMessage,
+        ServerResponse: ProxyResponse,
         keepAlive: true,
         requestTimeout: l.requestTimeoutMs,
         headersTimeout: l.requestTimeoutMs,
@@ -89,16 +97,24 @@ export class MetadataProxy {
         insecureHTTPParser: false,
       },
       this.handler.handle,
-    );
+    ) as unknown as Server;
     server.keepAliveTimeout = l.keepAliveTimeoutMs;
-    server.maxHeadersCount = 100;
+    // One more than we accept, so that checkRequest() sees the excess instead of Node dropping it.
+    server.maxHeadersCount = MAX_HEADER_LINES + 1;
+    // Native guard per listener: over the limit the handle is closed before a socket or parser exists.
+    server.maxConnections = l.maxConnections;
+    server.on('drop', () => this.#connectionRefused(undefined));
     server.on('connection', (socket: Socket) => this.#admitConnection(socket));
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#clientError(err, socket));
     server.on('connect', (req: IncomingMessage, socket: Duplex) => {
-      this.#rawRefusal(socket, 'MDP_ERR_ABSOLUTE_TARGET', {
-        method: 'CONNECT',
-        target: req.url?.slice(0, 200),
-      });
+      this.#refuse(
+        socket,
+        new MetadataError('MDP_ERR_ABSOLUTE_TARGET', {
+          reason: 'connect-method',
+          method: 'CONNECT',
+          target: req.url?.slice(0, 200),
+        }),
+      );
     });
     this.servers.push(server);
     return server;
@@ -127,7 +143,10 @@ export class MetadataProxy {
     return this.#connections;
   }
 
-  /** Stop accepting, finish in-flight requests until the deadline, then cut the rest. */
+  /**
+   * Stop accepting, finish in-flight requests until the deadline, then cut the rest. Idle keep-alive
+   * connections are closed at once, and each busy one as soon as its answer is out.
+   */
   async close(deadlineMs = 10_000): Promise<void> {
     const closing = this.servers.map(
       (s) =>
@@ -137,49 +156,86 @@ export class MetadataProxy {
           s.closeIdleConnections();
         }),
     );
+    // Connections that finish their answer during the drain become idle: close them as they do.
+    const sweep = setInterval(() => {
+      for (const s of this.servers) s.closeIdleConnections();
+    }, 50);
+    sweep.unref();
     const timer = setTimeout(() => {
       for (const s of this.servers) s.closeAllConnections();
     }, deadlineMs);
     timer.unref();
     await Promise.all(closing);
+    clearInterval(sweep);
     clearTimeout(timer);
     await this.agent.close().catch(() => {});
   }
 
   #admitConnection(socket: Socket): void {
     if (this.#connections >= this.limits.maxConnections) {
-      // Refuse before any parser or buffer is spent on it.
-      this.#o.logger.warn(
-        { code: 'MDP_ERR_TOO_MANY_CONNECTIONS', src: socket.remoteAddress },
-        'connection refused: limit reached',
-      );
+      // Over the limit across listeners: refused before a byte is read.
       socket.destroy();
+      this.#connectionRefused(socket.remoteAddress);
       return;
     }
     this.#connections++;
-    socket.once('close', () => {
-      this.#connections--;
-    });
+    socket.once('close', this.#connectionClosed);
   }
 
+  readonly #connectionClosed = (): void => {
+    this.#connections--;
+  };
+
+  /** One warning for the first refusal, then at most one a second with the count. */
+  #connectionRefused(src: string | undefined): void {
+    this.#refused++;
+    const now = Date.now();
+    if (now - this.#refusedLoggedAt < 1000) return;
+    this.#o.logger.warn(
+      {
+        code: 'MDP_ERR_TOO_MANY_CONNECTIONS',
+        reason: 'connection-limit',
+        limit: this.limits.maxConnections,
+        refused: this.#refused,
+        ...(src ? { src } : {}),
+      },
+      'connections refused: limit reached',
+    );
+    this.#refused = 0;
+    this.#refusedLoggedAt = now;
+  }
+
+  /** Node's parser gave up on the bytes of this connection (or the request took too long). */
   #clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-    const busy = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent;
-    if (err.code === 'ECONNRESET' || !socket.writable || busy) {
+    if (err.code === 'ECONNRESET' || !socket.writable || this.#refusedSockets.has(socket)) {
       socket.destroy();
       return;
     }
-    let code: ErrorCode = 'MDP_ERR_BAD_REQUEST';
-    if (err.code === 'HPE_HEADER_OVERFLOW') code = 'MDP_ERR_HEADERS_TOO_LARGE';
-    else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'HPE_HEADERS_TIMEOUT')
-      code = 'MDP_ERR_REQUEST_TIMEOUT';
-    this.#rawRefusal(socket, code, { parser: err.code });
+    const failure = parserRefusal(err);
+    const pending = (socket as { _httpMessage?: ProxyResponse | null })._httpMessage;
+    if (pending instanceof ProxyResponse && !pending.writableFinished) {
+      this.#refusedSockets.add(socket);
+      if (!pending.req.complete && !pending.headersSent) {
+        // The bad bytes are this request's own body (or it never finished): it is the one refused.
+        this.handler.fail(pending, failure);
+        return;
+      }
+      // A later request on the connection is bad while the earlier one is still being answered:
+      // let that answer finish, then refuse and close.
+      pending.once('close', () => {
+        if (pending.writableFinished && socket.writable) this.#refuse(socket, failure);
+        else socket.destroy();
+      });
+      return;
+    }
+    this.#refuse(socket, failure);
   }
 
   /** Answer on a raw socket (no request object exists) and close it. */
-  #rawRefusal(socket: Duplex, code: ErrorCode, details: Record<string, unknown>): void {
-    const failure = new MetadataError(code, details);
+  #refuse(socket: Duplex, failure: MetadataError): void {
+    this.#refusedSockets.add(socket);
     const src = (socket as Socket).remoteAddress;
-    this.#o.logger[failure.level]({ code, src, ...details }, failure.message);
+    this.#o.logger[failure.level]({ code: failure.code, src, ...failure.details }, failure.message);
     const body = `${failure.message}\n`;
     const reason = STATUS_TEXT[failure.status] ?? 'Error';
     socket.end(
@@ -193,6 +249,8 @@ const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
   408: 'Request Time-out',
   413: 'Payload Too Large',
+  429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
+  503: 'Service Unavailable',
 };
