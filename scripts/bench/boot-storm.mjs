@@ -1,0 +1,315 @@
+#!/usr/bin/env node
+// `npm run bench:boot-storm`: N instances (default 1,000), each with its own source address on loopback
+// (127.20.x.y: the whole 127/8 is local, no root needed), all booting at once, each running cloud-init's
+// read sequence with a new connection per request, through proxy -> agent (Neutron resolver behind the port
+// cache) -> nova-metadata-dev, with a fake Keystone + Neutron answering port lookups after 2 ms.
+// Reports the time to the last answer, failed or wrong answers, and how many port lookups reached Neutron.
+// Each run starts every process afresh (empty cache).
+import { fork, spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { FAKE_DEFAULTS } from '@nmp/openstack-fakes';
+import { startChain } from './chain.mjs';
+import {
+  fmt,
+  median,
+  memoryOf,
+  NETWORK_ID,
+  ROOT,
+  requireBuilt,
+  resultsDir,
+  stamp,
+  textTable,
+} from './lib.mjs';
+
+const USAGE = `usage: npm run bench:boot-storm -- [--instances N] [--runs N] [--latency-ms MS] [--json]
+
+  --instances N    instances booting at once (default 1000, at most 60000)
+  --runs N         runs, each with fresh processes; medians reported (default 3)
+  --latency-ms MS  delay of every fake Neutron answer (default 2)
+  --json           print the summary as one JSON line on stdout (progress goes to stderr)
+`;
+
+const VERSION = '2018-08-27';
+const SEQUENCE = [
+  '/openstack',
+  '/openstack',
+  'meta_data.json',
+  'user_data',
+  'vendor_data.json',
+  'vendor_data2.json',
+  'network_data.json',
+];
+const PROJECT = 'c0ffee00aabbccddeeff001122334455';
+const hex = (n, w) => n.toString(16).padStart(w, '0');
+
+/** Instance k: its address (127.20.0.1 ...), uuid, port and MAC. */
+export function stormInstance(k) {
+  return {
+    ip: `127.20.${Math.floor(k / 250)}.${(k % 250) + 1}`,
+    uuid: `5707a000-0000-4000-8000-${hex(k, 12)}`,
+    portId: `5707b000-0000-4000-8000-${hex(k, 12)}`,
+    mac: `fa:16:3e:20:${hex(k >> 8, 2)}:${hex(k & 255, 2)}`,
+    name: `storm-${k}`,
+  };
+}
+
+function writeTopology(dir, n) {
+  const instances = Array.from({ length: n }, (_, k) => stormInstance(k));
+  const subnet = '5707c000-0000-4000-8000-000000000001';
+  const ports = instances.map((i) => ({
+    id: i.portId,
+    network_id: NETWORK_ID,
+    mac_address: i.mac,
+    fixed_ips: [{ subnet_id: subnet, ip_address: i.ip }],
+    device_id: i.uuid,
+    device_owner: 'compute:nova',
+    project_id: PROJECT,
+  }));
+  const nova = instances.map((i) => ({
+    uuid: i.uuid,
+    project_id: PROJECT,
+    name: i.name,
+    hostname: i.name,
+    user_data: `#cloud-config\nhostname: ${i.name}\n`,
+    vendor_data: { nmp: { environment: 'boot-storm' } },
+    vendor_data2: { target: { instance: i.name } },
+    network_data: {
+      links: [{ id: 'tap0', vif_id: i.portId, type: 'ovs', mtu: 1450, ethernet_mac_address: i.mac }],
+      networks: [{ id: 'network0', type: 'ipv4_dhcp', link: 'tap0', network_id: NETWORK_ID }],
+      services: [],
+    },
+    fixed_ips: [i.ip],
+  }));
+  const portsFile = join(dir, 'ports.json');
+  const instancesFile = join(dir, 'instances.json');
+  writeFileSync(portsFile, JSON.stringify({ ports }));
+  writeFileSync(instancesFile, JSON.stringify({ instances: nova }));
+  return { instances, portsFile, instancesFile };
+}
+
+/** The fake OpenStack in its own process; resolves to {url, authUrl, counts(), reset(), stop()}. */
+function startFake(portsFile, latencyMs) {
+  const child = fork(
+    fileURLToPath(new URL('./fake-openstack-server.mjs', import.meta.url)),
+    [portsFile, String(latencyMs)],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    },
+  );
+  const ask = (type) =>
+    new Promise((resolve, reject) => {
+      const onMsg = (m) => {
+        if (m?.type === type) {
+          child.off('message', onMsg);
+          resolve(m);
+        }
+      };
+      child.on('message', onMsg);
+      child.send({ type }, (err) => err && reject(err));
+    });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('fake OpenStack did not start within 15 s')), 15_000);
+    child.once('exit', (code) => reject(new Error(`fake OpenStack exited (${code})`)));
+    child.once('message', (m) => {
+      clearTimeout(timer);
+      resolve({
+        url: m.url,
+        authUrl: m.authUrl,
+        counts: () => ask('counts'),
+        reset: () => ask('reset'),
+        stop: () =>
+          new Promise((r) => {
+            if (child.exitCode !== null) return r();
+            child.once('exit', r);
+            child.send({ type: 'stop' });
+            setTimeout(() => child.kill('SIGKILL'), 3000).unref();
+          }),
+      });
+    });
+  });
+}
+
+function runClient(specFile, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [fileURLToPath(new URL('./storm-client.mjs', import.meta.url)), specFile],
+      {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      try {
+        if (code !== 0) throw new Error(`exit ${signal ?? code}`);
+        resolve(JSON.parse(out.trim().split('\n').pop()));
+      } catch (e) {
+        reject(new Error(`storm client failed: ${e.message}`));
+      }
+    });
+  });
+}
+
+async function main() {
+  const { values } = parseArgs({
+    options: {
+      instances: { type: 'string', default: '1000' },
+      runs: { type: 'string', default: '3' },
+      'latency-ms': { type: 'string', default: '2' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const n = Number(values.instances);
+  const runs = Number(values.runs);
+  const latencyMs = Number(values['latency-ms']);
+  if (
+    !Number.isInteger(n) ||
+    n < 1 ||
+    n > 60_000 ||
+    !Number.isInteger(runs) ||
+    runs < 1 ||
+    runs > 20 ||
+    !(latencyMs >= 0)
+  ) {
+    process.stderr.write(`boot-storm: bad arguments\n\n${USAGE}`);
+    process.exit(2);
+  }
+  requireBuilt();
+  const log = (m) => process.stderr.write(`${m}\n`);
+  const dir = resultsDir(`storm-${stamp()}`);
+  const topo = writeTopology(dir, n);
+  log(
+    `boot storm: ${n} instances, fake Neutron latency ${latencyMs} ms, ${runs} run(s); logs in ${relative(ROOT, dir)}/`,
+  );
+
+  const fake = await startFake(topo.portsFile, latencyMs);
+  const results = [];
+  try {
+    for (let run = 1; run <= runs; run++) {
+      await fake.reset();
+      const logDir = join(dir, `run-${run}`);
+      mkdirSync(logDir, { recursive: true });
+      const chain = await startChain({
+        logDir,
+        instancesFile: topo.instancesFile,
+        agentArgs: [
+          '--resolver',
+          'neutron',
+          '--neutron-auth-url',
+          fake.authUrl,
+          '--neutron-username',
+          FAKE_DEFAULTS.username,
+          '--neutron-user-domain-name',
+          FAKE_DEFAULTS.userDomainName,
+          '--neutron-project-name',
+          FAKE_DEFAULTS.projectName,
+          '--neutron-project-domain-name',
+          FAKE_DEFAULTS.projectDomainName,
+        ],
+        agentEnv: { NMP_NEUTRON__PASSWORD: FAKE_DEFAULTS.password },
+      });
+      try {
+        const specFile = join(logDir, 'client.json');
+        writeFileSync(
+          specFile,
+          JSON.stringify({
+            url: chain.proxyUrl,
+            version: VERSION,
+            timeoutMs: 10_000,
+            instances: topo.instances.map(({ ip, uuid }) => ({ ip, uuid })),
+          }),
+        );
+        const r = await runClient(specFile, 120_000);
+        const { counts, portQueries } = await fake.counts();
+        r.neutron = counts;
+        r.lookupsPerInstance = counts.portLookups / n;
+        r.maxLookupsForOneAddress = maxPerAddress(portQueries);
+        r.memory = { agent: memoryOf(chain.agent.pid), proxy: memoryOf(chain.proxy.pid) };
+        results.push(r);
+        log(
+          `  run ${run}: last answer after ${r.seconds.toFixed(2)} s; ${r.requests} requests, ${r.failed} failed; ` +
+            `${counts.portLookups} port lookups, ${counts.tokenRequests} token requests; p50 ${fmt.ms(r.p50)} ms, p99 ${fmt.ms(r.p99)} ms`,
+        );
+        for (const f of r.failureExamples) log(`    failed: ${JSON.stringify(f)}`);
+      } finally {
+        await chain.stop();
+      }
+    }
+  } finally {
+    await fake.stop();
+  }
+  const summary = {
+    instances: n,
+    neutronLatencyMs: latencyMs,
+    sequence: SEQUENCE,
+    version: VERSION,
+    runs: results,
+    medianSeconds: median(results.map((r) => r.seconds)),
+    maxLookupsPerInstance: Math.max(...results.map((r) => r.lookupsPerInstance)),
+    allOk: results.every((r) => r.failed === 0 && r.requests === n * SEQUENCE.length),
+  };
+  writeFileSync(join(dir, 'results.json'), JSON.stringify(summary, null, 2));
+  const table = textTable(
+    [
+      'run',
+      'last answer s',
+      'requests',
+      'failed',
+      'port lookups',
+      'lookups/instance',
+      'p50 ms',
+      'p99 ms',
+      'agent RSS MB',
+    ],
+    results.map((r, i) => [
+      i + 1,
+      r.seconds.toFixed(2),
+      r.requests,
+      r.failed,
+      r.neutron.portLookups,
+      r.lookupsPerInstance.toFixed(2),
+      fmt.ms(r.p50),
+      fmt.ms(r.p99),
+      fmt.mb(r.memory.agent.rssKb),
+    ]),
+  );
+  if (values.json) {
+    log(`\n${table}\n\nmedian time to last answer ${summary.medianSeconds.toFixed(2)} s`);
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+  } else {
+    process.stdout.write(`\n${table}\n\nmedian time to last answer ${summary.medianSeconds.toFixed(2)} s\n`);
+  }
+}
+
+/** Most port lookups seen for one address among the fake's last 1,000 port queries. */
+function maxPerAddress(queries) {
+  const per = new Map();
+  for (const q of queries) {
+    const ip = new URLSearchParams(q).getAll('fixed_ips').find((f) => f.startsWith('ip_address='));
+    if (ip) per.set(ip, (per.get(ip) ?? 0) + 1);
+  }
+  return Math.max(0, ...per.values());
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`boot-storm: ${err.stack ?? err}\n`);
+    process.exit(1);
+  },
+);

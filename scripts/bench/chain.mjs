@@ -1,0 +1,145 @@
+// Starts the chain the benchmarks measure: nova-metadata-dev (TCP), metadata-agent (UNIX socket, info
+// logging to a file) and ns-metadata-proxy (TCP, info logging to a file), each its own process, with a
+// fresh shared secret handed over in the environment. stop() ends them in reverse order.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CLI, freePort, NETWORK_ID, SAMPLE_DIR, startNode, waitForConnect } from './lib.mjs';
+
+/**
+ * options:
+ *  logDir         where logs, outputs and the socket go
+ *  instancesFile  Nova's instances (default: the sample)
+ *  agentArgs      resolver arguments (default: the sample inventory)
+ *  agentEnv       extra environment of the agent (e.g. the Neutron password)
+ *  cpuProf        directory: run proxy, agent and Nova with --cpu-prof into it
+ *  proxy          false: no proxy; else {host?, port?, args?, wrap?} (wrap: e.g. ['ip','netns','exec',NS]);
+ *                 chain.startProxy(name, sameOptions) starts another one on the same agent
+ *  logLevel       agent and proxy log level (default info)
+ */
+export async function startChain(options) {
+  const { logDir } = options;
+  const secret = randomBytes(24).toString('base64url');
+  const env = { ...process.env, NMP_METADATA_PROXY_SHARED_SECRET: secret };
+  const prof = (name) =>
+    options.cpuProf
+      ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProf, '--cpu-prof-name', `${name}.cpuprofile`]
+      : [];
+  const started = [];
+  const chain = {
+    secret,
+    logDir,
+    socketPath: join(logDir, 'metadata_proxy.sock'),
+    processes: started,
+    async stop() {
+      for (const p of [...started].reverse()) await p.stop();
+    },
+  };
+  try {
+    chain.novaPort = await freePort();
+    chain.nova = startNode(
+      'nova',
+      CLI.nova,
+      [
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(chain.novaPort),
+        '--instances',
+        options.instancesFile ?? join(SAMPLE_DIR, 'instances.json'),
+        '--log-level',
+        'warn',
+      ],
+      { env, logDir, nodeArgs: prof('nova') },
+    );
+    started.push(chain.nova);
+    await waitForConnect({ host: '127.0.0.1', port: chain.novaPort }, 'nova-metadata-dev', {
+      alive: () => chain.nova.alive(),
+    });
+    chain.novaUrl = `http://127.0.0.1:${chain.novaPort}`;
+
+    chain.agent = startNode(
+      'agent',
+      CLI.agent,
+      [
+        '--metadata-proxy-socket',
+        chain.socketPath,
+        ...(options.agentArgs ?? [
+          '--resolver',
+          'inventory',
+          '--inventory-file',
+          join(SAMPLE_DIR, 'inventory.json'),
+        ]),
+        '--nova-metadata-host',
+        '127.0.0.1',
+        '--nova-metadata-port',
+        String(chain.novaPort),
+        '--log-level',
+        options.logLevel ?? 'info',
+        '--log-file',
+        join(logDir, 'agent.log'),
+      ],
+      { env: { ...env, ...(options.agentEnv ?? {}) }, logDir, nodeArgs: prof('agent') },
+    );
+    started.push(chain.agent);
+    await waitForConnect({ path: chain.socketPath }, 'metadata-agent', { alive: () => chain.agent.alive() });
+
+    chain.startProxy = async (name, p = {}) => {
+      const port = p.port ?? (await freePort());
+      const host = p.host ?? '127.0.0.1';
+      const proc = startNode(
+        name,
+        CLI.proxy,
+        [
+          '--bind',
+          `${host}:${port}`,
+          '--network-id',
+          NETWORK_ID,
+          '--metadata-proxy-socket',
+          chain.socketPath,
+          '--log-level',
+          options.logLevel ?? 'info',
+          '--log-file',
+          join(logDir, `${name}.log`),
+          ...(p.args ?? []),
+        ],
+        { env, logDir, nodeArgs: prof(name), wrap: p.wrap ?? [] },
+      );
+      started.push(proc);
+      // Inside a namespace the caller waits (it knows how to look in there).
+      if (!p.wrap) await waitForConnect({ host, port }, name, { alive: () => proc.alive() });
+      return { proc, port, url: `http://${host}:${port}` };
+    };
+    if (options.proxy !== false) {
+      const { proc, port, url } = await chain.startProxy('proxy', options.proxy ?? {});
+      chain.proxy = proc;
+      chain.proxyPort = port;
+      chain.proxyUrl = url;
+    }
+    return chain;
+  } catch (err) {
+    await chain.stop();
+    throw err;
+  }
+}
+
+let clockTicks;
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
+export function cpuSecondsOf(pid) {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / clockTicks;
+  } catch {
+    return Number.NaN;
+  }
+}

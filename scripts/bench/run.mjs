@@ -1,0 +1,720 @@
+#!/usr/bin/env node
+// `npm run bench`: measure the chain the way an operator feels it.
+//
+//   autocannon (own process) -> ns-metadata-proxy -> UNIX socket -> metadata-agent -> nova-metadata-dev
+//
+// For each path (EC2 instance-id, meta_data.json) and connection count (1, 10, 50), one load through the
+// chain, then the same load sent directly to Nova with the agent's signed headers (the fairer baseline: Nova
+// does the same work, only the two hops are missing), alternating, so that chain/direct comes from the same
+// run. Several runs per cell, medians reported. Afterwards RSS/PSS of each process, the boot storm
+// (scripts/bench/boot-storm.mjs), the targets of issue 6, and docs/benchmarks.md. --profile adds a CPU
+// profile of proxy, agent and Nova under 50-connection load, summarised into docs/profiles/.
+// As root, --netns adds the same load sent from inside an instance network namespace through a
+// qdhcp-style namespace where a second proxy listens on 169.254.169.254:80.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { join, relative } from 'node:path';
+import { parseArgs } from 'node:util';
+import { signInstanceId } from '@nmp/common';
+import { cpuSecondsOf, startChain } from './chain.mjs';
+import { summariseProfileFile } from './cpuprofile-summary.mjs';
+import {
+  fmt,
+  INSTANCE_A,
+  machineInfo,
+  mdTable,
+  median,
+  memoryOf,
+  NETWORK_ID,
+  ROOT,
+  requireBuilt,
+  resultsDir,
+  runLoad,
+  SAMPLE_DIR,
+  stamp,
+  textTable,
+} from './lib.mjs';
+
+const USAGE = `usage: npm run bench -- [options]
+
+  --runs N             runs per cell; medians are reported (default 3)
+  --duration S         seconds of load per cell (default 10)
+  --connections LIST   connection counts (default 1,10,50)
+  --paths LIST         instance-id, meta_data.json (default both)
+  --warmup S           warm-up seconds per path and target before the runs (default 2)
+  --no-direct          skip the direct-to-Nova baseline
+  --netns              (root) also load from inside an instance namespace via a qdhcp-style namespace
+  --no-boot-storm      skip the boot storm
+  --storm-runs N       boot storm runs (default 3)
+  --storm-instances N  instances in the boot storm (default 1000)
+  --profile            also CPU-profile proxy, agent and Nova under 50-connection load (docs/profiles/)
+  --profile-only       only the profile (no benchmark, docs/benchmarks.md untouched)
+  --profile-duration S seconds of load while profiling (default 10)
+  --out FILE           where the report goes (default docs/benchmarks.md)
+  --no-write           print only; write neither the report nor docs/profiles
+`;
+
+const PATHS = {
+  'instance-id': '/latest/meta-data/instance-id',
+  'meta_data.json': '/openstack/latest/meta_data.json',
+};
+
+/** What instance A's answer looks like (chain and direct must also agree byte for byte). */
+const EXPECT = {
+  'instance-id': (body) => /^i-[0-9a-f]{8,}$/.test(body),
+  'meta_data.json': (body) => body.includes(`"uuid": "${INSTANCE_A.uuid}"`),
+};
+
+const TARGETS = {
+  chainRps: 10_000,
+  chainP99Ms: 10,
+  oneConnP50Ms: 0.4,
+  stormSeconds: 5,
+  agentRssMb: 100,
+  proxyRssMb: 70,
+};
+
+function parseOptions() {
+  const { values } = parseArgs({
+    options: {
+      runs: { type: 'string', default: '3' },
+      duration: { type: 'string', default: '10' },
+      connections: { type: 'string', default: '1,10,50' },
+      paths: { type: 'string', default: Object.keys(PATHS).join(',') },
+      warmup: { type: 'string', default: '2' },
+      'no-direct': { type: 'boolean', default: false },
+      netns: { type: 'boolean', default: false },
+      'no-boot-storm': { type: 'boolean', default: false },
+      'storm-runs': { type: 'string', default: '3' },
+      'storm-instances': { type: 'string', default: '1000' },
+      profile: { type: 'boolean', default: false },
+      'profile-only': { type: 'boolean', default: false },
+      'profile-duration': { type: 'string', default: '10' },
+      out: { type: 'string', default: 'docs/benchmarks.md' },
+      'no-write': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  const num = (name, min, max) => {
+    const n = Number(values[name]);
+    if (!Number.isFinite(n) || n < min || n > max) usage(`--${name} must be a number in ${min}..${max}`);
+    return n;
+  };
+  const paths = values.paths.split(',').map((p) => p.trim());
+  for (const p of paths)
+    if (!(p in PATHS)) usage(`unknown path '${p}' (known: ${Object.keys(PATHS).join(', ')})`);
+  const connections = values.connections.split(',').map(Number);
+  if (connections.some((c) => !Number.isInteger(c) || c < 1 || c > 1000))
+    usage('--connections: 1..1000 each');
+  return {
+    runs: num('runs', 1, 50),
+    durationS: num('duration', 1, 120),
+    warmupS: num('warmup', 0, 60),
+    connections,
+    paths,
+    direct: !values['no-direct'],
+    netns: values.netns,
+    bootStorm: !values['no-boot-storm'] && !values['profile-only'],
+    stormRuns: num('storm-runs', 1, 20),
+    stormInstances: num('storm-instances', 1, 5000),
+    profile: values.profile || values['profile-only'],
+    benchmark: !values['profile-only'],
+    profileDurationS: num('profile-duration', 1, 120),
+    out: join(ROOT, values.out),
+    write: !values['no-write'],
+  };
+}
+
+function usage(msg) {
+  process.stderr.write(`bench: ${msg}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+const log = (msg) => process.stderr.write(`${msg}\n`);
+
+/** One GET with a fresh connection; resolves to {status, body}. */
+function get(url, { headers = {}, localAddress } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { agent: false, headers, ...(localAddress ? { localAddress } : {}) }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error(`timeout: ${url}`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** The sample inventory, with one more address of instance A for the instance namespace (--netns). */
+function writeInventory(dir) {
+  const inv = JSON.parse(readFileSync(join(SAMPLE_DIR, 'inventory.json'), 'utf8'));
+  const portA = inv.ports.find((p) => p.device_id === INSTANCE_A.uuid && p.network_id === NETWORK_ID);
+  if (!portA) throw new Error('sample inventory: no port of instance A on the sample network');
+  portA.fixed_ips.push({ subnet_id: portA.fixed_ips[0].subnet_id, ip_address: NETNS.vmIp });
+  const file = join(dir, 'inventory.json');
+  writeFileSync(file, JSON.stringify(inv, null, 2));
+  return file;
+}
+
+const NETNS = { dhcpIp: '10.247.0.2', vmIp: '10.247.0.5', metadataIp: '169.254.169.254' };
+
+function directHeaders(secret) {
+  return {
+    'X-Instance-ID': INSTANCE_A.uuid,
+    'X-Tenant-ID': INSTANCE_A.projectId,
+    'X-Instance-ID-Signature': signInstanceId(secret, INSTANCE_A.uuid),
+    'X-Forwarded-For': '127.0.0.1',
+  };
+}
+
+/** Check that chain and direct answer correctly and identically before measuring anything. */
+async function precheck(chain, opts) {
+  const expected = {};
+  for (const name of opts.paths) {
+    const viaChain = await get(chain.proxyUrl + PATHS[name]);
+    if (viaChain.status !== 200) throw new Error(`chain ${name}: HTTP ${viaChain.status}: ${viaChain.body}`);
+    if (!EXPECT[name](viaChain.body))
+      throw new Error(`chain ${name}: answer is not about instance A: ${viaChain.body.slice(0, 200)}`);
+    if (opts.direct) {
+      const direct = await get(chain.novaUrl + PATHS[name], { headers: directHeaders(chain.secret) });
+      if (direct.status !== 200) throw new Error(`direct ${name}: HTTP ${direct.status}: ${direct.body}`);
+      if (direct.body !== viaChain.body) throw new Error(`${name}: chain and direct answers differ`);
+    }
+    expected[name] = viaChain.body;
+  }
+  return expected;
+}
+
+/** Measure one cell: the load in its own process, CPU seconds of each server process around it. */
+async function measure(label, spec, procs, loadOptions) {
+  const before = procs.map((p) => cpuSecondsOf(p.pid));
+  const r = await runLoad(spec, loadOptions);
+  const after = procs.map((p) => cpuSecondsOf(p.pid));
+  r.cpuS = Object.fromEntries(procs.map((p, i) => [p.name, after[i] - before[i]]));
+  const bad = r.non2xx + r.errors + r.timeouts + r.mismatches;
+  log(
+    `  ${label.padEnd(34)} ${fmt.int(r.rps).padStart(7)} req/s  p50 ${fmt.ms(r.p50).padStart(6)} ms  p99 ${fmt
+      .ms(r.p99)
+      .padStart(
+        6,
+      )} ms${bad ? `  (${r.non2xx} non-2xx, ${r.errors} errors, ${r.mismatches} wrong bodies)` : ''}`,
+  );
+  return r;
+}
+
+function summariseCell(runs) {
+  return {
+    runs,
+    rps: median(runs.map((r) => r.rps)),
+    p50: median(runs.map((r) => r.p50)),
+    p99: median(runs.map((r) => r.p99)),
+    failures: runs.reduce((n, r) => n + r.non2xx + r.errors + r.timeouts + r.mismatches, 0),
+    cpuUsPerReq: Object.fromEntries(
+      Object.keys(runs[0]?.cpuS ?? {}).map((k) => [
+        k,
+        median(runs.map((r) => (r.cpuS[k] / Math.max(1, r.ok + r.non2xx)) * 1e6)),
+      ]),
+    ),
+    loadgenUsPerReq: median(runs.map((r) => (r.loadgenCpuS / Math.max(1, r.ok + r.non2xx)) * 1e6)),
+  };
+}
+
+async function benchmark(opts, runDir) {
+  const inventory = writeInventory(runDir);
+  const chain = await startChain({
+    logDir: runDir,
+    agentArgs: ['--resolver', 'inventory', '--inventory-file', inventory],
+  });
+  const results = { cells: {}, memory: {} };
+  const put = (target, path, conns, r) => {
+    const key = `${target}|${path}|${conns}`;
+    results.cells[key] ??= { target, path, connections: conns, runs: [] };
+    results.cells[key].runs.push(r);
+  };
+  const procs = [chain.proxy, chain.agent, chain.nova];
+  try {
+    const expected = await precheck(chain, opts);
+    results.memory.idle = memoryAll(procs);
+    const spec = (target, name, connections, durationS) => ({
+      url: (target === 'direct' ? chain.novaUrl : chain.proxyUrl) + PATHS[name],
+      connections,
+      durationS,
+      headers: target === 'direct' ? directHeaders(chain.secret) : {},
+      expectBody: expected[name],
+    });
+    const targets = opts.direct ? ['chain', 'direct'] : ['chain'];
+    if (opts.warmupS > 0) {
+      log(`warm-up (${opts.warmupS} s per path and target)`);
+      for (const name of opts.paths)
+        for (const target of targets) await runLoad(spec(target, name, 10, opts.warmupS));
+    }
+    for (let run = 1; run <= opts.runs; run++) {
+      log(`run ${run}/${opts.runs}`);
+      for (const name of opts.paths)
+        for (const c of opts.connections)
+          for (const target of targets)
+            put(
+              target,
+              name,
+              c,
+              await measure(`${target} ${name} c=${c}`, spec(target, name, c, opts.durationS), procs),
+            );
+    }
+    results.memory.afterLoad = memoryAll(procs);
+
+    if (opts.netns) await netnsCells(opts, chain, expected, put);
+  } finally {
+    await chain.stop();
+  }
+  for (const cell of Object.values(results.cells)) Object.assign(cell, summariseCell(cell.runs));
+  // chain/direct per run (same run, same conditions), then the median of those ratios.
+  for (const cell of Object.values(results.cells)) {
+    if (cell.target !== 'chain') continue;
+    const direct = results.cells[`direct|${cell.path}|${cell.connections}`];
+    if (!direct) continue;
+    cell.ratio = median(cell.runs.map((r, i) => r.rps / (direct.runs[i]?.rps ?? Number.NaN)));
+  }
+  return results;
+}
+
+function memoryAll(procs) {
+  return Object.fromEntries(procs.map((p) => [p.name, memoryOf(p.pid)]));
+}
+
+async function netnsCells(opts, chain, expected, put) {
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
+    log('--netns needs root; skipped');
+    return;
+  }
+  const { NetnsLab, rootSkipReason, uniquePrefix } = await import('@nmp/testkit');
+  const why = rootSkipReason();
+  if (why) {
+    log(`--netns: ${why}; skipped`);
+    return;
+  }
+  const lab = new NetnsLab({ prefix: uniquePrefix('nmpb') });
+  try {
+    const dhcp = await lab.addNamespace('dhcp');
+    const vm = await lab.addNamespace('vm');
+    const { dev1, dev2 } = await lab.addVethPair(dhcp, vm);
+    await lab.addAddress(dhcp, dev1, `${NETNS.dhcpIp}/24`);
+    await lab.addAddress(dhcp, dev1, `${NETNS.metadataIp}/32`);
+    await lab.addAddress(vm, dev2, `${NETNS.vmIp}/24`);
+    // What DHCP option 121 gives an instance on an isolated network: the metadata address via the DHCP port.
+    await lab.addRoute(vm, `${NETNS.metadataIp}/32`, { via: NETNS.dhcpIp });
+    const px = await chain.startProxy('proxy-netns', {
+      host: NETNS.metadataIp,
+      port: 80,
+      wrap: ['ip', 'netns', 'exec', dhcp],
+    });
+    lab.defer(() => px.proc.stop());
+    await lab.waitForListen(dhcp, 80);
+    const check = await lab.httpGet(vm, `http://${NETNS.metadataIp}${PATHS[opts.paths[0]]}`);
+    if (check.status !== 200 || check.text !== expected[opts.paths[0]])
+      throw new Error(`netns check: HTTP ${check.status}: ${check.text}`);
+    const wrap = ['ip', 'netns', 'exec', vm];
+    const procs = [px.proc, chain.agent, chain.nova];
+    const spec = (name, connections, durationS) => ({
+      url: `http://${NETNS.metadataIp}${PATHS[name]}`,
+      connections,
+      durationS,
+      expectBody: expected[name],
+    });
+    if (opts.warmupS > 0)
+      for (const name of opts.paths) await runLoad(spec(name, 10, opts.warmupS), { wrap });
+    for (let run = 1; run <= opts.runs; run++) {
+      log(`netns run ${run}/${opts.runs}`);
+      for (const name of opts.paths)
+        for (const c of opts.connections)
+          put(
+            'netns',
+            name,
+            c,
+            await measure(`netns ${name} c=${c}`, spec(name, c, opts.durationS), procs, { wrap }),
+          );
+    }
+  } finally {
+    await lab.cleanup();
+  }
+}
+
+/** The boot storm in its own process (it starts its own chain); resolves to its JSON summary. */
+function bootStorm(opts) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [
+        join(ROOT, 'scripts/bench/boot-storm.mjs'),
+        '--json',
+        '--runs',
+        String(opts.stormRuns),
+        '--instances',
+        String(opts.stormInstances),
+      ],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.once('error', reject);
+    child.once('close', (code) => {
+      try {
+        if (code !== 0) throw new Error(`exit ${code}`);
+        resolve(JSON.parse(out.trim().split('\n').pop()));
+      } catch (e) {
+        reject(new Error(`boot storm failed (${e.message})`));
+      }
+    });
+  });
+}
+
+async function profile(opts, runDir) {
+  const profDir = join(runDir, 'profiles');
+  mkdirSync(profDir, { recursive: true });
+  const chain = await startChain({ logDir: runDir, cpuProf: profDir });
+  try {
+    const body = (await get(chain.proxyUrl + PATHS['instance-id'])).body;
+    if (!EXPECT['instance-id'](body)) throw new Error(`profile chain: unexpected answer ${body}`);
+    log(`profiling: 50 connections, instance-id, ${opts.profileDurationS} s (after a 2 s warm-up)`);
+    const spec = { url: chain.proxyUrl + PATHS['instance-id'], connections: 50, expectBody: body };
+    await runLoad({ ...spec, durationS: 2 });
+    const r = await measure(
+      'chain instance-id c=50 (profiled)',
+      { ...spec, durationS: opts.profileDurationS },
+      [chain.proxy, chain.agent, chain.nova],
+    );
+    await chain.stop();
+    const summaries = {};
+    for (const name of ['proxy', 'agent', 'nova']) {
+      const file = join(profDir, `${name}.cpuprofile`);
+      if (!existsSync(file)) {
+        log(`no profile written for ${name} (${file}); did it exit cleanly on SIGTERM?`);
+        continue;
+      }
+      summaries[name] = summariseProfileFile(file, {
+        title: `${name}: CPU profile under 50-connection load`,
+        context: `\`npm run bench -- --profile\`, ${new Date().toISOString().slice(0, 10)}: chain instance-id, 50 connections, ${opts.profileDurationS} s, ${fmt.int(r.rps)} req/s while profiled (profiling slows it down); node ${process.version}.`,
+        foldedFile: join(profDir, `${name}.folded`),
+        svgFile: join(profDir, `${name}.svg`),
+      });
+      if (opts.write) {
+        const mdFile = join(ROOT, 'docs/profiles', `${name}.md`);
+        writeFileSync(mdFile, summaries[name].markdown);
+        log(`wrote ${relative(ROOT, mdFile)} (flame graph: ${relative(ROOT, join(profDir, `${name}.svg`))})`);
+      } else {
+        process.stdout.write(`${summaries[name].markdown}\n`);
+      }
+    }
+    return { dir: relative(ROOT, profDir), rps: r.rps, summaries };
+  } finally {
+    await chain.stop();
+  }
+}
+
+function printTables(opts, results) {
+  const rows = [];
+  for (const name of opts.paths)
+    for (const c of opts.connections) {
+      const ch = results.cells[`chain|${name}|${c}`];
+      const d = results.cells[`direct|${name}|${c}`];
+      const ns = results.cells[`netns|${name}|${c}`];
+      rows.push([
+        name,
+        c,
+        fmt.int(ch?.rps),
+        fmt.ms(ch?.p50),
+        fmt.ms(ch?.p99),
+        fmt.int(d?.rps),
+        fmt.ms(d?.p50),
+        fmt.ms(d?.p99),
+        fmt.ratio(ch?.ratio),
+        ...(opts.netns ? [fmt.int(ns?.rps), fmt.ms(ns?.p50), fmt.ms(ns?.p99)] : []),
+        ['proxy', 'agent', 'nova'].map((k) => fmt.int(ch?.cpuUsPerReq[k])).join(' / '),
+      ]);
+    }
+  const header = [
+    'path',
+    'conns',
+    'chain req/s',
+    'p50 ms',
+    'p99 ms',
+    'direct req/s',
+    'p50 ms',
+    'p99 ms',
+    'chain/direct',
+    ...(opts.netns ? ['netns req/s', 'p50 ms', 'p99 ms'] : []),
+    'CPU µs/req proxy/agent/nova',
+  ];
+  return { header, rows };
+}
+
+function memoryRows(memory) {
+  const rows = [];
+  for (const [name, m] of Object.entries(memory.afterLoad ?? {})) {
+    const idle = memory.idle?.[name] ?? {};
+    rows.push([name, fmt.mb(idle.rssKb), fmt.mb(m.rssKb), fmt.mb(m.hwmKb), fmt.mb(m.pssKb)]);
+  }
+  return {
+    header: ['process', 'RSS idle MB', 'RSS after load MB', 'peak RSS MB', 'PSS after load MB'],
+    rows,
+  };
+}
+
+function evaluateTargets(results, storm) {
+  const out = [];
+  const ch50 = results?.cells[`chain|instance-id|50`];
+  const ch1 = results?.cells[`chain|instance-id|1`];
+  const add = (name, target, value, met) => out.push({ name, target, value, met });
+  if (ch50) {
+    add(
+      '50 connections through the chain (instance-id): requests/s',
+      `>= ${fmt.int(TARGETS.chainRps)}`,
+      fmt.int(ch50.rps),
+      ch50.rps >= TARGETS.chainRps,
+    );
+    add(
+      '50 connections through the chain (instance-id): p99',
+      `<= ${TARGETS.chainP99Ms} ms`,
+      `${fmt.ms(ch50.p99)} ms`,
+      ch50.p99 <= TARGETS.chainP99Ms,
+    );
+  }
+  if (ch1)
+    add(
+      '1 connection through the chain (instance-id): p50',
+      `<= ${TARGETS.oneConnP50Ms} ms`,
+      `${fmt.ms(ch1.p50)} ms`,
+      ch1.p50 <= TARGETS.oneConnP50Ms,
+    );
+  if (storm) {
+    add(
+      `boot storm (${storm.instances} instances): time to last answer`,
+      `<= ${TARGETS.stormSeconds} s`,
+      `${storm.medianSeconds.toFixed(2)} s`,
+      storm.medianSeconds <= TARGETS.stormSeconds && storm.allOk,
+    );
+    add(
+      'boot storm: Neutron port lookups per instance',
+      '<= 1',
+      storm.maxLookupsPerInstance.toFixed(2),
+      storm.maxLookupsPerInstance <= 1,
+    );
+  }
+  const mem = results?.memory.afterLoad;
+  if (mem?.agent)
+    add(
+      'agent RSS after the load',
+      `<= ${TARGETS.agentRssMb} MB`,
+      `${fmt.mb(mem.agent.rssKb)} MB`,
+      mem.agent.rssKb / 1024 <= TARGETS.agentRssMb,
+    );
+  if (mem?.proxy)
+    add(
+      'proxy RSS after the load',
+      `<= ${TARGETS.proxyRssMb} MB`,
+      `${fmt.mb(mem.proxy.rssKb)} MB`,
+      mem.proxy.rssKb / 1024 <= TARGETS.proxyRssMb,
+    );
+  return out;
+}
+
+const ANALYSIS_START = '<!-- analysis:start (kept by npm run bench; edit freely) -->';
+const ANALYSIS_END = '<!-- analysis:end -->';
+
+function keptAnalysis(file) {
+  try {
+    const old = readFileSync(file, 'utf8');
+    const a = old.indexOf(ANALYSIS_START);
+    const b = old.indexOf(ANALYSIS_END);
+    if (a >= 0 && b > a) return old.slice(a + ANALYSIS_START.length, b).trim();
+  } catch {
+    // first report
+  }
+  return '_No analysis written yet._';
+}
+
+function report(opts, ctx) {
+  const { machine, results, storm, targets, prof, command, date, elapsedS } = ctx;
+  const t = printTables(opts, results);
+  const m = memoryRows(results.memory);
+  const lines = [];
+  lines.push('# Benchmarks', '');
+  lines.push(
+    'Generated by `npm run bench` (scripts/bench/run.mjs); the section "Analysis" is kept across runs. Figures',
+    "come from this benchmark, never from timed tests. Reference: issue 6 and Neutron's own chain below.",
+    '',
+  );
+  lines.push('## Run', '');
+  lines.push(`- Command: \`${command}\``);
+  lines.push(`- Date: ${date} (took ${Math.round(elapsedS)} s)`);
+  lines.push(
+    `- Machine: ${machine.nproc} cores (${machine.model}), ${machine.memoryGiB} GiB memory, Linux ${machine.kernel}`,
+  );
+  lines.push(`- Node: ${machine.node}`);
+  lines.push(
+    `- Load: autocannon 8 in its own process on the same machine, keep-alive, pipelining 1; ${opts.runs} runs per cell of ${opts.durationS} s each (after a ${opts.warmupS} s warm-up per path and target), medians shown; chain and direct alternate within each run.`,
+  );
+  lines.push(
+    '- Chain: autocannon -> ns-metadata-proxy (127.0.0.1, network mode) -> UNIX socket -> metadata-agent (inventory resolver, info logging to a file) -> nova-metadata-dev (127.0.0.1, log level warn). Direct: the same requests sent straight to nova-metadata-dev with the signed identity headers the agent would add.',
+  );
+  if (opts.netns)
+    lines.push(
+      '- netns: autocannon inside an instance network namespace (10.247.0.5) -> veth -> a qdhcp-style namespace where a second proxy listens on 169.254.169.254:80 -> the same agent and Nova.',
+    );
+  lines.push('');
+  lines.push('## Throughput and latency', '');
+  lines.push(
+    mdTable(
+      t.header,
+      t.rows.map((r) => r.map(String)),
+      t.header.map((_, i) => (i === 0 ? 'l' : 'r')),
+    ),
+  );
+  lines.push('');
+  lines.push(
+    'chain/direct: median over the runs of (chain req/s ÷ direct req/s) in the same run. CPU µs/req: CPU time each server process used during the chain cell divided by the requests answered (medians), which shows where the two cores go.',
+  );
+  const failures = Object.values(results.cells).reduce((n, c) => n + c.failures, 0);
+  lines.push(
+    '',
+    failures === 0
+      ? 'Every answer was a 200 with the expected body.'
+      : `**${failures} failed or wrong answers** (see bench-results/).`,
+  );
+  lines.push('', '## Memory', '');
+  lines.push(mdTable(m.header, m.rows));
+  lines.push(
+    '',
+    'RSS from /proc/<pid>/status (VmRSS, VmHWM), PSS from /proc/<pid>/smaps_rollup, read after the loopback load.',
+  );
+  if (storm) {
+    lines.push('', '## Boot storm', '');
+    lines.push(
+      `${storm.instances} instances, each with its own source address (127.x.y.z on loopback), all started at once, each running cloud-init's sequence (${storm.sequence.join(', ')}) with a new connection per request, through proxy -> agent (Neutron resolver, port cache on) -> Nova; a fake Keystone + Neutron answering port lookups after ${storm.neutronLatencyMs} ms. ${storm.runs.length} runs, each with freshly started processes (empty cache).`,
+      '',
+    );
+    lines.push(
+      mdTable(
+        [
+          'run',
+          'time to last answer s',
+          'requests',
+          'failed',
+          'Neutron port lookups',
+          'token requests',
+          'p50 ms',
+          'p99 ms',
+        ],
+        storm.runs.map((r, i) => [
+          String(i + 1),
+          r.seconds.toFixed(2),
+          fmt.int(r.requests),
+          fmt.int(r.failed),
+          fmt.int(r.neutron.portLookups),
+          fmt.int(r.neutron.tokenRequests),
+          fmt.ms(r.p50),
+          fmt.ms(r.p99),
+        ]),
+      ),
+    );
+    lines.push(
+      '',
+      `Median time to last answer: ${storm.medianSeconds.toFixed(2)} s; most port lookups per instance in a run: ${storm.maxLookupsPerInstance.toFixed(2)}.`,
+    );
+  }
+  lines.push('', '## Targets (issue 6)', '');
+  lines.push(
+    mdTable(
+      ['target', 'goal', 'measured', 'met'],
+      targets.map((x) => [x.name, x.target, x.value, x.met ? 'yes' : '**no**']),
+      ['l', 'l', 'r', 'l'],
+    ),
+  );
+  lines.push('', "## Reference: Neutron's chain on this machine kind", '');
+  lines.push(
+    'haproxy 2.6 + neutron-metadata-agent 21 (port lookup in memory, a fast Nova stand-in), GET /latest/meta-data/instance-id, keep-alive clients, load generator on the same 2-core machine (from issue 6):',
+    '',
+    '- 50 connections: 900–1,600 requests/s, p99 63–139 ms. 1 connection: ~740 requests/s, p50 1.3 ms.',
+    '- Memory: the agent 280 MB RSS (1 worker), each per-network haproxy 7.5 MB RSS / 5 MB PSS.',
+  );
+  lines.push('', '## Profiles', '');
+  if (prof)
+    lines.push(
+      `CPU profiles under 50-connection load: ${Object.keys(prof.summaries)
+        .map((n) => `[${n}](profiles/${n}.md)`)
+        .join(', ')} (raw .cpuprofile, folded stacks and SVG flame graphs in ${prof.dir}/, not committed).`,
+    );
+  else if (existsSync(join(ROOT, 'docs/profiles')))
+    lines.push(
+      `Last profiles (\`npm run bench -- --profile\`): ${readdirSync(join(ROOT, 'docs/profiles'))
+        .filter((f) => f.endsWith('.md'))
+        .map((f) => `[${f.replace(/\.md$/, '')}](profiles/${f})`)
+        .join(', ')}.`,
+    );
+  lines.push('', '## Analysis', '', ANALYSIS_START, '', keptAnalysis(opts.out), '', ANALYSIS_END, '');
+  return lines.join('\n');
+}
+
+async function main() {
+  const opts = parseOptions();
+  requireBuilt();
+  const started = Date.now();
+  const date = new Date().toISOString();
+  const runDir = resultsDir(`run-${stamp()}`);
+  const machine = machineInfo();
+  const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+  log(
+    `bench: ${machine.nproc} cores (${machine.model}), node ${machine.node}; logs in ${relative(ROOT, runDir)}/`,
+  );
+
+  let results;
+  let storm;
+  let prof;
+  if (opts.benchmark) {
+    results = await benchmark(opts, runDir);
+    const t = printTables(opts, results);
+    process.stdout.write(`\n${textTable(t.header, t.rows)}\n\n`);
+    const m = memoryRows(results.memory);
+    process.stdout.write(`${textTable(m.header, m.rows)}\n\n`);
+  }
+  if (opts.bootStorm) {
+    log('boot storm');
+    storm = await bootStorm(opts);
+  }
+  if (opts.profile) prof = await profile(opts, runDir);
+  if (!opts.benchmark) return;
+
+  const targets = evaluateTargets(results, storm);
+  process.stdout.write(
+    `${textTable(
+      ['target', 'goal', 'measured', 'met'],
+      targets.map((x) => [x.name, x.target, x.value, x.met ? 'yes' : 'NO']),
+    )}\n`,
+  );
+  const elapsedS = (Date.now() - started) / 1000;
+  const json = join(runDir, 'results.json');
+  writeFileSync(json, JSON.stringify({ opts, machine, date, results, storm, targets, prof }, null, 2));
+  if (opts.write) {
+    writeFileSync(
+      opts.out,
+      report(opts, { machine, results, storm, targets, prof, command, date, elapsedS }),
+    );
+    log(`\nwrote ${relative(ROOT, opts.out)} and ${relative(ROOT, json)} (${Math.round(elapsedS)} s)`);
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`bench: ${err.stack ?? err}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,78 @@
+// The boot storm's instances, in a process of their own: every instance, from its own source address,
+// runs cloud-init's read sequence (reference.md §8: /openstack twice, then meta_data.json, user_data,
+// vendor_data.json, vendor_data2.json, network_data.json), one request after the other, a new connection
+// for each; all instances start at once. Argument: a JSON file {url, version, instances: [{ip, uuid}],
+// timeoutMs}. Prints one JSON line: time to the last answer, failures, latency percentiles.
+
+import { readFileSync } from 'node:fs';
+import { request } from 'node:http';
+
+const spec = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const v = spec.version;
+const SEQUENCE = [
+  '/openstack',
+  '/openstack',
+  `/openstack/${v}/meta_data.json`,
+  `/openstack/${v}/user_data`,
+  `/openstack/${v}/vendor_data.json`,
+  `/openstack/${v}/vendor_data2.json`,
+  `/openstack/${v}/network_data.json`,
+];
+const HEADERS = { 'User-Agent': 'Cloud-Init/24.4', 'Accept-Encoding': 'gzip, deflate', Accept: '*/*' };
+
+function get(path, localAddress) {
+  const t = process.hrtime.bigint();
+  return new Promise((resolve) => {
+    const req = request(`${spec.url}${path}`, { agent: false, localAddress, headers: HEADERS }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode,
+          body: Buffer.concat(chunks).toString('utf8'),
+          ms: Number(process.hrtime.bigint() - t) / 1e6,
+        }),
+      );
+      res.on('error', (err) => resolve({ status: 0, error: err.code ?? err.message, ms: 0 }));
+    });
+    req.setTimeout(spec.timeoutMs ?? 10_000, () => req.destroy(new Error('timeout')));
+    req.on('error', (err) => resolve({ status: 0, error: err.code ?? err.message, ms: 0 }));
+    req.end();
+  });
+}
+
+const latencies = [];
+const failures = [];
+let requests = 0;
+let lastAnswer = 0n;
+
+async function boot(inst) {
+  for (const path of SEQUENCE) {
+    const r = await get(path, inst.ip);
+    requests++;
+    lastAnswer = process.hrtime.bigint();
+    let ok = r.status === 200;
+    if (ok && path.endsWith('meta_data.json')) ok = r.body.includes(`"uuid": "${inst.uuid}"`);
+    if (ok && path === '/openstack') ok = r.body.includes(v);
+    if (ok) latencies.push(r.ms);
+    else failures.push({ ip: inst.ip, path, status: r.status, error: r.error, body: r.body?.slice(0, 120) });
+  }
+}
+
+const t0 = process.hrtime.bigint();
+await Promise.all(spec.instances.map(boot));
+const sorted = Float64Array.from(latencies).sort();
+const pct = (p) =>
+  sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : null;
+process.stdout.write(
+  `${JSON.stringify({
+    instances: spec.instances.length,
+    requests,
+    failed: failures.length,
+    failureExamples: failures.slice(0, 10),
+    seconds: Number(lastAnswer - t0) / 1e9,
+    p50: pct(0.5),
+    p99: pct(0.99),
+    max: sorted.length ? sorted[sorted.length - 1] : null,
+  })}\n`,
+);
