@@ -127,6 +127,12 @@ export async function startChain(options) {
 let clockTicks;
 /** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
 export function cpuSecondsOf(pid) {
+  const c = cpuTimesOf(pid);
+  return c.user + c.sys;
+}
+
+/** {user, sys} CPU seconds a process has used so far, from /proc/<pid>/stat (NaN when gone). */
+export function cpuTimesOf(pid) {
   if (clockTicks === undefined) {
     try {
       clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
@@ -138,8 +144,8 @@ export function cpuSecondsOf(pid) {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command (which may hold spaces) start after the last ')'.
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / clockTicks;
+    return { user: Number(f[11]) / clockTicks, sys: Number(f[12]) / clockTicks };
   } catch {
-    return Number.NaN;
+    return { user: Number.NaN, sys: Number.NaN };
   }
 }

@@ -17,7 +17,7 @@ import { request } from 'node:http';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { signInstanceId } from '@nmp/common';
-import { cpuSecondsOf, startChain } from './chain.mjs';
+import { cpuTimesOf, startChain } from './chain.mjs';
 import { summariseProfileFile } from './cpuprofile-summary.mjs';
 import {
   fmt,
@@ -194,10 +194,13 @@ async function precheck(chain, opts) {
 
 /** Measure one cell: the load in its own process, CPU seconds of each server process around it. */
 async function measure(label, spec, procs, loadOptions) {
-  const before = procs.map((p) => cpuSecondsOf(p.pid));
+  const before = procs.map((p) => cpuTimesOf(p.pid));
   const r = await runLoad(spec, loadOptions);
-  const after = procs.map((p) => cpuSecondsOf(p.pid));
-  r.cpuS = Object.fromEntries(procs.map((p, i) => [p.name, after[i] - before[i]]));
+  const after = procs.map((p) => cpuTimesOf(p.pid));
+  r.cpuS = Object.fromEntries(
+    procs.map((p, i) => [p.name, after[i].user + after[i].sys - before[i].user - before[i].sys]),
+  );
+  r.sysS = Object.fromEntries(procs.map((p, i) => [p.name, after[i].sys - before[i].sys]));
   const bad = r.non2xx + r.errors + r.timeouts + r.mismatches;
   log(
     `  ${label.padEnd(34)} ${fmt.int(r.rps).padStart(7)} req/s  p50 ${fmt.ms(r.p50).padStart(6)} ms  p99 ${fmt
@@ -220,6 +223,12 @@ function summariseCell(runs) {
       Object.keys(runs[0]?.cpuS ?? {}).map((k) => [
         k,
         median(runs.map((r) => (r.cpuS[k] / Math.max(1, r.ok + r.non2xx)) * 1e6)),
+      ]),
+    ),
+    sysUsPerReq: Object.fromEntries(
+      Object.keys(runs[0]?.sysS ?? {}).map((k) => [
+        k,
+        median(runs.map((r) => (r.sysS[k] / Math.max(1, r.ok + r.non2xx)) * 1e6)),
       ]),
     ),
     loadgenUsPerReq: median(runs.map((r) => (r.loadgenCpuS / Math.max(1, r.ok + r.non2xx)) * 1e6)),
@@ -269,7 +278,10 @@ async function benchmark(opts, runDir) {
     }
     results.memory.afterLoad = memoryAll(procs);
 
-    if (opts.netns) await netnsCells(opts, chain, expected, put);
+    if (opts.netns) {
+      const mem = await netnsCells(opts, chain, expected, put);
+      if (mem) results.memory.afterLoad['proxy (netns)'] = mem;
+    }
   } finally {
     await chain.stop();
   }
@@ -291,13 +303,13 @@ function memoryAll(procs) {
 async function netnsCells(opts, chain, expected, put) {
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
     log('--netns needs root; skipped');
-    return;
+    return undefined;
   }
   const { NetnsLab, rootSkipReason, uniquePrefix } = await import('@nmp/testkit');
   const why = rootSkipReason();
   if (why) {
     log(`--netns: ${why}; skipped`);
-    return;
+    return undefined;
   }
   const lab = new NetnsLab({ prefix: uniquePrefix('nmpb') });
   try {
@@ -340,6 +352,7 @@ async function netnsCells(opts, chain, expected, put) {
             await measure(`netns ${name} c=${c}`, spec(name, c, opts.durationS), procs, { wrap }),
           );
     }
+    return memoryOf(px.proc.pid);
   } finally {
     await lab.cleanup();
   }
@@ -437,7 +450,6 @@ function printTables(opts, results) {
         fmt.ms(d?.p99),
         fmt.ratio(ch?.ratio),
         ...(opts.netns ? [fmt.int(ns?.rps), fmt.ms(ns?.p50), fmt.ms(ns?.p99)] : []),
-        ['proxy', 'agent', 'nova'].map((k) => fmt.int(ch?.cpuUsPerReq[k])).join(' / '),
       ]);
     }
   const header = [
@@ -451,9 +463,33 @@ function printTables(opts, results) {
     'p99 ms',
     'chain/direct',
     ...(opts.netns ? ['netns req/s', 'p50 ms', 'p99 ms'] : []),
-    'CPU µs/req proxy/agent/nova',
   ];
   return { header, rows };
+}
+
+/** CPU time per answered request of each process in the chain cells (user+system, and the system part). */
+function cpuRows(opts, results) {
+  const rows = [];
+  for (const name of opts.paths)
+    for (const c of opts.connections) {
+      const ch = results.cells[`chain|${name}|${c}`];
+      if (!ch) continue;
+      const cell = (k) => `${fmt.int(ch.cpuUsPerReq[k])} (${fmt.int(ch.sysUsPerReq[k])})`;
+      const sum = ['proxy', 'agent', 'nova'].reduce((n, k) => n + ch.cpuUsPerReq[k], 0) + ch.loadgenUsPerReq;
+      rows.push([
+        name,
+        c,
+        cell('proxy'),
+        cell('agent'),
+        cell('nova'),
+        fmt.int(ch.loadgenUsPerReq),
+        fmt.int(sum),
+      ]);
+    }
+  return {
+    header: ['path', 'conns', 'proxy µs', 'agent µs', 'nova µs', 'load generator µs', 'total µs'],
+    rows,
+  };
 }
 
 function memoryRows(memory) {
@@ -579,15 +615,20 @@ function report(opts, ctx) {
     ),
   );
   lines.push('');
-  lines.push(
-    'chain/direct: median over the runs of (chain req/s ÷ direct req/s) in the same run. CPU µs/req: CPU time each server process used during the chain cell divided by the requests answered (medians), which shows where the two cores go.',
-  );
+  lines.push('chain/direct: median over the runs of (chain req/s ÷ direct req/s) in the same run.');
   const failures = Object.values(results.cells).reduce((n, c) => n + c.failures, 0);
   lines.push(
     '',
     failures === 0
       ? 'Every answer was a 200 with the expected body.'
       : `**${failures} failed or wrong answers** (see bench-results/).`,
+  );
+  const cpu = cpuRows(opts, results);
+  lines.push('', '## Where the CPU goes (chain)', '');
+  lines.push(mdTable(cpu.header, cpu.rows));
+  lines.push(
+    '',
+    'CPU time (user + system, from /proc/<pid>/stat; the system part in parentheses) each process used during a chain cell, divided by the requests answered (medians over the runs). With two cores, req/s can at best be about 2,000,000 ÷ total µs.',
   );
   lines.push('', '## Memory', '');
   lines.push(mdTable(m.header, m.rows));
@@ -682,6 +723,10 @@ async function main() {
     results = await benchmark(opts, runDir);
     const t = printTables(opts, results);
     process.stdout.write(`\n${textTable(t.header, t.rows)}\n\n`);
+    const cpu = cpuRows(opts, results);
+    process.stdout.write(
+      `CPU per request through the chain, user+system (system):\n${textTable(cpu.header, cpu.rows)}\n\n`,
+    );
     const m = memoryRows(results.memory);
     process.stdout.write(`${textTable(m.header, m.rows)}\n\n`);
   }
