@@ -1,8 +1,14 @@
 /*
  * Turns defaults, config files (--config-file, --config-dir), the environment and command-line flags into
  * one validated, frozen configuration object. Precedence: defaults < files (in order) < environment < flags.
- * Every rejected value names where it came from (file, section, option and value; or the flag; or the
- * variable) and never echoes a secret. Unknown options are reported, with a suggestion when one is close.
+ * Every rejected value names where it came from (file:line, section, option and value; or the flag; or
+ * the variable) and never echoes a secret. Unknown options are reported, with a suggestion when one is
+ * close; options listed as compatible (neutron's that have no effect here) are accepted quietly.
+ *
+ * Interpolation follows oslo.config: `$name`, `${name}` and `${group.name}` refer to effective values
+ * (an option of the same group first, then of [DEFAULT]; an option we do not know but a file sets, such as
+ * neutron's `log_dir`, also resolves); `$$` is a literal `$`. Values from files are interpolated, secrets
+ * included, as oslo does; secrets from the environment or a `--<secret>-file` are taken literally.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,6 +26,7 @@ export class ConfigError extends Error {
 
 interface Origin {
   readonly kind: 'default' | 'file' | 'env' | 'flag';
+  /** `file:line [section] key`, `environment NMP_X`, `--flag` or `default`. */
   readonly where: string;
 }
 
@@ -36,6 +43,8 @@ export interface LoadedConfig<S extends Schema> {
   readonly origins: Readonly<Record<keyof S, string>>;
   /** Files read, in order. */
   readonly files: readonly string[];
+  /** Options found in files that are accepted for compatibility and have no effect (`file:line: [s] k`). */
+  readonly ignored: readonly string[];
 }
 
 export interface LoadOptions {
@@ -113,8 +122,11 @@ export function loadConfig<S extends Schema>(schema: S, options: LoadOptions): L
   const env = options.env ?? {};
   const prefix = options.envPrefix ?? 'NMP_';
   const warnings: string[] = [];
-  const byIni = new Map<string, keyof S>(); // "group\0name" -> key
+  const ignored: string[] = [];
+  const byIni = new Map<string, keyof S>(); // "group\0name" (group lower-cased) -> key
+  const groups = new Set<string>(['default']);
   for (const [key, d] of Object.entries(schema)) {
+    groups.add(d.group.toLowerCase());
     byIni.set(`${d.group.toLowerCase()}\0${d.name}`, key);
     for (const old of d.deprecatedNames ?? []) byIni.set(`${d.group.toLowerCase()}\0${old}`, key);
   }
@@ -123,6 +135,8 @@ export function loadConfig<S extends Schema>(schema: S, options: LoadOptions): L
   for (const [key, d] of Object.entries(schema)) {
     raw.set(key, { text: defaultText(d), origin: { kind: 'default', where: 'default' } });
   }
+  // Values of options we do not know, kept only so that `$log_dir` and the like can be interpolated.
+  const foreign = new Map<string, string>(); // "group\0name" -> value
 
   // Files.
   const files = listConfigFiles(options.flags);
@@ -142,21 +156,35 @@ export function loadConfig<S extends Schema>(schema: S, options: LoadOptions): L
       if (err instanceof IniSyntaxError) throw new ConfigError(`config file ${err.message}`);
       throw err;
     }
+    const unknownSections = new Map<string, IniEntry[]>();
     for (const e of entries) {
-      const key = byIni.get(`${e.section.toLowerCase()}\0${e.key}`);
+      const section = e.section.toLowerCase();
+      const name = e.key.replace(/-/g, '_');
+      const key = byIni.get(`${section}\0${name}`);
       if (key === undefined) {
-        if (isCompatible(options.compat, e.section, e.key)) continue;
-        warnings.push(unknownOptionWarning(schema, e));
+        foreign.set(`${section}\0${name}`, e.value);
+        const compat = compatibility(options.compat, e.section, name);
+        if (compat !== undefined) {
+          ignored.push(`${e.file}:${e.line}: [${e.section}] ${e.key}${compat ? ` (${compat})` : ''}`);
+        } else if (!groups.has(section)) {
+          const list = unknownSections.get(e.section) ?? [];
+          list.push(e);
+          unknownSections.set(e.section, list);
+        } else {
+          warnings.push(unknownOptionWarning(schema, e));
+        }
         continue;
       }
       const d = schema[key]!;
-      if (e.key !== d.name)
+      if (name !== d.name)
         warnings.push(`${e.file}:${e.line}: [${e.section}] ${e.key} is deprecated; use ${d.name}`);
       raw.set(key, {
-        text: unquote(e.value),
-        origin: { kind: 'file', where: `${e.file} [${e.section}] ${e.key}` },
+        text: e.value,
+        origin: { kind: 'file', where: `${e.file}:${e.line} [${e.section}] ${e.key}` },
       });
     }
+    for (const [section, list] of unknownSections)
+      warnings.push(unknownSectionWarning(groups, section, list));
   }
 
   // Environment.
@@ -202,9 +230,7 @@ export function loadConfig<S extends Schema>(schema: S, options: LoadOptions): L
     }
   }
 
-  // Interpolate `$name` / `${name}` against effective raw values, then parse and check.
-  const byName = new Map<string, keyof S>();
-  for (const [key, d] of Object.entries(schema)) byName.set(`${d.group}\0${d.name}`, key);
+  // Interpolate `$name` / `${name}` / `${group.name}` against effective values, then parse and check.
   const resolved = new Map<keyof S, string>();
   const resolving = new Set<keyof S>();
   const interpolate = (key: keyof S): string => {
@@ -212,22 +238,32 @@ export function loadConfig<S extends Schema>(schema: S, options: LoadOptions): L
     if (cached !== undefined) return cached;
     const r = raw.get(key)!;
     const d = schema[key]!;
+    if (d.secret && r.origin.kind !== 'file') {
+      resolved.set(key, r.text);
+      return r.text;
+    }
     if (resolving.has(key))
       throw new ConfigError(`${describeOrigin(r.origin, d)}: interpolation loop through $${d.name}`);
     resolving.add(key);
-    const out = d.secret
-      ? r.text
-      : r.text.replace(/\$(\$|\{(\w+)\}|(\w+))/g, (_m, all: string, braced?: string, bare?: string) => {
-          if (all === '$') return '$';
-          const ref = (braced ?? bare)!;
-          const target = byName.get(`${d.group}\0${ref}`) ?? byName.get(`DEFAULT\0${ref}`);
-          if (target === undefined) {
-            throw new ConfigError(
-              `${describeOrigin(r.origin, d)} = '${r.text}': unknown option $${ref} in value`,
-            );
-          }
-          return interpolate(target);
-        });
+    const out = r.text.replace(
+      /\$(\$|\{([\w.-]+)\}|(\w+))/g,
+      (_m, all: string, braced?: string, bare?: string) => {
+        if (all === '$') return '$';
+        const ref = (braced ?? bare)!;
+        const dot = ref.indexOf('.');
+        const [group, name] = dot < 0 ? [d.group, ref] : [ref.slice(0, dot), ref.slice(dot + 1)];
+        const candidates = dot < 0 ? [group.toLowerCase(), 'default'] : [group.toLowerCase()];
+        for (const g of candidates) {
+          const target = byIni.get(`${g}\0${name}`);
+          if (target !== undefined) return interpolate(target);
+          const value = foreign.get(`${g}\0${name}`);
+          if (value !== undefined) return value;
+        }
+        throw new ConfigError(
+          `${describeOrigin(r.origin, d)} = ${showValue(d, r.text)}: unknown option $${ref} in the value (write $$ for a literal $)`,
+        );
+      },
+    );
     resolving.delete(key);
     resolved.set(key, out);
     return out;
@@ -249,17 +285,13 @@ export function loadConfig<S extends Schema>(schema: S, options: LoadOptions): L
     warnings,
     origins: origins as Record<keyof S, string>,
     files,
+    ignored,
   };
 }
 
 function defaultText(d: OptionDef): string {
   if (Array.isArray(d.default)) return d.default.join(',');
   return String(d.default);
-}
-
-function unquote(v: string): string {
-  if (v.length >= 2 && (v[0] === '"' || v[0] === "'") && v[v.length - 1] === v[0]) return v.slice(1, -1);
-  return v;
 }
 
 function listConfigFiles(flags: Readonly<Record<string, unknown>>): string[] {
@@ -291,18 +323,25 @@ const FALSE = new Set(['false', 'no', 'off', '0']);
 
 function parseValue(d: OptionDef, text: string, origin: Origin): unknown {
   const fail = (why: string): never => {
-    throw new ConfigError(`${describeOrigin(origin, d)} = ${showValue(d, text)}: ${why}`);
+    // oslo keeps everything after `=`; a trailing comment is the usual culprit.
+    const hint = /\s[#;]/.test(text)
+      ? ' (comments are only allowed on their own line: `#` inside a value is part of it)'
+      : '';
+    throw new ConfigError(`${describeOrigin(origin, d)} = ${showValue(d, text)}: ${why}${hint}`);
   };
   switch (d.kind) {
     case 'string':
       return text;
     case 'int': {
       const t = text.trim();
+      // oslo reads an empty number as "not set" (None): the default applies.
+      if (t === '' && origin.kind !== 'default') return d.default;
       if (!/^[-+]?\d+$/.test(t)) return fail('expected an integer');
       return Number.parseInt(t, 10);
     }
     case 'float': {
       const t = text.trim();
+      if (t === '' && origin.kind !== 'default') return d.default;
       const n = Number(t);
       if (t === '' || !Number.isFinite(n)) return fail('expected a number');
       return n;
@@ -342,7 +381,7 @@ function showValue(d: OptionDef, text: string): string {
 function describeOrigin(origin: Origin, d: OptionDef): string {
   switch (origin.kind) {
     case 'file':
-      return `config file ${origin.where}`;
+      return origin.where;
     case 'env':
       return origin.where;
     case 'flag':
@@ -352,13 +391,33 @@ function describeOrigin(origin: Origin, d: OptionDef): string {
   }
 }
 
-function isCompatible(compat: CompatibilityList | undefined, section: string, key: string): boolean {
-  if (!compat) return false;
-  const s = section.toLowerCase();
-  return compat.ignored.some((p) => {
-    const [ps, pk] = p.toLowerCase().split('.') as [string, string];
-    return ps === s && (pk === '*' || pk === key.toLowerCase());
-  });
+/** Whether a file option is accepted without effect: undefined if not, else its note ('' when none). */
+function compatibility(
+  compat: CompatibilityList | undefined,
+  section: string,
+  key: string,
+): string | undefined {
+  if (!compat) return undefined;
+  for (const [pattern, note] of Object.entries(compat.notes ?? {}))
+    if (matchesPattern(pattern, section, key)) return note;
+  return compat.ignored.some((p) => matchesPattern(p, section, key)) ? '' : undefined;
+}
+
+function matchesPattern(pattern: string, section: string, key: string): boolean {
+  const dot = pattern.indexOf('.');
+  return (
+    glob(pattern.slice(0, dot).toLowerCase(), section.toLowerCase()) && glob(pattern.slice(dot + 1), key)
+  );
+}
+
+function glob(pattern: string, text: string): boolean {
+  if (!pattern.includes('*')) return pattern === text;
+  const re = new RegExp(`^${pattern.split('*').map(escapeRegExp).join('.*')}$`);
+  return re.test(text);
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 function unknownOptionWarning(schema: Schema, e: IniEntry): string {
@@ -368,11 +427,28 @@ function unknownOptionWarning(schema: Schema, e: IniEntry): string {
     const dist = editDistance(d.name, e.key.toLowerCase());
     if (dist < bestDistance) {
       bestDistance = dist;
-      best = d.group === e.section ? d.name : `[${d.group}] ${d.name}`;
+      best = d.group.toLowerCase() === e.section.toLowerCase() ? d.name : `[${d.group}] ${d.name}`;
     }
   }
   const hint = best ? ` (did you mean ${best}?)` : '';
   return `${e.file}:${e.line}: unknown option [${e.section}] ${e.key}${hint}; it is ignored`;
+}
+
+/** One line for a whole section we do not read (a typo'd section name, or a section of another program). */
+function unknownSectionWarning(groups: ReadonlySet<string>, section: string, entries: IniEntry[]): string {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const g of groups) {
+    const dist = editDistance(g, section.toLowerCase());
+    if (dist < bestDistance) {
+      bestDistance = dist;
+      best = g === 'default' ? 'DEFAULT' : g;
+    }
+  }
+  const first = entries[0]!;
+  const hint = best ? ` (did you mean [${best}]?)` : '';
+  const names = entries.map((e) => e.key).join(', ');
+  return `${first.file}:${first.line}: unknown section [${section}]${hint}; its options are ignored: ${names}`;
 }
 
 function editDistance(a: string, b: string): number {

@@ -77,6 +77,15 @@ export type ConfigOf<S extends Schema> = {
 
 /** Options neutron's config files commonly hold that we accept without effect (no "unknown option" warning). */
 export interface CompatibilityList {
-  /** `section.name` or `section.*` entries accepted and ignored, with the reason shown at debug level. */
+  /**
+   * `section.name` patterns accepted and ignored; `*` matches any run of characters in either part
+   * (`AGENT.*`, `oslo_messaging_*.*`, `DEFAULT.logging_*`). Section names match case-insensitively.
+   * They are listed in LoadedConfig.ignored, never warned about.
+   */
   readonly ignored: readonly string[];
+  /**
+   * Patterns (same syntax) of options that have no effect but deserve a word: the text is appended to the
+   * entry in LoadedConfig.ignored (e.g. which of our options does the job instead).
+   */
+  readonly notes?: Readonly<Record<string, string>>;
 }
