@@ -89,6 +89,13 @@ export class ProxyResponse extends ServerResponse<IncomingMessage> implements Di
   }
 }
 
+/** Whether bytes of this request's body may still be on the connection. */
+function hasUnreadBody(req: IncomingMessage): boolean {
+  if (req.complete) return false;
+  const length = req.headers['content-length'];
+  return length === undefined ? req.headers['transfer-encoding'] !== undefined : length !== '0';
+}
+
 const CLIENT_GONE = new Error('the instance closed the connection');
 
 function resumeUpstream(this: ProxyResponse): void {
@@ -209,7 +216,7 @@ export class ProxyHandler {
     const answer = answerFor(failure);
     // An unread request body would poison the next request on this connection; after an upstream
     // failure mid-exchange a fresh connection is the safe state. Node closes it after `connection: close`.
-    const close = !res.req.complete || failure.status === 502 || failure.status === 408;
+    const close = hasUnreadBody(res.req) || failure.status === 502 || failure.status === 408;
     res.writeHead(failure.status, close ? { ...answer.keep, connection: 'close' } : answer.keep);
     res.end(answer.body);
   }

@@ -103,7 +103,7 @@ export class MetadataProxy {
     server.maxHeadersCount = MAX_HEADER_LINES + 1;
     // Native guard per listener: over the limit the handle is closed before a socket or parser exists.
     server.maxConnections = l.maxConnections;
-    server.on('drop', () => this.#connectionRefused(undefined));
+    server.on('drop', (data?: { remoteAddress?: string }) => this.#connectionRefused(data?.remoteAddress));
     server.on('connection', (socket: Socket) => this.#admitConnection(socket));
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#clientError(err, socket));
     server.on('connect', (req: IncomingMessage, socket: Duplex) => {
@@ -213,6 +213,16 @@ export class MetadataProxy {
     }
     const failure = parserRefusal(err);
     const pending = (socket as { _httpMessage?: ProxyResponse | null })._httpMessage;
+    if (err.code === 'HPE_CLOSED_CONNECTION') {
+      // Bytes after a request that closes the connection: nothing of it is read or answered.
+      this.#refusedSockets.add(socket);
+      this.#o.logger.warn(
+        { code: failure.code, src: (socket as Socket).remoteAddress, ...failure.details },
+        'ignored',
+      );
+      if (!(pending instanceof ProxyResponse) || pending.writableFinished) socket.destroy();
+      return;
+    }
     if (pending instanceof ProxyResponse && !pending.writableFinished) {
       this.#refusedSockets.add(socket);
       if (!pending.req.complete && !pending.headersSent) {
@@ -223,7 +233,8 @@ export class MetadataProxy {
       // A later request on the connection is bad while the earlier one is still being answered:
       // let that answer finish, then refuse and close.
       pending.once('close', () => {
-        if (pending.writableFinished && socket.writable) this.#refuse(socket, failure);
+        const last = (pending as { _last?: boolean })._last === true;
+        if (pending.writableFinished && socket.writable && !last) this.#refuse(socket, failure);
         else socket.destroy();
       });
       return;

@@ -83,6 +83,7 @@ const PARSER_REASON_CODE: Readonly<Record<string, string>> = {
   HPE_CR_EXPECTED: 'bare-lf',
   HPE_LF_EXPECTED: 'bare-cr',
   HPE_PAUSED_H2_UPGRADE: 'http2-preface',
+  HPE_CLOSED_CONNECTION: 'data-after-connection-close',
   HPE_HEADERS_TIMEOUT: 'request-timeout',
   ERR_HTTP_REQUEST_TIMEOUT: 'request-timeout',
 };

@@ -2,16 +2,18 @@
  * Test helpers for the proxy: a capturing stand-in for the agent on a real UNIX socket, a raw TCP
  * client that sends exactly the bytes a hostile instance would, and a proxy started on an ephemeral port.
  */
+
+import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { createLogger, type Logger } from '@nmp/common';
 import { parseBind } from '../src/bind-address.js';
 import type { ProxyIdentity } from '../src/header-policy.js';
-import { MetadataProxy, type ProxyLimits } from '../src/proxy.js';
+import { MetadataProxy, type MetadataProxyOptions, type ProxyLimits } from '../src/proxy.js';
 
 export interface Seen {
   method: string;
@@ -23,7 +25,10 @@ export interface Seen {
 
 export interface FakeAgent {
   readonly socketPath: string;
+  /** Requests the agent received completely. */
   readonly seen: Seen[];
+  /** Requests whose head reached the agent at all (complete or not). */
+  readonly started: () => number;
   server: Server;
   /** Replace how the fake answers (default: 200 JSON echo of what it saw). */
   respond: (req: IncomingMessage, res: ServerResponse, seen: Seen) => void;
@@ -37,9 +42,11 @@ export function tempDir(t: TestContext, prefix = 'nmp-proxy-'): string {
 
 export async function startFakeAgent(t: TestContext, socketPath?: string): Promise<FakeAgent> {
   const path = socketPath ?? join(tempDir(t), 'agent.sock');
+  let started = 0;
   const agent: FakeAgent = {
     socketPath: path,
     seen: [],
+    started: () => started,
     server: undefined as unknown as Server,
     respond: (_req, res, seen) => {
       const body = JSON.stringify({ url: seen.url, method: seen.method, headers: seen.headers });
@@ -48,6 +55,7 @@ export async function startFakeAgent(t: TestContext, socketPath?: string): Promi
     },
   };
   agent.server = createServer((req, res) => {
+    started++;
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -109,6 +117,7 @@ export async function startProxy(
     identity?: ProxyIdentity;
     bind?: string;
     limits?: Partial<ProxyLimits>;
+    admit?: MetadataProxyOptions['admit'];
   },
 ): Promise<StartedProxy> {
   const logs = captureLogs('ns-metadata-proxy');
@@ -118,6 +127,7 @@ export async function startProxy(
     socketPath: options.socketPath,
     logger: logs.logger,
     ...(options.limits ? { limits: options.limits } : {}),
+    ...(options.admit ? { admit: options.admit } : {}),
   });
   const [address] = await proxy.listen();
   t.after(() => proxy.close(100));
@@ -137,7 +147,7 @@ export interface RawResponse {
 export function rawRequest(
   port: number,
   data: string | Buffer,
-  options: { host?: string; timeoutMs?: number; localAddress?: string } = {},
+  options: { host?: string; timeoutMs?: number; localAddress?: string; closeWaitMs?: number } = {},
 ): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const socket = connect({
@@ -180,7 +190,10 @@ export function rawRequest(
       const m = /\r\ncontent-length:\s*(\d+)/i.exec(buf.subarray(0, end).toString('latin1'));
       if (m && buf.length >= end + 4 + Number(m[1])) {
         // Give the server a moment to close, so `closed` tells whether it did.
-        setTimeout(() => finish(undefined, socket.destroyed || socket.readableEnded), 50);
+        setTimeout(
+          () => finish(undefined, socket.destroyed || socket.readableEnded),
+          options.closeWaitMs ?? 250,
+        );
       }
     };
     socket.on('data', (d: Buffer) => {
@@ -192,4 +205,130 @@ export function rawRequest(
     socket.on('error', (e) => (buf.length ? finish(undefined, true) : finish(e)));
     socket.write(data);
   });
+}
+
+/*
+ * Hostile-input tests share one shape: the attack on one connection, a normal request on another at the
+ * same time; the attack gets its status and plain-text body, the normal request is served, and the agent
+ * sees the normal request only.
+ */
+
+/** The path of the normal request served alongside an attack; nothing else may reach the agent. */
+export const NORMAL_PATH = '/latest/meta-data/instance-id';
+
+export interface HostileSetup extends StartedProxy {
+  readonly agent: FakeAgent;
+}
+
+/** A capturing fake agent and a proxy in front of it, with short timeouts unless given. */
+export async function hostileSetup(
+  t: TestContext,
+  options: { limits?: Partial<ProxyLimits>; bind?: string; admit?: MetadataProxyOptions['admit'] } = {},
+): Promise<HostileSetup> {
+  const agent = await startFakeAgent(t);
+  const started = await startProxy(t, {
+    socketPath: agent.socketPath,
+    limits: { requestTimeoutMs: 2000, keepAliveTimeoutMs: 2000, upstreamTimeoutMs: 2000, ...options.limits },
+    ...(options.bind ? { bind: options.bind } : {}),
+    ...(options.admit ? { admit: options.admit } : {}),
+  });
+  return { ...started, agent };
+}
+
+/** A well-formed request on its own connection. */
+export function normalRequest(
+  port: number,
+  options: { host?: string; localAddress?: string; timeoutMs?: number } = {},
+): Promise<RawResponse> {
+  return rawRequest(
+    port,
+    `GET ${NORMAL_PATH} HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\r\n`,
+    options,
+  );
+}
+
+export function assertServed(res: RawResponse): void {
+  assert.equal(res.status, 200, `the normal request was not served: ${res.head}`);
+  assert.equal(JSON.parse(res.body.toString()).url, NORMAL_PATH);
+}
+
+/** Our plain-text refusal, on a connection the proxy closed. */
+export function assertRefused(res: RawResponse, status: number, body: string, closed = true): void {
+  assert.equal(res.status, status, `expected ${status}, got: ${res.head}`);
+  assert.equal(res.headers['content-type'], 'text/plain; charset=UTF-8');
+  assert.equal(res.body.toString(), body);
+  if (closed) assert.equal(res.closed, true, 'the proxy should have closed the connection');
+}
+
+/** Only normal requests reached the agent, and exactly `normal` of them started. */
+export function assertAgentSawOnlyNormal(agent: FakeAgent, normal = 1): void {
+  assert.deepEqual(
+    agent.seen.map((s) => s.url),
+    Array.from({ length: normal }, () => NORMAL_PATH),
+  );
+  assert.equal(agent.started(), normal, 'a hostile request reached the agent');
+}
+
+/** The log line with this code (the refusal), which must exist. */
+export function logLine(logs: LogCapture, code: string, reason?: string): Record<string, unknown> {
+  const line = logs.lines().find((l) => l.code === code && (reason === undefined || l.reason === reason));
+  assert.ok(line, `no log line with code ${code}${reason ? ` and reason ${reason}` : ''}:\n${logs.text()}`);
+  return line;
+}
+
+export const BAD_REQUEST = 'Bad request.\n';
+
+/** An open connection that sends bytes when told, and collects whatever comes back. */
+export interface HeldConnection {
+  readonly socket: Socket;
+  /** Everything received so far. */
+  readonly received: () => string;
+  /** Resolves when the server closes the connection (or after timeoutMs, then rejects). */
+  readonly closed: (timeoutMs?: number) => Promise<number>;
+}
+
+export async function holdConnection(
+  t: TestContext,
+  port: number,
+  options: { host?: string; localAddress?: string } = {},
+): Promise<HeldConnection> {
+  const socket = connect({
+    port,
+    host: options.host ?? '127.0.0.1',
+    ...(options.localAddress ? { localAddress: options.localAddress } : {}),
+  });
+  t.after(() => socket.destroy());
+  const opened = Date.now();
+  let data = '';
+  let closedAt = 0;
+  const closedWaiters: Array<() => void> = [];
+  socket.on('data', (d: Buffer) => {
+    data += d.toString('latin1');
+  });
+  socket.on('error', () => {});
+  socket.on('close', () => {
+    closedAt = Date.now();
+    for (const w of closedWaiters) w();
+  });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  return {
+    socket,
+    received: () => data,
+    closed: (timeoutMs = 10_000) =>
+      new Promise<number>((resolve, reject) => {
+        if (closedAt !== 0) return resolve(closedAt - opened);
+        const timer = setTimeout(() => reject(new Error(`still open after ${timeoutMs} ms`)), timeoutMs);
+        closedWaiters.push(() => {
+          clearTimeout(timer);
+          resolve(closedAt - opened);
+        });
+      }),
+  };
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

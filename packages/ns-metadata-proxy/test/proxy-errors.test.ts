@@ -162,3 +162,48 @@ test('the agent connection pool is reused across requests (keep-alive on the soc
   }
   assert.ok(sockets.size <= 2, `expected pooled connections, saw ${sockets.size}`);
 });
+
+test('Expect: 100-continue is answered by the proxy and not passed on (undici cannot carry it)', async (t) => {
+  const agent = await startFakeAgent(t);
+  const { port } = await startProxy(t, { socketPath: agent.socketPath });
+  const body = 'c2VjcmV0cGFzc3dvcmQ=';
+  const res = await rawRequest(
+    port,
+    `POST /openstack/latest/password HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+  );
+  assert.match(res.head, /^HTTP\/1\.1 100 Continue/);
+  assert.match(res.body.toString('latin1'), /^HTTP\/1\.1 200 OK\r\n/);
+  assert.equal(agent.seen.length, 1);
+  assert.equal(agent.seen[0]!.body.toString(), body);
+  assert.equal(agent.seen[0]!.headers.expect, undefined);
+});
+
+test('agent fails before answering: 502 and the instance connection is closed', async (t) => {
+  const agent = await startFakeAgent(t);
+  agent.respond = (req) => req.socket.destroy();
+  const { port } = await startProxy(t, { socketPath: agent.socketPath });
+  // Keep-alive request: the proxy still closes after a 502.
+  const res = await rawRequest(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+  assert.equal(res.status, 502);
+  assert.equal(res.headers.connection, 'close');
+  assert.equal(res.closed, true);
+});
+
+test('the instance leaving while the agent is slow frees the agent connection at once', async (t) => {
+  const agent = await startFakeAgent(t);
+  let aborted = 0;
+  agent.respond = (req) => {
+    req.socket.on('close', () => aborted++);
+  };
+  const { port, proxy, logs } = await startProxy(t, {
+    socketPath: agent.socketPath,
+    limits: { upstreamTimeoutMs: 30_000 },
+  });
+  await assert.rejects(rawRequest(port, GET, { timeoutMs: 200 }));
+  for (let i = 0; i < 50 && aborted === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(aborted, 1, 'the agent request was not aborted');
+  assert.equal(proxy.handler.inFlight, 0);
+  const line = logs.lines().find((l) => l.msg === 'request');
+  assert.equal(line?.code, 'client_closed');
+  assert.equal(line?.aborted, true);
+});
