@@ -57,6 +57,8 @@ export class MetadataProxy {
   readonly limits: ProxyLimits;
   readonly #o: MetadataProxyOptions;
   #connections = 0;
+  /** Accepted client connections, for the graceful stop. */
+  readonly #sockets = new Set<Socket>();
   /** Connections refused since the last log line about them (a flood must not flood the log). */
   #refused = 0;
   #refusedLoggedAt = 0;
@@ -144,8 +146,9 @@ export class MetadataProxy {
   }
 
   /**
-   * Stop accepting, finish in-flight requests until the deadline, then cut the rest. Idle keep-alive
-   * connections are closed at once, and each busy one as soon as its answer is out.
+   * Stop accepting, finish in-flight requests until the deadline, then cut the rest. A connection with
+   * no request in progress (idle keep-alive, or opened and silent) is closed at once, and each busy one
+   * as soon as its answer is out.
    */
   async close(deadlineMs = 10_000): Promise<void> {
     const closing = this.servers.map(
@@ -153,20 +156,23 @@ export class MetadataProxy {
         new Promise<void>((resolve) => {
           if (!s.listening) return resolve();
           s.close(() => resolve());
-          s.closeIdleConnections();
         }),
     );
-    // Connections that finish their answer during the drain become idle: close them as they do.
-    const sweep = setInterval(() => {
-      for (const s of this.servers) s.closeIdleConnections();
-    }, 50);
-    sweep.unref();
+    const sweep = () => {
+      for (const socket of this.#sockets) {
+        if (!(socket as { _httpMessage?: unknown })._httpMessage) socket.destroy();
+      }
+    };
+    sweep();
+    const sweeper = setInterval(sweep, 50);
+    sweeper.unref();
     const timer = setTimeout(() => {
       for (const s of this.servers) s.closeAllConnections();
+      for (const socket of this.#sockets) socket.destroy();
     }, deadlineMs);
     timer.unref();
     await Promise.all(closing);
-    clearInterval(sweep);
+    clearInterval(sweeper);
     clearTimeout(timer);
     await this.agent.close().catch(() => {});
   }
@@ -179,12 +185,12 @@ export class MetadataProxy {
       return;
     }
     this.#connections++;
-    socket.once('close', this.#connectionClosed);
+    this.#sockets.add(socket);
+    socket.once('close', () => {
+      this.#connections--;
+      this.#sockets.delete(socket);
+    });
   }
-
-  readonly #connectionClosed = (): void => {
-    this.#connections--;
-  };
 
   /** One warning for the first refusal, then at most one a second with the count. */
   #connectionRefused(src: string | undefined): void {
