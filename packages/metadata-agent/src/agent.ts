@@ -5,11 +5,15 @@
 
 import { unlink } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
+import type { Socket } from 'node:net';
 import type { InstanceResolver, Logger } from '@nmp/common';
 import { AgentHandler } from './handler.js';
+import type { AgentMetrics } from './metrics.js';
 import { NovaClient, type NovaClientOptions } from './nova-client.js';
+import type { Readiness } from './readiness.js';
 import { InstanceSigner } from './signer.js';
 import { prepareSocketPath, setSocketMode } from './unix-socket.js';
+import { UpstreamTelemetry } from './upstream-observer.js';
 
 export interface MetadataAgentOptions {
   readonly socketPath: string;
@@ -21,6 +25,10 @@ export interface MetadataAgentOptions {
   readonly resolver: InstanceResolver;
   readonly logger: Logger;
   readonly maxBodySize: number;
+  /** Request and Nova metrics (the resolver's are wired where the resolver is built). */
+  readonly metrics?: AgentMetrics;
+  /** Told when Nova and the resolver answer. */
+  readonly readiness?: Readiness;
 }
 
 export class MetadataAgent {
@@ -30,17 +38,25 @@ export class MetadataAgent {
   readonly nova: NovaClient;
   readonly #o: MetadataAgentOptions;
   #listening = false;
+  #connections = 0;
 
   constructor(options: MetadataAgentOptions) {
     this.#o = options;
     this.signer = new InstanceSigner(options.sharedSecret);
-    this.nova = new NovaClient(options.nova);
+    const observer =
+      options.nova.observer ??
+      (options.metrics || options.readiness
+        ? new UpstreamTelemetry(options.metrics, options.readiness)
+        : undefined);
+    this.nova = new NovaClient(observer ? { ...options.nova, observer } : options.nova);
     this.handler = new AgentHandler({
       resolver: options.resolver,
       nova: this.nova,
       signer: this.signer,
       logger: options.logger,
       maxBodySize: options.maxBodySize,
+      ...(options.metrics ? { metrics: options.metrics } : {}),
+      ...(options.readiness ? { readiness: options.readiness } : {}),
     });
     // Only the trusted proxies connect here; their pooled connections stay open for a long time.
     this.server = createServer(
@@ -49,11 +65,26 @@ export class MetadataAgent {
     );
     this.server.keepAliveTimeout = 65_000;
     this.server.maxHeadersCount = 200;
+    this.server.on('connection', this.#connected);
   }
 
   get socketPath(): string {
     return this.#o.socketPath;
   }
+
+  /** Connections open on the socket now (the proxies' pooled connections). */
+  get connections(): number {
+    return this.#connections;
+  }
+
+  readonly #connected = (socket: Socket): void => {
+    this.#connections++;
+    socket.once('close', this.#disconnected);
+  };
+
+  readonly #disconnected = (): void => {
+    this.#connections--;
+  };
 
   async listen(): Promise<void> {
     await prepareSocketPath(this.#o.socketPath);

@@ -3,16 +3,43 @@
  * metadata-agent: the per-node agent behind the proxies' UNIX socket. Reads neutron's metadata_agent.ini
  * (--config-file/--config-dir), flags override it; the shared secret comes from the file, the environment
  * (NMP_METADATA_PROXY_SHARED_SECRET) or --metadata-proxy-shared-secret-file, never from a flag.
+ *
+ * Signals: SIGHUP reloads the configuration (see reload.ts); SIGTERM/SIGINT stop after in-flight
+ * requests. Metrics and health are on the admin listener (admin_socket / admin_bind), never on the
+ * proxies' socket.
  */
-import { statSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { addSchemaOptions, createCli, createLogger, describeConfig, loadConfig, runMain } from '@nmp/common';
+import {
+  addSchemaOptions,
+  createCli,
+  createLogger,
+  describeConfig,
+  type LookupQuery,
+  loadConfig,
+  MetadataError,
+  runMain,
+} from '@nmp/common';
+import { AdminServer } from './admin-server.js';
 import { MetadataAgent } from './agent.js';
+import { AgentMetrics } from './metrics.js';
 import { AGENT_COMPAT, agentSchema, socketModeFor } from './options.js';
-import { createResolver } from './resolver-factory.js';
+import { Readiness } from './readiness.js';
+import { ConfigReloader, effectiveLevel, logConfigWarnings } from './reload.js';
+import { buildResolver } from './resolver-factory.js';
+import { UpstreamTelemetry } from './upstream-observer.js';
 import { VERSION } from './version.js';
 
 const PROGRAM = 'metadata-agent';
+
+/** Longest a readiness probe may take. */
+const PROBE_TIMEOUT_MS = 5000;
+
+/** A lookup no port can match (nil network, unspecified address): Neutron answering it proves it works. */
+const PROBE_QUERY: LookupQuery = {
+  mode: 'network',
+  id: '00000000-0000-0000-0000-000000000000',
+  ip: '0.0.0.0',
+};
 
 async function main(): Promise<void> {
   const cli = addSchemaOptions(
@@ -20,6 +47,7 @@ async function main(): Promise<void> {
       '$0 [options]\n\n' +
         'Serve instance metadata requests arriving from ns-metadata-proxy on a UNIX socket: look up the port, ' +
         "sign the instance id and forward to Nova's metadata API.\n\n" +
+        'Signals: SIGHUP reloads the configuration (shared secret, log level, inventory), SIGTERM stops.\n\n' +
         'Examples:\n' +
         '  $0 --config-file /etc/neutron/neutron.conf --config-file /etc/neutron/metadata_agent.ini\n' +
         '  $0 --resolver inventory --inventory-file ports.json --metadata-proxy-socket /tmp/mp.sock',
@@ -30,40 +58,35 @@ async function main(): Promise<void> {
     describe: 'print the effective configuration (secrets masked) and exit',
   });
   const flags = await cli.parseAsync();
-  const loaded = loadConfig(agentSchema, { flags, env: process.env, compat: AGENT_COMPAT });
+  const load = () => loadConfig(agentSchema, { flags, env: process.env, compat: AGENT_COMPAT });
+  const loaded = load();
   const config = loaded.config;
   if (flags['print-config']) {
+    for (const w of loaded.warnings) process.stderr.write(`${PROGRAM}: warning: ${w}\n`);
     process.stdout.write(describeConfig(agentSchema, loaded));
     return;
   }
   process.title = PROGRAM;
   const logger = createLogger({
     name: PROGRAM,
-    level: config.debug ? 'debug' : config.logLevel,
+    level: effectiveLevel(config),
     ...(config.logFile ? { file: config.logFile } : {}),
   });
-  for (const w of loaded.warnings) logger.warn({ code: 'MDA_CONFIG_WARNING' }, w);
-  if (config.sharedSecret === '') {
-    logger.warn(
-      { code: 'MDA_CONFIG_EMPTY_SECRET' },
-      'metadata_proxy_shared_secret is empty: Nova cannot tell our requests from forged ones; set the same secret here and in nova.conf [neutron]',
-    );
-  }
-  for (const file of loaded.files) {
-    try {
-      if ((statSync(file).mode & 0o004) !== 0) {
-        logger.warn(
-          { code: 'MDA_CONFIG_WORLD_READABLE', file },
-          'config file is world-readable and may hold the shared secret; chmod o-r it',
-        );
-      }
-    } catch {
-      // Already read successfully by the loader; a race here is not worth failing for.
-    }
-  }
+  logConfigWarnings(loaded, config, logger);
 
+  const metrics = new AgentMetrics({ defaultMetrics: true, version: VERSION });
+  // The probes are wired once the agent and the resolver exist (below).
+  let probeNova: (timeoutMs: number) => Promise<void> = () => Promise.reject(new Error('starting'));
+  let probeResolver: (timeoutMs: number) => Promise<void> = probeNova;
+  const readiness = new Readiness({
+    windowMs: config.readinessWindow * 1000,
+    probeTimeoutMs: PROBE_TIMEOUT_MS,
+    probeNova: (ms) => probeNova(ms),
+    probeResolver: (ms) => probeResolver(ms),
+  });
+
+  const parts = await buildResolver(config, logger, new UpstreamTelemetry(metrics, readiness));
   const me = userInfo();
-  const resolver = await createResolver(config, logger);
   const agent = new MetadataAgent({
     socketPath: config.socketPath,
     socketMode: socketModeFor(config.socketMode, config.proxyUser, config.proxyGroup, {
@@ -74,9 +97,11 @@ async function main(): Promise<void> {
     }),
     backlog: config.backlog,
     sharedSecret: config.sharedSecret,
-    resolver,
+    resolver: parts.resolver,
     logger,
     maxBodySize: config.maxBodySize,
+    metrics,
+    readiness,
     nova: {
       host: config.novaHost,
       port: config.novaPort,
@@ -89,19 +114,63 @@ async function main(): Promise<void> {
       connections: config.novaConnections,
     },
   });
+  probeNova = async (ms) => {
+    const status = await agent.nova.probe(ms);
+    if (status >= 500) throw new Error(`Nova answered GET / with ${status}`);
+  };
+  probeResolver = async () => {
+    try {
+      await parts.uncached.resolve(PROBE_QUERY);
+    } catch (err) {
+      // "Not found" is the answer expected from a working resolver.
+      if (err instanceof MetadataError && err.status === 404) return;
+      throw err;
+    }
+  };
+  metrics.setSources({
+    connections: () => agent.connections,
+    inFlight: () => agent.handler.inFlight,
+    lastAnswer: () => readiness.lastAnswer,
+    ...(parts.cache ? { cache: () => parts.cache!.stats } : {}),
+    ...(parts.neutron ? { neutron: () => parts.neutron!.stats } : {}),
+  });
+
+  const admin = new AdminServer({
+    socketPath: config.adminSocket,
+    bind: config.adminBind,
+    logger,
+    metrics,
+    readiness,
+  });
   await agent.listen();
-  logger.info(
-    { socket: config.socketPath, nova: agent.nova.origin, resolver: config.resolver, version: VERSION },
-    'metadata-agent listening',
-  );
+  try {
+    await admin.listen();
+  } catch (err) {
+    await agent.close(0);
+    throw err;
+  }
+
+  const reloader = new ConfigReloader(load, config, {
+    signer: agent.signer,
+    logger,
+    readiness,
+    metrics,
+    ...(parts.inventory ? { inventory: parts.inventory } : {}),
+  });
+  process.on('SIGHUP', () => {
+    logger.info({ signal: 'SIGHUP' }, 'reloading the configuration');
+    reloader.reload().catch((err: unknown) => logger.error({ err }, 'configuration reload crashed'));
+  });
 
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
+    readiness.stopping = true;
     logger.info({ signal, inFlight: agent.handler.inFlight }, 'stopping');
     agent
       .close(10_000)
+      .then(() => admin.close())
       .then(() => {
         logger.info('stopped');
         logger.flush();
@@ -114,6 +183,18 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+
+  // Last: whoever waits for this line may signal us at once.
+  logger.info(
+    {
+      socket: config.socketPath,
+      admin: admin.addresses,
+      nova: agent.nova.origin,
+      resolver: config.resolver,
+      version: VERSION,
+    },
+    'metadata-agent listening',
+  );
 }
 
 runMain(PROGRAM, main);

@@ -17,7 +17,9 @@ import {
   MetadataError,
   TEXT_PLAIN,
 } from '@nmp/common';
+import type { AgentMetrics } from './metrics.js';
 import type { NovaClient, NovaResponse } from './nova-client.js';
+import type { Readiness } from './readiness.js';
 import { readRequestIdentity } from './request-identity.js';
 import type { InstanceSigner } from './signer.js';
 
@@ -27,6 +29,10 @@ export interface AgentHandlerOptions {
   readonly signer: InstanceSigner;
   readonly logger: Logger;
   readonly maxBodySize: number;
+  /** Counts every request (mode, status, duration). */
+  readonly metrics?: AgentMetrics;
+  /** Told when the resolver answered without the cache, or failed. */
+  readonly readiness?: Readiness;
 }
 
 const REQUEST_ID_SHAPE = /^req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -52,11 +58,15 @@ interface Trace {
 
 export class AgentHandler {
   readonly #o: AgentHandlerOptions;
+  readonly #metrics: AgentMetrics | undefined;
+  readonly #readiness: Readiness | undefined;
   /** Requests being served (for graceful shutdown and metrics). */
   inFlight = 0;
 
   constructor(options: AgentHandlerOptions) {
     this.#o = options;
+    this.#metrics = options.metrics;
+    this.#readiness = options.readiness;
   }
 
   /** Node 'request' listener. Never throws; every failure becomes an answer and a log line. */
@@ -85,6 +95,7 @@ export class AgentHandler {
 
     const body = await readBody(req, this.#o.maxBodySize);
     let identity = await this.#o.resolver.resolve(query);
+    if (!identity.cached) this.#readiness?.markResolver();
     let answer = await this.#forward(req, trace, identity, source.raw, body);
 
     // A cached port may be stale (the address was reused): Nova's 404 earns exactly one fresh lookup.
@@ -144,6 +155,7 @@ export class AgentHandler {
     trace.level = failure.level === 'error' || failure.level === 'warn' ? failure.level : 'info';
     trace.detail = failure.details;
     if (failure.code === 'MDA_ERR_INTERNAL') trace.err = err;
+    if (this.#readiness !== undefined) noteUpstream(this.#readiness, failure);
     if (res.headersSent) {
       // Part of an answer is out: the only honest signal left is to cut the connection.
       res.destroy();
@@ -154,11 +166,35 @@ export class AgentHandler {
     res.end(text);
   }
 
-  /** The one line per request: what happened, how long it took, and for failures the code and why. */
+  /** The one line per request (what happened, how long it took, for failures the code and why), and its count. */
   #log(trace: Trace, start: bigint): void {
-    const ms = Math.round(Number(process.hrtime.bigint() - start) / 1e3) / 1e3;
+    const ns = Number(process.hrtime.bigint() - start);
+    const ms = Math.round(ns / 1e3) / 1e3;
+    this.#metrics?.request(
+      trace.network !== undefined ? 'network' : trace.router !== undefined ? 'router' : 'none',
+      trace.status ?? 0,
+      ns / 1e9,
+    );
     const { level = 'info', detail, ...fields } = trace;
     this.#o.logger[level](detail ? { ...fields, ...detail, ms } : { ...fields, ms }, 'request');
+  }
+}
+
+/** What a failure says about the upstreams, for readiness (a lookup that found nothing is an answer). */
+function noteUpstream(readiness: Readiness, failure: MetadataError): void {
+  switch (failure.code) {
+    case 'MDA_ERR_PORT_NOT_FOUND':
+    case 'MDA_ERR_PORT_AMBIGUOUS':
+      if ((failure.details as { cached?: unknown }).cached !== true) readiness.markResolver();
+      return;
+    case 'MDA_ERR_RESOLVER_UNAVAILABLE':
+      readiness.resolverFailed(failure);
+      return;
+    case 'MDA_ERR_NOVA_UNREACHABLE':
+    case 'MDA_ERR_NOVA_TIMEOUT':
+    case 'MDA_ERR_NOVA_BAD_RESPONSE':
+      readiness.novaFailed(failure);
+      return;
   }
 }
 

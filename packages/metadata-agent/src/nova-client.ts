@@ -1,11 +1,15 @@
 /*
  * The hop to Nova's metadata API: one keep-alive pool (http or https, optional client certificate),
- * and the mapping of transport failures to our stable errors (unreachable 503, slow 504, garbage 502).
+ * the mapping of transport failures to our stable errors (unreachable 503, slow 504, garbage 502), the
+ * time each call took until Nova's headers (for the upstream latency metric and readiness), and a probe
+ * for readiness (GET /, which Nova answers without identity headers).
  */
 import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { MetadataError } from '@nmp/common';
 import type { Dispatcher } from 'undici';
 import { Pool } from 'undici';
+import type { UpstreamObserver } from './upstream-observer.js';
 
 export interface NovaClientOptions {
   readonly host: string;
@@ -18,6 +22,8 @@ export interface NovaClientOptions {
   /** Milliseconds for connecting and for the answer's headers and body gaps. */
   readonly timeoutMs: number;
   readonly connections?: number;
+  /** Told about every call (latency, answered or failed). */
+  readonly observer?: UpstreamObserver;
 }
 
 export interface NovaRequest {
@@ -30,14 +36,21 @@ export interface NovaRequest {
 
 export type NovaResponse = Dispatcher.ResponseData;
 
+const PROBE_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  accept: '*/*',
+  'user-agent': 'nmp-metadata-agent readiness probe',
+});
+
 export class NovaClient {
   readonly origin: string;
   readonly #pool: Pool;
+  readonly #observer: UpstreamObserver | undefined;
 
   constructor(options: NovaClientOptions) {
     const host =
       options.host.includes(':') && !options.host.startsWith('[') ? `[${options.host}]` : options.host;
     this.origin = `${options.protocol}://${host}:${options.port}`;
+    this.#observer = options.observer;
     const tls: Record<string, unknown> = {};
     if (options.protocol === 'https') {
       tls.rejectUnauthorized = !options.insecure;
@@ -61,16 +74,49 @@ export class NovaClient {
 
   /** Send one request; transport failures become MetadataErrors, any HTTP status is a normal answer. */
   async request(req: NovaRequest): Promise<NovaResponse> {
+    const started = performance.now();
+    let answer: NovaResponse;
     try {
-      return await this.#pool.request({
+      answer = await this.#pool.request({
         method: req.method as Dispatcher.HttpMethod,
         path: req.path,
         headers: req.headers,
         body: req.body,
       });
     } catch (err) {
+      this.#observer?.upstreamFailed('nova', (performance.now() - started) / 1000);
       throw novaError(err);
     }
+    this.#observer?.upstreamAnswered('nova', (performance.now() - started) / 1000, answer.statusCode);
+    return answer;
+  }
+
+  /**
+   * Readiness probe: GET / (Nova lists its versions without identity headers). Resolves with the status
+   * of any HTTP answer; rejects with a MetadataError when Nova cannot be reached within `timeoutMs`.
+   */
+  async probe(timeoutMs: number): Promise<number> {
+    const started = performance.now();
+    let answer: NovaResponse;
+    try {
+      answer = await this.#pool.request({
+        method: 'GET',
+        path: '/',
+        headers: PROBE_HEADERS,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (err) {
+      this.#observer?.upstreamFailed('nova', (performance.now() - started) / 1000);
+      const e = err as { name?: string };
+      throw e?.name === 'TimeoutError' || e?.name === 'AbortError'
+        ? new MetadataError('MDA_ERR_NOVA_TIMEOUT', { upstream: 'nova', cause: 'probe timeout' })
+        : novaError(err);
+    }
+    await answer.body.dump().catch(() => {});
+    this.#observer?.upstreamAnswered('nova', (performance.now() - started) / 1000, answer.statusCode);
+    return answer.statusCode;
   }
 
   async close(): Promise<void> {

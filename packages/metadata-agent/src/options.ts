@@ -3,6 +3,7 @@
  * so an existing file works unchanged; what we add has names in the same style.
  */
 import { type CompatibilityList, opt } from '@nmp/common';
+import { parseAdminBind } from './admin-server.js';
 import { resolverSchema } from './neutron/options.js';
 
 export const agentOptions = {
@@ -104,32 +105,135 @@ export const agentOptions = {
     help: 'Log level (debug=True wins)',
   }),
   logFile: opt.string({ name: 'log_file', default: '', help: 'Log to this file instead of stdout' }),
+  adminSocket: opt.string({
+    name: 'admin_socket',
+    default: '$metadata_proxy_socket.admin',
+    help: "UNIX socket (mode 0600) serving /metrics, /healthz and /readyz, next to the proxies' socket by default; '' for none",
+  }),
+  adminBind: opt.string({
+    name: 'admin_bind',
+    default: '',
+    help: "Also serve them on this loopback ADDRESS:PORT (127.0.0.1:9180, [::1]:9180); other addresses are refused; '' for none",
+    check: (v) => {
+      if (v === '') return undefined;
+      const bind = parseAdminBind(v);
+      return typeof bind === 'string' ? bind : undefined;
+    },
+  }),
+  readinessWindow: opt.float({
+    name: 'readiness_window',
+    default: 60,
+    min: 1,
+    help: '/readyz is 200 while Nova and the resolver answered within this many seconds (an idle agent probes them)',
+  }),
 };
 
 /** Everything the agent reads: its own options plus the resolver's (DEFAULT resolver/cache, [neutron] Keystone). */
 export const agentSchema = { ...agentOptions, ...resolverSchema };
 
-/** Options neutron's metadata_agent.ini commonly holds that have no effect here (no unknown-option warning). */
+/**
+ * Options found in neutron's files (metadata_agent.ini, and neutron.conf when it is passed too, as
+ * neutron's own units do) that have no effect here: accepted without an "unknown option" warning and
+ * listed in one start-up line. Anything else unknown is warned about.
+ */
 export const AGENT_COMPAT: CompatibilityList = {
   ignored: [
-    'DEFAULT.metadata_workers',
-    'DEFAULT.verbose',
-    'DEFAULT.log_dir',
-    'DEFAULT.use_syslog',
-    'DEFAULT.syslog_log_facility',
-    'DEFAULT.use_stderr',
-    'DEFAULT.use_journal',
-    'DEFAULT.log_config_append',
-    'DEFAULT.transport_url',
+    // neutron's metadata agent and agents in general
     'DEFAULT.external_pids',
+    'DEFAULT.host',
+    'DEFAULT.rpc_workers',
+    'DEFAULT.rpc_state_report_workers',
     'DEFAULT.rpc_response_timeout',
+    'DEFAULT.rpc_response_max_timeout',
+    'DEFAULT.interface_driver',
     'AGENT.*',
     'agent.*',
-    'cache.*',
     'ovs.*',
+    'ovn.*',
+    'metadata_rate_limiting.*',
+    'metadata_haproxy.*',
+    // oslo.log
+    'DEFAULT.verbose',
+    'DEFAULT.log_dir',
+    'DEFAULT.logdir',
+    'DEFAULT.log_config_append',
+    'DEFAULT.log_date_format',
+    'DEFAULT.watch_log_file',
+    'DEFAULT.use_syslog',
+    'DEFAULT.syslog_log_facility',
+    'DEFAULT.use_journal',
+    'DEFAULT.use_json',
+    'DEFAULT.use_stderr',
+    'DEFAULT.use_eventlog',
+    'DEFAULT.log_rotate_interval',
+    'DEFAULT.log_rotate_interval_type',
+    'DEFAULT.max_logfile_count',
+    'DEFAULT.max_logfile_size_mb',
+    'DEFAULT.log_rotation_type',
+    'DEFAULT.logging_*',
+    'DEFAULT.default_log_levels',
+    'DEFAULT.publish_errors',
+    'DEFAULT.instance_format',
+    'DEFAULT.instance_uuid_format',
+    'DEFAULT.rate_limit_interval',
+    'DEFAULT.rate_limit_burst',
+    'DEFAULT.rate_limit_except_level',
+    'DEFAULT.fatal_deprecations',
+    // oslo.messaging, oslo.service, oslo.concurrency and neutron-server's own settings in neutron.conf
+    'DEFAULT.transport_url',
+    'DEFAULT.control_exchange',
+    'DEFAULT.rpc_conn_pool_size',
+    'DEFAULT.conn_pool_min_size',
+    'DEFAULT.conn_pool_ttl',
+    'DEFAULT.executor_thread_pool_size',
+    'DEFAULT.rpc_ping_enabled',
+    'DEFAULT.backdoor_port',
+    'DEFAULT.backdoor_socket',
+    'DEFAULT.log_options',
+    'DEFAULT.graceful_shutdown_timeout',
+    'DEFAULT.run_external_periodic_tasks',
+    'DEFAULT.core_plugin',
+    'DEFAULT.service_plugins',
+    'DEFAULT.auth_strategy',
+    'DEFAULT.allow_overlapping_ips',
+    'DEFAULT.api_workers',
+    'DEFAULT.api_paste_config',
+    'DEFAULT.bind_host',
+    'DEFAULT.bind_port',
+    'DEFAULT.base_mac',
+    'DEFAULT.dns_domain',
+    'DEFAULT.global_physnet_mtu',
+    'DEFAULT.dhcp_agents_per_network',
+    'DEFAULT.dhcp_agent_notification',
+    'DEFAULT.agent_down_time',
+    'DEFAULT.l3_ha',
+    'DEFAULT.router_distributed',
+    'DEFAULT.notify_nova_on_port_*',
     'oslo_concurrency.*',
-    'oslo_messaging_rabbit.*',
+    'oslo_messaging_*.*',
+    'oslo_policy.*',
+    'oslo_middleware.*',
+    'database.*',
+    'keystone_authtoken.*',
+    'nova.*',
+    'placement.*',
+    'designate.*',
+    'ironic.*',
+    'quotas.*',
+    'privsep.*',
+    'profiler.*',
+    'healthcheck.*',
+    'cors.*',
+    'ssl.*',
+    'experimental.*',
   ],
+  notes: {
+    'DEFAULT.metadata_workers':
+      'one event loop serves every request; run more agents behind the socket only if profiling says so',
+    'DEFAULT.cache_url':
+      'removed in neutron Queens; the port cache is set with port_cache_ttl and port_cache_size',
+    'cache.*': 'the port cache is always on: port_cache_ttl, port_cache_size, negative_cache_ttl',
+  },
 };
 
 /** Socket mode as neutron deduces it (reference.md §3.1). */

@@ -7,7 +7,8 @@ import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { ConfigError } from '@nmp/common';
 
-export async function prepareSocketPath(path: string): Promise<void> {
+/** `option` names the setting in error messages. */
+export async function prepareSocketPath(path: string, option = 'metadata_proxy_socket'): Promise<void> {
   await mkdir(dirname(path), { recursive: true, mode: 0o755 });
   let isSocket: boolean;
   try {
@@ -16,12 +17,9 @@ export async function prepareSocketPath(path: string): Promise<void> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw err;
   }
-  if (!isSocket)
-    throw new ConfigError(`metadata_proxy_socket ${path} exists and is not a socket; refusing to remove it`);
+  if (!isSocket) throw new ConfigError(`${option} ${path} exists and is not a socket; refusing to remove it`);
   if (await someoneListens(path)) {
-    throw new ConfigError(
-      `metadata_proxy_socket ${path}: another process is listening there (is an agent running?)`,
-    );
+    throw new ConfigError(`${option} ${path}: another process is listening there (is an agent running?)`);
   }
   await unlink(path);
 }

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { ConfigError, type Logger } from '@nmp/common';
+import type { UpstreamObserver } from '../upstream-observer.js';
 import { type EndpointInterface, type KeystoneAuthOptions, KeystoneClient } from './keystone-session.js';
 import { NeutronResolver } from './neutron-resolver.js';
 import { NeutronPortClient } from './port-client.js';
@@ -31,6 +32,8 @@ export interface NeutronResolverOptions extends KeystoneAuthOptions {
   readonly routerCacheSize?: number;
   /** Keep-alive connections per origin (default 32). */
   readonly maxConnections?: number;
+  /** Told about every Keystone and Neutron call (latency, answered or failed). */
+  readonly observer?: UpstreamObserver;
 }
 
 export function createNeutronResolver(options: NeutronResolverOptions, logger: Logger): NeutronResolver {
@@ -52,6 +55,7 @@ export function createNeutronResolver(options: NeutronResolverOptions, logger: L
     connectTimeoutMs: options.connectTimeoutMs ?? 3000,
     requestTimeoutMs: timeoutMs,
     maxConnections: options.maxConnections ?? 32,
+    ...(options.observer ? { observer: options.observer } : {}),
   });
   const log = logger.child({ component: 'neutron-resolver' });
   const keystone = new KeystoneClient(

@@ -6,8 +6,10 @@
  * MetadataError MDA_ERR_RESOLVER_UNAVAILABLE naming the upstream and a reason; no header value (tokens,
  * passwords) ever goes into it.
  */
+import { performance } from 'node:perf_hooks';
 import { MetadataError } from '@nmp/common';
 import { Agent } from 'undici';
+import type { UpstreamObserver } from '../upstream-observer.js';
 
 export type Upstream = 'keystone' | 'neutron';
 
@@ -21,6 +23,8 @@ export interface UpstreamHttpOptions {
   readonly requestTimeoutMs: number;
   /** Keep-alive connections per origin at most. */
   readonly maxConnections: number;
+  /** Told about every attempt (latency, answered or failed); for metrics and readiness. */
+  readonly observer?: UpstreamObserver;
 }
 
 export interface UpstreamResponse {
@@ -48,8 +52,10 @@ const TLS_CODES = new Set([
 
 export class UpstreamHttp {
   readonly #agent: Agent;
+  readonly #observer: UpstreamObserver | undefined;
 
   constructor(options: UpstreamHttpOptions) {
+    this.#observer = options.observer;
     this.#agent = new Agent({
       connections: options.maxConnections,
       keepAliveTimeout: 30_000,
@@ -78,9 +84,13 @@ export class UpstreamHttp {
     for (let attempt = 0; ; attempt++) {
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw unavailable(where, 'timeout', started);
+      const attemptStarted = performance.now();
       try {
-        return await this.#once(url, init, remaining, where, started);
+        const res = await this.#once(url, init, remaining, where, started);
+        this.#observer?.upstreamAnswered(upstream, (performance.now() - attemptStarted) / 1000, res.status);
+        return res;
       } catch (err) {
+        this.#observer?.upstreamFailed(upstream, (performance.now() - attemptStarted) / 1000);
         if (err instanceof MetadataError) throw err;
         const reason = classify(err, deadline);
         // A kept-alive connection the server closed while we picked it: try once more on a new one

@@ -1,0 +1,288 @@
+/*
+ * The agent's Prometheus metrics (served on the admin listener, never on the proxies' socket).
+ *
+ * Hot path: a request costs one counter increment and one histogram observation on children looked up
+ * once (by mode, and by status the first time a status is seen); an upstream call costs one observation.
+ * Everything else (cache, Neutron and connection figures) is read from the owners' own counters when
+ * Prometheus scrapes, so it costs the request path nothing.
+ *
+ * Families (all prefixed nmp_):
+ *   nmp_agent_requests_total{mode,status}          requests answered, by mode (network|router|none) and status
+ *   nmp_agent_request_duration_seconds{mode}       whole request, arrival to last byte
+ *   nmp_agent_requests_in_flight                   requests being served
+ *   nmp_agent_proxies_connected                    connections open on the agent socket (proxies' pools)
+ *   nmp_upstream_duration_seconds{upstream,outcome} Nova / Neutron / Keystone calls (answered|failed)
+ *   nmp_upstream_last_answer_timestamp_seconds{upstream="nova|resolver"}   what /readyz looks at
+ *   nmp_port_cache_{hits,negative_hits,misses,coalesced,refreshes,evictions}_total, nmp_port_cache_entries
+ *   nmp_keystone_tokens_issued_total, nmp_neutron_reauthentications_total, nmp_neutron_lookup_failures_total
+ *   nmp_agent_config_reloads_total{result}, nmp_agent_config_last_reload_success_timestamp_seconds
+ *   nmp_agent_info{version}
+ *   process_* and nodejs_* (prom-client's default metrics), when enabled
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { CacheStats } from './resolver/caching-resolver.js';
+import type { UpstreamName, UpstreamObserver } from './upstream-observer.js';
+
+/** Request mode as a label: the proxy said network or router, or the request never got that far. */
+export type RequestMode = 'network' | 'router' | 'none';
+
+const MODES: readonly RequestMode[] = ['network', 'router', 'none'];
+const UPSTREAMS: readonly UpstreamName[] = ['nova', 'neutron', 'keystone'];
+/** Statuses created at zero, so that rate() and alerts work before the first one happens. */
+const COMMON_STATUSES = [200, 400, 403, 404, 500, 502, 503, 504];
+
+/** Seconds; the agent answers in about a millisecond from the cache, Nova in tens of them, timeouts at 30 s. */
+export const LATENCY_BUCKETS: readonly number[] = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+];
+
+/** Figures read at scrape time. Each is optional: a resolver without a cache has no cache figures. */
+export interface MetricSources {
+  readonly connections?: () => number;
+  readonly inFlight?: () => number;
+  readonly cache?: () => CacheStats;
+  readonly neutron?: () => {
+    readonly tokensIssued: number;
+    readonly reauthentications: number;
+    readonly failures: number;
+  };
+  /** Epoch milliseconds of the last answer (0 = never). */
+  readonly lastAnswer?: () => { readonly nova: number; readonly resolver: number };
+}
+
+export interface AgentMetricsOptions {
+  /** Add prom-client's process and Node.js metrics (CPU, memory, event loop lag, GC, handles). */
+  readonly defaultMetrics?: boolean;
+  readonly version?: string;
+}
+
+type CounterChild = Counter.Internal;
+type HistogramChild = Histogram.Internal<string>;
+
+export class AgentMetrics implements UpstreamObserver {
+  readonly registry = new Registry();
+  #sources: MetricSources = {};
+  readonly #requests: Counter<'mode' | 'status'>;
+  /** Per mode index: status -> child. */
+  readonly #requestChildren: Array<Map<number, CounterChild>> = MODES.map(() => new Map());
+  readonly #durationChildren: HistogramChild[];
+  /** Index: upstream * 2 + (failed ? 1 : 0). */
+  readonly #upstreamChildren: HistogramChild[] = [];
+  readonly #reloadOk: CounterChild;
+  readonly #reloadFailed: CounterChild;
+  readonly #lastReload: Gauge;
+
+  constructor(options: AgentMetricsOptions = {}) {
+    const registers = [this.registry];
+    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry });
+    const self = this;
+
+    this.#requests = new Counter({
+      name: 'nmp_agent_requests_total',
+      help: 'Requests answered by the agent, by mode (network, router, or none when the identity headers were unusable) and HTTP status',
+      labelNames: ['mode', 'status'],
+      registers,
+    });
+    const duration = new Histogram({
+      name: 'nmp_agent_request_duration_seconds',
+      help: 'Time from a request arriving on the agent socket to the last byte of its answer',
+      labelNames: ['mode'],
+      buckets: [...LATENCY_BUCKETS],
+      registers,
+    });
+    this.#durationChildren = MODES.map((mode) => {
+      duration.zero({ mode });
+      return duration.labels(mode);
+    });
+    for (const [i, mode] of MODES.entries()) {
+      if (mode === 'none') continue;
+      for (const status of COMMON_STATUSES) this.#requestChild(i, status).inc(0);
+    }
+
+    const upstream = new Histogram({
+      name: 'nmp_upstream_duration_seconds',
+      help: 'Calls to Nova (until its headers), Neutron and Keystone (until the whole answer), by outcome: answered (any HTTP status) or failed (no answer: refused, reset, timeout, TLS)',
+      labelNames: ['upstream', 'outcome'],
+      buckets: [...LATENCY_BUCKETS],
+      registers,
+    });
+    for (const name of UPSTREAMS) {
+      for (const outcome of ['answered', 'failed']) {
+        upstream.zero({ upstream: name, outcome });
+        this.#upstreamChildren.push(upstream.labels(name, outcome));
+      }
+    }
+
+    new Gauge({
+      name: 'nmp_agent_requests_in_flight',
+      help: 'Requests being served',
+      registers,
+      collect() {
+        this.set(self.#sources.inFlight?.() ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'nmp_agent_proxies_connected',
+      help: "Connections open on the agent's UNIX socket (each proxy keeps a pool of them)",
+      registers,
+      collect() {
+        this.set(self.#sources.connections?.() ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'nmp_upstream_last_answer_timestamp_seconds',
+      help: 'When Nova, and the resolver (Neutron or the inventory), last answered (0: never); /readyz needs both recent',
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        const last = self.#sources.lastAnswer?.();
+        this.set({ upstream: 'nova' }, (last?.nova ?? 0) / 1000);
+        this.set({ upstream: 'resolver' }, (last?.resolver ?? 0) / 1000);
+      },
+    });
+
+    const cacheCounter = (name: string, help: string, pick: (s: CacheStats) => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const stats = self.#sources.cache?.();
+          this.reset();
+          if (stats) this.inc(pick(stats));
+        },
+      });
+    cacheCounter('nmp_port_cache_hits_total', 'Port lookups answered from the cache', (s) => s.hits);
+    cacheCounter(
+      'nmp_port_cache_negative_hits_total',
+      '"No such port" answers served from the cache',
+      (s) => s.negativeHits,
+    );
+    cacheCounter(
+      'nmp_port_cache_misses_total',
+      'Port lookups that went to the resolver because nothing usable was cached',
+      (s) => s.misses,
+    );
+    cacheCounter(
+      'nmp_port_cache_coalesced_total',
+      'Port lookups that waited for an identical lookup already in flight instead of starting one',
+      (s) => s.coalesced,
+    );
+    cacheCounter(
+      'nmp_port_cache_refreshes_total',
+      'Uncached re-lookups (after Nova answered 404 to a cached identity)',
+      (s) => s.refreshes,
+    );
+    cacheCounter(
+      'nmp_port_cache_evictions_total',
+      'Entries dropped to respect port_cache_size',
+      (s) => s.evictions,
+    );
+    new Gauge({
+      name: 'nmp_port_cache_entries',
+      help: 'Entries held by the port cache',
+      registers,
+      collect() {
+        this.set(self.#sources.cache?.().size ?? 0);
+      },
+    });
+
+    const neutronCounter = (
+      name: string,
+      help: string,
+      pick: (s: NonNullable<ReturnType<NonNullable<MetricSources['neutron']>>>) => number,
+    ) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const stats = self.#sources.neutron?.();
+          this.reset();
+          if (stats) this.inc(pick(stats));
+        },
+      });
+    neutronCounter('nmp_keystone_tokens_issued_total', 'Keystone tokens obtained', (s) => s.tokensIssued);
+    neutronCounter(
+      'nmp_neutron_reauthentications_total',
+      'Times Neutron refused the token (401) and the agent authenticated again',
+      (s) => s.reauthentications,
+    );
+    neutronCounter(
+      'nmp_neutron_lookup_failures_total',
+      'Lookups that failed because Neutron or Keystone did not answer usefully (the instance got 503)',
+      (s) => s.failures,
+    );
+
+    const reloads = new Counter({
+      name: 'nmp_agent_config_reloads_total',
+      help: 'Configuration reloads (SIGHUP) by result; a failure keeps the running configuration',
+      labelNames: ['result'],
+      registers,
+    });
+    this.#reloadOk = reloads.labels('success');
+    this.#reloadFailed = reloads.labels('failure');
+    this.#reloadOk.inc(0);
+    this.#reloadFailed.inc(0);
+    this.#lastReload = new Gauge({
+      name: 'nmp_agent_config_last_reload_success_timestamp_seconds',
+      help: 'When the configuration was last loaded successfully (start or SIGHUP)',
+      registers,
+    });
+    this.#lastReload.setToCurrentTime();
+    new Gauge({
+      name: 'nmp_agent_info',
+      help: 'Always 1; the version label says what runs',
+      labelNames: ['version'],
+      registers,
+    }).set({ version: options.version ?? 'unknown' }, 1);
+  }
+
+  /** Where scrape-time figures come from (set once the agent, resolver and readiness exist). */
+  setSources(sources: MetricSources): void {
+    this.#sources = sources;
+  }
+
+  /** One request finished. */
+  request(mode: RequestMode, status: number, seconds: number): void {
+    const i = mode === 'network' ? 0 : mode === 'router' ? 1 : 2;
+    (this.#requestChildren[i]!.get(status) ?? this.#requestChild(i, status)).inc();
+    this.#durationChildren[i]!.observe(seconds);
+  }
+
+  upstreamAnswered(upstream: UpstreamName, seconds: number): void {
+    this.#upstreamChildren[upstreamIndex(upstream) * 2]!.observe(seconds);
+  }
+
+  upstreamFailed(upstream: UpstreamName, seconds: number): void {
+    this.#upstreamChildren[upstreamIndex(upstream) * 2 + 1]!.observe(seconds);
+  }
+
+  reloaded(ok: boolean): void {
+    if (ok) {
+      this.#reloadOk.inc();
+      this.#lastReload.setToCurrentTime();
+    } else {
+      this.#reloadFailed.inc();
+    }
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The text exposition format. */
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  #requestChild(modeIndex: number, status: number): CounterChild {
+    const child = this.#requests.labels(MODES[modeIndex]!, String(status));
+    this.#requestChildren[modeIndex]!.set(status, child);
+    return child;
+  }
+}
+
+function upstreamIndex(upstream: UpstreamName): number {
+  return upstream === 'nova' ? 0 : upstream === 'neutron' ? 1 : 2;
+}
