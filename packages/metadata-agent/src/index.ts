@@ -1,8 +1,23 @@
 /*
  * @nmp/metadata-agent: the node agent between the proxies' UNIX socket and Nova's metadata API.
  */
+export {
+  type AdminBind,
+  AdminServer,
+  type AdminServerOptions,
+  isLoopback,
+  parseAdminBind,
+  readinessText,
+} from './admin-server.js';
 export { MetadataAgent, type MetadataAgentOptions } from './agent.js';
 export { AgentHandler, type AgentHandlerOptions } from './handler.js';
+export {
+  AgentMetrics,
+  type AgentMetricsOptions,
+  LATENCY_BUCKETS,
+  type MetricSources,
+  type RequestMode,
+} from './metrics.js';
 export {
   createNeutronResolver,
   NeutronResolver,
@@ -15,6 +30,21 @@ export {
 } from './neutron/index.js';
 export { NovaClient, type NovaClientOptions, novaError } from './nova-client.js';
 export { AGENT_COMPAT, agentOptions, agentSchema, socketModeFor } from './options.js';
+export {
+  Readiness,
+  type ReadinessOptions,
+  type ReadinessReport,
+  type UpstreamCheck,
+} from './readiness.js';
+export {
+  type AgentConfig,
+  ConfigReloader,
+  effectiveLevel,
+  LIVE_OPTIONS,
+  logConfigWarnings,
+  type ReloadOutcome,
+  type ReloadTargets,
+} from './reload.js';
 export { type RequestIdentity, readRequestIdentity } from './request-identity.js';
 export {
   type CacheStats,
@@ -23,6 +53,7 @@ export {
 } from './resolver/caching-resolver.js';
 export { InventoryResolver } from './resolver/inventory-resolver.js';
 export { lookupTarget, type NeutronPort, pickPort } from './resolver/port-match.js';
-export { createResolver } from './resolver-factory.js';
+export { buildResolver, createResolver, type ResolverParts } from './resolver-factory.js';
 export { InstanceSigner } from './signer.js';
+export { type UpstreamName, type UpstreamObserver, UpstreamTelemetry } from './upstream-observer.js';
 export { VERSION } from './version.js';

@@ -139,8 +139,8 @@ export class Readiness {
 function withTimeout(p: Promise<void>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<void>((_, reject) => {
+    // Not unref'd: whoever awaits the check must get an answer even if nothing else is pending.
     timer = setTimeout(() => reject(new Error(`probe took longer than ${ms} ms`)), ms);
-    timer.unref();
   });
   return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
 }
