@@ -149,3 +149,15 @@ export function cpuTimesOf(pid) {
     return { user: Number.NaN, sys: Number.NaN };
   }
 }
+
+/** CPU seconds the whole machine has been busy (all cores; user, nice, system, irq, softirq, steal). */
+export function machineBusySeconds() {
+  cpuSecondsOf(process.pid); // sets clockTicks
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const [user, nice, system, , , irq, softirq, steal] = f;
+    return (user + nice + system + irq + softirq + (steal ?? 0)) / clockTicks;
+  } catch {
+    return Number.NaN;
+  }
+}

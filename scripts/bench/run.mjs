@@ -14,10 +14,11 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { signInstanceId } from '@nmp/common';
-import { cpuTimesOf, startChain } from './chain.mjs';
+import { cpuTimesOf, machineBusySeconds, startChain } from './chain.mjs';
 import { summariseProfileFile } from './cpuprofile-summary.mjs';
 import {
   fmt,
@@ -43,6 +44,7 @@ const USAGE = `usage: npm run bench -- [options]
   --connections LIST   connection counts (default 1,10,50)
   --paths LIST         instance-id, meta_data.json (default both)
   --warmup S           warm-up seconds per path and target before the runs (default 2)
+  --quiet-wait S       before each cell, wait up to S seconds for other processes to go quiet (default 30)
   --no-direct          skip the direct-to-Nova baseline
   --netns              (root) also load from inside an instance namespace via a qdhcp-style namespace
   --no-boot-storm      skip the boot storm
@@ -83,6 +85,7 @@ function parseOptions() {
       connections: { type: 'string', default: '1,10,50' },
       paths: { type: 'string', default: Object.keys(PATHS).join(',') },
       warmup: { type: 'string', default: '2' },
+      'quiet-wait': { type: 'string', default: '30' },
       'no-direct': { type: 'boolean', default: false },
       netns: { type: 'boolean', default: false },
       'no-boot-storm': { type: 'boolean', default: false },
@@ -115,6 +118,7 @@ function parseOptions() {
     runs: num('runs', 1, 50),
     durationS: num('duration', 1, 120),
     warmupS: num('warmup', 0, 60),
+    quietS: num('quiet-wait', 0, 600),
     connections,
     paths,
     direct: !values['no-direct'],
@@ -125,7 +129,7 @@ function parseOptions() {
     profile: values.profile || values['profile-only'],
     benchmark: !values['profile-only'],
     profileDurationS: num('profile-duration', 1, 120),
-    out: join(ROOT, values.out),
+    out: resolve(ROOT, values.out),
     write: !values['no-write'],
   };
 }
@@ -193,21 +197,52 @@ async function precheck(chain, opts) {
 }
 
 /** Measure one cell: the load in its own process, CPU seconds of each server process around it. */
-async function measure(label, spec, procs, loadOptions) {
+/**
+ * Wait (at most `maxS` seconds) until the rest of the machine is quiet: under a quarter of a core busy over
+ * one second. Others share this machine (tests, builds); a cell measured next to them says little.
+ * Returns the seconds waited (the cell runs anyway after maxS).
+ */
+async function waitForQuiet(maxS) {
+  const t0 = Date.now();
+  for (;;) {
+    const b0 = machineBusySeconds();
+    await sleep(1000);
+    const busy = machineBusySeconds() - b0;
+    const waited = (Date.now() - t0) / 1000;
+    if (busy < 0.25 || waited >= maxS) return waited - 1;
+  }
+}
+
+async function measure(label, spec, procs, loadOptions, quietS = 0) {
+  const waited = quietS > 0 ? await waitForQuiet(quietS) : 0;
+  if (waited > 1) log(`  (waited ${Math.round(waited)} s for the machine to be quiet)`);
   const before = procs.map((p) => cpuTimesOf(p.pid));
+  const busy0 = machineBusySeconds();
   const r = await runLoad(spec, loadOptions);
+  const busy1 = machineBusySeconds();
   const after = procs.map((p) => cpuTimesOf(p.pid));
+  for (const p of procs) {
+    const why = p.alive();
+    if (why !== true) throw new Error(`${p.name} stopped during "${label}" (not by us): ${why}`);
+  }
   r.cpuS = Object.fromEntries(
     procs.map((p, i) => [p.name, after[i].user + after[i].sys - before[i].user - before[i].sys]),
   );
   r.sysS = Object.fromEntries(procs.map((p, i) => [p.name, after[i].sys - before[i].sys]));
+  // CPU that neither the chain nor the load generator used while the cell ran: other work on the machine
+  // (a busy neighbour skews the figures; the report shows it). Node start-up of the worker counts here too.
+  const ours = Object.values(r.cpuS).reduce((a, b) => a + b, 0) + r.loadgenCpuS;
+  r.otherCpuShare = Math.max(0, (busy1 - busy0 - ours) / r.elapsedS);
+  r.waitedForQuietS = waited;
   const bad = r.non2xx + r.errors + r.timeouts + r.mismatches;
   log(
     `  ${label.padEnd(34)} ${fmt.int(r.rps).padStart(7)} req/s  p50 ${fmt.ms(r.p50).padStart(6)} ms  p99 ${fmt
       .ms(r.p99)
       .padStart(
         6,
-      )} ms${bad ? `  (${r.non2xx} non-2xx, ${r.errors} errors, ${r.mismatches} wrong bodies)` : ''}`,
+      )} ms${bad ? `  (${r.non2xx} non-2xx, ${r.errors} errors, ${r.mismatches} wrong bodies)` : ''}${
+      r.otherCpuShare > 0.1 ? `  [other processes: ${Math.round(r.otherCpuShare * 100)}% of a core]` : ''
+    }`,
   );
   return r;
 }
@@ -218,6 +253,7 @@ function summariseCell(runs) {
     rps: median(runs.map((r) => r.rps)),
     p50: median(runs.map((r) => r.p50)),
     p99: median(runs.map((r) => r.p99)),
+    otherCpuShare: median(runs.map((r) => r.otherCpuShare)),
     failures: runs.reduce((n, r) => n + r.non2xx + r.errors + r.timeouts + r.mismatches, 0),
     cpuUsPerReq: Object.fromEntries(
       Object.keys(runs[0]?.cpuS ?? {}).map((k) => [
@@ -273,7 +309,13 @@ async function benchmark(opts, runDir) {
               target,
               name,
               c,
-              await measure(`${target} ${name} c=${c}`, spec(target, name, c, opts.durationS), procs),
+              await measure(
+                `${target} ${name} c=${c}`,
+                spec(target, name, c, opts.durationS),
+                procs,
+                {},
+                opts.quietS,
+              ),
             );
     }
     results.memory.afterLoad = memoryAll(procs);
@@ -349,7 +391,13 @@ async function netnsCells(opts, chain, expected, put) {
             'netns',
             name,
             c,
-            await measure(`netns ${name} c=${c}`, spec(name, c, opts.durationS), procs, { wrap }),
+            await measure(
+              `netns ${name} c=${c}`,
+              spec(name, c, opts.durationS),
+              procs,
+              { wrap },
+              opts.quietS,
+            ),
           );
     }
     return memoryOf(px.proc.pid);
@@ -403,6 +451,8 @@ async function profile(opts, runDir) {
       'chain instance-id c=50 (profiled)',
       { ...spec, durationS: opts.profileDurationS },
       [chain.proxy, chain.agent, chain.nova],
+      {},
+      opts.quietS,
     );
     await chain.stop();
     const summaries = {};
@@ -616,6 +666,18 @@ function report(opts, ctx) {
   );
   lines.push('');
   lines.push('chain/direct: median over the runs of (chain req/s ÷ direct req/s) in the same run.');
+  const others = Object.values(results.cells).flatMap((c) => c.runs.map((r) => r.otherCpuShare));
+  lines.push(
+    '',
+    `Other processes on the machine used a median ${Math.round(median(others) * 100)}% of a core (at most ${Math.round(
+      Math.max(...others) * 100,
+    )}%) while the cells ran (machine busy time from /proc/stat minus the chain's and the load generator's).`,
+  );
+  if (median(others) > 0.2)
+    lines.push(
+      '',
+      '**The machine was busy with other work during this run: these figures understate the chain. Run again on a quiet machine.**',
+    );
   const failures = Object.values(results.cells).reduce((n, c) => n + c.failures, 0);
   lines.push(
     '',
