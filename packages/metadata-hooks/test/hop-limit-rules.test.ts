@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { HttpGetError, NetnsLab as Lab, type NetnsLab, requireRoot } from '@nmp/testkit';
+import { HttpGetError, NetnsLab, requireRoot } from '@nmp/testkit';
 import {
   applyHopLimitRules,
   hopLimitChain,
@@ -168,7 +168,7 @@ async function lost(p: Promise<unknown>, what: string): Promise<void> {
 
 test('as root: token answers die behind a router in the guest, ordinary answers do not', async (t) => {
   if (!requireRoot(t)) return;
-  const lab = await Lab.create(t);
+  const lab = await NetnsLab.create(t);
   const { srv, vm, ctr } = await topology(lab);
   const opts = { chainPrefix: `${lab.prefix}-md`, ports: [80] };
   // Without the rule everything reaches both, so a failure below is the rule's doing.
@@ -210,7 +210,7 @@ test('as root: token answers die behind a router in the guest, ordinary answers 
 
 test('as root: scope all keeps everything of the proxy from crossing a router', async (t) => {
   if (!requireRoot(t)) return;
-  const lab = await Lab.create(t);
+  const lab = await NetnsLab.create(t);
   const { srv, vm, ctr } = await topology(lab);
   for (const f of [4, 6] as const)
     await applyHopLimitRules(srv, f, { chainPrefix: `${lab.prefix}-md`, ports: [80], scope: 'all' });
