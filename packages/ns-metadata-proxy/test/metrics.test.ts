@@ -1,0 +1,164 @@
+/*
+ * The proxy's metrics module (not wired into the proxy yet): counts and refusals in the text format, every
+ * refusal code of ours mapped to a reason, and the admin listener on an owner-only UNIX socket.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { lstatSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type TestContext, test } from 'node:test';
+import { ERRORS } from '@nmp/common';
+import { ProxyAdminServer, ProxyMetrics, REFUSAL_REASONS, refusalReason } from '../src/metrics.js';
+
+function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = new Map([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((p) => [p[1]!, p[2]!]));
+    if (Object.entries(labels).every(([k, v]) => have.get(k) === v)) return Number(m[3]);
+  }
+  return undefined;
+}
+
+function tempDir(t: TestContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'nmp-proxy-metrics-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function get(socketPath: string, path: string, method = 'GET') {
+  return new Promise<{ status: number; type: string; body: string }>((resolve, reject) => {
+    const req = request({ socketPath, path, method }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        body += c;
+      });
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body }),
+      );
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('requests by status, latency, refusals by reason, connections and info', async () => {
+  const m = new ProxyMetrics({ mode: 'network', id: 'net-1', version: '1.2.3' });
+  let connections = 7;
+  m.setSources({ connections: () => connections, inFlight: () => 2 });
+  m.request(200, 0.002);
+  m.request(200, 0.004);
+  m.request(429, 0.0001);
+  m.refused('rate-limited');
+  m.request(418, 0.01);
+  m.refusedFor('MDP_ERR_BODY_TOO_LARGE');
+  m.refusedFor('MDP_ERR_HEADERS_TOO_LARGE');
+  m.refusedFor('MDP_ERR_AGENT_TIMEOUT');
+  m.refused('connections');
+  const text = await m.render();
+  assert.equal(sample(text, 'nmp_proxy_requests_total', { status: '200' }), 2);
+  assert.equal(sample(text, 'nmp_proxy_requests_total', { status: '429' }), 1);
+  assert.equal(sample(text, 'nmp_proxy_requests_total', { status: '418' }), 1);
+  assert.equal(sample(text, 'nmp_proxy_requests_total', { status: '503' }), 0);
+  assert.equal(sample(text, 'nmp_proxy_request_duration_seconds_count'), 4);
+  assert.equal(sample(text, 'nmp_proxy_request_duration_seconds_bucket', { le: '0.0025' }), 2);
+  assert.equal(sample(text, 'nmp_proxy_refused_total', { reason: 'rate-limited' }), 1);
+  assert.equal(sample(text, 'nmp_proxy_refused_total', { reason: 'too-large' }), 2);
+  assert.equal(sample(text, 'nmp_proxy_refused_total', { reason: 'connections' }), 1);
+  assert.equal(sample(text, 'nmp_proxy_refused_total', { reason: 'timeout' }), 0);
+  assert.equal(sample(text, 'nmp_proxy_refused_total', { reason: 'bad-request' }), 0);
+  assert.equal(sample(text, 'nmp_proxy_connections'), 7);
+  assert.equal(sample(text, 'nmp_proxy_requests_in_flight'), 2);
+  assert.equal(sample(text, 'nmp_proxy_info', { mode: 'network', id: 'net-1', version: '1.2.3' }), 1);
+  connections = 0;
+  assert.equal(sample(await m.render(), 'nmp_proxy_connections'), 0);
+});
+
+test("every refusal code in the error table maps to a reason; the agent's failures do not", () => {
+  const mapped = new Set<string>();
+  for (const [code, spec] of Object.entries(ERRORS)) {
+    if (!code.startsWith('MDP_')) continue;
+    const reason = refusalReason(code);
+    // The proxy's own refusals are its 4xx answers and the connection limit; 5xx agent failures are not.
+    const isRefusal = (spec.status >= 400 && spec.status < 500) || code === 'MDP_ERR_TOO_MANY_CONNECTIONS';
+    assert.equal(reason !== undefined, isRefusal, code);
+    if (reason) mapped.add(reason);
+  }
+  assert.deepEqual([...mapped].sort(), [...REFUSAL_REASONS].sort());
+  assert.equal(refusalReason(undefined), undefined);
+  assert.equal(refusalReason('client_closed'), undefined);
+});
+
+test('the admin listener: UNIX socket mode 0600, /metrics, /healthz, /readyz; removed on close', async (t) => {
+  const dir = tempDir(t);
+  const socketPath = join(dir, 'run', 'net-1.admin');
+  const metrics = new ProxyMetrics({ mode: 'router', id: 'r-1', defaultMetrics: true });
+  metrics.request(200, 0.001);
+  let reason: string | undefined = 'agent socket unreachable';
+  const admin = new ProxyAdminServer({ socketPath, metrics, notReady: () => reason });
+  await admin.listen();
+  t.after(() => admin.close());
+  assert.equal(statSync(socketPath).mode & 0o777, 0o600);
+
+  const m = await get(socketPath, '/metrics');
+  assert.equal(m.status, 200);
+  assert.match(m.type, /^text\/plain; version=0\.0\.4/);
+  assert.equal(sample(m.body, 'nmp_proxy_requests_total', { status: '200' }), 1);
+  assert.match(m.body, /^# TYPE process_cpu_seconds_total counter$/m);
+  assert.deepEqual(await get(socketPath, '/healthz'), {
+    status: 200,
+    type: 'text/plain; charset=utf-8',
+    body: 'ok\n',
+  });
+  assert.deepEqual(await get(socketPath, '/readyz'), {
+    status: 503,
+    type: 'text/plain; charset=utf-8',
+    body: 'not ready: agent socket unreachable\n',
+  });
+  reason = undefined;
+  assert.equal((await get(socketPath, '/readyz')).body, 'ready\n');
+  assert.equal((await get(socketPath, '/other')).status, 404);
+  assert.equal((await get(socketPath, '/metrics', 'DELETE')).status, 405);
+  assert.equal((await get(socketPath, '/healthz', 'HEAD')).body, '');
+  await admin.close();
+  assert.throws(() => statSync(socketPath), { code: 'ENOENT' });
+});
+
+test('a stale admin socket is replaced; a live one or a regular file is left alone', async (t) => {
+  const dir = tempDir(t);
+  const stale = join(dir, 'stale.sock');
+  // What a killed process leaves behind: a socket file nobody listens on.
+  const child = spawn(
+    process.execPath,
+    ['-e', `require('node:net').createServer().listen(${JSON.stringify(stale)}, () => console.log('up'))`],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once('data', () => resolve());
+    child.once('exit', () => reject(new Error('listener exited early')));
+  });
+  child.kill('SIGKILL');
+  await new Promise((resolve) => child.once('exit', resolve));
+  assert.ok(lstatSync(stale).isSocket(), 'the stale socket file is still there');
+  const metrics = new ProxyMetrics();
+  const admin = new ProxyAdminServer({ socketPath: stale, metrics });
+  await admin.listen();
+  t.after(() => admin.close());
+  assert.equal((await get(stale, '/healthz')).status, 200);
+  await assert.rejects(
+    new ProxyAdminServer({ socketPath: stale, metrics }).listen(),
+    /another process is listening there/,
+  );
+  const file = join(dir, 'file');
+  writeFileSync(file, 'x');
+  await assert.rejects(
+    new ProxyAdminServer({ socketPath: file, metrics }).listen(),
+    /is not a socket; refusing/,
+  );
+});
