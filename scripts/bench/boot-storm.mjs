@@ -6,12 +6,13 @@
 // Reports the time to the last answer, failed or wrong answers, and how many port lookups reached Neutron.
 // Each run starts every process afresh (empty cache).
 import { fork, spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { FAKE_DEFAULTS } from '@nmp/openstack-fakes';
-import { startChain } from './chain.mjs';
+import { cpuTimesOf, machineBusySeconds, startChain, waitForQuiet } from './chain.mjs';
+import { summariseProfileFile } from './cpuprofile-summary.mjs';
 import {
   fmt,
   median,
@@ -30,6 +31,9 @@ const USAGE = `usage: npm run bench:boot-storm -- [--instances N] [--runs N] [--
   --runs N         runs, each with fresh processes; medians reported (default 3)
   --latency-ms MS  delay of every fake Neutron answer (default 2)
   --json           print the summary as one JSON line on stdout (progress goes to stderr)
+  --profile        run proxy, agent and Nova with --cpu-prof; summarise run 1 into docs/profiles/boot-storm-*.md
+  --no-write       with --profile: print the summaries instead of writing docs/profiles/
+  --quiet-wait S   before each run, wait up to S seconds for other processes to go quiet (default 30)
 `;
 
 const VERSION = '2018-08-27';
@@ -167,6 +171,9 @@ async function main() {
       runs: { type: 'string', default: '3' },
       'latency-ms': { type: 'string', default: '2' },
       json: { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
+      'no-write': { type: 'boolean', default: false },
+      'quiet-wait': { type: 'string', default: '30' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -204,8 +211,11 @@ async function main() {
       await fake.reset();
       const logDir = join(dir, `run-${run}`);
       mkdirSync(logDir, { recursive: true });
+      const waited = await waitForQuiet(Number(values['quiet-wait']));
+      if (waited > 1) log(`  (waited ${Math.round(waited)} s for the machine to be quiet)`);
       const chain = await startChain({
         logDir,
+        ...(values.profile ? { cpuProf: join(logDir, 'profiles') } : {}),
         instancesFile: topo.instancesFile,
         agentArgs: [
           '--resolver',
@@ -234,7 +244,18 @@ async function main() {
             instances: topo.instances.map(({ ip, uuid }) => ({ ip, uuid })),
           }),
         );
+        const procs = [chain.proxy, chain.agent, chain.nova];
+        const cpu0 = procs.map((p) => cpuTimesOf(p.pid));
+        const busy0 = machineBusySeconds();
         const r = await runClient(specFile, 120_000);
+        const busy1 = machineBusySeconds();
+        const cpu1 = procs.map((p) => cpuTimesOf(p.pid));
+        r.cpuS = Object.fromEntries(
+          procs.map((p, i) => [p.name, cpu1[i].user + cpu1[i].sys - cpu0[i].user - cpu0[i].sys]),
+        );
+        r.cpuS.clients = r.clientCpuS;
+        const ours = Object.values(r.cpuS).reduce((a, b) => a + b, 0);
+        r.otherCpuShare = Math.max(0, (busy1 - busy0 - ours) / r.elapsedS);
         const { counts, portQueries } = await fake.counts();
         r.neutron = counts;
         r.lookupsPerInstance = counts.portLookups / n;
@@ -245,10 +266,16 @@ async function main() {
           `  run ${run}: last answer after ${r.seconds.toFixed(2)} s; ${r.requests} requests, ${r.failed} failed; ` +
             `${counts.portLookups} port lookups, ${counts.tokenRequests} token requests; p50 ${fmt.ms(r.p50)} ms, p99 ${fmt.ms(r.p99)} ms`,
         );
+        log(
+          `         CPU s: ${Object.entries(r.cpuS)
+            .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+            .join(', ')}; other processes ${Math.round(r.otherCpuShare * 100)}% of a core`,
+        );
         for (const f of r.failureExamples) log(`    failed: ${JSON.stringify(f)}`);
       } finally {
         await chain.stop();
       }
+      if (values.profile && run === 1) profiles(logDir, n, results[0], !values['no-write'], log);
     }
   } finally {
     await fake.stop();
@@ -293,6 +320,31 @@ async function main() {
     process.stdout.write(`${JSON.stringify(summary)}\n`);
   } else {
     process.stdout.write(`\n${table}\n\nmedian time to last answer ${summary.medianSeconds.toFixed(2)} s\n`);
+  }
+}
+
+/** Summaries of the profiles of one storm run: docs/profiles/boot-storm-<process>.md. */
+function profiles(logDir, n, r, write, log) {
+  const dir = join(logDir, 'profiles');
+  for (const name of ['proxy', 'agent', 'nova']) {
+    const file = join(dir, `${name}.cpuprofile`);
+    if (!existsSync(file)) {
+      log(`no profile written for ${name} (${file})`);
+      continue;
+    }
+    const { markdown } = summariseProfileFile(file, {
+      title: `${name}: CPU profile during a boot storm of ${n} instances`,
+      context: `\`npm run bench:boot-storm -- --profile\`, ${new Date().toISOString().slice(0, 10)}: ${n} instances, each running cloud-init's 7 requests on new connections, all at once; last answer after ${r.seconds.toFixed(2)} s while profiled; ${r.cpuS[name]?.toFixed(2)} s CPU in this process; node ${process.version}.`,
+      foldedFile: join(dir, `${name}.folded`),
+      svgFile: join(dir, `${name}.svg`),
+    });
+    if (write) {
+      const md = join(ROOT, 'docs/profiles', `boot-storm-${name}.md`);
+      writeFileSync(md, markdown);
+      log(`wrote ${relative(ROOT, md)} (flame graph: ${relative(ROOT, join(dir, `${name}.svg`))})`);
+    } else {
+      process.stderr.write(`${markdown}\n`);
+    }
   }
 }
 

@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CLI, freePort, NETWORK_ID, SAMPLE_DIR, startNode, waitForConnect } from './lib.mjs';
 
 /**
@@ -159,5 +160,21 @@ export function machineBusySeconds() {
     return (user + nice + system + irq + softirq + (steal ?? 0)) / clockTicks;
   } catch {
     return Number.NaN;
+  }
+}
+
+/**
+ * Wait (at most `maxS` seconds) until the rest of the machine is quiet: under a quarter of a core busy over
+ * one second. Others share this machine (tests, builds); a cell measured next to them says little.
+ * Returns the seconds waited (the cell runs anyway after maxS).
+ */
+export async function waitForQuiet(maxS) {
+  const t0 = Date.now();
+  for (;;) {
+    const b0 = machineBusySeconds();
+    await sleep(1000);
+    const busy = machineBusySeconds() - b0;
+    const waited = (Date.now() - t0) / 1000;
+    if (busy < 0.25 || waited >= maxS) return waited - 1;
   }
 }

@@ -15,10 +15,9 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join, relative, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { signInstanceId } from '@nmp/common';
-import { cpuTimesOf, machineBusySeconds, startChain } from './chain.mjs';
+import { cpuTimesOf, machineBusySeconds, startChain, waitForQuiet } from './chain.mjs';
 import { summariseProfileFile } from './cpuprofile-summary.mjs';
 import {
   fmt,
@@ -197,22 +196,6 @@ async function precheck(chain, opts) {
 }
 
 /** Measure one cell: the load in its own process, CPU seconds of each server process around it. */
-/**
- * Wait (at most `maxS` seconds) until the rest of the machine is quiet: under a quarter of a core busy over
- * one second. Others share this machine (tests, builds); a cell measured next to them says little.
- * Returns the seconds waited (the cell runs anyway after maxS).
- */
-async function waitForQuiet(maxS) {
-  const t0 = Date.now();
-  for (;;) {
-    const b0 = machineBusySeconds();
-    await sleep(1000);
-    const busy = machineBusySeconds() - b0;
-    const waited = (Date.now() - t0) / 1000;
-    if (busy < 0.25 || waited >= maxS) return waited - 1;
-  }
-}
-
 async function measure(label, spec, procs, loadOptions, quietS = 0) {
   const waited = quietS > 0 ? await waitForQuiet(quietS) : 0;
   if (waited > 1) log(`  (waited ${Math.round(waited)} s for the machine to be quiet)`);

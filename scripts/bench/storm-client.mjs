@@ -59,8 +59,11 @@ async function boot(inst) {
   }
 }
 
+const cpu0 = process.cpuUsage();
 const t0 = process.hrtime.bigint();
 await Promise.all(spec.instances.map(boot));
+const elapsedS = Number(process.hrtime.bigint() - t0) / 1e9;
+const cpu = process.cpuUsage(cpu0);
 const sorted = Float64Array.from(latencies).sort();
 const pct = (p) =>
   sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : null;
@@ -71,6 +74,8 @@ process.stdout.write(
     failed: failures.length,
     failureExamples: failures.slice(0, 10),
     seconds: Number(lastAnswer - t0) / 1e9,
+    elapsedS,
+    clientCpuS: (cpu.user + cpu.system) / 1e6,
     p50: pct(0.5),
     p99: pct(0.99),
     max: sorted.length ? sorted[sorted.length - 1] : null,
