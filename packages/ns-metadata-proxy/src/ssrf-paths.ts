@@ -6,10 +6,11 @@
  *     across segments, `?` one character other than `/`; the glob must match the whole path:
  *     `/openstack/*\/user_data`, `/*\/user-data`, `/**\/password`.
  * Rules match the path only (no query), after percent-decoding and collapsing repeated slashes, so
- * `/openstack//latest/%75ser_data` is checked as `/openstack/latest/user_data`. Nova does not resolve
- * `.` / `..` segments, but something behind it might, so with lists configured a path holding one (plain
- * or encoded), an encoded slash or backslash, a NUL, or invalid percent-encoding is refused outright: no
- * rule can be bypassed by spelling a path differently.
+ * `/openstack//latest/%75ser_data` is checked as `/openstack/latest/user_data`, which is how Nova reads
+ * it (WSGI PATH_INFO is percent-decoded, then posixpath.normpath'd, reference.md §7.2). Nova also resolves
+ * `..`, so `/openstack/../latest/user-data` is EC2 user data there: with lists configured, a path holding
+ * a dot segment (plain or encoded), an encoded slash or backslash, a NUL or invalid percent-encoding is
+ * refused outright, and no rule can be bypassed by spelling a path differently.
  */
 
 export class PathRuleError extends Error {

@@ -120,6 +120,15 @@ export const SSRF_REASON_CODES: Readonly<Record<SsrfRefusalReason, SsrfErrorCode
 
 export const SSRF_REFUSAL_REASONS = Object.keys(SSRF_REASON_CODES) as readonly SsrfRefusalReason[];
 
+const REASON_BY_CODE = new Map<string, SsrfRefusalReason>(
+  SSRF_REFUSAL_REASONS.map((r) => [SSRF_REASON_CODES[r], r]),
+);
+
+/** The reason label of one of our codes (for the metrics' refused-by-reason); undefined for other codes. */
+export function ssrfReasonForCode(code: string | undefined): SsrfRefusalReason | undefined {
+  return code === undefined ? undefined : REASON_BY_CODE.get(code);
+}
+
 export interface SsrfForward {
   readonly kind: 'forward';
   /** What the token check saw: a valid token, none (accepted: optional mode), or tokens are off. */

@@ -15,6 +15,7 @@ import {
   type SsrfDecision,
   SsrfPolicy,
   type SsrfRefusal,
+  ssrfReasonForCode,
   TOKEN_HEADERS,
 } from '../src/ssrf-policy.js';
 
@@ -79,6 +80,10 @@ test('reason labels, codes and statuses are one table', () => {
   ]);
   assert.deepEqual(new Set(Object.values(SSRF_REASON_CODES)).size, SSRF_REFUSAL_REASONS.length);
   for (const code of Object.keys(SSRF_ERRORS)) assert.match(code, /^MDP_ERR_[A-Z_]+$/);
+  for (const reason of SSRF_REFUSAL_REASONS)
+    assert.equal(ssrfReasonForCode(SSRF_REASON_CODES[reason]), reason);
+  assert.equal(ssrfReasonForCode('MDP_ERR_RATE_LIMITED'), undefined);
+  assert.equal(ssrfReasonForCode(undefined), undefined);
   assert.deepEqual([...TOKEN_HEADERS], ['x-aws-ec2-metadata-token', 'x-aws-ec2-metadata-token-ttl-seconds']);
 });
 
