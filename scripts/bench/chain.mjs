@@ -18,11 +18,13 @@ import { CLI, freePort, NETWORK_ID, SAMPLE_DIR, startNode, waitForConnect } from
  *  proxy          false: no proxy; else {host?, port?, args?, wrap?} (wrap: e.g. ['ip','netns','exec',NS]);
  *                 chain.startProxy(name, sameOptions) starts another one on the same agent
  *  logLevel       agent and proxy log level (default info)
+ *  nodeArgs       extra node flags for agent and proxy (e.g. --max-semi-space-size=2)
  */
 export async function startChain(options) {
   const { logDir } = options;
   const secret = randomBytes(24).toString('base64url');
   const env = { ...process.env, NMP_METADATA_PROXY_SHARED_SECRET: secret };
+  const extra = options.nodeArgs ?? [];
   const prof = (name) =>
     options.cpuProf
       ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProf, '--cpu-prof-name', `${name}.cpuprofile`]
@@ -52,7 +54,7 @@ export async function startChain(options) {
         '--log-level',
         'warn',
       ],
-      { env, logDir, nodeArgs: prof('nova') },
+      { env, logDir, nodeArgs: [...prof('nova')] },
     );
     started.push(chain.nova);
     await waitForConnect({ host: '127.0.0.1', port: chain.novaPort }, 'nova-metadata-dev', {
@@ -81,7 +83,7 @@ export async function startChain(options) {
         '--log-file',
         join(logDir, 'agent.log'),
       ],
-      { env: { ...env, ...(options.agentEnv ?? {}) }, logDir, nodeArgs: prof('agent') },
+      { env: { ...env, ...(options.agentEnv ?? {}) }, logDir, nodeArgs: [...extra, ...prof('agent')] },
     );
     started.push(chain.agent);
     await waitForConnect({ path: chain.socketPath }, 'metadata-agent', { alive: () => chain.agent.alive() });
@@ -105,7 +107,7 @@ export async function startChain(options) {
           join(logDir, `${name}.log`),
           ...(p.args ?? []),
         ],
-        { env, logDir, nodeArgs: prof(name), wrap: p.wrap ?? [] },
+        { env, logDir, nodeArgs: [...extra, ...prof(name)], wrap: p.wrap ?? [] },
       );
       started.push(proc);
       // Inside a namespace the caller waits (it knows how to look in there).
@@ -165,16 +167,16 @@ export function machineBusySeconds() {
 
 /**
  * Wait (at most `maxS` seconds) until the rest of the machine is quiet: under a quarter of a core busy over
- * one second. Others share this machine (tests, builds); a cell measured next to them says little.
+ * half a second. Others share this machine (tests, builds); a cell measured next to them says little.
  * Returns the seconds waited (the cell runs anyway after maxS).
  */
 export async function waitForQuiet(maxS) {
   const t0 = Date.now();
   for (;;) {
     const b0 = machineBusySeconds();
-    await sleep(1000);
-    const busy = machineBusySeconds() - b0;
+    await sleep(500);
+    const busy = (machineBusySeconds() - b0) * 2;
     const waited = (Date.now() - t0) / 1000;
-    if (busy < 0.25 || waited >= maxS) return waited - 1;
+    if (busy < 0.25 || waited >= maxS) return waited - 0.5;
   }
 }
