@@ -147,7 +147,6 @@ export const AGENT_COMPAT: CompatibilityList = {
     'DEFAULT.rpc_response_max_timeout',
     'DEFAULT.interface_driver',
     'AGENT.*',
-    'agent.*',
     'ovs.*',
     'ovn.*',
     'metadata_rate_limiting.*',
@@ -229,7 +228,7 @@ export const AGENT_COMPAT: CompatibilityList = {
   ],
   notes: {
     'DEFAULT.metadata_workers':
-      'one event loop serves every request; run more agents behind the socket only if profiling says so',
+      'one process serves every request on one event loop; the work per request is waiting on Nova and Neutron, not CPU',
     'DEFAULT.cache_url':
       'removed in neutron Queens; the port cache is set with port_cache_ttl and port_cache_size',
     'cache.*': 'the port cache is always on: port_cache_ttl, port_cache_size, negative_cache_ttl',
