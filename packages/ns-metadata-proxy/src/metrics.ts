@@ -12,8 +12,9 @@
  * Families:
  *   nmp_proxy_requests_total{status}          requests answered (ours and the agent's), by HTTP status
  *   nmp_proxy_request_duration_seconds        arrival to last byte, every request
- *   nmp_proxy_refused_total{reason}           refused by the proxy itself: rate-limited, too-large,
- *                                             bad-request, timeout, connections
+ *   nmp_proxy_refused_total{reason}           refused by the proxy itself: rate_limited, too_large,
+ *                                             bad_request, timeout, connections, and the SSRF policy's
+ *                                             reasons (token_missing, path_denied...) when it is on
  *   nmp_proxy_connections                     client connections open
  *   nmp_proxy_requests_in_flight              requests being served
  *   nmp_proxy_info{mode,id,version}           always 1 (count() of it is "proxies up" for a scraper)
@@ -25,12 +26,13 @@ import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
-export type RefusalReason = 'rate-limited' | 'too-large' | 'bad-request' | 'timeout' | 'connections';
+/** The proxy's own refusals; the SSRF policy adds its reasons (token_missing, path_denied...) as strings. */
+export type RefusalReason = 'rate_limited' | 'too_large' | 'bad_request' | 'timeout' | 'connections';
 
 export const REFUSAL_REASONS: readonly RefusalReason[] = [
-  'rate-limited',
-  'too-large',
-  'bad-request',
+  'rate_limited',
+  'too_large',
+  'bad_request',
   'timeout',
   'connections',
 ];
@@ -39,13 +41,13 @@ export const REFUSAL_REASONS: readonly RefusalReason[] = [
 export function refusalReason(code: string | undefined): RefusalReason | undefined {
   switch (code) {
     case 'MDP_ERR_RATE_LIMITED':
-      return 'rate-limited';
+      return 'rate_limited';
     case 'MDP_ERR_HEADERS_TOO_LARGE':
     case 'MDP_ERR_BODY_TOO_LARGE':
-      return 'too-large';
+      return 'too_large';
     case 'MDP_ERR_BAD_REQUEST':
     case 'MDP_ERR_ABSOLUTE_TARGET':
-      return 'bad-request';
+      return 'bad_request';
     case 'MDP_ERR_REQUEST_TIMEOUT':
       return 'timeout';
     case 'MDP_ERR_TOO_MANY_CONNECTIONS':
@@ -69,6 +71,8 @@ export interface ProxyMetricsOptions {
   readonly version?: string;
   /** Add prom-client's process and Node.js metrics. */
   readonly defaultMetrics?: boolean;
+  /** More refusal reasons to show at zero from the start (e.g. the SSRF policy's SSRF_REFUSAL_REASONS). */
+  readonly extraReasons?: readonly string[];
 }
 
 /** Figures read at scrape time. */
@@ -85,7 +89,8 @@ export class ProxyMetrics {
   readonly #requests: Counter<'status'>;
   readonly #byStatus = new Map<number, CounterChild>();
   readonly #duration: Histogram;
-  readonly #refused = new Map<RefusalReason, CounterChild>();
+  readonly #refusedCounter: Counter<'reason'>;
+  readonly #refused = new Map<string, CounterChild>();
 
   constructor(options: ProxyMetricsOptions = {}) {
     const registers = [this.registry];
@@ -104,17 +109,14 @@ export class ProxyMetrics {
       buckets: [...PROXY_LATENCY_BUCKETS],
       registers,
     });
-    const refused = new Counter({
+    this.#refusedCounter = new Counter({
       name: 'nmp_proxy_refused_total',
-      help: 'Requests or connections the proxy refused itself, by reason: rate-limited (429), too-large (413/431), bad-request (400), timeout (408), connections (connection limit)',
+      help: 'Requests or connections the proxy refused itself, by reason: rate_limited (429), too_large (413/431), bad_request (400), timeout (408), connections (connection limit), and the SSRF policy reasons when it is on',
       labelNames: ['reason'],
       registers,
     });
-    for (const reason of REFUSAL_REASONS) {
-      const child = refused.labels(reason);
-      child.inc(0);
-      this.#refused.set(reason, child);
-    }
+    for (const reason of [...REFUSAL_REASONS, ...(options.extraReasons ?? [])])
+      this.#reasonChild(reason).inc(0);
     new Gauge({
       name: 'nmp_proxy_connections',
       help: 'Client connections open',
@@ -149,9 +151,9 @@ export class ProxyMetrics {
     this.#duration.observe(seconds);
   }
 
-  /** The proxy refused a request or a connection itself. */
-  refused(reason: RefusalReason): void {
-    this.#refused.get(reason)!.inc();
+  /** The proxy refused a request or a connection itself (one of REFUSAL_REASONS, or an SSRF reason). */
+  refused(reason: string): void {
+    (this.#refused.get(reason) ?? this.#reasonChild(reason)).inc();
   }
 
   /** Count a refusal from one of our error codes; other codes (agent failures) are not refusals. */
@@ -167,6 +169,12 @@ export class ProxyMetrics {
   /** The Prometheus text exposition format. */
   render(): Promise<string> {
     return this.registry.metrics();
+  }
+
+  #reasonChild(reason: string): CounterChild {
+    const child = this.#refusedCounter.labels(reason);
+    this.#refused.set(reason, child);
+    return child;
   }
 
   #statusChild(status: number): CounterChild {

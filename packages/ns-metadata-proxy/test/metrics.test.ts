@@ -46,13 +46,19 @@ function get(socketPath: string, path: string, method = 'GET') {
 }
 
 test('requests by status, latency, refusals by reason, connections and info', async () => {
-  const m = new ProxyMetrics({ mode: 'network', id: 'net-1', version: '1.2.3' });
+  const m = new ProxyMetrics({
+    mode: 'network',
+    id: 'net-1',
+    version: '1.2.3',
+    extraReasons: ['token_missing', 'path_denied'],
+  });
   let connections = 7;
   m.setSources({ connections: () => connections, inFlight: () => 2 });
   m.request(200, 0.002);
   m.request(200, 0.004);
   m.request(429, 0.0001);
-  m.refused('rate-limited');
+  m.refused('rate_limited');
+  m.refused('token_missing');
   m.request(418, 0.01);
   m.refusedFor('MDP_ERR_BODY_TOO_LARGE');
   m.refusedFor('MDP_ERR_HEADERS_TOO_LARGE');
@@ -65,11 +71,13 @@ test('requests by status, latency, refusals by reason, connections and info', as
   assert.equal(sample(text, 'nmp_proxy_requests_total', { status: '503' }), 0);
   assert.equal(sample(text, 'nmp_proxy_request_duration_seconds_count'), 4);
   assert.equal(sample(text, 'nmp_proxy_request_duration_seconds_bucket', { le: '0.0025' }), 2);
-  assert.equal(sample(text, 'nmp_proxy_refused_total', { reason: 'rate-limited' }), 1);
-  assert.equal(sample(text, 'nmp_proxy_refused_total', { reason: 'too-large' }), 2);
+  assert.equal(sample(text, 'nmp_proxy_refused_total', { reason: 'rate_limited' }), 1);
+  assert.equal(sample(text, 'nmp_proxy_refused_total', { reason: 'too_large' }), 2);
+  assert.equal(sample(text, 'nmp_proxy_refused_total', { reason: 'token_missing' }), 1);
+  assert.equal(sample(text, 'nmp_proxy_refused_total', { reason: 'path_denied' }), 0);
   assert.equal(sample(text, 'nmp_proxy_refused_total', { reason: 'connections' }), 1);
   assert.equal(sample(text, 'nmp_proxy_refused_total', { reason: 'timeout' }), 0);
-  assert.equal(sample(text, 'nmp_proxy_refused_total', { reason: 'bad-request' }), 0);
+  assert.equal(sample(text, 'nmp_proxy_refused_total', { reason: 'bad_request' }), 0);
   assert.equal(sample(text, 'nmp_proxy_connections'), 7);
   assert.equal(sample(text, 'nmp_proxy_requests_in_flight'), 2);
   assert.equal(sample(text, 'nmp_proxy_info', { mode: 'network', id: 'net-1', version: '1.2.3' }), 1);
