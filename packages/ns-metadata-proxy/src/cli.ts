@@ -85,6 +85,7 @@ async function main(): Promise<void> {
       requestTimeoutMs: config.timeoutHttpRequest * 1000,
       keepAliveTimeoutMs: config.timeoutHttpKeepAlive * 1000,
       upstreamTimeoutMs: config.timeoutServer * 1000,
+      clientTimeoutMs: config.timeoutClient * 1000,
       connectTimeoutMs: config.timeoutConnect * 1000,
       maxConnections: config.maxConnections,
       maxHeaderSize: config.maxHeaderSize,

@@ -24,6 +24,8 @@ export interface ProxyHandlerOptions {
   readonly agent: Pool;
   readonly logger: Logger;
   readonly maxBodySize: number;
+  /** Milliseconds an answer may wait for the instance to read it before the connection is cut. */
+  readonly clientTimeoutMs?: number;
   /** Optional admission check (rate limiting); returns an error to refuse the request. */
   readonly admit?: (source: string) => MetadataError | undefined;
 }
@@ -47,6 +49,8 @@ export class ProxyResponse extends ServerResponse<IncomingMessage> implements Di
   detail: Readonly<Record<string, unknown>> | undefined = undefined;
   /** Set while the agent holds the request; used to abort it when the instance goes away. */
   controller: Dispatcher.DispatchController | undefined = undefined;
+  /** Running while the instance does not read the answer (backpressure). */
+  stall: NodeJS.Timeout | undefined = undefined;
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
@@ -68,9 +72,11 @@ export class ProxyResponse extends ServerResponse<IncomingMessage> implements Di
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (!this.write(chunk) && !this.destroyed) {
+    if (!this.write(chunk) && !this.destroyed && this.stall === undefined) {
+      // Stop reading from the agent until the instance reads; cut it if it never does.
       controller.pause();
       this.once('drain', resumeUpstream);
+      this.stall = setTimeout(clientStalled, this.handler!.clientTimeoutMs, this);
     }
   }
 
@@ -99,12 +105,27 @@ function hasUnreadBody(req: IncomingMessage): boolean {
 const CLIENT_GONE = new Error('the instance closed the connection');
 
 function resumeUpstream(this: ProxyResponse): void {
+  clearTimeout(this.stall);
+  this.stall = undefined;
   this.controller?.resume();
+}
+
+/** The instance has not read any of the answer for the client timeout: a slow-read attack or a dead peer. */
+function clientStalled(res: ProxyResponse): void {
+  res.stall = undefined;
+  res.code = 'client_timeout';
+  res.level = 'warn';
+  res.detail = { reason: 'client-not-reading', timeoutMs: res.handler!.clientTimeoutMs };
+  res.destroy();
 }
 
 function onResponseClose(this: ProxyResponse): void {
   const handler = this.handler!;
   handler.inFlight--;
+  if (this.stall !== undefined) {
+    clearTimeout(this.stall);
+    this.stall = undefined;
+  }
   if (this.controller !== undefined) {
     // The instance left before the agent answered: free the agent connection now.
     this.code ??= 'client_closed';
@@ -136,6 +157,7 @@ export class ProxyHandler {
   readonly #maxBodySize: number;
   /** Carries the network or router id on every line, serialised once. */
   readonly #logger: Logger;
+  readonly clientTimeoutMs: number;
   inFlight = 0;
 
   constructor(options: ProxyHandlerOptions) {
@@ -143,6 +165,7 @@ export class ProxyHandler {
     this.#agent = options.agent;
     this.#admit = options.admit;
     this.#maxBodySize = options.maxBodySize;
+    this.clientTimeoutMs = options.clientTimeoutMs ?? 32_000;
     this.#logger = options.logger.child({ [options.identity.mode]: options.identity.id });
   }
 

@@ -21,6 +21,8 @@ export interface ProxyLimits {
   readonly keepAliveTimeoutMs: number;
   /** Milliseconds to wait for the agent (504). */
   readonly upstreamTimeoutMs: number;
+  /** Milliseconds an answer may wait for the instance to read it (slow readers are cut). */
+  readonly clientTimeoutMs: number;
   readonly connectTimeoutMs: number;
   readonly maxConnections: number;
   readonly maxHeaderSize: number;
@@ -33,6 +35,7 @@ export const DEFAULT_LIMITS: ProxyLimits = {
   requestTimeoutMs: 30_000,
   keepAliveTimeoutMs: 30_000,
   upstreamTimeoutMs: 32_000,
+  clientTimeoutMs: 32_000,
   connectTimeoutMs: 30_000,
   maxConnections: 1024,
   maxHeaderSize: 16 * 1024,
@@ -79,6 +82,7 @@ export class MetadataProxy {
       agent: this.agent,
       logger: options.logger,
       maxBodySize: this.limits.maxBodySize,
+      clientTimeoutMs: this.limits.clientTimeoutMs,
       ...(options.admit ? { admit: options.admit } : {}),
     });
   }
