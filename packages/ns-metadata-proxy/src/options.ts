@@ -67,7 +67,7 @@ export const proxyOptions = {
     group: 'metadata_haproxy',
     default: 32,
     min: 1,
-    help: 'Seconds an answer may wait for the client to read it (slow readers are cut)',
+    help: 'Seconds of client inactivity while a request is in progress',
   }),
   timeoutConnect: opt.int({
     name: 'timeout_connect',

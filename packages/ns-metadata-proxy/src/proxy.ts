@@ -21,8 +21,8 @@ export interface ProxyLimits {
   readonly keepAliveTimeoutMs: number;
   /** Milliseconds to wait for the agent (504). */
   readonly upstreamTimeoutMs: number;
-  /** Milliseconds an answer may wait for the instance to read it (slow readers are cut). */
-  readonly clientTimeoutMs: number;
+  /** Milliseconds an answer may wait for the instance to read it (slow readers are cut; default 32 s). */
+  readonly clientTimeoutMs?: number;
   readonly connectTimeoutMs: number;
   readonly maxConnections: number;
   readonly maxHeaderSize: number;
@@ -82,7 +82,7 @@ export class MetadataProxy {
       agent: this.agent,
       logger: options.logger,
       maxBodySize: this.limits.maxBodySize,
-      clientTimeoutMs: this.limits.clientTimeoutMs,
+      clientTimeoutMs: this.limits.clientTimeoutMs ?? 32_000,
       ...(options.admit ? { admit: options.admit } : {}),
     });
   }
