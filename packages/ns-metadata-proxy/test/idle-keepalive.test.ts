@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { holdConnection, hostileSetup, NORMAL_PATH, sleep } from './helpers.js';
+import { assertServed, holdConnection, hostileSetup, NORMAL_PATH, normalRequest, sleep } from './helpers.js';
 
 const KEEP_ALIVE_MS = 500;
 
@@ -16,11 +16,14 @@ test('an idle keep-alive connection is closed after the keep-alive timeout', asy
   const conn = await holdConnection(t, port);
   conn.socket.write(`GET ${NORMAL_PATH} HTTP/1.1\r\nHost: x\r\n\r\n`);
   const started = Date.now();
+  // Served on another connection while this one idles.
+  await sleep(100);
+  assertServed(await normalRequest(port));
   const ms = await conn.closed(KEEP_ALIVE_MS + 3000);
   assert.match(conn.received(), /^HTTP\/1\.1 200 OK\r\n/);
   assert.match(conn.received(), /\r\nConnection: keep-alive\r\n/i);
   assert.ok(Date.now() - started >= KEEP_ALIVE_MS - 50, `closed after ${ms} ms`);
-  assert.equal(agent.seen.length, 1);
+  assert.equal(agent.seen.length, 2);
   for (let i = 0; i < 20 && proxy.connections > 0; i++) await sleep(25);
   assert.equal(proxy.connections, 0);
 });
