@@ -50,10 +50,17 @@ export interface Proc {
   readonly pid: number;
   /** stdout + stderr so far (the last 4 MiB). */
   output(): string;
+  /** When the chain's start function saw it ready (ms since the epoch, output arrival time). */
+  readyAt?: number;
+  /** Every `"code":"..."` value the process has logged since it started (not subject to the 4 MiB). */
+  readonly codes: ReadonlySet<string>;
   /** Resolves with the exit code (or signal name) once the process has exited. */
   readonly exited: Promise<number | string>;
-  /** Wait until the output matches, or fail after timeoutMs with the output so far. */
-  waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
+  /**
+   * Wait until the output matches, or fail after timeoutMs with the output so far. Resolves with the
+   * time (ms since the epoch) the matching output arrived.
+   */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<number>;
 }
 
 /** Spawn a CLI with node; it is SIGKILLed in t.after unless it has exited by then. */
@@ -69,8 +76,18 @@ export function spawnCli(
     env: { ...cleanEnv(), ...env },
   });
   let out = '';
+  const codes = new Set<string>();
+  /** Arrival time of each chunk's end offset in the whole output, for waitFor(). */
+  let total = 0;
+  const arrivals: Array<[number, number]> = [];
   const collect = (d: Buffer) => {
-    out += d.toString();
+    const text = d.toString();
+    total += text.length;
+    arrivals.push([total, Date.now()]);
+    if (arrivals.length > 10_000) arrivals.splice(0, 5_000);
+    // Scan with a little of what came before, so a code split across chunks is still seen.
+    for (const m of (out.slice(-100) + text).matchAll(/"code":"([A-Za-z0-9_]+)"/g)) codes.add(m[1]!);
+    out += text;
     if (out.length > OUTPUT_KEEP) out = out.slice(out.length - OUTPUT_KEEP / 2);
   };
   child.stdout!.on('data', collect);
@@ -91,10 +108,16 @@ export function spawnCli(
     child,
     pid: child.pid!,
     output: () => out,
+    codes,
     exited,
     async waitFor(pattern, timeoutMs = 10_000) {
       const end = Date.now() + timeoutMs;
-      while (!pattern.test(out)) {
+      for (;;) {
+        const m = pattern.exec(out);
+        if (m) {
+          const offset = total - out.length + m.index + m[0].length;
+          return arrivals.find(([until]) => until >= offset)?.[1] ?? Date.now();
+        }
         if (exitedFlag) throw new Error(`${name} exited before ${pattern}:\n${out}`);
         if (Date.now() > end) throw new Error(`${name}: no ${pattern} within ${timeoutMs} ms:\n${out}`);
         await sleep(20);
@@ -155,7 +178,7 @@ export async function startChain(t: TestContext, options: ChainOptions = {}): Pr
       const p = spawnCli(t, 'nova', CLI.nova, ['--port', String(novaPort), '--log-level', 'warn'], {
         NMP_METADATA_PROXY_SHARED_SECRET: secret,
       });
-      await p.waitFor(/listening on http/);
+      p.readyAt = await p.waitFor(/listening on http/);
       chain.nova = p;
       return p;
     },
@@ -179,7 +202,7 @@ export async function startChain(t: TestContext, options: ChainOptions = {}): Pr
         ],
         { NMP_METADATA_PROXY_SHARED_SECRET: secret, ...options.agentEnv },
       );
-      await p.waitFor(/metadata-agent listening/);
+      p.readyAt = await p.waitFor(/metadata-agent listening/);
       chain.agent = p;
       return p;
     },
@@ -195,7 +218,7 @@ export async function startChain(t: TestContext, options: ChainOptions = {}): Pr
         '2',
         ...(options.proxyArgs ?? []),
       ]);
-      await p.waitFor(/ns-metadata-proxy listening/);
+      p.readyAt = await p.waitFor(/ns-metadata-proxy listening/);
       chain.proxy = p;
       return p;
     },
