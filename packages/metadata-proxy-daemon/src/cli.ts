@@ -1,0 +1,221 @@
+#!/usr/bin/env node
+/*
+ * metadata-proxy-daemon: one process serving instance metadata in many namespaces.
+ *
+ *   metadata-proxy-daemon [serve] [--config-file F]       run the daemon (as root; see docs/deployment.md)
+ *   metadata-proxy-daemon status [--json]                   every attachment and its health
+ *   metadata-proxy-daemon attach --namespace NS (--network-id ID | --router-id ID) --bind B [--bind B]
+ *   metadata-proxy-daemon detach --namespace NS
+ *
+ * The last three talk to a running daemon over its control socket (what the hooks do in daemon mode).
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  addSchemaOptions,
+  ConfigError,
+  type ConfigOf,
+  createCli,
+  createLogger,
+  loadConfig,
+  runMain,
+  UsageError,
+} from '@nmp/common';
+import type { RateLimiterOptions } from '@nmp/ns-metadata-proxy';
+import { MetadataProxyDaemon } from './daemon.js';
+import { daemonOptions } from './options.js';
+import { type AttachSpec, daemonClient, formatDaemonStatus } from './protocol.js';
+import { STATE_FILE_NAME } from './state-file.js';
+
+const PROGRAM = 'metadata-proxy-daemon';
+const VERSION = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+type DaemonConfig = ConfigOf<typeof daemonOptions>;
+
+/** uid/gid for a user and group given as names or numbers (NSS through getent). */
+function resolveIds(user: string, group: string): { uid?: number; gid?: number } {
+  const lookup = (db: 'passwd' | 'group', name: string): string[] => {
+    try {
+      return execFileSync('getent', [db, name], { encoding: 'utf8' }).trim().split(':');
+    } catch {
+      throw new ConfigError(`Invalid ${db === 'passwd' ? 'user' : 'group'}: '${name}'`);
+    }
+  };
+  const out: { uid?: number; gid?: number } = {};
+  if (user !== '') {
+    if (/^\d+$/.test(user)) out.uid = Number(user);
+    else {
+      const pw = lookup('passwd', user);
+      out.uid = Number(pw[2]);
+      if (group === '') out.gid = Number(pw[3]);
+    }
+  }
+  if (group !== '') out.gid = /^\d+$/.test(group) ? Number(group) : Number(lookup('group', group)[2]);
+  return out;
+}
+
+function rateLimit(config: DaemonConfig): RateLimiterOptions | undefined {
+  if (!config.rateLimitEnabled) return undefined;
+  const versions = new Set(config.rateLimitIpVersions.map((v) => v.trim()));
+  for (const v of versions)
+    if (v !== '4' && v !== '6')
+      throw new ConfigError(`[metadata_rate_limiting] ip_versions: '${v}' is not 4 or 6`);
+  if (versions.size === 0) return undefined;
+  return {
+    baseWindowMs: config.baseWindow * 1000,
+    baseLimit: config.baseLimit,
+    burstWindowMs: config.burstWindow * 1000,
+    burstLimit: config.burstLimit,
+    ipv4: versions.has('4'),
+    ipv6: versions.has('6'),
+  };
+}
+
+async function serve(config: DaemonConfig, warnings: readonly string[]): Promise<void> {
+  const level = config.debug ? 'debug' : config.logLevel;
+  const logger = createLogger({
+    name: PROGRAM,
+    level,
+    base: { role: 'supervisor' },
+    ...(config.logFile ? { file: config.logFile } : {}),
+  });
+  for (const w of warnings) logger.warn({ code: 'MDP_CONFIG_WARNING' }, w);
+  const ids = resolveIds(config.user, config.group);
+  const limiter = rateLimit(config);
+  const daemon = new MetadataProxyDaemon({
+    controlSocket: config.controlSocket,
+    stateFile: join(config.daemonStateDir, STATE_FILE_NAME),
+    worker: {
+      socketPath: config.socketPath,
+      limits: {
+        requestTimeoutMs: config.timeoutHttpRequest * 1000,
+        keepAliveTimeoutMs: config.timeoutHttpKeepAlive * 1000,
+        upstreamTimeoutMs: config.timeoutServer * 1000,
+        connectTimeoutMs: config.timeoutConnect * 1000,
+        maxConnections: config.maxConnections,
+        maxHeaderSize: config.maxHeaderSize,
+        maxBodySize: config.maxBodySize,
+        backlog: config.backlog,
+        agentConnections: config.agentConnections,
+      },
+      ...(limiter ? { rateLimit: limiter } : {}),
+      logLevel: level,
+      ...(config.logFile ? { logFile: config.logFile } : {}),
+    },
+    ...(ids.uid !== undefined ? { workerUid: ids.uid } : {}),
+    ...(ids.gid !== undefined ? { workerGid: ids.gid } : {}),
+    netnsExec: config.netnsExec,
+    attachConcurrency: config.attachConcurrency,
+    helperTimeoutMs: config.helperTimeout * 1000,
+    namespaceCheckIntervalMs: config.namespaceCheckInterval * 1000,
+    logger,
+  });
+  await daemon.start();
+  process.title = PROGRAM;
+  logger.info(
+    {
+      control: config.controlSocket,
+      agent: config.socketPath,
+      worker: daemon.workerPid,
+      workerUid: ids.uid,
+      version: VERSION,
+    },
+    'metadata-proxy-daemon ready',
+  );
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping');
+    daemon
+      .stop()
+      .then(() => {
+        logger.info('stopped');
+        logger.flush();
+      })
+      .catch((err: unknown) => {
+        logger.error({ err }, 'error while stopping');
+        process.exitCode = 1;
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+async function main(): Promise<void> {
+  let done: Promise<void> = Promise.resolve();
+  const load = (flags: Record<string, unknown>) => loadConfig(daemonOptions, { flags, env: process.env });
+  const cli = addSchemaOptions(
+    createCli(PROGRAM, VERSION, process.argv.slice(2)).usage(
+      '$0 [serve|status|attach|detach]\n\nOne process serving instance metadata in many network namespaces.',
+    ),
+    daemonOptions,
+  )
+    .command(['serve', '$0'], 'run the daemon (root: it enters namespaces to create listeners)', {}, (a) => {
+      const loaded = load(a);
+      done = serve(loaded.config, loaded.warnings);
+    })
+    .command(
+      'status',
+      'every attachment: namespace, id, listeners, health; exit 3 when one is unhealthy',
+      (y) => y.option('json', { type: 'boolean', default: false }),
+      (a) => {
+        const { config } = load(a);
+        done = daemonClient.list(config.controlSocket).then(({ daemon, attachments }) => {
+          process.stdout.write(
+            a.json
+              ? `${JSON.stringify({ daemon, attachments }, null, 2)}\n`
+              : formatDaemonStatus(daemon, attachments),
+          );
+          if (!daemon.agentReachable || attachments.some((x) => !x.healthy)) process.exitCode = 3;
+        });
+      },
+    )
+    .command(
+      'attach',
+      'serve a namespace: listeners on the binds, stamping the network or router id',
+      (y) =>
+        y
+          .option('namespace', { type: 'string', demandOption: true, requiresArg: true })
+          .option('network-id', { type: 'string', requiresArg: true })
+          .option('router-id', { type: 'string', requiresArg: true })
+          .option('bind', { type: 'string', array: true, demandOption: true, requiresArg: true }),
+      (a) => {
+        const { config } = load(a);
+        const networkId = a['network-id'] as string | undefined;
+        const routerId = a['router-id'] as string | undefined;
+        if ((networkId === undefined) === (routerId === undefined))
+          throw new UsageError('give exactly one of --network-id or --router-id');
+        const spec: AttachSpec = {
+          id: (networkId ?? routerId)!,
+          mode: networkId !== undefined ? 'network' : 'router',
+          namespace: a.namespace,
+          binds: a.bind.map(String),
+        };
+        done = daemonClient
+          .attach(config.controlSocket, spec, config.helperTimeout * 1000 + 30_000)
+          .then((s) => {
+            process.stdout.write(`${s.namespace}: ${s.state} on ${s.listening.join(' ')}\n`);
+          });
+      },
+    )
+    .command(
+      'detach',
+      'stop serving a namespace (its in-flight requests finish)',
+      (y) => y.option('namespace', { type: 'string', demandOption: true, requiresArg: true }),
+      (a) => {
+        const { config } = load(a);
+        done = daemonClient.detach(config.controlSocket, { namespace: a.namespace }).then((d) => {
+          process.stdout.write(d ? `${a.namespace}: detached\n` : `${a.namespace}: was not attached\n`);
+        });
+      },
+    )
+    .strict();
+  await cli.parseAsync();
+  await done;
+}
+
+runMain(PROGRAM, main);

@@ -1,0 +1,44 @@
+/*
+ * @nmp/metadata-proxy-daemon: one process serving instance metadata in many network namespaces. Listening
+ * sockets are created inside each namespace by a short-lived helper and handed over; the CLI is
+ * `metadata-proxy-daemon` (src/cli.ts).
+ */
+export { type DaemonSettings, MetadataProxyDaemon, probeSocket, WORKER_PATH } from './daemon.js';
+export {
+  HELPER_PATH,
+  HelperError,
+  type HelperOptions,
+  type HelperResult,
+  NETNS_DIR,
+  type NetnsExec,
+  type NetnsId,
+  namespaceId,
+  runListenerHelper,
+} from './listener-helper.js';
+export { daemonOptions } from './options.js';
+export {
+  type AttachMode,
+  type AttachmentState,
+  type AttachmentStatus,
+  type AttachSpec,
+  type ControlRequest,
+  type ControlResponse,
+  checkAttachSpec,
+  type DaemonHealth,
+  DaemonRequestError,
+  DaemonUnreachableError,
+  daemonClient,
+  daemonRequest,
+  formatDaemonStatus,
+  ProtocolError,
+  parseRequest,
+} from './protocol.js';
+export { loadState, STATE_FILE_NAME, StateFile } from './state-file.js';
+export {
+  formatAddress,
+  ServingWorker,
+  type WorkerReply,
+  type WorkerRequest,
+  type WorkerSettings,
+  type WorkerStats,
+} from './worker.js';

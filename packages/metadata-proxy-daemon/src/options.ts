@@ -1,0 +1,76 @@
+/*
+ * The daemon's configuration schema. What a listener does with a request (timeouts, size limits, rate
+ * limits, the agent socket, logging) is the per-namespace proxy's own schema, reused option by option,
+ * so one ini file configures both modes. What is new is where the daemon keeps its state, its control
+ * socket, how it enters namespaces and how often it looks for vanished ones.
+ */
+import { opt } from '@nmp/common';
+import { proxyOptions } from '@nmp/ns-metadata-proxy';
+
+const {
+  bind: _bind,
+  networkId: _networkId,
+  routerId: _routerId,
+  haproxyConfig: _haproxyConfig,
+  pidFile: _pidFile,
+  ...servingOptions
+} = proxyOptions;
+
+export const daemonOptions = {
+  statePath: opt.string({
+    name: 'state_path',
+    default: '/var/lib/neutron',
+    help: 'Where neutron keeps its state',
+  }),
+  ...servingOptions,
+  socketPath: opt.string({
+    name: 'metadata_proxy_socket',
+    default: '$state_path/metadata_proxy',
+    help: "The agent's UNIX socket every listener forwards to",
+  }),
+  user: opt.string({
+    name: 'metadata_proxy_user',
+    default: '',
+    help: "User (name or uid) of the serving process; empty = the daemon's own. The supervisor stays root to enter namespaces",
+  }),
+  group: opt.string({
+    name: 'metadata_proxy_group',
+    default: '',
+    help: "Group (name or gid) of the serving process; empty = the user's primary group, or the daemon's",
+  }),
+  daemonStateDir: opt.string({
+    name: 'daemon_state_dir',
+    default: '$state_path/nmp-metadata-proxy-daemon',
+    help: 'Directory of the attachments file (restored at start); mode 0700',
+  }),
+  controlSocket: opt.string({
+    name: 'daemon_control_socket',
+    default: '$state_path/nmp-metadata-proxy-daemon/control.sock',
+    help: 'UNIX socket (mode 0600, root only) on which the hooks attach and detach namespaces',
+  }),
+  netnsExec: opt.enum({
+    name: 'netns_exec',
+    default: 'ip',
+    choices: ['ip', 'nsenter'] as const,
+    help: "How the listener helper enters a namespace: 'ip netns exec' or 'nsenter --net=' (no mount namespace needed)",
+  }),
+  attachConcurrency: opt.int({
+    name: 'attach_concurrency',
+    default: 8,
+    min: 1,
+    max: 256,
+    help: 'Listener helpers running at once (restore after a restart, bursts of attach requests)',
+  }),
+  helperTimeout: opt.float({
+    name: 'listener_helper_timeout',
+    default: 15,
+    min: 0.5,
+    help: 'Seconds a listener helper may take to hand over its sockets',
+  }),
+  namespaceCheckInterval: opt.float({
+    name: 'namespace_check_interval',
+    default: 10,
+    min: 0.1,
+    help: 'Seconds between checks that every attached namespace still exists (and /run/netns is watched too)',
+  }),
+};
