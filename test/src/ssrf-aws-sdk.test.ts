@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MetadataService } from '@aws-sdk/ec2-metadata-service';
 import { fetchFrom, startChain } from './chain-harness.js';
-import { requestLines, startSsrfProxy, UNTIL_WIRED } from './ssrf-harness.js';
+import { requestLines, startSsrfProxy } from './ssrf-harness.js';
 
 function client(port: number, options: { v1Disabled?: boolean; fetchToken?: boolean } = {}): MetadataService {
   return new MetadataService({
@@ -30,7 +30,7 @@ async function expectedInstanceId(chainPort: number): Promise<string> {
   return r.body.toString();
 }
 
-test('AWS SDK, required tokens: fetches a token and reads metadata with it', UNTIL_WIRED, async (t) => {
+test('AWS SDK, required tokens: fetches a token and reads metadata with it', async (t) => {
   const chain = await startChain(t);
   const { port, logs, policy } = await startSsrfProxy(t, chain, { tokenMode: 'required' });
   const md = client(port);
@@ -57,7 +57,7 @@ test('AWS SDK, required tokens: fetches a token and reads metadata with it', UNT
   );
 });
 
-test('AWS SDK, required tokens: an IMDSv1-only client is refused with 401', UNTIL_WIRED, async (t) => {
+test('AWS SDK, required tokens: an IMDSv1-only client is refused with 401', async (t) => {
   const chain = await startChain(t);
   const { port } = await startSsrfProxy(t, chain, { tokenMode: 'required' });
   const v1 = client(port, { v1Disabled: false, fetchToken: false });
@@ -68,24 +68,17 @@ test('AWS SDK, required tokens: an IMDSv1-only client is refused with 401', UNTI
   assert.equal(chain.novaSeen.length, 0);
 });
 
-test(
-  'AWS SDK, optional tokens: token clients and IMDSv1 clients both read metadata',
-  UNTIL_WIRED,
-  async (t) => {
-    const chain = await startChain(t);
-    const { port, policy } = await startSsrfProxy(t, chain, { tokenMode: 'optional' });
-    const want = await expectedInstanceId(chain.networkPort);
-    assert.equal(await client(port).request('latest/meta-data/instance-id', {}), want);
-    assert.equal(
-      await client(port, { v1Disabled: false, fetchToken: false }).request(
-        'latest/meta-data/instance-id',
-        {},
-      ),
-      want,
-    );
-    assert.deepEqual(policy.counts, { tokensIssued: 1, withToken: 1, withoutToken: 1 });
-  },
-);
+test('AWS SDK, optional tokens: token clients and IMDSv1 clients both read metadata', async (t) => {
+  const chain = await startChain(t);
+  const { port, policy } = await startSsrfProxy(t, chain, { tokenMode: 'optional' });
+  const want = await expectedInstanceId(chain.networkPort);
+  assert.equal(await client(port).request('latest/meta-data/instance-id', {}), want);
+  assert.equal(
+    await client(port, { v1Disabled: false, fetchToken: false }).request('latest/meta-data/instance-id', {}),
+    want,
+  );
+  assert.deepEqual(policy.counts, { tokensIssued: 1, withToken: 1, withoutToken: 1 });
+});
 
 test('AWS SDK, tokens off: the token request gets 404 and the SDK falls back to plain requests', async (t) => {
   const chain = await startChain(t);

@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fetchFrom, INSTANCE_A, NETWORK, startChain } from './chain-harness.js';
 import { CLI, freePort, type Proc, spawnCli, tempDir } from './fault-harness.js';
-import { UNTIL_WIRED } from './ssrf-harness.js';
 
 function files(dir: string): { global: string; perProxy: string; key: string } {
   const key = join(dir, 'token.key');
@@ -59,7 +58,7 @@ async function token(port: number): Promise<string> {
   return r.body.toString();
 }
 
-test('global file < per-proxy file < flags; the key file outlives a restart', UNTIL_WIRED, async (t) => {
+test('global file < per-proxy file < flags; the key file outlives a restart', async (t) => {
   const chain = await startChain(t);
   const dir = tempDir(t, 'nmp-ssrf-cli-');
   const f = files(dir);
@@ -109,35 +108,31 @@ test('global file < per-proxy file < flags; the key file outlives a restart', UN
   assert.equal(again.status, 200);
 });
 
-test(
-  '--print-config lists [metadata_ssrf]; an impossible required header is refused at start',
-  UNTIL_WIRED,
-  async (t) => {
-    const dir = tempDir(t, 'nmp-ssrf-cli-');
-    const f = files(dir);
-    const print = spawnCli(t, 'print', CLI.proxy, [
-      '--config-file',
-      f.global,
-      '--network-id',
-      NETWORK,
-      '--print-config',
-    ]);
-    assert.equal(await print.exited, 0, print.output());
-    assert.match(print.output(), /token_mode/);
-    assert.match(print.output(), /required_header/);
-    assert.match(print.output(), /Metadata-Flavor: OpenStack/);
+test('--print-config lists [metadata_ssrf]; an impossible required header is refused at start', async (t) => {
+  const dir = tempDir(t, 'nmp-ssrf-cli-');
+  const f = files(dir);
+  const print = spawnCli(t, 'print', CLI.proxy, [
+    '--config-file',
+    f.global,
+    '--network-id',
+    NETWORK,
+    '--print-config',
+  ]);
+  assert.equal(await print.exited, 0, print.output());
+  assert.match(print.output(), /token_mode/);
+  assert.match(print.output(), /required_header/);
+  assert.match(print.output(), /Metadata-Flavor: OpenStack/);
 
-    const bad = join(dir, 'bad.ini');
-    writeFileSync(bad, '[metadata_ssrf]\nrequired_header = X-Forwarded-For: 10.0.0.1\n');
-    const refused = spawnCli(t, 'bad', CLI.proxy, [
-      '--config-file',
-      bad,
-      '--network-id',
-      NETWORK,
-      '--bind',
-      '127.0.0.1:0',
-    ]);
-    assert.equal(await refused.exited, 2);
-    assert.match(refused.output(), /bad\.ini:2.*required_header.*cannot be required/);
-  },
-);
+  const bad = join(dir, 'bad.ini');
+  writeFileSync(bad, '[metadata_ssrf]\nrequired_header = X-Forwarded-For: 10.0.0.1\n');
+  const refused = spawnCli(t, 'bad', CLI.proxy, [
+    '--config-file',
+    bad,
+    '--network-id',
+    NETWORK,
+    '--bind',
+    '127.0.0.1:0',
+  ]);
+  assert.equal(await refused.exited, 2);
+  assert.match(refused.output(), /bad\.ini:2.*required_header.*cannot be required/);
+});

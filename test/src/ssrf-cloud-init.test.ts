@@ -9,9 +9,9 @@ import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { loadConfig } from '@nmp/common';
-import { ssrfOptions, ssrfSettings } from '../../packages/ns-metadata-proxy/dist/src/ssrf-options.js';
+import { ssrfOptions, ssrfSettings } from '@nmp/ns-metadata-proxy';
 import { type Chain, INSTANCE_A, startChain } from './chain-harness.js';
-import { requestLines, startSsrfProxy, UNTIL_WIRED } from './ssrf-harness.js';
+import { requestLines, startSsrfProxy } from './ssrf-harness.js';
 
 const PYTHON = '/usr/bin/python3';
 
@@ -139,37 +139,33 @@ test('cloud-init, tokens optional: unchanged (it sends no token, and none is nee
   assert.equal(r.result!.uuid, INSTANCE_A);
   assertSection8Sequence(novaPaths(chain));
   assert.ok(requestLines(logs).every((l) => l.code === undefined));
-  if (UNTIL_WIRED.todo === undefined) assert.equal(policy.counts.withoutToken, 6);
+  assert.equal(policy.counts.withoutToken, 6);
 });
 
-test(
-  'cloud-init, required header: every request refused with 403, the datasource finds nothing',
-  UNTIL_WIRED,
-  async (t) => {
-    const missing = cloudInitMissing();
-    if (missing) {
-      t.skip(missing);
-      return;
-    }
-    const chain = await startChain(t);
-    const { port, logs } = await startSsrfProxy(t, chain, {
-      requiredHeader: { name: 'metadata-flavor', value: 'OpenStack' },
-    });
-    const r = await readWithCloudInit(port);
-    assert.equal(r.ok, false);
-    // The version list fails, so it falls back to `latest`, whose meta_data.json is mandatory.
-    assert.match(r.stderr, /NonReadable: Missing mandatory path: \S+\/openstack\/latest\/meta_data\.json/);
-    assert.equal(chain.novaSeen.length, 0);
-    const lines = requestLines(logs);
-    assert.deepEqual(
-      lines.map((l) => [l.path, l.status, l.reason]),
-      [
-        ['/openstack', 403, 'header_missing'],
-        ['/openstack/latest/meta_data.json', 403, 'header_missing'],
-      ],
-    );
-  },
-);
+test('cloud-init, required header: every request refused with 403, the datasource finds nothing', async (t) => {
+  const missing = cloudInitMissing();
+  if (missing) {
+    t.skip(missing);
+    return;
+  }
+  const chain = await startChain(t);
+  const { port, logs } = await startSsrfProxy(t, chain, {
+    requiredHeader: { name: 'metadata-flavor', value: 'OpenStack' },
+  });
+  const r = await readWithCloudInit(port);
+  assert.equal(r.ok, false);
+  // The version list fails, so it falls back to `latest`, whose meta_data.json is mandatory.
+  assert.match(r.stderr, /NonReadable: Missing mandatory path: \S+\/openstack\/latest\/meta_data\.json/);
+  assert.equal(chain.novaSeen.length, 0);
+  const lines = requestLines(logs);
+  assert.deepEqual(
+    lines.map((l) => [l.path, l.status, l.reason]),
+    [
+      ['/openstack', 403, 'header_missing'],
+      ['/openstack/latest/meta_data.json', 403, 'header_missing'],
+    ],
+  );
+});
 
 test('cloud-init, required header: a guest whose cloud-init sends it reads everything', async (t) => {
   const missing = cloudInitMissing();
@@ -187,7 +183,7 @@ test('cloud-init, required header: a guest whose cloud-init sends it reads every
   assertSection8Sequence(novaPaths(chain));
 });
 
-test('cloud-init, tokens required: refused with 401 (it never fetches a token)', UNTIL_WIRED, async (t) => {
+test('cloud-init, tokens required: refused with 401 (it never fetches a token)', async (t) => {
   const missing = cloudInitMissing();
   if (missing) {
     t.skip(missing);

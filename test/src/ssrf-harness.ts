@@ -1,22 +1,19 @@
 /*
  * The chain of chain-harness.ts plus one proxy with the SSRF defences on (issue 9, docs/security.md), for
- * the ssrf-*.test.ts integration tests. The proxy gets its policy through MetadataProxyOptions.ssrf, the
- * option the wiring adds; until the lead has wired it, the tests that need it are marked with UNTIL_WIRED
- * (node:test `todo`: they run and report, but do not fail the suite). Set UNTIL_WIRED to {} once
- * ProxyHandler.handle consults the policy and agentRequestHeaders drops the token headers.
+ * the ssrf-*.test.ts integration tests. The proxy gets its policy through MetadataProxyOptions.ssrf.
  */
 import { connect } from 'node:net';
 import type { TestContext } from 'node:test';
-import { MetadataProxy, type ProxyIdentity, parseBind } from '@nmp/ns-metadata-proxy';
-// Not exported from the package's index yet (the lead adds them there); the compiled files are stable.
-import { generateNodeKey, SessionTokens } from '../../packages/ns-metadata-proxy/dist/src/session-token.js';
-import type { SsrfSettings } from '../../packages/ns-metadata-proxy/dist/src/ssrf-options.js';
-import { SsrfPolicy } from '../../packages/ns-metadata-proxy/dist/src/ssrf-policy.js';
+import {
+  generateNodeKey,
+  MetadataProxy,
+  type ProxyIdentity,
+  parseBind,
+  SessionTokens,
+  SsrfPolicy,
+  type SsrfSettings,
+} from '@nmp/ns-metadata-proxy';
 import { type Chain, captureLogs, type Logs, NETWORK } from './chain-harness.js';
-
-export const UNTIL_WIRED: { todo?: string } = {
-  todo: 'wired by the lead (ProxyHandler.handle, agentRequestHeaders)',
-};
 
 export const ALL_OFF: SsrfSettings = Object.freeze({
   tokenMode: 'off',

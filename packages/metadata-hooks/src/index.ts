@@ -33,6 +33,15 @@ export {
   statusOf,
 } from './hooks.js';
 export {
+  applyHopLimitRules,
+  type HopLimitOptions,
+  type HopLimitScope,
+  hopLimitChain,
+  hopLimitRules,
+  removeHopLimitRules,
+  TOKEN_ANSWER_MARK,
+} from './hop-limit-rules.js';
+export {
   applyMetadataRules,
   type IpFamily,
   listMetadataRules,

@@ -19,10 +19,13 @@ import {
 import { type BindAddress, BindSpecError, parseBind } from './bind-address.js';
 import { HaproxyConfigError, type HaproxyMetadataConfig, readHaproxyConfig } from './haproxy-config.js';
 import type { ProxyIdentity } from './header-policy.js';
+import { ProxyAdminServer, ProxyMetrics } from './metrics.js';
 import { proxyOptions } from './options.js';
 import { dropPrivileges } from './privileges.js';
 import { MetadataProxy } from './proxy.js';
 import { RateLimiter } from './rate-limiter.js';
+import { ssrfSettings } from './ssrf-options.js';
+import { createSsrfPolicy, SSRF_REFUSAL_REASONS } from './ssrf-policy.js';
 import { VERSION } from './version.js';
 
 const PROGRAM = 'ns-metadata-proxy';
@@ -75,6 +78,19 @@ async function main(): Promise<void> {
   });
   for (const w of loaded.warnings) logger.warn({ code: 'MDP_CONFIG_WARNING' }, w);
   const limiter = rateLimiterFor(config, logger);
+  const ssrfConfig = ssrfSettings(config);
+  const ssrf = ssrfConfig ? createSsrfPolicy(ssrfConfig) : undefined;
+  for (const w of ssrf?.warnings ?? []) logger.warn({ code: 'MDP_CONFIG_WARNING' }, w);
+  const metrics =
+    config.adminSocket === ''
+      ? undefined
+      : new ProxyMetrics({
+          mode: identity.mode,
+          id: identity.id,
+          version: VERSION,
+          defaultMetrics: true,
+          extraReasons: SSRF_REFUSAL_REASONS,
+        });
 
   const proxy = new MetadataProxy({
     identity,
@@ -94,6 +110,8 @@ async function main(): Promise<void> {
       agentConnections: config.agentConnections,
     },
     ...(limiter ? { admit: limiter.admit } : {}),
+    ...(ssrf ? { ssrf: ssrf.policy } : {}),
+    ...(metrics ? { metrics } : {}),
   });
   let addresses: Awaited<ReturnType<MetadataProxy['listen']>>;
   try {
@@ -102,9 +120,27 @@ async function main(): Promise<void> {
     const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
     throw new ConfigError(`cannot listen on ${e.address ?? '?'}:${e.port ?? '?'}: ${e.code ?? e.message}`);
   }
+  let admin: ProxyAdminServer | undefined;
+  if (metrics) {
+    metrics.setSources({ connections: () => proxy.connections, inFlight: () => proxy.handler.inFlight });
+    // Bound before dropping root (the socket's directory is usually root's); a UNIX socket is reachable
+    // only through the file system, never from the tenant network this proxy listens on.
+    admin = new ProxyAdminServer({ socketPath: config.adminSocket, metrics });
+    try {
+      await admin.listen();
+    } catch (err) {
+      await proxy.close(0);
+      throw new ConfigError(`admin_socket: ${(err as Error).message}`);
+    }
+  }
   if (config.pidFile !== '') writeFileSync(config.pidFile, `${process.pid}\n`);
   const ids = dropPrivileges(config.user, config.group);
-  process.title = `${PROGRAM} ${identity.mode} ${identity.id}`;
+  // The title replaces argv in /proc/<pid>/cmdline, where neutron and the hooks look for the id: keep the
+  // id stamped, and with --haproxy-config the file (named after the network even when a router id is stamped).
+  process.title =
+    config.haproxyConfig !== ''
+      ? `${PROGRAM} ${identity.mode} ${identity.id} -f ${config.haproxyConfig}`
+      : `${PROGRAM} ${identity.mode} ${identity.id}`;
   logger.info(
     {
       listen: addresses.map((a) => `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`),
@@ -118,6 +154,14 @@ async function main(): Promise<void> {
             burst: `${config.burstLimit}/${config.burstWindow}s`,
           }
         : false,
+      ssrf: ssrfConfig
+        ? {
+            tokenMode: ssrfConfig.tokenMode,
+            requiredHeader: ssrfConfig.requiredHeader?.name ?? false,
+            refuseForwardedFor: ssrfConfig.refuseForwardedFor,
+          }
+        : false,
+      ...(admin ? { admin: admin.socketPath } : {}),
       version: VERSION,
     },
     'ns-metadata-proxy listening',
@@ -128,8 +172,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal, inFlight: proxy.handler.inFlight }, 'stopping');
-    proxy
-      .close(10_000)
+    Promise.all([proxy.close(10_000), admin?.close()])
       .then(() => {
         if (config.pidFile !== '') {
           try {

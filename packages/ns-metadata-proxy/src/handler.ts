@@ -17,7 +17,9 @@ import { forwardedForFromPeer, type Logger, MetadataError, TEXT_PLAIN } from '@n
 import type { Dispatcher, Pool } from 'undici';
 import { agentError } from './agent-client.js';
 import { agentRequestHeaders, instanceResponseHeaders, type ProxyIdentity } from './header-policy.js';
+import type { ProxyMetrics } from './metrics.js';
 import { bodyLength, bodyTooLarge, checkRequest } from './request-policy.js';
+import type { SsrfAnswer, SsrfPolicy } from './ssrf-policy.js';
 
 export interface ProxyHandlerOptions {
   readonly identity: ProxyIdentity;
@@ -28,6 +30,9 @@ export interface ProxyHandlerOptions {
   readonly clientTimeoutMs?: number;
   /** Optional admission check (rate limiting); returns an error to refuse the request. */
   readonly admit?: (source: string) => MetadataError | undefined;
+  /** Opt-in SSRF defences; absent when all are off (then they cost nothing). */
+  readonly ssrf?: SsrfPolicy;
+  readonly metrics?: ProxyMetrics;
 }
 
 type Level = 'info' | 'warn' | 'error';
@@ -155,6 +160,8 @@ export class ProxyHandler {
   readonly #agent: Pool;
   readonly #admit: ((source: string) => MetadataError | undefined) | undefined;
   readonly #maxBodySize: number;
+  readonly #ssrf: SsrfPolicy | undefined;
+  readonly #metrics: ProxyMetrics | undefined;
   /** Carries the network or router id on every line, serialised once. */
   readonly #logger: Logger;
   readonly clientTimeoutMs: number;
@@ -165,6 +172,8 @@ export class ProxyHandler {
     this.#agent = options.agent;
     this.#admit = options.admit;
     this.#maxBodySize = options.maxBodySize;
+    this.#ssrf = options.ssrf;
+    this.#metrics = options.metrics;
     this.clientTimeoutMs = options.clientTimeoutMs ?? 32_000;
     this.#logger = options.logger.child({ [options.identity.mode]: options.identity.id });
   }
@@ -179,12 +188,33 @@ export class ProxyHandler {
     this.inFlight++;
     res.on('close', onResponseClose);
 
-    const refusal = checkRequest(req) ?? this.#admit?.(res.src);
+    let refusal = checkRequest(req);
+    // The SSRF policy runs before the rate limiter: tokens and its own refusals do not use up a
+    // guest's rate budget.
+    if (refusal === undefined && this.#ssrf !== undefined) {
+      const decision = this.#ssrf.decide(res.method, req.url!, req.rawHeaders, res.src, this.#o.identity);
+      if (decision.kind === 'answer') {
+        this.#answer(req, res, decision);
+        return;
+      }
+      if (decision.kind === 'refuse') refusal = new MetadataError(decision.code, decision.details);
+    }
+    refusal ??= this.#admit?.(res.src);
     const length = refusal === undefined ? bodyLength(req, this.#maxBodySize) : refusal;
     if (length === 0) this.#forward(req, res, null);
     else if (typeof length === 'number') this.#readBody(req, res);
     else this.fail(res, length);
   };
+
+  /** An answer the proxy gives itself (the session-token PUT); the agent is not involved. */
+  #answer(req: IncomingMessage, res: ProxyResponse, answer: SsrfAnswer): void {
+    res.status = answer.status;
+    res.writeHead(
+      answer.status,
+      hasUnreadBody(req) ? { ...answer.headers, connection: 'close' } : answer.headers,
+    );
+    res.end(answer.body);
+  }
 
   /** The rare request with a body: read it whole within the limit, then forward. */
   #readBody(req: IncomingMessage, res: ProxyResponse): void {
@@ -259,5 +289,9 @@ export class ProxyHandler {
     line.ms = ms;
     if (!res.writableFinished) line.aborted = true;
     this.#logger[res.level](line, 'request');
+    if (this.#metrics !== undefined) {
+      this.#metrics.request(res.status, ms / 1000);
+      if (res.code !== undefined) this.#metrics.refusedFor(res.code);
+    }
   }
 }

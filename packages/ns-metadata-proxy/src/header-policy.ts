@@ -5,6 +5,19 @@
  * Works on rawHeaders so nothing the client sent is merged or reinterpreted along the way.
  */
 import { HOP_BY_HOP_HEADERS, IDENTITY_HEADERS } from '@nmp/common';
+import { TOKEN_HEADERS } from './ssrf-policy.js';
+
+/**
+ * Every request header the agent must never see, in one set (one lookup per header): identity headers,
+ * hop-by-hop headers, Expect (undici refuses it; the proxy answers 100-continue itself) and the session
+ * token headers of the SSRF defences (they stay at the proxy in every mode).
+ */
+const DROPPED_HEADERS: ReadonlySet<string> = new Set([
+  ...IDENTITY_HEADERS,
+  ...HOP_BY_HOP_HEADERS,
+  'expect',
+  ...TOKEN_HEADERS,
+]);
 
 export type ProxyMode = 'network' | 'router';
 
@@ -42,7 +55,7 @@ export function agentRequestHeaders(
       continue;
     }
     // Expect: Node has already answered 100-continue; the agent must not wait for it (undici refuses it).
-    if (IDENTITY_HEADERS.has(name) || HOP_BY_HOP_HEADERS.has(name) || name === 'expect') continue;
+    if (DROPPED_HEADERS.has(name)) continue;
     out.push(rawHeaders[i]!, rawHeaders[i + 1]!);
   }
   if (connectionNamed !== undefined) {

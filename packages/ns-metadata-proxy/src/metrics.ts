@@ -20,11 +20,13 @@
  *   nmp_proxy_info{mode,id,version}           always 1 (count() of it is "proxies up" for a scraper)
  *   process_* / nodejs_*                      prom-client's default metrics, when enabled
  */
+
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { type SsrfRefusalReason, ssrfReasonForCode } from './ssrf-policy.js';
 
 /** The proxy's own refusals; the SSRF policy adds its reasons (token_missing, path_denied...) as strings. */
 export type RefusalReason = 'rate_limited' | 'too_large' | 'bad_request' | 'timeout' | 'connections';
@@ -38,7 +40,7 @@ export const REFUSAL_REASONS: readonly RefusalReason[] = [
 ];
 
 /** Which refusal an error code of ours is (undefined: not a refusal, e.g. the agent failed). */
-export function refusalReason(code: string | undefined): RefusalReason | undefined {
+export function refusalReason(code: string | undefined): RefusalReason | SsrfRefusalReason | undefined {
   switch (code) {
     case 'MDP_ERR_RATE_LIMITED':
       return 'rate_limited';
@@ -53,7 +55,7 @@ export function refusalReason(code: string | undefined): RefusalReason | undefin
     case 'MDP_ERR_TOO_MANY_CONNECTIONS':
       return 'connections';
     default:
-      return undefined;
+      return ssrfReasonForCode(code);
   }
 }
 
@@ -159,7 +161,7 @@ export class ProxyMetrics {
   /** Count a refusal from one of our error codes; other codes (agent failures) are not refusals. */
   refusedFor(code: string | undefined): void {
     const reason = refusalReason(code);
-    if (reason !== undefined) this.#refused.get(reason)!.inc();
+    if (reason !== undefined) (this.#refused.get(reason) ?? this.#reasonChild(reason)).inc();
   }
 
   get contentType(): string {

@@ -3,6 +3,7 @@
  * rate limits those of [metadata_rate_limiting] (reference.md §11), so the same values carry over.
  */
 import { opt } from '@nmp/common';
+import { ssrfOptions } from './ssrf-options.js';
 
 export const proxyOptions = {
   bind: opt.list({
@@ -149,4 +150,10 @@ export const proxyOptions = {
     help: 'Log level (debug=True wins)',
   }),
   logFile: opt.string({ name: 'log_file', default: '', help: 'Log to this file instead of stdout' }),
+  adminSocket: opt.string({
+    name: 'admin_socket',
+    default: '',
+    help: 'UNIX socket (mode 0600) serving /metrics, /healthz and /readyz; empty = none. Never a TCP port: the proxy runs in a tenant namespace',
+  }),
+  ...ssrfOptions,
 };

@@ -12,7 +12,9 @@ import { createAgentPool } from './agent-client.js';
 import { type BindAddress, listenHost } from './bind-address.js';
 import { ProxyHandler, ProxyResponse } from './handler.js';
 import type { ProxyIdentity } from './header-policy.js';
+import type { ProxyMetrics } from './metrics.js';
 import { MAX_HEADER_LINES, parserRefusal } from './request-policy.js';
+import type { SsrfPolicy } from './ssrf-policy.js';
 
 export interface ProxyLimits {
   /** Milliseconds for a complete request header block (408). */
@@ -51,6 +53,9 @@ export interface MetadataProxyOptions {
   readonly logger: Logger;
   readonly limits?: Partial<ProxyLimits>;
   readonly admit?: (source: string) => MetadataError | undefined;
+  /** Opt-in SSRF defences ([metadata_ssrf]); absent when all are off. */
+  readonly ssrf?: SsrfPolicy;
+  readonly metrics?: ProxyMetrics;
 }
 
 export class MetadataProxy {
@@ -84,6 +89,8 @@ export class MetadataProxy {
       maxBodySize: this.limits.maxBodySize,
       clientTimeoutMs: this.limits.clientTimeoutMs ?? 32_000,
       ...(options.admit ? { admit: options.admit } : {}),
+      ...(options.ssrf ? { ssrf: options.ssrf } : {}),
+      ...(options.metrics ? { metrics: options.metrics } : {}),
     });
   }
 
@@ -199,6 +206,7 @@ export class MetadataProxy {
   /** One warning for the first refusal, then at most one a second with the count. */
   #connectionRefused(src: string | undefined): void {
     this.#refused++;
+    this.#o.metrics?.refused('connections');
     const now = Date.now();
     if (now - this.#refusedLoggedAt < 1000) return;
     this.#o.logger.warn(
@@ -255,6 +263,8 @@ export class MetadataProxy {
   /** Answer on a raw socket (no request object exists) and close it. */
   #refuse(socket: Duplex, failure: MetadataError): void {
     this.#refusedSockets.add(socket);
+    this.#o.metrics?.request(failure.status, 0);
+    this.#o.metrics?.refusedFor(failure.code);
     const src = (socket as Socket).remoteAddress;
     this.#o.logger[failure.level]({ code: failure.code, src, ...failure.details }, failure.message);
     const body = `${failure.message}\n`;

@@ -18,7 +18,7 @@
  *   5. required_header -> 403 header_missing, unless a valid token came with the request: a token proves
  *      at least as much as a header does, so token clients (the AWS SDK) need not send it too.
  */
-import { ConfigError, type ErrorSpec } from '@nmp/common';
+import { ConfigError, ERRORS, type ErrorSpec } from '@nmp/common';
 import type { ProxyIdentity } from './header-policy.js';
 import {
   generateNodeKey,
@@ -46,54 +46,15 @@ export const TOKEN_HEADERS: ReadonlySet<string> = new Set([
   TOKEN_TTL_HEADER.toLowerCase(),
 ]);
 
-/**
- * Our failures, in the shape of @nmp/common's ERRORS table (to be merged there, so that MetadataError,
- * the log line and docs/errors.md know them). One code per reason.
- */
+/** The policy's failures: entries of @nmp/common's ERRORS table, one code per reason. */
 export const SSRF_ERRORS = {
-  MDP_ERR_TOKEN_TTL_INVALID: {
-    status: 400,
-    level: 'warn',
-    message: 'X-aws-ec2-metadata-token-ttl-seconds must be a whole number of seconds from 1 to 21600.',
-    doc: 'A token request (PUT /latest/api/token) without a valid X-aws-ec2-metadata-token-ttl-seconds; only with [metadata_ssrf] token_mode optional or required.',
-  },
-  MDP_ERR_TOKEN_MISSING: {
-    status: 401,
-    level: 'info',
-    message:
-      'A session token is required: PUT /latest/api/token with X-aws-ec2-metadata-token-ttl-seconds, then send it in X-aws-ec2-metadata-token.',
-    doc: 'token_mode = required and the request carried no X-aws-ec2-metadata-token (cloud-init and other clients that do not fetch tokens get this).',
-  },
-  MDP_ERR_TOKEN_INVALID: {
-    status: 401,
-    level: 'info',
-    message: 'The session token is not valid.',
-    doc: 'The X-aws-ec2-metadata-token was not issued by this node key for this source address and network or router (or is malformed, or sent twice); also in optional mode.',
-  },
-  MDP_ERR_TOKEN_EXPIRED: {
-    status: 401,
-    level: 'info',
-    message: 'The session token has expired.',
-    doc: 'A genuine X-aws-ec2-metadata-token past its TTL; the client should fetch a new one.',
-  },
-  MDP_ERR_FORWARDED_REQUEST: {
-    status: 403,
-    level: 'warn',
-    message: 'Forwarded requests are not accepted.',
-    doc: 'The request carried X-Forwarded-For or Forwarded: a proxy inside the guest relayed it (refused for token requests always, for all requests with refuse_forwarded_for).',
-  },
-  MDP_ERR_HEADER_MISSING: {
-    status: 403,
-    level: 'info',
-    message: 'A required request header is missing or wrong.',
-    doc: 'required_header is set and the request carried neither that header with that value nor a valid session token.',
-  },
-  MDP_ERR_PATH_DENIED: {
-    status: 403,
-    level: 'warn',
-    message: 'Access to this path is not allowed.',
-    doc: 'The path is in path_deny, not in a non-empty path_allow, or cannot be checked safely (dot segments, encoded slashes).',
-  },
+  MDP_ERR_TOKEN_TTL_INVALID: ERRORS.MDP_ERR_TOKEN_TTL_INVALID,
+  MDP_ERR_TOKEN_MISSING: ERRORS.MDP_ERR_TOKEN_MISSING,
+  MDP_ERR_TOKEN_INVALID: ERRORS.MDP_ERR_TOKEN_INVALID,
+  MDP_ERR_TOKEN_EXPIRED: ERRORS.MDP_ERR_TOKEN_EXPIRED,
+  MDP_ERR_FORWARDED_REQUEST: ERRORS.MDP_ERR_FORWARDED_REQUEST,
+  MDP_ERR_HEADER_MISSING: ERRORS.MDP_ERR_HEADER_MISSING,
+  MDP_ERR_PATH_DENIED: ERRORS.MDP_ERR_PATH_DENIED,
 } as const satisfies Record<string, ErrorSpec>;
 
 export type SsrfErrorCode = keyof typeof SSRF_ERRORS;

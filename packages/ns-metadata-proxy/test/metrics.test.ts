@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { ERRORS } from '@nmp/common';
 import { ProxyAdminServer, ProxyMetrics, REFUSAL_REASONS, refusalReason } from '../src/metrics.js';
+import { SSRF_REFUSAL_REASONS } from '../src/ssrf-policy.js';
 
 function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
   for (const line of text.split('\n')) {
@@ -95,7 +96,7 @@ test("every refusal code in the error table maps to a reason; the agent's failur
     assert.equal(reason !== undefined, isRefusal, code);
     if (reason) mapped.add(reason);
   }
-  assert.deepEqual([...mapped].sort(), [...REFUSAL_REASONS].sort());
+  assert.deepEqual([...mapped].sort(), [...REFUSAL_REASONS, ...SSRF_REFUSAL_REASONS].sort());
   assert.equal(refusalReason(undefined), undefined);
   assert.equal(refusalReason('client_closed'), undefined);
 });

@@ -12,9 +12,7 @@ import { generateNodeKey, SessionTokens } from '../src/session-token.js';
 import { SsrfPolicy, TOKEN_HEADERS } from '../src/ssrf-policy.js';
 import { captureLogs, rawRequest, startFakeAgent } from './helpers.js';
 
-const UNTIL_WIRED = { todo: 'wired by the lead (agentRequestHeaders drops TOKEN_HEADERS)' };
-
-test('agentRequestHeaders drops both token headers in any case', UNTIL_WIRED, () => {
+test('agentRequestHeaders drops both token headers in any case', () => {
   const out = agentRequestHeaders(
     [
       'Host',
@@ -37,7 +35,7 @@ test('agentRequestHeaders drops both token headers in any case', UNTIL_WIRED, ()
   assert.ok(names.includes('accept'));
 });
 
-test('with tokens required, the agent sees the request but not the token', UNTIL_WIRED, async (t) => {
+test('with tokens required, the agent sees the request but not the token', async (t) => {
   const agent = await startFakeAgent(t);
   const logs = captureLogs();
   const policy = new SsrfPolicy({
