@@ -141,3 +141,26 @@ test('agent: SIGTERM with a slow Nova request in flight: it completes, new conne
   assert.equal(await agent.exited, 0);
   assert.ok(Date.now() - signalled < SLOW_MS + 2000, 'the agent took too long to exit');
 });
+
+test('agent: SIGTERM with a silent and a half-sent connection open: exit 0 at once, not at the deadline', async (t) => {
+  const dir = tempDir(t);
+  const socketPath = join(dir, 'agent.sock');
+  const agent = spawnCli(
+    t,
+    'agent',
+    CLI.agent,
+    ['--resolver', 'inventory', '--inventory-file', SAMPLE_INVENTORY, '--metadata-proxy-socket', socketPath],
+    { NMP_METADATA_PROXY_SHARED_SECRET: 'shutdown-secret' },
+  );
+  await agent.waitFor(/metadata-agent listening/);
+  const silent = await connectTo({ path: socketPath });
+  const halfSent = await connectTo({ path: socketPath });
+  halfSent.write('GET /latest/meta-data/ HTTP/1.1\r\nHost: x\r\n');
+  silent.on('error', () => {});
+  halfSent.on('error', () => {});
+  await sleep(100);
+  const signalled = Date.now();
+  agent.child.kill('SIGTERM');
+  assert.equal(await agent.exited, 0);
+  assert.ok(Date.now() - signalled < 2000, `the agent took ${Date.now() - signalled} ms to exit`);
+});

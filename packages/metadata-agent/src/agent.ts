@@ -38,7 +38,8 @@ export class MetadataAgent {
   readonly nova: NovaClient;
   readonly #o: MetadataAgentOptions;
   #listening = false;
-  #connections = 0;
+  /** Open connections on the socket (the proxies' pooled connections), for the count and the stop. */
+  readonly #sockets = new Set<Socket>();
 
   constructor(options: MetadataAgentOptions) {
     this.#o = options;
@@ -74,17 +75,24 @@ export class MetadataAgent {
 
   /** Connections open on the socket now (the proxies' pooled connections). */
   get connections(): number {
-    return this.#connections;
+    return this.#sockets.size;
   }
 
   readonly #connected = (socket: Socket): void => {
-    this.#connections++;
-    socket.once('close', this.#disconnected);
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
   };
 
-  readonly #disconnected = (): void => {
-    this.#connections--;
-  };
+  /**
+   * Close every connection that is not carrying a request: idle keep-alive ones, and those that never
+   * sent (all of) a request, which Node's closeIdleConnections() skips and which would otherwise hold
+   * the stop for the whole deadline.
+   */
+  #closeQuietConnections(): void {
+    for (const socket of this.#sockets) {
+      if ((socket as { _httpMessage?: unknown })._httpMessage == null) socket.destroy();
+    }
+  }
 
   async listen(): Promise<void> {
     await prepareSocketPath(this.#o.socketPath);
@@ -103,10 +111,13 @@ export class MetadataAgent {
   async close(deadlineMs = 10_000): Promise<void> {
     if (this.#listening) {
       const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-      this.server.closeIdleConnections();
+      this.#closeQuietConnections();
+      // A connection whose request ends during the stop becomes quiet too: sweep until all are gone.
+      const sweep = setInterval(() => this.#closeQuietConnections(), 50);
       const timer = setTimeout(() => this.server.closeAllConnections(), deadlineMs);
       timer.unref();
       await closed;
+      clearInterval(sweep);
       clearTimeout(timer);
       this.#listening = false;
       await unlink(this.#o.socketPath).catch(() => {});
