@@ -142,6 +142,7 @@ export class MetadataProxyDaemon {
 
   /** Fork the worker, open the control socket, then restore the file's attachments (see `restored`). */
   async start(): Promise<void> {
+    await this.#claimControlSocket();
     const loaded = loadState(this.#s.stateFile);
     for (const r of loaded.rejected) this.#log.warn({ entry: r }, 'attachments file: entry ignored');
     for (const spec of loaded.attachments) this.#attachments.set(spec.namespace, this.#newAttachment(spec));
@@ -161,11 +162,13 @@ export class MetadataProxyDaemon {
     clearInterval(this.#checkTimer);
     clearTimeout(this.#watchDebounce);
     this.#watcher?.close();
-    await new Promise<void>((r) => (this.#control ? this.#control.close(() => r()) : r()));
-    try {
-      unlinkSync(this.#s.controlSocket);
-    } catch {
-      // already gone
+    if (this.#control) {
+      await new Promise<void>((r) => this.#control!.close(() => r()));
+      try {
+        unlinkSync(this.#s.controlSocket);
+      } catch {
+        // already gone
+      }
     }
     const worker = this.#worker;
     if (worker && worker.exitCode === null && worker.signalCode === null) {
@@ -543,7 +546,8 @@ export class MetadataProxyDaemon {
 
   // ---- the control socket ----
 
-  async #listenControl(): Promise<void> {
+  /** Refuse to start beside a running daemon; remove a stale socket file. */
+  async #claimControlSocket(): Promise<void> {
     const path = this.#s.controlSocket;
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     if (existsSync(path)) {
@@ -551,6 +555,10 @@ export class MetadataProxyDaemon {
         throw new Error(`another daemon answers on ${path}; refusing to start a second one`);
       unlinkSync(path);
     }
+  }
+
+  async #listenControl(): Promise<void> {
+    const path = this.#s.controlSocket;
     const server = createServer((socket) => this.#serveControl(socket));
     const umask = process.umask(0o177);
     try {
