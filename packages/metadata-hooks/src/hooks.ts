@@ -10,6 +10,10 @@
  *   l3 remove:   stop the proxy, delete our chains and the jumps to them.
  *   status:      each proxy we manage: pid, owner, listening sockets, healthy or not.
  *
+ * proxy_mode = daemon: instead of starting a proxy, add attaches the namespace to the one
+ * metadata-proxy-daemon over its control socket (binds and id as above), remove detaches it, and status
+ * lists the daemon's attachments. Addresses and iptables rules are still the hooks' job.
+ *
  * Every step is idempotent, so an agent may repeat add on every sync. What an add did is kept in
  * `<hooks_state_dir>/<kind>-<id>.json` so that remove undoes exactly that, even after a reboot of the agent.
  */
@@ -17,6 +21,12 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, wri
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ConfigOf } from '@nmp/common';
+import {
+  type AttachmentStatus,
+  type DaemonHealth,
+  DaemonUnreachableError,
+  daemonClient,
+} from '@nmp/metadata-proxy-daemon';
 import { run } from './command.js';
 import { checkHaproxyConfig } from './haproxy-compat.js';
 import {
@@ -49,6 +59,9 @@ export type HooksConfig = ConfigOf<typeof hooksOptions>;
 
 export type Reporter = (message: string) => void;
 
+/** What add did about the proxy. */
+export type ProxyAction = StartAction | 'external' | 'attached';
+
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const DEVICE_RE = /^[A-Za-z0-9_.@-]{1,15}$/;
 
@@ -78,16 +91,19 @@ export interface HookRecord {
   readonly families?: readonly IpFamily[];
   readonly binds: readonly string[];
   readonly pidFile: string;
-  /** hooks: the hooks start and stop the proxy; external: plumbing only, the proxy runs elsewhere (systemd). */
-  readonly proxy: 'hooks' | 'external';
+  /**
+   * hooks: the hooks start and stop the proxy; external: plumbing only, the proxy runs elsewhere (systemd);
+   * daemon: listeners in the metadata-proxy-daemon (proxy_mode = daemon).
+   */
+  readonly proxy: 'hooks' | 'external' | 'daemon';
   readonly updatedAt: string;
 }
 
 export interface AddResult {
   readonly record: HookRecord;
-  /** The proxy's pid (undefined when the proxy is external). */
+  /** The proxy's pid (undefined when the proxy is external; the daemon's serving worker in daemon mode). */
   readonly pid: number | undefined;
-  readonly action: StartAction | 'external';
+  readonly action: ProxyAction;
   readonly warnings: readonly string[];
 }
 
@@ -176,10 +192,64 @@ async function requireNamespace(ns: string): Promise<void> {
   if (!(await namespaceExists(ns))) throw new HookError(`namespace ${ns} does not exist`);
 }
 
+function proxyKind(config: HooksConfig, startProxy: boolean | undefined): HookRecord['proxy'] {
+  if (startProxy === false) return 'external';
+  return config.proxyMode === 'daemon' ? 'daemon' : 'hooks';
+}
+
+/** Seconds a daemon attach may take: the helper's start plus some. */
+function daemonTimeoutMs(config: HooksConfig): number {
+  return config.startTimeout * 1000 + 15_000;
+}
+
+function daemonFailure(config: HooksConfig, err: unknown): HookError {
+  if (err instanceof DaemonUnreachableError)
+    return new HookError(
+      `${err.message}; is nmp-metadata-proxy-daemon.service running? (daemon_control_socket = ${config.daemonControlSocket})`,
+    );
+  return new HookError(`metadata proxy daemon: ${(err as Error).message ?? String(err)}`);
+}
+
+/** Detach a namespace from the daemon; an unreachable daemon is returned as an error, not thrown. */
+async function detachFromDaemon(config: HooksConfig, namespace: string): Promise<HookError | undefined> {
+  try {
+    await daemonClient.detach(config.daemonControlSocket, { namespace }, daemonTimeoutMs(config));
+    return undefined;
+  } catch (err) {
+    return daemonFailure(config, err);
+  }
+}
+
 async function launch(
   config: HooksConfig,
   record: HookRecord,
-): Promise<{ pid: number | undefined; action: StartAction | 'external' }> {
+  previous: HookRecord | undefined,
+): Promise<{ pid: number | undefined; action: ProxyAction }> {
+  if (record.proxy !== 'daemon' && previous?.proxy === 'daemon') {
+    // Leaving daemon mode: the daemon must not hold the port any more.
+    const failed = await detachFromDaemon(config, record.namespace);
+    if (failed) throw failed;
+  }
+  if (record.proxy === 'daemon') {
+    // Entering daemon mode: a proxy process of ours must not hold the port.
+    await stopProxy(record.pidFile, record.identity.id, { killTimeoutMs: config.killTimeout * 1000 });
+    try {
+      await daemonClient.attach(
+        config.daemonControlSocket,
+        {
+          id: record.identity.id,
+          mode: record.identity.mode,
+          namespace: record.namespace,
+          binds: record.binds,
+        },
+        daemonTimeoutMs(config),
+      );
+      const { daemon } = await daemonClient.list(config.daemonControlSocket, daemonTimeoutMs(config));
+      return { pid: daemon.workerPid, action: 'attached' };
+    } catch (err) {
+      throw daemonFailure(config, err);
+    }
+  }
   if (record.proxy === 'external') {
     // Switching to an externally run proxy: ours must not hold the port.
     await stopProxy(record.pidFile, record.identity.id, { killTimeoutMs: config.killTimeout * 1000 });
@@ -256,12 +326,12 @@ export async function dhcpAdd(
     addresses,
     binds,
     pidFile: pidFileFor(config, o.networkId),
-    proxy: o.startProxy === false ? 'external' : 'hooks',
+    proxy: proxyKind(config, o.startProxy),
     updatedAt: new Date().toISOString(),
   };
   writeRecord(config, record);
   for (const w of warnings) report(`warning: ${w}`);
-  const { pid, action } = await launch(config, record);
+  const { pid, action } = await launch(config, record, previous);
   report(`dhcp ${o.networkId}: ${describeProxy(action, pid)} in ${ns} on ${binds.join(' ')}`);
   return { record, pid, action, warnings };
 }
@@ -277,16 +347,27 @@ export async function dhcpRemove(
   const pidFile = record?.pidFile ?? pidFileFor(config, networkId);
   const checkAs = record?.identity.id ?? networkId;
   const stopped = await stopProxy(pidFile, checkAs, { killTimeoutMs: config.killTimeout * 1000 });
+  const ns = record?.namespace ?? `${config.dhcpNamespacePrefix}${networkId}`;
+  const daemonError =
+    record?.proxy === 'daemon' || (record === undefined && config.proxyMode === 'daemon')
+      ? await detachFromDaemon(config, ns)
+      : undefined;
   if (record?.device !== undefined && (await namespaceExists(record.namespace))) {
     for (const a of record.addresses ?? [])
       if (a.ours) await removeAddress(record.namespace, record.device, a.cidr);
   }
   rmSync(recordFile(config, 'dhcp', networkId), { force: true });
-  report(`dhcp ${networkId}: proxy ${stopped}${record ? '' : ' (no record of an add)'}`);
+  const what = record?.proxy === 'daemon' ? 'detached from the daemon' : `proxy ${stopped}`;
+  report(`dhcp ${networkId}: ${what}${record ? '' : ' (no record of an add)'}`);
+  // Everything else is undone; the daemon keeps its attachment until it is reachable and told again
+  // (or the namespace goes, which it notices).
+  if (daemonError) throw daemonError;
 }
 
-function describeProxy(action: StartAction | 'external', pid: number | undefined): string {
-  return action === 'external' ? 'proxy run externally (not started here)' : `proxy ${action} (pid ${pid})`;
+function describeProxy(action: ProxyAction, pid: number | undefined): string {
+  if (action === 'external') return 'proxy run externally (not started here)';
+  if (action === 'attached') return `attached to the metadata proxy daemon (worker pid ${pid ?? '?'})`;
+  return `proxy ${action} (pid ${pid})`;
 }
 
 function ruleOptions(config: HooksConfig): MetadataRuleOptions {
@@ -321,11 +402,11 @@ export async function l3Add(
     families,
     binds,
     pidFile: pidFileFor(config, o.routerId),
-    proxy: o.startProxy === false ? 'external' : 'hooks',
+    proxy: proxyKind(config, o.startProxy),
     updatedAt: new Date().toISOString(),
   };
   writeRecord(config, record);
-  const { pid, action } = await launch(config, record);
+  const { pid, action } = await launch(config, record, previous);
   report(
     `l3 ${o.routerId}: rules IPv${families.join('+IPv')} in ${ns}; ${describeProxy(action, pid)} on ${binds[0]}`,
   );
@@ -344,20 +425,28 @@ export async function l3Remove(
   const stopped = await stopProxy(record?.pidFile ?? pidFileFor(config, routerId), routerId, {
     killTimeoutMs: config.killTimeout * 1000,
   });
+  const daemonError =
+    record?.proxy === 'daemon' || (record === undefined && config.proxyMode === 'daemon')
+      ? await detachFromDaemon(config, ns)
+      : undefined;
   if (await namespaceExists(ns)) {
     await removeMetadataRules(ns, 4, ruleOptions(config));
     if (record?.families?.includes(6) ?? (await ipv6Enabled(ns)))
       await removeMetadataRules(ns, 6, ruleOptions(config));
   }
   rmSync(recordFile(config, 'l3', routerId), { force: true });
-  report(
-    `l3 ${routerId}: proxy ${stopped}; rules removed from ${ns}${record ? '' : ' (no record of an add)'}`,
-  );
+  const what = record?.proxy === 'daemon' ? 'detached from the daemon' : `proxy ${stopped}`;
+  report(`l3 ${routerId}: ${what}; rules removed from ${ns}${record ? '' : ' (no record of an add)'}`);
+  if (daemonError) throw daemonError;
 }
 
 export interface ProxyStatus {
-  /** dhcp / l3: started by these hooks; neutron: started by neutron from its haproxy config; unknown: a pid file without a record. */
-  readonly kind: 'dhcp' | 'l3' | 'neutron' | 'unknown';
+  /**
+   * dhcp / l3: added by these hooks; neutron: started by neutron from its haproxy config; unknown: a pid
+   * file without a record; daemon: an attachment of the metadata-proxy-daemon without a hook record (or the
+   * daemon itself, id 'daemon', when it cannot be reached).
+   */
+  readonly kind: 'dhcp' | 'l3' | 'neutron' | 'unknown' | 'daemon';
   readonly id: string;
   readonly namespace?: string;
   readonly identity?: HookRecord['identity'];
@@ -374,7 +463,62 @@ export interface ProxyStatus {
   /** For neutron-started proxies: whether the process is ours or still haproxy. */
   readonly program?: 'ns-metadata-proxy' | 'haproxy';
   /** For hook records: who runs the proxy. */
-  readonly proxy?: 'hooks' | 'external';
+  readonly proxy?: 'hooks' | 'external' | 'daemon';
+  /** Daemon mode: the attachment's state (listening, namespace-missing, failed, attaching) or why unknown. */
+  readonly daemonState?: string;
+}
+
+/** What the daemon said (or why it said nothing), fetched once per status. */
+export interface DaemonView {
+  readonly daemon?: DaemonHealth;
+  readonly attachments: ReadonlyMap<string, AttachmentStatus>;
+  readonly error?: string;
+}
+
+export async function daemonView(config: HooksConfig): Promise<DaemonView> {
+  try {
+    const l = await daemonClient.list(config.daemonControlSocket, daemonTimeoutMs(config));
+    return { daemon: l.daemon, attachments: new Map(l.attachments.map((a) => [a.namespace, a])) };
+  } catch (err) {
+    return { attachments: new Map(), error: daemonFailure(config, err).message };
+  }
+}
+
+/** `[::]:9697` as the daemon shows it -> the form /proc listings are compared in. */
+function normalSocket(s: string): string {
+  try {
+    return formatSocket(expectedSocket(s));
+  } catch {
+    return s;
+  }
+}
+
+function daemonStatus(
+  kind: ProxyStatus['kind'],
+  expected: readonly string[],
+  a: AttachmentStatus | undefined,
+  view: DaemonView,
+  record?: HookRecord,
+): ProxyStatus {
+  const listening = (a?.listening ?? []).map(normalSocket);
+  const missing = expected.filter((e) => !listening.includes(e));
+  const pid = view.daemon?.workerPid;
+  const running = a?.state === 'listening' && pid !== undefined;
+  return {
+    kind,
+    id: record?.id ?? a?.id ?? 'daemon',
+    ...(record || a ? { namespace: record?.namespace ?? a!.namespace } : {}),
+    ...(record || a ? { identity: record?.identity ?? { mode: a!.mode, id: a!.id } } : {}),
+    proxy: 'daemon',
+    ...(pid !== undefined && running ? { pid, ...ids(pid) } : {}),
+    running,
+    expected,
+    listening,
+    missing,
+    healthy: running && missing.length === 0 && a?.healthy === true,
+    pidFile: '',
+    daemonState: view.error ?? (a ? `${a.state}${a.error ? `: ${a.error}` : ''}` : 'not attached'),
+  };
 }
 
 /** `169.254.169.254:80`, `[fe80::a9fe:a9fe%tap]:80`, `[::]:9697` -> the socket /proc shows. */
@@ -408,8 +552,12 @@ async function pidsInNamespace(ns: string): Promise<number[]> {
  * Status of one record's proxy. For a hooks-run proxy: the pid file's process. For an external one
  * (systemd): whichever process in the namespace listens on the expected sockets.
  */
-export async function statusOf(record: HookRecord): Promise<ProxyStatus> {
+export async function statusOf(record: HookRecord, view?: DaemonView): Promise<ProxyStatus> {
   const expected = record.binds.map((b) => formatSocket(expectedSocket(b)));
+  if (record.proxy === 'daemon') {
+    const v = view ?? { attachments: new Map(), error: 'daemon not asked' };
+    return daemonStatus(record.kind, expected, v.attachments.get(record.namespace), v, record);
+  }
   let pid: number | undefined;
   let sockets: ListeningSocket[] = [];
   if (record.proxy === 'external') {
@@ -526,13 +674,25 @@ export async function proxyStatus(config: HooksConfig): Promise<ProxyStatus[]> {
   } catch {
     // no state yet
   }
+  const records: HookRecord[] = [];
   for (const n of names) {
     const m = /^(dhcp|l3)-(.+)\.json$/.exec(n);
     if (!m) continue;
     const r = readRecord(config, m[1] as 'dhcp' | 'l3', m[2]!);
-    if (!r) continue;
+    if (r) records.push(r);
+  }
+  const askDaemon = config.proxyMode === 'daemon' || records.some((r) => r.proxy === 'daemon');
+  const view = askDaemon ? await daemonView(config) : undefined;
+  for (const r of records) {
     seen.add(r.pidFile);
-    out.push(await statusOf(r));
+    out.push(await statusOf(r, view));
+  }
+  if (view) {
+    // The daemon's attachments no record of ours explains (attached by hand, or records lost).
+    const mine = new Set(records.filter((r) => r.proxy === 'daemon').map((r) => r.namespace));
+    for (const a of view.attachments.values())
+      if (!mine.has(a.namespace)) out.push(daemonStatus('daemon', a.binds.map(normalSocket), a, view));
+    if (view.error !== undefined) out.push(daemonStatus('daemon', [], undefined, view));
   }
   let pidFiles: string[] = [];
   try {
@@ -571,11 +731,15 @@ export function formatStatus(list: readonly ProxyStatus[]): string {
       const who = `${s.identity ? `${s.identity.mode} ${s.identity.id}` : s.id}${s.program ? ` [${s.program}]` : ''}`;
       const state = s.healthy
         ? 'healthy'
-        : s.running
-          ? `UNHEALTHY (not listening on ${s.missing.join(' ')})`
-          : 'DEAD';
-      const proc = s.running ? `pid ${s.pid} uid ${s.uid ?? '?'}` : 'no process';
-      const ns = `${s.namespace ? ` in ${s.namespace}` : ''}${s.proxy === 'external' ? ' (proxy run externally)' : ''}`;
+        : s.proxy === 'daemon'
+          ? `UNHEALTHY (${s.daemonState ?? 'unknown'})`
+          : s.running
+            ? `UNHEALTHY (not listening on ${s.missing.join(' ')})`
+            : 'DEAD';
+      const proc = s.running
+        ? `${s.proxy === 'daemon' ? 'daemon worker ' : ''}pid ${s.pid} uid ${s.uid ?? '?'}`
+        : 'no process';
+      const ns = `${s.namespace ? ` in ${s.namespace}` : ''}${s.proxy === 'external' ? ' (proxy run externally)' : ''}${s.proxy === 'daemon' ? ' (metadata proxy daemon)' : ''}`;
       return `${s.kind} ${who}${ns}: ${state}; ${proc}; listening ${s.listening.join(' ') || '-'}`;
     })
     .join('\n')

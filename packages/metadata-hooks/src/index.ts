@@ -12,7 +12,9 @@ export {
 } from './haproxy-compat.js';
 export {
   type AddResult,
+  type DaemonView,
   type DhcpAddOptions,
+  daemonView,
   dhcpAdd,
   dhcpRemove,
   expectedSocket,
@@ -24,6 +26,7 @@ export {
   l3Add,
   l3Remove,
   namespaceOf,
+  type ProxyAction,
   type ProxyStatus,
   pidFileFor,
   proxyArgv,

@@ -2,7 +2,8 @@
  * The hooks' configuration schema. Names are neutron's where neutron has the option (reference.md §11:
  * state_path, metadata_proxy_socket, metadata_proxy_user/group, metadata_port, metadata_access_mark,
  * external_pids), so the values can be copied from dhcp_agent.ini / l3_agent.ini. The rest says how the
- * proxy is launched and how namespaces are named.
+ * proxy is launched (a process per namespace, or listeners in the one daemon: proxy_mode) and how
+ * namespaces are named.
  */
 import { opt } from '@nmp/common';
 
@@ -95,6 +96,17 @@ export const hooksOptions = {
     default: 10,
     min: 0.1,
     help: 'Seconds to wait for a started proxy to write its pid file (it does so once listening)',
+  }),
+  proxyMode: opt.enum({
+    name: 'proxy_mode',
+    default: 'process',
+    choices: ['process', 'daemon'] as const,
+    help: 'process: one ns-metadata-proxy per namespace, started by the hooks; daemon: listeners in the one metadata-proxy-daemon (nmp-metadata-proxy-daemon.service)',
+  }),
+  daemonControlSocket: opt.string({
+    name: 'daemon_control_socket',
+    default: '$state_path/nmp-metadata-proxy-daemon/control.sock',
+    help: "The metadata-proxy-daemon's control socket (proxy_mode = daemon)",
   }),
   killTimeout: opt.float({
     name: 'proxy_kill_timeout',

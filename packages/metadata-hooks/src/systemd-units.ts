@@ -7,6 +7,10 @@
  *   (`systemctl start nmp-ns-metadata-proxy@qdhcp-<network>`), joined with NetworkNamespacePath=.
  *   Its binds and id come from /etc/nmp/ns-metadata-proxy/<namespace>.ini. It runs as the unprivileged
  *   user from the start; CAP_NET_BIND_SERVICE (ambient) is what lets it bind port 80.
+ * - nmp-metadata-proxy-daemon.service: proxy_mode = daemon, one process for every namespace. Its
+ *   supervisor keeps root's CAP_SYS_ADMIN (to enter namespaces with setns), CAP_NET_BIND_SERVICE (port 80),
+ *   CAP_SETUID/SETGID (to start the serving worker as metadata_proxy_user) and CAP_KILL; the worker that
+ *   handles instance traffic has none of them. Settings: /etc/nmp/metadata-proxy-daemon.ini.
  *
  * What is deliberately absent: MemoryDenyWriteExecute (V8's JIT needs W+X pages), ProcSubset=pid (node
  * reads /proc/cpuinfo and /proc/stat for os.cpus()), PrivateNetwork (the proxy lives in a real namespace).
@@ -138,10 +142,59 @@ function proxyTemplateUnit(s: UnitSettings): string {
   ].join('\n');
 }
 
+/** The daemon's sandbox: the shared one, but it may enter network namespaces (setns). */
+function daemonHardening(): string[] {
+  return hardening().map((line) => {
+    if (line === 'RestrictNamespaces=yes') return 'RestrictNamespaces=net';
+    if (line === 'SystemCallFilter=@system-service') return 'SystemCallFilter=@system-service setns';
+    return line;
+  });
+}
+
+function daemonUnit(s: UnitSettings): string {
+  return [
+    HEADER,
+    '# proxy_mode = daemon: one process serves instance metadata in every qdhcp-/qrouter- namespace. The',
+    '# hooks attach namespaces over daemon_control_socket; attachments survive restarts',
+    `# (${s.statePath}/nmp-metadata-proxy-daemon/attachments.json). Settings, e.g.:`,
+    '#   [DEFAULT]',
+    `#   state_path = ${s.statePath}`,
+    `#   metadata_proxy_user = ${s.user}`,
+    `#   metadata_proxy_group = ${s.group}`,
+    '#   netns_exec = nsenter',
+    '[Unit]',
+    'Description=nmp metadata proxy daemon (instance metadata in all network namespaces, one process)',
+    `Documentation=file://${s.installDir}/docs/deployment.md`,
+    'After=network.target nmp-metadata-agent.service',
+    '',
+    '[Service]',
+    'Type=simple',
+    '# Root: the supervisor enters namespaces to create listening sockets there. The serving worker it',
+    '# starts runs as metadata_proxy_user with no capability.',
+    `ExecStart=${s.node} ${s.installDir}/packages/metadata-proxy-daemon/dist/src/cli.js --config-file /etc/nmp/metadata-proxy-daemon.ini`,
+    'Restart=on-failure',
+    'RestartSec=2s',
+    'TimeoutStopSec=20s',
+    '# The worker gets SIGTERM from the supervisor (in-flight requests finish); only the supervisor is signalled.',
+    'KillMode=mixed',
+    'LimitNOFILE=65536',
+    'CapabilityBoundingSet=CAP_SYS_ADMIN CAP_NET_BIND_SERVICE CAP_SETUID CAP_SETGID CAP_KILL',
+    'AmbientCapabilities=',
+    `ReadWritePaths=${s.statePath}`,
+    'ReadWritePaths=-/var/log/neutron',
+    ...daemonHardening(),
+    '',
+    '[Install]',
+    'WantedBy=multi-user.target',
+    '',
+  ].join('\n');
+}
+
 /** Unit file name -> contents. */
 export function renderUnits(settings: UnitSettings = DEFAULT_UNIT_SETTINGS): Map<string, string> {
   return new Map([
     ['nmp-metadata-agent.service', agentUnit(settings)],
     ['nmp-ns-metadata-proxy@.service', proxyTemplateUnit(settings)],
+    ['nmp-metadata-proxy-daemon.service', daemonUnit(settings)],
   ]);
 }

@@ -46,3 +46,21 @@ test('proxy template: joins /run/netns/%i, may bind port 80 and nothing more', (
   );
   assert.doesNotMatch(u, /^PrivateNetwork/m);
 });
+
+test('daemon unit: root supervisor with only the capabilities to enter namespaces and start the worker', () => {
+  const u = renderUnits().get('nmp-metadata-proxy-daemon.service')!;
+  assert.match(
+    u,
+    /^ExecStart=\/usr\/bin\/node \/opt\/nmp\/packages\/metadata-proxy-daemon\/dist\/src\/cli\.js --config-file \/etc\/nmp\/metadata-proxy-daemon\.ini$/m,
+  );
+  assert.match(
+    u,
+    /^CapabilityBoundingSet=CAP_SYS_ADMIN CAP_NET_BIND_SERVICE CAP_SETUID CAP_SETGID CAP_KILL$/m,
+  );
+  assert.match(u, /^RestrictNamespaces=net$/m);
+  assert.match(u, /^SystemCallFilter=@system-service setns$/m);
+  assert.match(u, /^ReadWritePaths=\/var\/lib\/neutron$/m);
+  assert.match(u, /^KillMode=mixed$/m);
+  assert.doesNotMatch(u, /^User=/m, 'the supervisor must stay root; the worker drops to metadata_proxy_user');
+  assert.doesNotMatch(u, /^NetworkNamespacePath/m);
+});
