@@ -153,13 +153,16 @@ export function tail(file, lines = 20) {
   }
 }
 
-/** VmRSS, VmHWM (peak RSS) and PSS of a process, in KiB (undefined when unreadable). */
+/** VmRSS, VmHWM (peak RSS), RssAnon, RssFile and PSS of a process, in KiB (NaN/undefined when unreadable). */
 export function memoryOf(pid) {
   const out = {};
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     out.rssKb = Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1]);
     out.hwmKb = Number(/^VmHWM:\s+(\d+)/m.exec(status)?.[1]);
+    // RssFile is mostly node's own executable, shared by every node process; RssAnon is this process's own.
+    out.anonKb = Number(/^RssAnon:\s+(\d+)/m.exec(status)?.[1]);
+    out.fileKb = Number(/^RssFile:\s+(\d+)/m.exec(status)?.[1]);
   } catch {
     // gone
   }

@@ -544,10 +544,24 @@ function memoryRows(memory) {
   const rows = [];
   for (const [name, m] of Object.entries(memory.afterLoad ?? {})) {
     const idle = memory.idle?.[name] ?? {};
-    rows.push([name, fmt.mb(idle.rssKb), fmt.mb(m.rssKb), fmt.mb(m.hwmKb), fmt.mb(m.pssKb)]);
+    rows.push([
+      name,
+      fmt.mb(idle.rssKb),
+      fmt.mb(m.rssKb),
+      `${fmt.mb(m.anonKb)} / ${fmt.mb(m.fileKb)}`,
+      fmt.mb(m.hwmKb),
+      fmt.mb(m.pssKb),
+    ]);
   }
   return {
-    header: ['process', 'RSS idle MB', 'RSS after load MB', 'peak RSS MB', 'PSS after load MB'],
+    header: [
+      'process',
+      'RSS idle MB',
+      'RSS after load MB',
+      'of which anon / file MB',
+      'peak RSS MB',
+      'PSS after load MB',
+    ],
     rows,
   };
 }
@@ -628,6 +642,23 @@ function keptAnalysis(file) {
   return '_No analysis written yet._';
 }
 
+/**
+ * Sections other scripts own in the same file (e.g. scripts/bench/daemon-1000.mjs writes one between
+ * `<!-- daemon-mode:start ... -->` and `<!-- daemon-mode:end -->`): kept as they are, after ours.
+ */
+function foreignSections(file) {
+  let old = '';
+  try {
+    old = readFileSync(file, 'utf8');
+  } catch {
+    return [];
+  }
+  const out = [];
+  for (const m of old.matchAll(/<!-- ([a-z0-9-]+):start[^>]*-->[\s\S]*?<!-- \1:end -->/g))
+    if (m[1] !== 'analysis') out.push(m[0]);
+  return out;
+}
+
 function report(opts, ctx) {
   const { machine, results, storm, targets, prof, command, date, elapsedS } = ctx;
   const t = printTables(opts, results);
@@ -701,7 +732,7 @@ function report(opts, ctx) {
   lines.push(mdTable(m.header, m.rows));
   lines.push(
     '',
-    'RSS from /proc/<pid>/status (VmRSS, VmHWM), PSS from /proc/<pid>/smaps_rollup, read after the loopback load.',
+    "RSS from /proc/<pid>/status (VmRSS, VmHWM; RssAnon is the process's own memory, RssFile mostly node's executable, about 36 MB, shared by every node process), PSS from /proc/<pid>/smaps_rollup, read after the loopback load. For scale, a bare `node` (v20) idles at about 43 MB RSS.",
   );
   if (storm) {
     lines.push('', '## Boot storm', '');
@@ -768,6 +799,7 @@ function report(opts, ctx) {
         .join(', ')}.`,
     );
   lines.push('', '## Analysis', '', ANALYSIS_START, '', keptAnalysis(opts.out), '', ANALYSIS_END, '');
+  for (const section of foreignSections(opts.out)) lines.push(section, '');
   return lines.join('\n');
 }
 
