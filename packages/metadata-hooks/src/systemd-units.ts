@@ -161,7 +161,6 @@ function daemonUnit(s: UnitSettings): string {
     `#   state_path = ${s.statePath}`,
     `#   metadata_proxy_user = ${s.user}`,
     `#   metadata_proxy_group = ${s.group}`,
-    '#   netns_exec = nsenter',
     '[Unit]',
     'Description=nmp metadata proxy daemon (instance metadata in all network namespaces, one process)',
     `Documentation=file://${s.installDir}/docs/deployment.md`,

@@ -50,9 +50,9 @@ export const daemonOptions = {
   }),
   netnsExec: opt.enum({
     name: 'netns_exec',
-    default: 'ip',
-    choices: ['ip', 'nsenter'] as const,
-    help: "How the listener helper enters a namespace: 'ip netns exec' or 'nsenter --net=' (no mount namespace needed)",
+    default: 'nsenter',
+    choices: ['nsenter', 'ip'] as const,
+    help: "How the listener helper enters a namespace: 'nsenter --net=' (network namespace only: works in the unit's sandbox and stays fast with thousands of namespaces) or 'ip netns exec' (also a mount namespace and /sys)",
   }),
   attachConcurrency: opt.int({
     name: 'attach_concurrency',

@@ -180,7 +180,8 @@ test('a namespace that vanishes loses its listener; restored when it returns; mi
     lab,
     networks.map((n) => ({ networkId: n.networkId, ip: VM_IP, instance: n.instance })),
   );
-  let daemon = await startDaemon(lab, chain);
+  // This one enters namespaces with `ip netns exec` (the other test: nsenter, the default).
+  let daemon = await startDaemon(lab, chain, ['--netns-exec', 'ip']);
   try {
     for (const n of networks)
       await daemonClient.attach(chain.controlSocket, {
@@ -208,7 +209,7 @@ test('a namespace that vanishes loses its listener; restored when it returns; mi
 
     // A restart while it is missing: reported, kept, the others served.
     await daemon.stop(15_000);
-    daemon = await startDaemon(lab, chain);
+    daemon = await startDaemon(lab, chain, ['--netns-exec', 'ip']);
     const afterRestart = await waitForList(chain, (l) => l.daemon.healthy === 2, 30_000);
     assert.equal(
       afterRestart.attachments.find((a) => a.namespace === victim.dhcpNs)?.state,
