@@ -153,6 +153,25 @@ function daemonMemory(daemonPid, workerPid) {
   };
 }
 
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSeconds(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** CPU share of the daemon (supervisor + worker) while nothing happens, over `ms`. */
+async function idleCpu(pids, ms = 10_000) {
+  const before = pids.map(cpuSeconds);
+  await sleep(ms);
+  const used = pids.map(cpuSeconds).reduce((a, b, i) => a + b - before[i], 0);
+  return (used / (ms / 1000)) * 100;
+}
+
 // bash only: one HTTP/1.0 request to the metadata address from inside the namespace, response on stdout.
 const CLIENT = [
   '-c',
@@ -322,6 +341,8 @@ async function main() {
   await sleep(2000);
   const afterRequests = daemonMemory(daemon.pid, attachedList.daemon.workerPid);
   log(`  after requests: RSS ${fmt.mb(afterRequests.rssKb)} MB, PSS ${fmt.mb(afterRequests.pssKb)} MB`);
+  const idleCpuPct = await idleCpu([daemon.pid, attachedList.daemon.workerPid]);
+  log(`  idle CPU with ${N} attached: ${idleCpuPct.toFixed(1)} % of one core`);
 
   // --- restart: restore all from the file ---
   await daemon.stop(20_000);
@@ -359,6 +380,7 @@ async function main() {
     },
     memory: { idle, afterAttach, afterRequests, afterRestart },
     round1,
+    idleCpuPct,
     restore: { ms: restoreMs, healthy: restored.daemon.healthy },
     round2,
   };
@@ -401,6 +423,10 @@ function section(r) {
           `${mb(r.memory.afterRequests.worker.rssKb)} / ${mb(r.memory.afterRequests.supervisor.rssKb)}`,
         ],
         ['PSS added per attached namespace', perNs(r.memory.afterRequests.pssKb, r.memory.idle.pssKb)],
+        [
+          `daemon CPU while idle with ${r.namespaces} attached (10 s)`,
+          `${r.idleCpuPct.toFixed(1)} % of one core`,
+        ],
         [
           'requests through every namespace (own instance, status 200)',
           `${r.round1.ok.toLocaleString('en-US')} ok, ${r.round1.failed} failed`,

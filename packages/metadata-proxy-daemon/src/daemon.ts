@@ -23,8 +23,10 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '@nmp/common';
 import { type BindAddress, parseBind } from '@nmp/ns-metadata-proxy';
+import { BatchOpener, runBatchHelper } from './batch-helper.js';
 import {
   HelperError,
+  type HelperResult,
   NETNS_DIR,
   type NetnsExec,
   type NetnsId,
@@ -111,6 +113,7 @@ export class MetadataProxyDaemon {
   readonly #locks = new Map<string, Promise<unknown>>();
   readonly #helpers: Semaphore;
   readonly #state: StateFile;
+  readonly #batch: BatchOpener | undefined;
   #control: Server | undefined;
   #worker: ChildProcess | undefined;
   #workerReady: Promise<void> | undefined;
@@ -133,6 +136,15 @@ export class MetadataProxyDaemon {
     this.#s = settings;
     this.#log = settings.logger;
     this.#helpers = new Semaphore(settings.attachConcurrency);
+    if (settings.netnsExec === 'python')
+      this.#batch = new BatchOpener((items) =>
+        this.#helpers.run(() =>
+          runBatchHelper(items, {
+            backlog: settings.worker.limits.backlog,
+            timeoutMs: settings.helperTimeoutMs,
+          }),
+        ),
+      );
     this.#state = new StateFile(settings.stateFile, () => [...this.#attachments.values()].map((a) => a.spec));
   }
 
@@ -287,15 +299,19 @@ export class MetadataProxyDaemon {
     a.listening = [];
     if (namespaceId(a.spec.namespace) === undefined)
       throw new HelperError(`namespace ${a.spec.namespace} does not exist`, 'ENONS');
-    const result = await this.#helpers.run(() =>
-      runListenerHelper({
-        namespace: a.spec.namespace,
-        binds: a.binds,
-        backlog: this.#s.worker.limits.backlog,
-        netnsExec: this.#s.netnsExec,
-        timeoutMs: this.#s.helperTimeoutMs,
-      }),
-    );
+    const netnsExec = this.#s.netnsExec;
+    const result: HelperResult =
+      this.#batch !== undefined
+        ? await this.#batch.open({ namespace: a.spec.namespace, binds: a.binds })
+        : await this.#helpers.run(() =>
+            runListenerHelper({
+              namespace: a.spec.namespace,
+              binds: a.binds,
+              backlog: this.#s.worker.limits.backlog,
+              netnsExec: netnsExec === 'ip' ? 'ip' : 'nsenter',
+              timeoutMs: this.#s.helperTimeoutMs,
+            }),
+          );
     const handles = result.listeners.map((l) => l.handle);
     try {
       for (const l of result.listeners) {

@@ -3,6 +3,7 @@
  * sockets are created inside each namespace by a short-lived helper and handed over; the CLI is
  * `metadata-proxy-daemon` (src/cli.ts).
  */
+export { type BatchItem, BatchOpener, PYTHON_HELPER, RELAY_PATH, runBatchHelper } from './batch-helper.js';
 export { type DaemonSettings, MetadataProxyDaemon, probeSocket, WORKER_PATH } from './daemon.js';
 export {
   HELPER_PATH,

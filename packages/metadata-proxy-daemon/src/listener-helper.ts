@@ -11,7 +11,8 @@ import { type BindAddress, listenHost } from '@nmp/ns-metadata-proxy';
 
 export const HELPER_PATH = fileURLToPath(new URL('./helper.js', import.meta.url));
 
-export type NetnsExec = 'ip' | 'nsenter';
+/** ip / nsenter: one Node helper per namespace; python: one helper per batch of namespaces. */
+export type NetnsExec = 'ip' | 'nsenter' | 'python';
 
 /** Identity of a network namespace: the nsfs inode behind /run/netns/<name>. */
 export interface NetnsId {
@@ -34,7 +35,7 @@ export interface HelperOptions {
   readonly namespace: string;
   readonly binds: readonly BindAddress[];
   readonly backlog: number;
-  readonly netnsExec: NetnsExec;
+  readonly netnsExec: 'ip' | 'nsenter';
   readonly timeoutMs: number;
 }
 
@@ -61,7 +62,7 @@ export function namespaceId(namespace: string): NetnsId | undefined {
   }
 }
 
-function enterCommand(how: NetnsExec, namespace: string): string[] {
+function enterCommand(how: 'ip' | 'nsenter', namespace: string): string[] {
   return how === 'ip'
     ? ['ip', 'netns', 'exec', namespace]
     : ['nsenter', `--net=${NETNS_DIR}/${namespace}`, '--'];

@@ -51,8 +51,8 @@ export const daemonOptions = {
   netnsExec: opt.enum({
     name: 'netns_exec',
     default: 'nsenter',
-    choices: ['nsenter', 'ip'] as const,
-    help: "How the listener helper enters a namespace: 'nsenter --net=' (network namespace only: works in the unit's sandbox and stays fast with thousands of namespaces) or 'ip netns exec' (also a mount namespace and /sys)",
+    choices: ['nsenter', 'ip', 'python'] as const,
+    help: "How listeners are created in a namespace: a Node helper per namespace entered with 'nsenter --net=' (network namespace only) or 'ip netns exec' (also a mount namespace and /sys); or 'python': one python3 helper per batch of namespaces (setns), far faster for many namespaces",
   }),
   attachConcurrency: opt.int({
     name: 'attach_concurrency',
