@@ -161,6 +161,7 @@ function daemonUnit(s: UnitSettings): string {
     `#   state_path = ${s.statePath}`,
     `#   metadata_proxy_user = ${s.user}`,
     `#   metadata_proxy_group = ${s.group}`,
+    '#   netns_exec = python        (one helper per batch of namespaces; needs python3)',
     '[Unit]',
     'Description=nmp metadata proxy daemon (instance metadata in all network namespaces, one process)',
     `Documentation=file://${s.installDir}/docs/deployment.md`,
