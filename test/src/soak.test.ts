@@ -113,7 +113,7 @@ function sample(chain: Chain): Record<string, { rssKb: number; fds: number }> {
 
 test(`soak: ${SOAK_SECONDS} s of mixed good and bad traffic, RSS and fds flat, nothing crashes`, async (t) => {
   const chain = await startChain(t, {
-    proxyArgs: ['--timeout-http-request', '1', '--timeout-http-keep-alive', '2'],
+    proxyArgs: ['--timeout-http-request', '2', '--timeout-http-keep-alive', '2'],
   });
   const port = chain.proxyPort;
   const pool = new Pool(chain.proxyUrl, { connections: 16, pipelining: 1 });
@@ -190,7 +190,7 @@ test(`soak: ${SOAK_SECONDS} s of mixed good and bad traffic, RSS and fds flat, n
       'slow-but-complete',
       deadline,
       20,
-      () => raw(port, GET('/latest/meta-data/instance-id').match(/.{1,8}/gs)!, { gapMs: 40 }),
+      () => raw(port, GET('/latest/meta-data/instance-id').match(/.{1,8}/gs)!, { gapMs: 20 }),
       tally,
     ),
     ...Array.from({ length: 3 }, () =>
