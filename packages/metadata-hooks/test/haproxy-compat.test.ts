@@ -218,16 +218,12 @@ test('neutron L3 haproxy config with rate-limit tables (0.0.0.0:9697): listens a
   assert.equal(agent.seen[0]!['x-forwarded-for'], '10.248.0.11');
 
   // The config asks for 10 requests per 10 s per source (reference §2.5): the 11th is refused.
-  await t.test(
-    '11th request within the window gets 429',
-    { todo: 'rate limiting is parsed from the config but not enforced by the proxy yet' },
-    async () => {
-      const statuses: number[] = [];
-      for (let i = 0; i < 10; i++) statuses.push((await lab.httpGet(vm, 'http://10.248.0.1:9697/')).status);
-      // One request was made above: 9 more pass, then 429.
-      assert.deepEqual(statuses, [...Array(9).fill(200), 429]);
-    },
-  );
+  await t.test('11th request within the window gets 429', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 10; i++) statuses.push((await lab.httpGet(vm, 'http://10.248.0.1:9697/')).status);
+    // One request was made above: 9 more pass, then 429.
+    assert.deepEqual(statuses, [...Array(9).fill(200), 429]);
+  });
 });
 
 test('haproxy-compat refuses what it cannot honour; haproxy-kill signals only our proxies', async (t) => {

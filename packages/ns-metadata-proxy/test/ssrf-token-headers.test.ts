@@ -1,7 +1,7 @@
 /*
  * Session-token headers are the guest's business with the proxy: X-aws-ec2-metadata-token and
  * X-aws-ec2-metadata-token-ttl-seconds never reach the agent (nor, through it, Nova), in any case, any
- * count, whatever the token mode. Marked todo until header-policy drops TOKEN_HEADERS (wiring by the lead).
+ * count, whatever the token mode.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
