@@ -207,45 +207,60 @@ export function runBatchHelper(
 }
 
 /**
- * Collects the namespaces asked for within a few milliseconds (or up to `max`) into one helper run, so
- * a burst of attaches (a restart, a storm of adds) costs a handful of processes, not one per namespace.
+ * Turns attach requests into helper runs: at most `parallel` runs at once, and each run takes every
+ * namespace that queued up meanwhile (up to `max`). A lone request starts at once; a storm (a restart, a
+ * burst of adds) is served in a handful of batches instead of a process per namespace.
  */
 export class BatchOpener {
   #queue: { item: BatchItem; resolve: (r: HelperResult) => void; reject: (e: unknown) => void }[] = [];
-  #timer: NodeJS.Timeout | undefined;
+  #running = 0;
+  #scheduled = false;
 
   constructor(
     private readonly run: (items: readonly BatchItem[]) => Promise<Map<string, HelperResult | HelperError>>,
+    private readonly parallel = 2,
     private readonly max = 64,
-    private readonly waitMs = 5,
   ) {}
 
   open(item: BatchItem): Promise<HelperResult> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ item, resolve, reject });
-      if (this.#queue.length >= this.max) this.#flush();
-      else this.#timer ??= setTimeout(() => this.#flush(), this.waitMs);
+      this.#schedule();
+    });
+  }
+
+  /** Next turn of the event loop: requests of the same turn share a batch. */
+  #schedule(): void {
+    if (this.#scheduled || this.#running >= this.parallel || this.#queue.length === 0) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#flush();
     });
   }
 
   #flush(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    if (this.#running >= this.parallel || this.#queue.length === 0) return;
     const batch = this.#queue.splice(0, this.max);
-    if (this.#queue.length > 0) this.#timer = setTimeout(() => this.#flush(), this.waitMs);
-    if (batch.length === 0) return;
-    this.run(batch.map((b) => b.item)).then(
-      (results) => {
-        for (const b of batch) {
-          const r = results.get(b.item.namespace);
-          if (r === undefined) b.reject(new HelperError(`no result for ${b.item.namespace}`, 'EHELPER'));
-          else if (r instanceof HelperError) b.reject(r);
-          else b.resolve(r);
-        }
-      },
-      (err: unknown) => {
-        for (const b of batch) b.reject(err);
-      },
-    );
+    this.#running++;
+    this.run(batch.map((b) => b.item))
+      .then(
+        (results) => {
+          for (const b of batch) {
+            const r = results.get(b.item.namespace);
+            if (r === undefined) b.reject(new HelperError(`no result for ${b.item.namespace}`, 'EHELPER'));
+            else if (r instanceof HelperError) b.reject(r);
+            else b.resolve(r);
+          }
+        },
+        (err: unknown) => {
+          for (const b of batch) b.reject(err);
+        },
+      )
+      .finally(() => {
+        this.#running--;
+        this.#schedule();
+      });
+    this.#schedule();
   }
 }

@@ -137,13 +137,14 @@ export class MetadataProxyDaemon {
     this.#log = settings.logger;
     this.#helpers = new Semaphore(settings.attachConcurrency);
     if (settings.netnsExec === 'python')
-      this.#batch = new BatchOpener((items) =>
-        this.#helpers.run(() =>
+      // Two batches at once keep two cores busy; more would only make each batch smaller.
+      this.#batch = new BatchOpener(
+        (items) =>
           runBatchHelper(items, {
             backlog: settings.worker.limits.backlog,
             timeoutMs: settings.helperTimeoutMs,
           }),
-        ),
+        Math.min(2, settings.attachConcurrency),
       );
     this.#state = new StateFile(settings.stateFile, () => [...this.#attachments.values()].map((a) => a.spec));
   }
