@@ -103,7 +103,7 @@ export function runBatchHelper(
     const out = new Map<string, HelperResult | HelperError>();
     let stderr = '';
     let settled = false;
-    const child = spawn(o.python ?? 'python3', ['-c', PYTHON_HELPER, JSON.stringify(spec)], {
+    const child = spawn(o.python ?? '/usr/bin/python3', ['-c', PYTHON_HELPER, JSON.stringify(spec)], {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
       serialization: 'json',
     });
@@ -197,7 +197,7 @@ export function runBatchHelper(
     child.once('error', (err) =>
       finish(
         new HelperError(
-          `cannot start the batch helper (${o.python ?? 'python3'}): ${err.message}`,
+          `cannot start the batch helper (${o.python ?? '/usr/bin/python3'}): ${err.message}`,
           'EHELPER',
         ),
       ),

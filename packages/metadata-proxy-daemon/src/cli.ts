@@ -108,6 +108,7 @@ async function serve(config: DaemonConfig, warnings: readonly string[]): Promise
     ...(ids.uid !== undefined ? { workerUid: ids.uid } : {}),
     ...(ids.gid !== undefined ? { workerGid: ids.gid } : {}),
     netnsExec: config.netnsExec,
+    pythonCommand: config.pythonCommand,
     attachConcurrency: config.attachConcurrency,
     helperTimeoutMs: config.helperTimeout * 1000,
     namespaceCheckIntervalMs: config.namespaceCheckInterval * 1000,

@@ -56,6 +56,8 @@ export interface DaemonSettings {
   readonly workerUid?: number;
   readonly workerGid?: number;
   readonly netnsExec: NetnsExec;
+  /** python3 for netns_exec = python (default /usr/bin/python3). */
+  readonly pythonCommand?: string;
   readonly attachConcurrency: number;
   readonly helperTimeoutMs: number;
   readonly namespaceCheckIntervalMs: number;
@@ -143,6 +145,7 @@ export class MetadataProxyDaemon {
           runBatchHelper(items, {
             backlog: settings.worker.limits.backlog,
             timeoutMs: settings.helperTimeoutMs,
+            python: settings.pythonCommand ?? '/usr/bin/python3',
           }),
         Math.min(2, settings.attachConcurrency),
       );

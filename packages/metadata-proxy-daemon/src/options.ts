@@ -54,6 +54,11 @@ export const daemonOptions = {
     choices: ['nsenter', 'ip', 'python'] as const,
     help: "How listeners are created in a namespace: a Node helper per namespace entered with 'nsenter --net=' (network namespace only) or 'ip netns exec' (also a mount namespace and /sys); or 'python': one python3 helper per batch of namespaces (setns), far faster for many namespaces",
   }),
+  pythonCommand: opt.string({
+    name: 'python_command',
+    default: '/usr/bin/python3',
+    help: 'The python3 the batch helper runs with (netns_exec = python); a full path: no PATH lookup by a root service',
+  }),
   attachConcurrency: opt.int({
     name: 'attach_concurrency',
     default: 8,

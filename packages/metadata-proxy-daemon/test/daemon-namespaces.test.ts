@@ -98,7 +98,9 @@ test('50 namespaces on one daemon: own metadata each, exact detach, restart rest
   // At scale the batch helper (python3, one process per batch of namespaces); without python3 the
   // default Node helper per namespace. The other tests here and the hooks' cover the other two ways.
   const exec =
-    spawnSync('python3', ['-c', 'import ctypes'], { timeout: 10_000 }).status === 0 ? 'python' : 'nsenter';
+    spawnSync('/usr/bin/python3', ['-c', 'import ctypes'], { timeout: 10_000 }).status === 0
+      ? 'python'
+      : 'nsenter';
   t.diagnostic(`netns_exec = ${exec}`);
   const execFlags = ['--netns-exec', exec];
   let daemon = await startDaemon(lab, chain, execFlags);
