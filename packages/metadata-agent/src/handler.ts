@@ -6,7 +6,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
 import {
   errorBody,
   HEADER_REQUEST_ID,
@@ -17,11 +16,13 @@ import {
   MetadataError,
   TEXT_PLAIN,
 } from '@nmp/common';
+import type { Dispatcher } from 'undici';
 import type { AgentMetrics } from './metrics.js';
-import type { NovaClient, NovaResponse } from './nova-client.js';
+import { type NovaClient, novaError } from './nova-client.js';
 import type { Readiness } from './readiness.js';
 import { readRequestIdentity } from './request-identity.js';
 import type { InstanceSigner } from './signer.js';
+import type { UpstreamObserver } from './upstream-observer.js';
 
 export interface AgentHandlerOptions {
   readonly resolver: InstanceResolver;
@@ -96,26 +97,22 @@ export class AgentHandler {
     const body = await readBody(req, this.#o.maxBodySize);
     let identity = await this.#o.resolver.resolve(query);
     if (!identity.cached) this.#readiness?.markResolver();
-    let answer = await this.#forward(req, trace, identity, source.raw, body);
-
-    // A cached port may be stale (the address was reused): Nova's 404 earns exactly one fresh lookup.
-    if (answer.statusCode === 404 && identity.cached) {
+    // A cached port may be stale (the address was reused): Nova's 404 earns exactly one fresh lookup,
+    // so that answer is held back instead of streamed.
+    let answer = await this.#forward(req, res, trace, identity, source.raw, body, identity.cached);
+    if (answer.held !== undefined) {
       trace.relookup = true;
-      let fresh: InstanceIdentity;
-      try {
-        fresh = await this.#o.resolver.resolve(query, { noCache: true });
-      } catch (err) {
-        answer.body.dump().catch(() => {});
-        throw err;
-      }
+      const fresh = await this.#o.resolver.resolve(query, { noCache: true });
       if (fresh.instanceId !== identity.instanceId || fresh.projectId !== identity.projectId) {
-        await answer.body.dump().catch(() => {});
         identity = fresh;
-        answer = await this.#forward(req, trace, identity, source.raw, body);
+        answer = await this.#forward(req, res, trace, identity, source.raw, body, false);
+      } else {
+        answer.release();
       }
     }
     trace.instance = identity.instanceId;
-    if (answer.statusCode === 403) {
+    trace.status = answer.status;
+    if (answer.status === 403) {
       // The instance gets Nova's own 403; the operator gets the likely cause, never the secret.
       trace.code = 'MDA_ERR_NOVA_FORBIDDEN';
       trace.level = 'warn';
@@ -123,26 +120,37 @@ export class AgentHandler {
         hint: 'The remote metadata server responded with Forbidden. This response usually occurs when shared secrets do not match.',
       };
     }
-    await relay(req, res, answer, trace);
   }
 
+  /** Send the request to Nova and stream the answer into `res` (or hold a 404 back); resolves at its end. */
   #forward(
     req: IncomingMessage,
+    res: ServerResponse,
     trace: Trace,
     identity: InstanceIdentity,
     forwardedFor: string,
     body: Buffer | null,
-  ): Promise<NovaResponse> {
-    const headers: Record<string, string> = {
-      'x-forwarded-for': forwardedFor,
-      'x-instance-id': identity.instanceId,
-      'x-tenant-id': identity.projectId,
-      'x-instance-id-signature': this.#o.signer.sign(identity.instanceId),
-      'x-openstack-request-id': trace.rid,
-      accept: '*/*',
-    };
-    if (body !== null) headers['content-length'] = String(body.length);
-    return this.#o.nova.request({ method: trace.method, path: req.url ?? '/', headers, body });
+    holdNotFound: boolean,
+  ): Promise<NovaExchange> {
+    const headers = [
+      'x-forwarded-for',
+      forwardedFor,
+      'x-instance-id',
+      identity.instanceId,
+      'x-tenant-id',
+      identity.projectId,
+      'x-instance-id-signature',
+      this.#o.signer.sign(identity.instanceId),
+      'x-openstack-request-id',
+      trace.rid,
+      'accept',
+      '*/*',
+    ];
+    if (body !== null) headers.push('content-length', String(body.length));
+    return new Promise((resolve, reject) => {
+      const exchange = new NovaExchange(res, holdNotFound, this.#o.nova.observer, resolve, reject);
+      this.#o.nova.dispatch({ method: trace.method, path: req.url ?? '/', headers, body }, exchange);
+    });
   }
 
   #fail(res: ServerResponse, trace: Trace, err: unknown): void {
@@ -217,33 +225,88 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | n
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
 }
 
-/** Relay Nova's status, headers and body byte-exact; HEAD keeps Nova's Content-Length and sends no body. */
-async function relay(
-  req: IncomingMessage,
-  res: ServerResponse,
-  answer: NovaResponse,
-  trace: Trace,
-): Promise<void> {
-  const out: OutgoingHttpHeaders = {};
-  for (const name in answer.headers) {
-    if (!HOP_BY_HOP_HEADERS.has(name)) out[name] = answer.headers[name];
+const CLIENT_GONE = new Error('the proxy closed the connection');
+
+/**
+ * One request to Nova as an undici dispatch handler: Nova's status, headers and body go into the
+ * proxy's response as they arrive (byte-exact; HEAD keeps Nova's Content-Length and has no body), with
+ * backpressure. A 404 to be re-checked is held back instead (`held`), small as Nova's 404 pages are.
+ */
+class NovaExchange implements Dispatcher.DispatchHandler {
+  status = 0;
+  held: { headers: OutgoingHttpHeaders; chunks: Buffer[] } | undefined = undefined;
+  #controller: Dispatcher.DispatchController | undefined = undefined;
+  readonly #started = performance.now();
+
+  constructor(
+    readonly res: ServerResponse,
+    readonly holdNotFound: boolean,
+    readonly observer: UpstreamObserver | undefined,
+    readonly resolve: (exchange: NovaExchange) => void,
+    readonly reject: (err: unknown) => void,
+  ) {}
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.res.destroyed) controller.abort(CLIENT_GONE);
+    else this.res.once('close', this.#clientClosed);
   }
-  trace.status = answer.statusCode;
-  res.writeHead(answer.statusCode, out);
-  if (req.method === 'HEAD') {
-    await answer.body.dump();
-    res.end();
-    return;
+
+  onResponseStart(
+    _controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+  ): void {
+    if (statusCode < 200) return;
+    this.status = statusCode;
+    this.observer?.upstreamAnswered('nova', (performance.now() - this.#started) / 1000, statusCode);
+    const out: OutgoingHttpHeaders = {};
+    for (const name in headers) {
+      if (!HOP_BY_HOP_HEADERS.has(name)) out[name] = headers[name];
+    }
+    if (statusCode === 404 && this.holdNotFound) this.held = { headers: out, chunks: [] };
+    else this.res.writeHead(statusCode, out);
   }
-  try {
-    await pipeline(answer.body, res);
-  } catch (err) {
-    const e = err as { code?: string };
-    if (e?.code === 'ERR_STREAM_PREMATURE_CLOSE' && res.destroyed && !res.writableFinished) {
-      // The proxy went away mid-answer; nothing to tell anyone.
-      trace.code = 'client_closed';
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.held !== undefined) this.held.chunks.push(chunk);
+    else if (!this.res.write(chunk)) {
+      controller.pause();
+      this.res.once('drain', () => controller.resume());
+    }
+  }
+
+  onResponseEnd(): void {
+    this.#done();
+    if (this.held === undefined) this.res.end();
+    this.resolve(this);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.#done();
+    if (err === CLIENT_GONE || this.res.destroyed) {
+      // The proxy went away; nothing to tell anyone.
+      this.resolve(this);
       return;
     }
-    throw new MetadataError('MDA_ERR_NOVA_BAD_RESPONSE', { cause: e?.code ?? String(err) }, { cause: err });
+    if (this.status === 0) this.observer?.upstreamFailed('nova', (performance.now() - this.#started) / 1000);
+    this.reject(novaError(err));
   }
+
+  /** Send the held-back 404 after all (the fresh lookup found the same instance). */
+  release(): void {
+    const held = this.held!;
+    this.held = undefined;
+    this.res.writeHead(404, held.headers);
+    this.res.end(held.chunks.length === 1 ? held.chunks[0] : Buffer.concat(held.chunks));
+  }
+
+  #done(): void {
+    this.#controller = undefined;
+    this.res.off('close', this.#clientClosed);
+  }
+
+  readonly #clientClosed = (): void => {
+    this.#controller?.abort(CLIENT_GONE);
+  };
 }

@@ -30,7 +30,8 @@ export interface NovaRequest {
   readonly method: string;
   /** Path and query, as the instance sent them. */
   readonly path: string;
-  readonly headers: Record<string, string>;
+  /** undici's flat [name, value, ...] form or an object. */
+  readonly headers: Record<string, string> | string[];
   readonly body: Buffer | null;
 }
 
@@ -89,6 +90,21 @@ export class NovaClient {
     }
     this.#observer?.upstreamAnswered('nova', (performance.now() - started) / 1000, answer.statusCode);
     return answer;
+  }
+
+  /**
+   * The hot path: send one request and hand Nova's answer, as it arrives, to `handler` (no intermediate
+   * stream, promise or abort signal). The handler maps failures with novaError() and reports timing.
+   */
+  dispatch(req: NovaRequest, handler: Dispatcher.DispatchHandler): void {
+    this.#pool.dispatch(
+      { method: req.method as Dispatcher.HttpMethod, path: req.path, headers: req.headers, body: req.body },
+      handler,
+    );
+  }
+
+  get observer(): UpstreamObserver | undefined {
+    return this.#observer;
   }
 
   /**
