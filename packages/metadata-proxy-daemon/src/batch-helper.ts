@@ -13,6 +13,7 @@ import { spawn } from 'node:child_process';
 import type { Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { type BindAddress, listenHost } from '@nmp/ns-metadata-proxy';
+import { formatAddress } from './listener-address.js';
 import { HelperError, type HelperResult, type NetnsId, type ReceivedListener } from './listener-helper.js';
 
 export const RELAY_PATH = fileURLToPath(new URL('./batch-relay.js', import.meta.url));
@@ -162,7 +163,11 @@ export function runBatchHelper(
             (handle as Server).close();
             return;
           }
-          const address = m.family === 'IPv6' ? `[${m.address}]:${m.port}` : `${m.address}:${m.port}`;
+          const address = formatAddress({
+            address: String(m.address),
+            family: String(m.family),
+            port: Number(m.port),
+          });
           const list = received.get(m.key!) ?? [];
           list.push({ bind, handle: handle as Server, address });
           received.set(m.key!, list);

@@ -5,6 +5,7 @@
  */
 export { type BatchItem, BatchOpener, PYTHON_HELPER, RELAY_PATH, runBatchHelper } from './batch-helper.js';
 export { type DaemonSettings, MetadataProxyDaemon, probeSocket, WORKER_PATH } from './daemon.js';
+export { formatAddress } from './listener-address.js';
 export {
   HELPER_PATH,
   HelperError,
@@ -36,7 +37,6 @@ export {
 } from './protocol.js';
 export { loadState, STATE_FILE_NAME, StateFile } from './state-file.js';
 export {
-  formatAddress,
   ServingWorker,
   type WorkerReply,
   type WorkerRequest,

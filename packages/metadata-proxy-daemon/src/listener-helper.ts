@@ -8,6 +8,7 @@ import { statSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { type BindAddress, listenHost } from '@nmp/ns-metadata-proxy';
+import { formatAddress } from './listener-address.js';
 
 export const HELPER_PATH = fileURLToPath(new URL('./helper.js', import.meta.url));
 
@@ -133,7 +134,11 @@ export function runListenerHelper(o: HelperOptions): Promise<HelperResult> {
             (handle as Server).close();
             return;
           }
-          const address = m.family === 'IPv6' ? `[${m.address}]:${m.port}` : `${m.address}:${m.port}`;
+          const address = formatAddress({
+            address: String(m.address),
+            family: String(m.family),
+            port: Number(m.port),
+          });
           listeners.push({ bind: o.binds[m.index]!, handle: handle as Server, address });
         } else if (m.op === 'done' && m.netns) {
           netns = { dev: Number(m.netns.dev), ino: Number(m.netns.ino) };

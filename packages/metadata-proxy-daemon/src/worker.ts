@@ -13,7 +13,6 @@
  * {op:'stats', seq}. Every one is answered with {seq, ok, ...}.
  */
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createLogger, type Logger } from '@nmp/common';
 import {
   createAgentPool,
@@ -25,6 +24,7 @@ import {
   type RateLimiterOptions,
 } from '@nmp/ns-metadata-proxy';
 import type { Pool } from 'undici';
+import { formatAddress } from './listener-address.js';
 
 export interface WorkerSettings {
   readonly socketPath: string;
@@ -61,12 +61,6 @@ export interface WorkerStats {
 export type WorkerReply =
   | { readonly seq: number; readonly ok: true; readonly address?: string; readonly stats?: WorkerStats }
   | { readonly seq: number; readonly ok: false; readonly error: string };
-
-/** `127.0.0.1:80`, `[::]:9697`: how listeners are shown everywhere. */
-export function formatAddress(a: AddressInfo | string | null): string {
-  if (a === null || typeof a === 'string') return String(a);
-  return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
-}
 
 class ServedAttachment {
   readonly proxy: MetadataProxy;
