@@ -519,6 +519,26 @@ function printTables(opts, results) {
   return { header, rows };
 }
 
+/** Per chain cell, the run during which other processes used the least CPU: the figures least disturbed. */
+function quietestRows(opts, results) {
+  const rows = [];
+  for (const name of opts.paths)
+    for (const c of opts.connections) {
+      const ch = results.cells[`chain|${name}|${c}`];
+      if (!ch) continue;
+      const r = ch.runs.reduce((a, b) => ((b.otherCpuShare ?? 1) < (a.otherCpuShare ?? 1) ? b : a));
+      rows.push([
+        name,
+        c,
+        fmt.int(r.rps),
+        fmt.ms(r.p50),
+        fmt.ms(r.p99),
+        `${Math.round((r.otherCpuShare ?? Number.NaN) * 100)}%`,
+      ]);
+    }
+  return { header: ['path', 'conns', 'chain req/s', 'p50 ms', 'p99 ms', 'others used (of a core)'], rows };
+}
+
 /** CPU time per answered request of each process in the chain cells (user+system, and the system part). */
 function cpuRows(opts, results) {
   const rows = [];
@@ -724,6 +744,15 @@ function report(opts, ctx) {
       '',
       '**The machine was busy with other work during this run: these figures understate the chain. Run again on a quiet machine.**',
     );
+  if (opts.runs > 1) {
+    const q = quietestRows(opts, results);
+    lines.push(
+      '',
+      'The chain in the quietest of the runs of each cell (the run in which other processes used the least CPU), for comparison with the medians:',
+      '',
+      mdTable(q.header, q.rows),
+    );
+  }
   const failures = Object.values(results.cells).reduce((n, c) => n + c.failures, 0);
   lines.push(
     '',
