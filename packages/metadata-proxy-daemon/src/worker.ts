@@ -17,7 +17,7 @@ import { createLogger, type Logger } from '@nmp/common';
 import {
   createAgentPool,
   MetadataProxy,
-  ProxyHandler,
+  type ProxyHandler,
   type ProxyIdentity,
   type ProxyLimits,
   RateLimiter,
@@ -74,32 +74,22 @@ class ServedAttachment {
     logger: Logger,
   ) {
     const limiter = settings.rateLimit ? new RateLimiter(settings.rateLimit) : undefined;
-    // The proxy is used for its servers only; it builds an agent pool of its own, which stays unused
-    // and is closed at once (no connection was ever opened on it).
+    // One proxy per namespace, all on the worker's one pool to the agent.
     this.proxy = new MetadataProxy({
       identity,
       binds: [],
       socketPath: settings.socketPath,
       logger,
       limits: settings.limits,
-    });
-    void this.proxy.agent.close().catch(() => {});
-    this.handler = new ProxyHandler({
-      identity,
       agent,
-      logger,
-      maxBodySize: settings.limits.maxBodySize,
       ...(limiter ? { admit: limiter.admit } : {}),
     });
+    this.handler = this.proxy.handler;
   }
 
-  /** A server for a handed-over listener: the proxy's, answering with our handler (the shared pool). */
+  /** A server for a handed-over listener: the namespace's proxy answers on it. */
   serve(handle: object, backlog: number): Promise<Server> {
     const server = this.proxy.createServer();
-    server.removeListener('request', this.proxy.handler.handle);
-    if (server.listenerCount('request') !== 0)
-      throw new Error('MetadataProxy.createServer() installed an unexpected request listener');
-    server.on('request', this.handler.handle);
     return new Promise((resolve, reject) => {
       server.once('error', reject);
       server.listen(handle, backlog, () => {

@@ -55,6 +55,11 @@ export interface MetadataProxyOptions {
   readonly admit?: (source: string) => MetadataError | undefined;
   /** Opt-in SSRF defences ([metadata_ssrf]); absent when all are off. */
   readonly ssrf?: SsrfPolicy;
+  /**
+   * A connection pool to the agent shared with other proxies (one daemon, many namespaces). The proxy
+   * uses it and leaves closing it to the owner; without it the proxy makes and closes its own.
+   */
+  readonly agent?: Pool;
   readonly metrics?: ProxyMetrics;
 }
 
@@ -76,12 +81,14 @@ export class MetadataProxy {
   constructor(options: MetadataProxyOptions) {
     this.#o = options;
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
-    this.agent = createAgentPool({
-      socketPath: options.socketPath,
-      timeoutMs: this.limits.upstreamTimeoutMs,
-      connectTimeoutMs: this.limits.connectTimeoutMs,
-      connections: this.limits.agentConnections,
-    });
+    this.agent =
+      options.agent ??
+      createAgentPool({
+        socketPath: options.socketPath,
+        timeoutMs: this.limits.upstreamTimeoutMs,
+        connectTimeoutMs: this.limits.connectTimeoutMs,
+        connections: this.limits.agentConnections,
+      });
     this.handler = new ProxyHandler({
       identity: options.identity,
       agent: this.agent,
@@ -94,7 +101,10 @@ export class MetadataProxy {
     });
   }
 
-  /** Build a server for one listener; exposed so a daemon can attach listeners it did not bind itself. */
+  /**
+   * Build a server for one listener, with `handler.handle` as its request listener; exposed so a daemon
+   * can serve listeners it did not bind itself (`server.listen(handle)`).
+   */
   createServer(): Server {
     const l = this.limits;
     const server = createServer<typeof IncomingMessage, typeof ProxyResponse>(
@@ -185,7 +195,7 @@ export class MetadataProxy {
     await Promise.all(closing);
     clearInterval(sweeper);
     clearTimeout(timer);
-    await this.agent.close().catch(() => {});
+    if (this.#o.agent === undefined) await this.agent.close().catch(() => {});
   }
 
   #admitConnection(socket: Socket): void {
