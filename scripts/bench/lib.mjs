@@ -1,7 +1,17 @@
 // Shared pieces of the benchmarks: starting and stopping the chain's processes, waiting for them,
 // reading their memory from /proc, machine facts, the load worker (its own process), medians and tables.
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -264,5 +274,44 @@ export const fmt = {
 export function requireBuilt() {
   for (const [name, file] of Object.entries(CLI)) {
     if (!existsSync(file)) throw new Error(`${name} is not built (${file}); run npx tsc -b first`);
+  }
+}
+
+/**
+ * Shrink the request logs a run leaves (info logging writes a line per request: hundreds of MB per full
+ * run) to their first 50 and last `keep` lines, noting how much was dropped. Files under `limitBytes` stay whole.
+ */
+export function trimLogs(dir, { keep = 2000, limitBytes = 8 * 2 ** 20 } = {}) {
+  for (const f of readdirSync(dir)) {
+    if (!f.endsWith('.log')) continue;
+    const file = join(dir, f);
+    const size = statSync(file).size;
+    if (size <= limitBytes) continue;
+    // Read only the beginning (start-up lines) and the end of the file.
+    const fd = openSync(file, 'r');
+    const head = Buffer.alloc(64 * 1024);
+    readSyncAt(fd, head, 0);
+    const buf = Buffer.alloc(Math.min(size, keep * 600));
+    readSyncAt(fd, buf, size - buf.length);
+    closeSync(fd);
+    const first = head.toString('utf8').split('\n').slice(0, 50);
+    const last = buf
+      .toString('utf8')
+      .split('\n')
+      .slice(1)
+      .slice(-keep - 1);
+    writeFileSync(
+      file,
+      `${first.join('\n')}\n[bench: ${size} bytes of request log trimmed to its first 50 and last ${keep} lines]\n${last.join('\n')}`,
+    );
+  }
+}
+
+function readSyncAt(fd, buf, position) {
+  let off = 0;
+  while (off < buf.length) {
+    const n = readSync(fd, buf, off, buf.length - off, position + off);
+    if (n === 0) break;
+    off += n;
   }
 }

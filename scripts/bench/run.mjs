@@ -34,6 +34,7 @@ import {
   SAMPLE_DIR,
   stamp,
   textTable,
+  trimLogs,
 } from './lib.mjs';
 
 const USAGE = `usage: npm run bench -- [options]
@@ -323,6 +324,7 @@ async function benchmark(opts, runDir) {
     }
   } finally {
     await chain.stop();
+    trimLogs(runDir);
   }
   for (const cell of Object.values(results.cells)) Object.assign(cell, summariseCell(cell.runs));
   // chain/direct per run (same run, same conditions), then the median of those ratios.
@@ -481,6 +483,7 @@ async function profile(opts, runDir) {
     return { dir: relative(ROOT, profDir), rps: r.rps, summaries };
   } finally {
     await chain.stop();
+    trimLogs(runDir);
   }
 }
 
