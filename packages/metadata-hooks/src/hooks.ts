@@ -29,6 +29,7 @@ import {
 } from '@nmp/metadata-proxy-daemon';
 import { run } from './command.js';
 import { checkHaproxyConfig } from './haproxy-compat.js';
+import { applyHopLimitRules, removeHopLimitRules } from './hop-limit-rules.js';
 import {
   applyMetadataRules,
   type IpFamily,
@@ -89,6 +90,8 @@ export interface HookRecord {
   readonly addresses?: readonly AddressRecord[];
   /** Address families whose iptables rules are installed (l3). */
   readonly families?: readonly IpFamily[];
+  /** Address families whose hop-limit chain is installed (hop_limit on). */
+  readonly hopLimit?: readonly IpFamily[];
   readonly binds: readonly string[];
   readonly pidFile: string;
   /**
@@ -313,6 +316,7 @@ export async function dhcpAdd(
     await removeAddress(ns, o.device, METADATA_V6_CIDR);
   }
 
+  const hopLimit = await syncHopLimit(config, ns, binds.length > 1 ? [4, 6] : [4], [80], previous?.hopLimit);
   const identity =
     o.routerId !== undefined
       ? { mode: 'router' as const, id: o.routerId }
@@ -325,6 +329,7 @@ export async function dhcpAdd(
     device: o.device,
     addresses,
     binds,
+    ...(hopLimit.length ? { hopLimit } : {}),
     pidFile: pidFileFor(config, o.networkId),
     proxy: proxyKind(config, o.startProxy),
     updatedAt: new Date().toISOString(),
@@ -355,6 +360,8 @@ export async function dhcpRemove(
   if (record?.device !== undefined && (await namespaceExists(record.namespace))) {
     for (const a of record.addresses ?? [])
       if (a.ours) await removeAddress(record.namespace, record.device, a.cidr);
+    for (const f of record.hopLimit ?? [])
+      await removeHopLimitRules(record.namespace, f, { chainPrefix: config.chainPrefix });
   }
   rmSync(recordFile(config, 'dhcp', networkId), { force: true });
   const what = record?.proxy === 'daemon' ? 'detached from the daemon' : `proxy ${stopped}`;
@@ -379,6 +386,30 @@ function ruleOptions(config: HooksConfig): MetadataRuleOptions {
   };
 }
 
+/**
+ * The hop-limit chain of the SSRF defences (hop_limit): installed for `families` when on, removed from
+ * the families that had it before and no longer do. Returns the families that have it now.
+ */
+async function syncHopLimit(
+  config: HooksConfig,
+  ns: string,
+  families: readonly IpFamily[],
+  ports: readonly number[],
+  before: readonly IpFamily[] | undefined,
+): Promise<IpFamily[]> {
+  const now: IpFamily[] = config.hopLimit === 'off' ? [] : [...families];
+  for (const f of now)
+    await applyHopLimitRules(ns, f, {
+      chainPrefix: config.chainPrefix,
+      ports,
+      scope: config.hopLimit === 'all' ? 'all' : 'token',
+    });
+  for (const f of before ?? []) {
+    if (!now.includes(f)) await removeHopLimitRules(ns, f, { chainPrefix: config.chainPrefix });
+  }
+  return now;
+}
+
 /** Serve metadata through a router: rules of reference §4 and the proxy on metadata_port. */
 export async function l3Add(
   config: HooksConfig,
@@ -394,12 +425,15 @@ export async function l3Add(
   for (const f of families) await applyMetadataRules(ns, f, ruleOptions(config));
   if (!v6 && previous?.families?.includes(6)) await removeMetadataRules(ns, 6, ruleOptions(config));
   const binds = [v6 ? `[::]:${config.metadataPort}` : `0.0.0.0:${config.metadataPort}`];
+  // The proxy answers from metadata_port; the rule sees that port before the REDIRECT is undone.
+  const hopLimit = await syncHopLimit(config, ns, families, [config.metadataPort], previous?.hopLimit);
   const record: HookRecord = {
     kind: 'l3',
     id: o.routerId,
     namespace: ns,
     identity: { mode: 'router', id: o.routerId },
     families,
+    ...(hopLimit.length ? { hopLimit } : {}),
     binds,
     pidFile: pidFileFor(config, o.routerId),
     proxy: proxyKind(config, o.startProxy),
@@ -433,6 +467,8 @@ export async function l3Remove(
     await removeMetadataRules(ns, 4, ruleOptions(config));
     if (record?.families?.includes(6) ?? (await ipv6Enabled(ns)))
       await removeMetadataRules(ns, 6, ruleOptions(config));
+    for (const f of record?.hopLimit ?? [])
+      await removeHopLimitRules(ns, f, { chainPrefix: config.chainPrefix });
   }
   rmSync(recordFile(config, 'l3', routerId), { force: true });
   const what = record?.proxy === 'daemon' ? 'detached from the daemon' : `proxy ${stopped}`;

@@ -103,6 +103,12 @@ export const hooksOptions = {
     choices: ['process', 'daemon'] as const,
     help: 'process: one ns-metadata-proxy per namespace, started by the hooks; daemon: listeners in the one metadata-proxy-daemon (nmp-metadata-proxy-daemon.service)',
   }),
+  hopLimit: opt.enum({
+    name: 'hop_limit',
+    default: 'off',
+    choices: ['off', 'token', 'all'] as const,
+    help: 'With [metadata_ssrf] token_mode on: make session-token answers leave the namespace with IP TTL / hop limit 1 (token), or every answer of the proxy port (all), so a container or VM behind the guest cannot use them',
+  }),
   daemonControlSocket: opt.string({
     name: 'daemon_control_socket',
     default: '$state_path/nmp-metadata-proxy-daemon/control.sock',
