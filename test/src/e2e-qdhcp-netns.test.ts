@@ -115,10 +115,11 @@ test('qdhcp-style namespace: instances get their own metadata over IPv4 and IPv6
     const id = await lab.httpGet(ns, 'http://169.254.169.254/latest/meta-data/instance-id');
     assert.equal(id.status, 200);
   }
-  // The proxy saw each instance's own address: the log has both sources, v4 and link-local v6.
+  // The proxy saw each instance's own address: the log has both sources, v4 and link-local v6 (read after
+  // the stop, which writes out the last batch of log lines).
+  await proxy.stop();
   const out = proxy.output();
   for (const vm of VMS)
     assert.ok(out.includes(`"src":"${vm.ip}"`), `no request from ${vm.ip} in the proxy log`);
   assert.match(out, /"src":"fe80::f816:3eff:fe91:5"/);
-  await proxy.stop();
 });

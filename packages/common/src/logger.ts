@@ -49,12 +49,28 @@ export function createLogger(settings: LoggerSettings, destination?: pino.Destin
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
   };
-  const dest =
-    destination ??
-    (settings.file
-      ? pino.destination({ dest: settings.file, mkdir: true, sync: false })
-      : pino.destination({ dest: 1, sync: false }));
+  if (destination) return pino(options, destination);
+  // Lines are gathered into writes of up to 8 KiB instead of one write per request (that write was the
+  // largest single cost of both hot paths in profiles); a timer pushes out what waits, so a line is out
+  // within FLUSH_MS, and pino writes what is left synchronously when the process exits.
+  const dest = pino.destination({
+    dest: settings.file ? settings.file : 1,
+    mkdir: settings.file !== undefined,
+    sync: false,
+    minLength: 8192,
+  });
+  setInterval(flushQuietly, FLUSH_MS, dest).unref();
   return pino(options, dest);
+}
+
+const FLUSH_MS = 100;
+
+function flushQuietly(dest: { flush(cb?: (err?: Error) => void): void }): void {
+  try {
+    dest.flush(() => {});
+  } catch {
+    // Flushing while a write is already in progress is refused; the next tick takes it.
+  }
 }
 
 /** A logger that drops everything (tests and library use without a logger). */

@@ -195,6 +195,8 @@ async function main(): Promise<void> {
     },
     'metadata-agent listening',
   );
+  // Supervisors and operators wait for this line: out at once, not with the next batch.
+  logger.flush();
 }
 
 runMain(PROGRAM, main);

@@ -166,6 +166,8 @@ async function main(): Promise<void> {
     },
     'ns-metadata-proxy listening',
   );
+  // Supervisors and operators wait for this line: out at once, not with the next batch.
+  logger.flush();
 
   let stopping = false;
   const stop = (signal: string) => {
