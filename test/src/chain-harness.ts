@@ -8,7 +8,6 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { createLogger, type Logger } from '@nmp/common';
 import { InventoryResolver, MetadataAgent } from '@nmp/metadata-agent';
 import {
   createNovaMetadataServer,
@@ -17,6 +16,7 @@ import {
   SAMPLE_INVENTORY_FILE,
 } from '@nmp/nova-metadata-dev';
 import { MetadataProxy, type ProxyIdentity, parseBind } from '@nmp/ns-metadata-proxy';
+import { captureLogs, type LogCapture } from '@nmp/testkit';
 
 export const NETWORK = '9d2c7a5e-3c0b-4c3c-9d55-6f1b7c1f0a11';
 export const ROUTER = '5a8b1c2d-0000-4000-8000-00000000a001';
@@ -24,26 +24,8 @@ export const INSTANCE_A = '6f4c1a52-8a4b-4b7e-9e0b-2f6d1c3a9b10';
 export const INSTANCE_B = '2b7d4e8f-1c3a-4f5b-9d6e-7a8b9c0d1e2f';
 export const INSTANCE_C = 'a0e1b6f8-5c2d-4e3f-8a9b-1c2d3e4f5a6b';
 
-export interface Logs {
-  readonly logger: Logger;
-  lines(): Array<Record<string, unknown>>;
-  text(): string;
-}
-
-export function captureLogs(name: string): Logs {
-  const chunks: string[] = [];
-  const logger = createLogger({ name, level: 'debug' }, { write: (s: string) => void chunks.push(s) });
-  return {
-    logger,
-    text: () => chunks.join(''),
-    lines: () =>
-      chunks
-        .join('')
-        .split('\n')
-        .filter((l) => l !== '')
-        .map((l) => JSON.parse(l) as Record<string, unknown>),
-  };
-}
+export { captureLogs };
+export type Logs = LogCapture;
 
 export interface NovaSeen {
   readonly method: string;

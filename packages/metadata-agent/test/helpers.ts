@@ -8,7 +8,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { createLogger, type InstanceResolver, type Logger } from '@nmp/common';
+import type { InstanceResolver } from '@nmp/common';
+import { captureLogs, type LogCapture } from '@nmp/testkit';
 import { MetadataAgent } from '../src/agent.js';
 import type { NovaClientOptions } from '../src/nova-client.js';
 import { InventoryResolver } from '../src/resolver/inventory-resolver.js';
@@ -106,26 +107,7 @@ export async function startStubNova(t: TestContext): Promise<StubNova> {
   return nova;
 }
 
-export interface LogCapture {
-  readonly logger: Logger;
-  readonly lines: () => Array<Record<string, unknown>>;
-  readonly text: () => string;
-}
-
-export function captureLogs(name = 'metadata-agent'): LogCapture {
-  const chunks: string[] = [];
-  const logger = createLogger({ name, level: 'debug' }, { write: (s: string) => void chunks.push(s) });
-  return {
-    logger,
-    text: () => chunks.join(''),
-    lines: () =>
-      chunks
-        .join('')
-        .split('\n')
-        .filter((l) => l !== '')
-        .map((l) => JSON.parse(l) as Record<string, unknown>),
-  };
-}
+export { captureLogs, type LogCapture };
 
 export interface StartedAgent {
   readonly agent: MetadataAgent;
@@ -143,7 +125,7 @@ export async function startAgent(
     socketPath?: string;
   },
 ): Promise<StartedAgent> {
-  const logs = captureLogs();
+  const logs = captureLogs('metadata-agent');
   const socketPath = options.socketPath ?? join(tempDir(t), 'run', 'metadata_proxy');
   const agent = new MetadataAgent({
     socketPath,

@@ -10,7 +10,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { createLogger, type Logger } from '@nmp/common';
+import { captureLogs, type LogCapture } from '@nmp/testkit';
 import { parseBind } from '../src/bind-address.js';
 import type { ProxyIdentity } from '../src/header-policy.js';
 import { MetadataProxy, type MetadataProxyOptions, type ProxyLimits } from '../src/proxy.js';
@@ -83,26 +83,7 @@ export function closeServer(server: Server): Promise<void> {
   });
 }
 
-export interface LogCapture {
-  readonly logger: Logger;
-  readonly lines: () => Array<Record<string, unknown>>;
-  readonly text: () => string;
-}
-
-export function captureLogs(name = 'test'): LogCapture {
-  const chunks: string[] = [];
-  const logger = createLogger({ name, level: 'debug' }, { write: (s: string) => void chunks.push(s) });
-  return {
-    logger,
-    text: () => chunks.join(''),
-    lines: () =>
-      chunks
-        .join('')
-        .split('\n')
-        .filter((l) => l !== '')
-        .map((l) => JSON.parse(l) as Record<string, unknown>),
-  };
-}
+export { captureLogs, type LogCapture };
 
 export interface StartedProxy {
   readonly proxy: MetadataProxy;

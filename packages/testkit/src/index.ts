@@ -2,6 +2,8 @@
  * @nmp/testkit: helpers shared by the test suites. `netns.ts` is the harness for tests that run as root
  * inside real network namespaces (skipped with a reason otherwise).
  */
+
+export { captureLogs, type LogCapture } from './logs.js';
 export {
   ExecError,
   type ExecOptions,
