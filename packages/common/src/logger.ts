@@ -40,13 +40,25 @@ export interface LoggerSettings {
 
 export type { Logger };
 
+/** pino's ISO timestamp, formatted once per millisecond instead of once per line. */
+let lastMs = 0;
+let lastStamp = '';
+function isoTimeCached(): string {
+  const now = Date.now();
+  if (now !== lastMs) {
+    lastMs = now;
+    lastStamp = `,"time":"${new Date(now).toISOString()}"`;
+  }
+  return lastStamp;
+}
+
 export function createLogger(settings: LoggerSettings, destination?: pino.DestinationStream): Logger {
   const options: LoggerOptions = {
     name: settings.name,
     level: settings.level ?? 'info',
     base: { pid: process.pid, ...settings.base },
     redact: { paths: [...REDACT_PATHS], censor: '[redacted]' },
-    timestamp: pino.stdTimeFunctions.isoTime,
+    timestamp: isoTimeCached,
     formatters: { level: (label) => ({ level: label }) },
   };
   if (destination) return pino(options, destination);

@@ -31,7 +31,7 @@ export function readRequestIdentity(headers: IncomingHttpHeaders): RequestIdenti
   if (network === undefined && router === undefined) throw new MetadataError('MDA_ERR_NO_ID');
   const id = (network ?? router)!;
   if (!ID_SHAPE.test(id)) throw new MetadataError('MDA_ERR_BAD_ID', { id: id.slice(0, 80) });
-  const source = parseForwardedFor(headers[HEADER_FORWARDED_FOR]);
+  const source = sourceOf(headers[HEADER_FORWARDED_FOR]);
   if (source === undefined) {
     throw new MetadataError('MDA_ERR_BAD_FORWARDED_FOR', {
       forwardedFor: String(headers[HEADER_FORWARDED_FOR] ?? '').slice(0, 120),
@@ -42,6 +42,25 @@ export function readRequestIdentity(headers: IncomingHttpHeaders): RequestIdenti
       ? { mode: network !== undefined ? 'network' : 'router', id, ip: source.ip, mac: source.mac }
       : { mode: network !== undefined ? 'network' : 'router', id, ip: source.ip };
   return { query, source };
+}
+
+/**
+ * Parsed X-Forwarded-For values by their text: the same few thousand instance addresses come back again
+ * and again, and parsing one is the agent's costliest step of its own. Bounded; emptied when full.
+ */
+const SOURCES = new Map<string, LookupAddress>();
+const MAX_SOURCES = 16_384;
+
+function sourceOf(header: string | string[] | undefined): LookupAddress | undefined {
+  if (typeof header !== 'string') return parseForwardedFor(header);
+  let source = SOURCES.get(header);
+  if (source === undefined) {
+    source = parseForwardedFor(header);
+    if (source === undefined) return undefined;
+    if (SOURCES.size >= MAX_SOURCES) SOURCES.clear();
+    SOURCES.set(header, source);
+  }
+  return source;
 }
 
 function single(value: string | string[] | undefined): string | undefined {

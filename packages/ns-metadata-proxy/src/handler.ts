@@ -11,7 +11,7 @@
  * Hot path: no per-request closures. The response object is the exchange: it carries the log fields
  * and is itself the undici dispatch handler that receives the agent's answer (see ProxyResponse).
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { type IncomingMessage, ServerResponse } from 'node:http';
 import { forwardedForFromPeer, type Logger, MetadataError, TEXT_PLAIN } from '@nmp/common';
 import type { Dispatcher, Pool } from 'undici';
@@ -109,6 +109,20 @@ function hasUnreadBody(req: IncomingMessage): boolean {
 
 const CLIENT_GONE = new Error('the instance closed the connection');
 
+/**
+ * Request ids in the `req-<uuid>` shape OpenStack uses: a random per-process prefix and a counter, so
+ * they stay unique across proxies and restarts without a random UUID per request.
+ */
+const RID_PREFIX = (() => {
+  const h = randomBytes(10).toString('hex');
+  return `req-${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-`;
+})();
+let ridCounter = 0;
+function nextRequestId(): string {
+  ridCounter = (ridCounter + 1) % 0x1000000000000;
+  return RID_PREFIX + ridCounter.toString(16).padStart(12, '0');
+}
+
 function resumeUpstream(this: ProxyResponse): void {
   clearTimeout(this.stall);
   this.stall = undefined;
@@ -181,7 +195,7 @@ export class ProxyHandler {
   readonly handle = (req: IncomingMessage, res: ProxyResponse): void => {
     res.handler = this;
     res.start = process.hrtime.bigint();
-    res.rid = `req-${randomUUID()}`;
+    res.rid = nextRequestId();
     res.method = req.method ?? 'GET';
     res.path = (req.url ?? '').slice(0, 1024);
     res.src = forwardedForFromPeer(req.socket.remoteAddress) ?? '';
