@@ -8,7 +8,11 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import {
   errorBody,
+  HEADER_FORWARDED_FOR,
+  HEADER_INSTANCE_ID,
   HEADER_REQUEST_ID,
+  HEADER_SIGNATURE,
+  HEADER_TENANT_ID,
   HOP_BY_HOP_HEADERS,
   type InstanceIdentity,
   type InstanceResolver,
@@ -133,15 +137,15 @@ export class AgentHandler {
     holdNotFound: boolean,
   ): Promise<NovaExchange> {
     const headers = [
-      'x-forwarded-for',
+      HEADER_FORWARDED_FOR,
       forwardedFor,
-      'x-instance-id',
+      HEADER_INSTANCE_ID,
       identity.instanceId,
-      'x-tenant-id',
+      HEADER_TENANT_ID,
       identity.projectId,
-      'x-instance-id-signature',
+      HEADER_SIGNATURE,
       this.#o.signer.sign(identity.instanceId),
-      'x-openstack-request-id',
+      HEADER_REQUEST_ID,
       trace.rid,
       'accept',
       '*/*',
