@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { SERVICE_NODE_FLAGS } from '@nmp/common';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values: opts } = parseArgs({
@@ -41,7 +42,13 @@ const children = [];
 let stopping = false;
 
 function start(name, args) {
-  const child = spawn(process.execPath, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // The agent and the proxy run with the node flags of the systemd units and the hooks.
+  const flags = name === 'nova' ? [] : SERVICE_NODE_FLAGS;
+  const child = spawn(process.execPath, [...flags, ...args], {
+    cwd: root,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const prefix = `[${name}] `;
   const relay = (stream, out) => {
     let rest = '';

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { SERVICE_NODE_FLAGS } from '@nmp/common';
 import { CLI, freePort, NETWORK_ID, SAMPLE_DIR, startNode, waitForConnect } from './lib.mjs';
 
 /**
@@ -18,13 +19,14 @@ import { CLI, freePort, NETWORK_ID, SAMPLE_DIR, startNode, waitForConnect } from
  *  proxy          false: no proxy; else {host?, port?, args?, wrap?} (wrap: e.g. ['ip','netns','exec',NS]);
  *                 chain.startProxy(name, sameOptions) starts another one on the same agent
  *  logLevel       agent and proxy log level (default info)
- *  nodeArgs       extra node flags for agent and proxy (e.g. --max-semi-space-size=2)
+ *  nodeArgs       extra node flags for agent and proxy, after the services' own (SERVICE_NODE_FLAGS)
  */
 export async function startChain(options) {
   const { logDir } = options;
   const secret = randomBytes(24).toString('base64url');
   const env = { ...process.env, NMP_METADATA_PROXY_SHARED_SECRET: secret };
-  const extra = options.nodeArgs ?? [];
+  // Agent and proxy run as the units and the hooks start them; extra flags come after (the last one wins).
+  const extra = [...SERVICE_NODE_FLAGS, ...(options.nodeArgs ?? [])];
   const prof = (name) =>
     options.cpuProf
       ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProf, '--cpu-prof-name', `${name}.cpuprofile`]

@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { request } from 'node:http';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { signInstanceId } from '@nmp/common';
+import { SERVICE_NODE_FLAGS, signInstanceId } from '@nmp/common';
 import { cpuTimesOf, machineBusySeconds, startChain, waitForQuiet } from './chain.mjs';
 import { summariseProfileFile } from './cpuprofile-summary.mjs';
 import {
@@ -714,7 +714,7 @@ function report(opts, ctx) {
     `- Load: autocannon 8 in its own process on the same machine, keep-alive, pipelining 1; ${opts.runs} runs per cell of ${opts.durationS} s each (after a ${opts.warmupS} s warm-up per path and target), medians shown; chain and direct alternate within each run.`,
   );
   lines.push(
-    '- Chain: autocannon -> ns-metadata-proxy (127.0.0.1, network mode) -> UNIX socket -> metadata-agent (inventory resolver, info logging to a file) -> nova-metadata-dev (127.0.0.1, log level warn). Direct: the same requests sent straight to nova-metadata-dev with the signed identity headers the agent would add.',
+    `- Chain: autocannon -> ns-metadata-proxy (127.0.0.1, network mode) -> UNIX socket -> metadata-agent (inventory resolver, info logging to a file) -> nova-metadata-dev (127.0.0.1, log level warn). Agent and proxy run with the node flags the systemd units and the hooks use (\`${SERVICE_NODE_FLAGS.join(' ')}\`). Direct: the same requests sent straight to nova-metadata-dev with the signed identity headers the agent would add.`,
   );
   if (opts.logLevel !== 'info' || opts.nodeArgs.length > 0)
     lines.push(

@@ -20,7 +20,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ConfigOf } from '@nmp/common';
+import { type ConfigOf, SERVICE_NODE_FLAGS } from '@nmp/common';
 import {
   type AttachmentStatus,
   type DaemonHealth,
@@ -160,13 +160,16 @@ function writeRecord(config: HooksConfig, r: HookRecord): void {
   renameSync(`${file}.tmp`, file);
 }
 
-/** The command that starts ns-metadata-proxy: the configured one, or the one installed beside us. */
+/**
+ * The command that starts ns-metadata-proxy: the configured one, or the one installed beside us; a script
+ * runs under this node with the services' flags.
+ */
 export function proxyProgram(config: HooksConfig): string[] {
   const path =
     config.proxyCommand !== ''
       ? config.proxyCommand
       : fileURLToPath(new URL('../../../ns-metadata-proxy/dist/src/cli.js', import.meta.url));
-  return /\.(c|m)?js$/.test(path) ? [process.execPath, path] : [path];
+  return /\.(c|m)?js$/.test(path) ? [process.execPath, ...SERVICE_NODE_FLAGS, path] : [path];
 }
 
 /** Full argv of a proxy. */

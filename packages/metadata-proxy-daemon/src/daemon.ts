@@ -21,7 +21,7 @@ import { chmodSync, existsSync, type FSWatcher, mkdirSync, unlinkSync, watch } f
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Logger } from '@nmp/common';
+import { type Logger, SERVICE_NODE_FLAGS } from '@nmp/common';
 import { type BindAddress, parseBind } from '@nmp/ns-metadata-proxy';
 import { BatchOpener, runBatchHelper } from './batch-helper.js';
 import {
@@ -499,6 +499,8 @@ export class MetadataProxyDaemon {
 
   #startWorker(): Promise<void> {
     const child = fork(WORKER_PATH, [JSON.stringify(this.#s.worker)], {
+      // The supervisor's node flags, and the services' own whatever started the supervisor.
+      execArgv: [...new Set([...process.execArgv, ...SERVICE_NODE_FLAGS])],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       serialization: 'json',
       ...(this.#s.workerUid !== undefined ? { uid: this.#s.workerUid } : {}),

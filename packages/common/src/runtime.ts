@@ -1,0 +1,13 @@
+/*
+ * How node runs our long-lived services (agent, proxy, proxy daemon). Every launcher uses this list: the
+ * generated systemd units, the hooks' proxy command, the daemon's worker, `npm start` and the benchmark,
+ * so what is measured is what is deployed.
+ *
+ * --max-semi-space-size=4: V8's young generation grows to 2 x 16 MB under load by default and keeps it;
+ * at 4 MB per half the proxy and the agent each stay about 20-25 MB smaller after load. The scavenges
+ * become more frequent but each one costs what survives (little: a request's objects die young), and
+ * the benchmark showed no measurable CPU difference at 50 connections (docs/benchmarks.md, "Memory").
+ * A heap-shaping flag cannot be set from inside the process (V8 sizes the heap at start), so it has to
+ * be on the command line, or in NODE_OPTIONS for a launcher we do not generate.
+ */
+export const SERVICE_NODE_FLAGS: readonly string[] = Object.freeze(['--max-semi-space-size=4']);
