@@ -19,7 +19,7 @@ import {
 import { type BindAddress, BindSpecError, parseBind } from './bind-address.js';
 import { HaproxyConfigError, type HaproxyMetadataConfig, readHaproxyConfig } from './haproxy-config.js';
 import type { ProxyIdentity } from './header-policy.js';
-import { ProxyAdminServer, ProxyMetrics } from './metrics.js';
+import type { ProxyAdminServer } from './metrics.js';
 import { proxyOptions } from './options.js';
 import { dropPrivileges } from './privileges.js';
 import { MetadataProxy } from './proxy.js';
@@ -81,10 +81,12 @@ async function main(): Promise<void> {
   const ssrfConfig = ssrfSettings(config);
   const ssrf = ssrfConfig ? createSsrfPolicy(ssrfConfig) : undefined;
   for (const w of ssrf?.warnings ?? []) logger.warn({ code: 'MDP_CONFIG_WARNING' }, w);
+  // The metrics code (and prom-client, ~5 MB resident) is loaded only when there is an admin socket.
+  const metricsModule = config.adminSocket === '' ? undefined : await import('./metrics.js');
   const metrics =
-    config.adminSocket === ''
+    metricsModule === undefined
       ? undefined
-      : new ProxyMetrics({
+      : new metricsModule.ProxyMetrics({
           mode: identity.mode,
           id: identity.id,
           version: VERSION,
@@ -125,7 +127,7 @@ async function main(): Promise<void> {
     metrics.setSources({ connections: () => proxy.connections, inFlight: () => proxy.handler.inFlight });
     // Bound before dropping root (the socket's directory is usually root's); a UNIX socket is reachable
     // only through the file system, never from the tenant network this proxy listens on.
-    admin = new ProxyAdminServer({ socketPath: config.adminSocket, metrics });
+    admin = new metricsModule!.ProxyAdminServer({ socketPath: config.adminSocket, metrics });
     try {
       await admin.listen();
     } catch (err) {
