@@ -49,7 +49,14 @@ export {
   HOP_BY_HOP_HEADERS,
   IDENTITY_HEADERS,
 } from './identity-headers.js';
-export { createLogger, type Logger, type LoggerSettings, REDACT_PATHS, silentLogger } from './logger.js';
+export {
+  createLogger,
+  type Logger,
+  type LoggerSettings,
+  REDACT_PATHS,
+  silentLogger,
+  writeInfoLine,
+} from './logger.js';
 export {
   type InstanceIdentity,
   type InstanceResolver,

@@ -19,6 +19,7 @@ import {
   type Logger,
   MetadataError,
   TEXT_PLAIN,
+  writeInfoLine,
 } from '@nmp/common';
 import type { Dispatcher } from 'undici';
 import type { AgentMetrics } from './metrics.js';
@@ -187,9 +188,28 @@ export class AgentHandler {
       trace.status ?? 0,
       ns / 1e9,
     );
+    if (trace.level === undefined && trace.code === undefined && trace.err === undefined) {
+      // The common line, serialised here (same fields and order as below; nothing in it to redact).
+      writeInfoLine(this.#o.logger, requestFields(trace, ms), MSG_REQUEST);
+      return;
+    }
     const { level = 'info', detail, ...fields } = trace;
     this.#o.logger[level](detail ? { ...fields, ...detail, ms } : { ...fields, ms }, 'request');
   }
+}
+
+const MSG_REQUEST = JSON.stringify('request');
+
+/** A successful request's fields as JSON, in Trace's order (what pino prints for `{...trace, ms}`). */
+function requestFields(t: Trace, ms: number): string {
+  let s = `"rid":${JSON.stringify(t.rid)},"method":${JSON.stringify(t.method)},"path":${JSON.stringify(t.path)}`;
+  if (t.src !== undefined) s += `,"src":${JSON.stringify(t.src)}`;
+  if (t.network !== undefined) s += `,"network":${JSON.stringify(t.network)}`;
+  if (t.router !== undefined) s += `,"router":${JSON.stringify(t.router)}`;
+  if (t.relookup !== undefined) s += `,"relookup":${t.relookup}`;
+  if (t.instance !== undefined) s += `,"instance":${JSON.stringify(t.instance)}`;
+  if (t.status !== undefined) s += `,"status":${t.status}`;
+  return `${s},"ms":${ms}`;
 }
 
 /** What a failure says about the upstreams, for readiness (a lookup that found nothing is an answer). */

@@ -13,7 +13,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { type IncomingMessage, ServerResponse } from 'node:http';
-import { forwardedForFromPeer, type Logger, MetadataError, TEXT_PLAIN } from '@nmp/common';
+import { forwardedForFromPeer, type Logger, MetadataError, TEXT_PLAIN, writeInfoLine } from '@nmp/common';
 import type { Dispatcher, Pool } from 'undici';
 import { agentError } from './agent-client.js';
 import { agentRequestHeaders, instanceResponseHeaders, type ProxyIdentity } from './header-policy.js';
@@ -108,6 +108,7 @@ function hasUnreadBody(req: IncomingMessage): boolean {
 }
 
 const CLIENT_GONE = new Error('the instance closed the connection');
+const MSG_REQUEST = JSON.stringify('request');
 
 /**
  * Request ids in the `req-<uuid>` shape OpenStack uses: a random per-process prefix and a counter, so
@@ -291,6 +292,16 @@ export class ProxyHandler {
   /** The one line per request (the network or router id is bound on the logger already). */
   log(res: ProxyResponse): void {
     const ms = Math.round(Number(process.hrtime.bigint() - res.start) / 1e3) / 1e3;
+    if (res.level === 'info' && res.code === undefined && res.detail === undefined && res.writableFinished) {
+      // The common line, serialised here (same fields and order as below; nothing in it to redact).
+      writeInfoLine(
+        this.#logger,
+        `"rid":${JSON.stringify(res.rid)},"method":${JSON.stringify(res.method)},"path":${JSON.stringify(res.path)},"src":${JSON.stringify(res.src)},"status":${res.status},"ms":${ms}`,
+        MSG_REQUEST,
+      );
+      this.#metrics?.request(res.status, ms / 1000);
+      return;
+    }
     const line: Record<string, unknown> = {
       rid: res.rid,
       method: res.method,

@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { test } from 'node:test';
+import { createLogger, writeInfoLine } from '../src/logger.js';
+
+function sink(): { lines: string[]; stream: Writable } {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(...String(chunk).split('\n').filter(Boolean));
+      cb();
+    },
+  });
+  return { lines, stream };
+}
+
+test('writeInfoLine prints what logger.info would, bindings and order included', () => {
+  const { lines, stream } = sink();
+  const log = createLogger({ name: 'unit', level: 'info' }, stream).child({ network: 'net"1' });
+  const fields = {
+    rid: 'req-1',
+    method: 'GET',
+    path: '/a"b\u0001\\c',
+    src: '10.0.0.5',
+    status: 200,
+    ms: 0.25,
+  };
+  log.info(fields, 'request');
+  writeInfoLine(
+    log,
+    `"rid":"req-1","method":"GET","path":${JSON.stringify(fields.path)},"src":"10.0.0.5","status":200,"ms":0.25`,
+    JSON.stringify('request'),
+  );
+  assert.equal(lines.length, 2);
+  const [viaPino, byHand] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  // Same keys in the same order, same values (the timestamps may differ by a millisecond).
+  assert.deepEqual(Object.keys(byHand!), Object.keys(viaPino!));
+  assert.deepEqual({ ...byHand, time: 0 }, { ...viaPino, time: 0 });
+  assert.equal(byHand!.path, '/a"b\u0001\\c');
+  assert.equal(byHand!.network, 'net"1');
+  assert.match(String(byHand!.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+});
+
+test('writeInfoLine writes nothing when info is below the level', () => {
+  const { lines, stream } = sink();
+  const log = createLogger({ name: 'unit', level: 'warn' }, stream);
+  writeInfoLine(log, '"rid":"req-1"', '"request"');
+  assert.equal(lines.length, 0);
+  log.level = 'info';
+  writeInfoLine(log, '"rid":"req-1"', '"request"');
+  assert.equal(lines.length, 1);
+});
