@@ -1,14 +1,20 @@
-// One load run with autocannon, in a process of its own so that the load generator never shares an event
-// loop with what it measures. Argument: a JSON spec {url, connections, durationS, headers?, expectBody?,
-// timeoutS?}. Prints one JSON line: requests/s, latency percentiles in ms (microsecond resolution, from
-// autocannon's per-response timings: its own histogram only keeps whole milliseconds), errors, and the
-// CPU time this generator used.
+// One load run, in a process of its own so that the load generator never shares an event loop with what it
+// measures. Argument: a JSON spec {url, connections, durationS, headers?, expectBody?, timeoutS?, tool?}.
+// tool: 'autocannon' (from npm, always there) or 'wrk' (Debian's; about a third of autocannon's CPU per
+// request, which on a 2-core machine is CPU the measured processes get). Prints one JSON line: requests/s,
+// latency percentiles in ms (microsecond resolution), errors, and the CPU time the generator used.
+import { spawnSync } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import autocannon from 'autocannon';
 
 const spec = JSON.parse(process.argv[2] ?? '{}');
 if (!spec.url || !spec.connections || !spec.durationS) {
   process.stderr.write('usage: load-worker.mjs \'{"url":...,"connections":N,"durationS":S}\'\n');
   process.exit(2);
+}
+if (spec.tool === 'wrk') {
+  runWrk(spec);
+  process.exit(0);
 }
 
 const latencies = [];
@@ -42,6 +48,7 @@ const instance = autocannon(
     const out = {
       url: spec.url,
       connections: spec.connections,
+      tool: 'autocannon',
       durationS: result.duration,
       elapsedS,
       ok,
@@ -70,3 +77,81 @@ instance.on('response', (_client, statusCode, _bytes, responseTime) => {
     non2xx++;
   }
 });
+
+/**
+ * wrk with one thread (the chain has the other core's worth of work to do), a Lua script that checks
+ * every answer (status 200 and, if given, the exact body) and prints the summary as JSON.
+ */
+function runWrk(spec) {
+  const script = `
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+local expected = os.getenv("NMP_EXPECT_BODY")
+function init(args) ok = 0; non2xx = 0; mismatches = 0 end
+function response(status, headers, body)
+  if status < 200 or status > 299 then non2xx = non2xx + 1
+  elseif expected ~= nil and body ~= expected then mismatches = mismatches + 1
+  else ok = ok + 1 end
+end
+function done(summary, latency, requests)
+  local o, n, m = 0, 0, 0
+  for _, t in ipairs(threads) do o = o + t:get("ok"); n = n + t:get("non2xx"); m = m + t:get("mismatches") end
+  local e = summary.errors
+  io.write(string.format('\\nWRKJSON {"ok":%d,"non2xx":%d,"mismatches":%d,"durationUs":%d,"connect":%d,"read":%d,"write":%d,"timeout":%d,"p50":%d,"p90":%d,"p99":%d,"max":%d,"mean":%.3f}\\n',
+    o, n, m, summary.duration, e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
+end
+`;
+  const scriptFile = `/tmp/nmp-bench-wrk-${process.pid}.lua`;
+  writeFileSync(scriptFile, script);
+  const args = [
+    '-t1',
+    `-c${spec.connections}`,
+    `-d${spec.durationS}s`,
+    `--timeout`,
+    `${spec.timeoutS ?? 10}s`,
+  ];
+  for (const [k, v] of Object.entries(spec.headers ?? {})) args.push('-H', `${k}: ${v}`);
+  args.push('-s', scriptFile, spec.url);
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync('wrk', args, {
+    encoding: 'utf8',
+    env: { ...process.env, ...(spec.expectBody !== undefined ? { NMP_EXPECT_BODY: spec.expectBody } : {}) },
+    timeout: (spec.durationS + 20) * 1000,
+  });
+  const elapsedS = Number(process.hrtime.bigint() - t0) / 1e9;
+  rmSync(scriptFile, { force: true });
+  const line = (r.stdout ?? '').split('\n').find((l) => l.startsWith('WRKJSON '));
+  if (r.status !== 0 || line === undefined) {
+    process.stderr.write(
+      `wrk failed (${r.error?.message ?? r.signal ?? r.status}):\n${r.stderr}${r.stdout}\n`,
+    );
+    process.exit(1);
+  }
+  const w = JSON.parse(line.slice('WRKJSON '.length));
+  // wrk has been waited for: its CPU time is in this process's cutime/cstime (fields 16 and 17).
+  const stat = readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ');
+  const childCpuS = (Number(stat[13]) + Number(stat[14])) / 100;
+  const durationS = w.durationUs / 1e6;
+  const out = {
+    url: spec.url,
+    connections: spec.connections,
+    tool: 'wrk',
+    durationS,
+    elapsedS,
+    ok: w.ok,
+    non2xx: w.non2xx,
+    errors: w.connect + w.read + w.write,
+    timeouts: w.timeout,
+    mismatches: w.mismatches,
+    resets: 0,
+    rps: w.ok / durationS,
+    p50: w.p50 / 1000,
+    p90: w.p90 / 1000,
+    p99: w.p99 / 1000,
+    max: w.max / 1000,
+    mean: w.mean / 1000,
+    loadgenCpuS: childCpuS,
+  };
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm run bench`: measure the chain the way an operator feels it.
 //
-//   autocannon (own process) -> ns-metadata-proxy -> UNIX socket -> metadata-agent -> nova-metadata-dev
+//   wrk or autocannon (own process) -> ns-metadata-proxy -> UNIX socket -> metadata-agent -> nova-metadata-dev
 //
 // For each path (EC2 instance-id, meta_data.json) and connection count (1, 10, 50), one load through the
 // chain, then the same load sent directly to Nova with the agent's signed headers (the fairer baseline: Nova
@@ -11,7 +11,7 @@
 // profile of proxy, agent and Nova under 50-connection load, summarised into docs/profiles/.
 // As root, --netns adds the same load sent from inside an instance network namespace through a
 // qdhcp-style namespace where a second proxy listens on 169.254.169.254:80.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join, relative, resolve } from 'node:path';
@@ -46,6 +46,8 @@ const USAGE = `usage: npm run bench -- [options]
   --warmup S           warm-up seconds per path and target before the runs (default 2)
   --quiet-wait S       before each cell, wait up to S seconds for other processes to go quiet (default 30)
   --log-level LEVEL    agent and proxy log level (default info, as the targets require)
+  --load-tool TOOL     wrk or autocannon (default: wrk when it is installed, it needs about half the CPU
+                       per request that autocannon does; else autocannon, from npm)
   --node-args 'ARGS'   extra node flags for agent and proxy, e.g. '--max-semi-space-size=2' (experiments)
   --no-direct          skip the direct-to-Nova baseline
   --netns              (root) also load from inside an instance namespace via a qdhcp-style namespace
@@ -92,6 +94,7 @@ function parseOptions() {
       'quiet-wait': { type: 'string', default: '30' },
       'log-level': { type: 'string', default: 'info' },
       'node-args': { type: 'string', default: '' },
+      'load-tool': { type: 'string', default: 'auto' },
       'no-direct': { type: 'boolean', default: false },
       netns: { type: 'boolean', default: false },
       'no-boot-storm': { type: 'boolean', default: false },
@@ -120,6 +123,9 @@ function parseOptions() {
     if (!(p in PATHS)) usage(`unknown path '${p}' (known: ${Object.keys(PATHS).join(', ')})`);
   if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal'].includes(values['log-level']))
     usage(`--log-level: trace, debug, info, warn, error or fatal`);
+  const loadTool = values['load-tool'] === 'auto' ? (haveWrk() ? 'wrk' : 'autocannon') : values['load-tool'];
+  if (!['wrk', 'autocannon'].includes(loadTool)) usage('--load-tool: wrk or autocannon');
+  if (loadTool === 'wrk' && !haveWrk()) usage('--load-tool wrk: wrk is not installed (apt-get install wrk)');
   const connections = values.connections.split(',').map(Number);
   if (connections.some((c) => !Number.isInteger(c) || c < 1 || c > 1000))
     usage('--connections: 1..1000 each');
@@ -130,6 +136,7 @@ function parseOptions() {
     quietS: num('quiet-wait', 0, 600),
     logLevel: values['log-level'],
     nodeArgs: values['node-args'].split(/\s+/).filter(Boolean),
+    loadTool,
     connections,
     paths,
     direct: !values['no-direct'],
@@ -144,6 +151,18 @@ function parseOptions() {
     write: !values['no-write'],
     reportFrom: values['report-from'],
   };
+}
+
+function haveWrk() {
+  return spawnSync('wrk', ['--version'], { stdio: 'ignore' }).error === undefined;
+}
+
+/** What the report says about the load generator. */
+function loadToolText(tool) {
+  if (tool !== 'wrk') return 'autocannon 8 in its own process';
+  const v = spawnSync('wrk', ['--version'], { encoding: 'utf8' });
+  const version = /wrk (\S+)/.exec(`${v.stdout}${v.stderr}`)?.[1] ?? '';
+  return `wrk ${version} (one thread, a Lua script checking every answer)`;
 }
 
 function usage(msg) {
@@ -291,6 +310,7 @@ async function benchmark(opts, runDir) {
       durationS,
       headers: target === 'direct' ? directHeaders(chain.secret) : {},
       expectBody: expected[name],
+      tool: opts.loadTool,
     });
     const targets = opts.direct ? ['chain', 'direct'] : ['chain'];
     if (opts.warmupS > 0) {
@@ -379,6 +399,7 @@ async function netnsCells(opts, chain, expected, put) {
       connections,
       durationS,
       expectBody: expected[name],
+      tool: opts.loadTool,
     });
     if (opts.warmupS > 0)
       for (const name of opts.paths) await runLoad(spec(name, 10, opts.warmupS), { wrap });
@@ -449,7 +470,12 @@ async function profile(opts, runDir) {
     const body = (await get(chain.proxyUrl + PATHS['instance-id'])).body;
     if (!EXPECT['instance-id'](body)) throw new Error(`profile chain: unexpected answer ${body}`);
     log(`profiling: 50 connections, instance-id, ${opts.profileDurationS} s (after a 2 s warm-up)`);
-    const spec = { url: chain.proxyUrl + PATHS['instance-id'], connections: 50, expectBody: body };
+    const spec = {
+      url: chain.proxyUrl + PATHS['instance-id'],
+      connections: 50,
+      expectBody: body,
+      tool: opts.loadTool,
+    };
     await runLoad({ ...spec, durationS: 2 });
     const r = await measure(
       'chain instance-id c=50 (profiled)',
@@ -711,10 +737,10 @@ function report(opts, ctx) {
   );
   lines.push(`- Node: ${machine.node}`);
   lines.push(
-    `- Load: autocannon 8 in its own process on the same machine, keep-alive, pipelining 1; ${opts.runs} runs per cell of ${opts.durationS} s each (after a ${opts.warmupS} s warm-up per path and target), medians shown; chain and direct alternate within each run.`,
+    `- Load: ${loadToolText(opts.loadTool ?? 'autocannon')} on the same machine, keep-alive, pipelining 1; ${opts.runs} runs per cell of ${opts.durationS} s each (after a ${opts.warmupS} s warm-up per path and target), medians shown; chain and direct alternate within each run.`,
   );
   lines.push(
-    `- Chain: autocannon -> ns-metadata-proxy (127.0.0.1, network mode) -> UNIX socket -> metadata-agent (inventory resolver, info logging to a file) -> nova-metadata-dev (127.0.0.1, log level warn). Agent and proxy run with the node flags the systemd units and the hooks use (\`${SERVICE_NODE_FLAGS.join(' ')}\`). Direct: the same requests sent straight to nova-metadata-dev with the signed identity headers the agent would add.`,
+    `- Chain: ${opts.loadTool ?? 'autocannon'} -> ns-metadata-proxy (127.0.0.1, network mode) -> UNIX socket -> metadata-agent (inventory resolver, info logging to a file) -> nova-metadata-dev (127.0.0.1, log level warn). Agent and proxy run with the node flags the systemd units and the hooks use (\`${SERVICE_NODE_FLAGS.join(' ')}\`). Direct: the same requests sent straight to nova-metadata-dev with the signed identity headers the agent would add.`,
   );
   if (opts.logLevel !== 'info' || opts.nodeArgs.length > 0)
     lines.push(
@@ -722,7 +748,7 @@ function report(opts, ctx) {
     );
   if (opts.netns)
     lines.push(
-      '- netns: autocannon inside an instance network namespace (10.247.0.5) -> veth -> a qdhcp-style namespace where a second proxy listens on 169.254.169.254:80 -> the same agent and Nova.',
+      `- netns: ${opts.loadTool ?? 'autocannon'} inside an instance network namespace (10.247.0.5) -> veth -> a qdhcp-style namespace where a second proxy listens on 169.254.169.254:80 -> the same agent and Nova.`,
     );
   lines.push('');
   lines.push('## Throughput and latency', '');
