@@ -99,7 +99,8 @@ export class AgentHandler {
     if (query.mode === 'network') trace.network = query.id;
     else trace.router = query.id;
 
-    const body = await readBody(req, this.#o.maxBodySize);
+    // Nearly every request has no body: no extra promise for those.
+    const body = hasBody(req) ? await readBody(req, this.#o.maxBodySize) : null;
     let identity = await this.#o.resolver.resolve(query);
     if (!identity.cached) this.#readiness?.markResolver();
     // A cached port may be stale (the address was reused): Nova's 404 earns exactly one fresh lookup,
@@ -228,6 +229,11 @@ function noteUpstream(readiness: Readiness, failure: MetadataError): void {
       readiness.novaFailed(failure);
       return;
   }
+}
+
+/** Whether the request declares a body (Content-Length, even 0, or Transfer-Encoding). */
+function hasBody(req: IncomingMessage): boolean {
+  return req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
 }
 
 /** Read a request body (bodies are small: passwords); none for requests that declare none. */
