@@ -58,6 +58,21 @@ export {
   writeInfoLine,
 } from './logger.js';
 export {
+  addProcessMetrics,
+  type Counter,
+  type Gauge,
+  type Histogram,
+  type HistogramOptions,
+  type Labelled,
+  type LabelledOptions,
+  type LabelValue,
+  type LabelValues,
+  type MetricOptions,
+  PROMETHEUS_CONTENT_TYPE,
+  Registry,
+  type ValueOptions,
+} from './metrics.js';
+export {
   type InstanceIdentity,
   type InstanceResolver,
   type LookupMode,
