@@ -17,9 +17,16 @@
  *   nmp_keystone_tokens_issued_total, nmp_neutron_reauthentications_total, nmp_neutron_lookup_failures_total
  *   nmp_agent_config_reloads_total{result}, nmp_agent_config_last_reload_success_timestamp_seconds
  *   nmp_agent_info{version}
- *   process_* and nodejs_* (prom-client's default metrics), when enabled
+ *   process_* and nodejs_* (addProcessMetrics of @nmp/common), when enabled
  */
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import {
+  addProcessMetrics,
+  type Counter,
+  type Gauge,
+  type Histogram,
+  type Labelled,
+  Registry,
+} from '@nmp/common';
 import type { CacheStats } from './resolver/caching-resolver.js';
 import type { UpstreamName, UpstreamObserver } from './upstream-observer.js';
 
@@ -41,115 +48,99 @@ export interface MetricSources {
   readonly connections?: () => number;
   readonly inFlight?: () => number;
   readonly cache?: () => CacheStats;
-  readonly neutron?: () => {
-    readonly tokensIssued: number;
-    readonly reauthentications: number;
-    readonly failures: number;
-  };
+  readonly neutron?: () => NeutronStats;
   /** Epoch milliseconds of the last answer (0 = never). */
   readonly lastAnswer?: () => { readonly nova: number; readonly resolver: number };
 }
 
+interface NeutronStats {
+  readonly tokensIssued: number;
+  readonly reauthentications: number;
+  readonly failures: number;
+}
+
 export interface AgentMetricsOptions {
-  /** Add prom-client's process and Node.js metrics (CPU, memory, event loop lag, GC, handles). */
+  /** Add the process and Node.js metrics (CPU, memory, file descriptors, event loop lag, heap). */
   readonly defaultMetrics?: boolean;
   readonly version?: string;
 }
 
-type CounterChild = Counter.Internal;
-type HistogramChild = Histogram.Internal<string>;
-
 export class AgentMetrics implements UpstreamObserver {
   readonly registry = new Registry();
   #sources: MetricSources = {};
-  readonly #requests: Counter<'mode' | 'status'>;
-  /** Per mode index: status -> child. */
-  readonly #requestChildren: Array<Map<number, CounterChild>> = MODES.map(() => new Map());
-  readonly #durationChildren: HistogramChild[];
+  readonly #requests: Labelled<Counter, readonly ['mode', 'status']>;
+  /** Per mode index: status -> series. */
+  readonly #requestChildren: Array<Map<number, Counter>> = MODES.map(() => new Map());
+  readonly #durationChildren: Histogram[];
   /** Index: upstream * 2 + (failed ? 1 : 0). */
-  readonly #upstreamChildren: HistogramChild[] = [];
-  readonly #reloadOk: CounterChild;
-  readonly #reloadFailed: CounterChild;
+  readonly #upstreamChildren: Histogram[] = [];
+  readonly #reloadOk: Counter;
+  readonly #reloadFailed: Counter;
   readonly #lastReload: Gauge;
 
   constructor(options: AgentMetricsOptions = {}) {
-    const registers = [this.registry];
-    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry });
-    const self = this;
+    const registry = this.registry;
+    if (options.defaultMetrics) addProcessMetrics(registry);
 
-    this.#requests = new Counter({
+    this.#requests = registry.counter({
       name: 'nmp_agent_requests_total',
       help: 'Requests answered by the agent, by mode (network, router, or none when the identity headers were unusable) and HTTP status',
       labelNames: ['mode', 'status'],
-      registers,
     });
-    const duration = new Histogram({
+    const duration = registry.histogram({
       name: 'nmp_agent_request_duration_seconds',
       help: 'Time from a request arriving on the agent socket to the last byte of its answer',
       labelNames: ['mode'],
-      buckets: [...LATENCY_BUCKETS],
-      registers,
+      buckets: LATENCY_BUCKETS,
     });
-    this.#durationChildren = MODES.map((mode) => {
-      duration.zero({ mode });
-      return duration.labels(mode);
-    });
+    this.#durationChildren = MODES.map((mode) => duration.labels(mode));
     for (const [i, mode] of MODES.entries()) {
       if (mode === 'none') continue;
-      for (const status of COMMON_STATUSES) this.#requestChild(i, status).inc(0);
+      for (const status of COMMON_STATUSES) this.#requestChild(i, status);
     }
 
-    const upstream = new Histogram({
+    const upstream = registry.histogram({
       name: 'nmp_upstream_duration_seconds',
       help: 'Calls to Nova (until its headers), Neutron and Keystone (until the whole answer), by outcome: answered (any HTTP status) or failed (no answer: refused, reset, timeout, TLS)',
       labelNames: ['upstream', 'outcome'],
-      buckets: [...LATENCY_BUCKETS],
-      registers,
+      buckets: LATENCY_BUCKETS,
     });
     for (const name of UPSTREAMS) {
-      for (const outcome of ['answered', 'failed']) {
-        upstream.zero({ upstream: name, outcome });
+      for (const outcome of ['answered', 'failed'])
         this.#upstreamChildren.push(upstream.labels(name, outcome));
-      }
     }
 
-    new Gauge({
+    registry.gauge({
       name: 'nmp_agent_requests_in_flight',
       help: 'Requests being served',
-      registers,
-      collect() {
-        this.set(self.#sources.inFlight?.() ?? 0);
-      },
+      value: () => this.#sources.inFlight?.() ?? 0,
     });
-    new Gauge({
+    registry.gauge({
       name: 'nmp_agent_proxies_connected',
       help: "Connections open on the agent's UNIX socket (each proxy keeps a pool of them)",
-      registers,
-      collect() {
-        this.set(self.#sources.connections?.() ?? 0);
-      },
+      value: () => this.#sources.connections?.() ?? 0,
     });
-    new Gauge({
+    const lastAnswer = registry.gauge({
       name: 'nmp_upstream_last_answer_timestamp_seconds',
       help: 'When Nova, and the resolver (Neutron or the inventory), last answered (0: never); /readyz needs both recent',
       labelNames: ['upstream'],
-      registers,
-      collect() {
-        const last = self.#sources.lastAnswer?.();
-        this.set({ upstream: 'nova' }, (last?.nova ?? 0) / 1000);
-        this.set({ upstream: 'resolver' }, (last?.resolver ?? 0) / 1000);
+      collect: () => {
+        const last = this.#sources.lastAnswer?.();
+        nova.set((last?.nova ?? 0) / 1000);
+        resolver.set((last?.resolver ?? 0) / 1000);
       },
     });
+    const nova = lastAnswer.labels('nova');
+    const resolver = lastAnswer.labels('resolver');
 
+    // Totals kept by the cache and the Neutron client, read when scraped (0 when there is no such source).
     const cacheCounter = (name: string, help: string, pick: (s: CacheStats) => number) =>
-      new Counter({
+      registry.counter({
         name,
         help,
-        registers,
-        collect() {
-          const stats = self.#sources.cache?.();
-          this.reset();
-          if (stats) this.inc(pick(stats));
+        value: () => {
+          const stats = this.#sources.cache?.();
+          return stats ? pick(stats) : 0;
         },
       });
     cacheCounter('nmp_port_cache_hits_total', 'Port lookups answered from the cache', (s) => s.hits);
@@ -178,28 +169,19 @@ export class AgentMetrics implements UpstreamObserver {
       'Entries dropped to respect port_cache_size',
       (s) => s.evictions,
     );
-    new Gauge({
+    registry.gauge({
       name: 'nmp_port_cache_entries',
       help: 'Entries held by the port cache',
-      registers,
-      collect() {
-        this.set(self.#sources.cache?.().size ?? 0);
-      },
+      value: () => this.#sources.cache?.().size ?? 0,
     });
 
-    const neutronCounter = (
-      name: string,
-      help: string,
-      pick: (s: NonNullable<ReturnType<NonNullable<MetricSources['neutron']>>>) => number,
-    ) =>
-      new Counter({
+    const neutronCounter = (name: string, help: string, pick: (s: NeutronStats) => number) =>
+      registry.counter({
         name,
         help,
-        registers,
-        collect() {
-          const stats = self.#sources.neutron?.();
-          this.reset();
-          if (stats) this.inc(pick(stats));
+        value: () => {
+          const stats = this.#sources.neutron?.();
+          return stats ? pick(stats) : 0;
         },
       });
     neutronCounter('nmp_keystone_tokens_issued_total', 'Keystone tokens obtained', (s) => s.tokensIssued);
@@ -214,28 +196,26 @@ export class AgentMetrics implements UpstreamObserver {
       (s) => s.failures,
     );
 
-    const reloads = new Counter({
+    const reloads = registry.counter({
       name: 'nmp_agent_config_reloads_total',
       help: 'Configuration reloads (SIGHUP) by result; a failure keeps the running configuration',
       labelNames: ['result'],
-      registers,
     });
     this.#reloadOk = reloads.labels('success');
     this.#reloadFailed = reloads.labels('failure');
-    this.#reloadOk.inc(0);
-    this.#reloadFailed.inc(0);
-    this.#lastReload = new Gauge({
+    this.#lastReload = registry.gauge({
       name: 'nmp_agent_config_last_reload_success_timestamp_seconds',
       help: 'When the configuration was last loaded successfully (start or SIGHUP)',
-      registers,
     });
     this.#lastReload.setToCurrentTime();
-    new Gauge({
-      name: 'nmp_agent_info',
-      help: 'Always 1; the version label says what runs',
-      labelNames: ['version'],
-      registers,
-    }).set({ version: options.version ?? 'unknown' }, 1);
+    registry
+      .gauge({
+        name: 'nmp_agent_info',
+        help: 'Always 1; the version label says what runs',
+        labelNames: ['version'],
+      })
+      .labels(options.version ?? 'unknown')
+      .set(1);
   }
 
   /** Where scrape-time figures come from (set once the agent, resolver and readiness exist). */
@@ -273,11 +253,11 @@ export class AgentMetrics implements UpstreamObserver {
 
   /** The text exposition format. */
   render(): Promise<string> {
-    return this.registry.metrics();
+    return this.registry.render();
   }
 
-  #requestChild(modeIndex: number, status: number): CounterChild {
-    const child = this.#requests.labels(MODES[modeIndex]!, String(status));
+  #requestChild(modeIndex: number, status: number): Counter {
+    const child = this.#requests.labels(MODES[modeIndex]!, status);
     this.#requestChildren[modeIndex]!.set(status, child);
     return child;
   }

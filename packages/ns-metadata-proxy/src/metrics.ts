@@ -18,14 +18,14 @@
  *   nmp_proxy_connections                     client connections open
  *   nmp_proxy_requests_in_flight              requests being served
  *   nmp_proxy_info{mode,id,version}           always 1 (count() of it is "proxies up" for a scraper)
- *   process_* / nodejs_*                      prom-client's default metrics, when enabled
+ *   process_* / nodejs_*                      addProcessMetrics of @nmp/common, when enabled
  */
 
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { addProcessMetrics, type Counter, type Histogram, type Labelled, Registry } from '@nmp/common';
 import { type SsrfRefusalReason, ssrfReasonForCode } from './ssrf-policy.js';
 
 /** The proxy's own refusals; the SSRF policy adds its reasons (token_missing, path_denied...) as strings. */
@@ -71,7 +71,7 @@ export interface ProxyMetricsOptions {
   readonly mode?: 'network' | 'router';
   readonly id?: string;
   readonly version?: string;
-  /** Add prom-client's process and Node.js metrics. */
+  /** Add the process and Node.js metrics (CPU, memory, file descriptors, event loop lag, heap). */
   readonly defaultMetrics?: boolean;
   /** More refusal reasons to show at zero from the start (e.g. the SSRF policy's SSRF_REFUSAL_REASONS). */
   readonly extraReasons?: readonly string[];
@@ -83,64 +83,53 @@ export interface ProxyMetricSources {
   readonly inFlight?: () => number;
 }
 
-type CounterChild = Counter.Internal;
-
 export class ProxyMetrics {
   readonly registry = new Registry();
   #sources: ProxyMetricSources = {};
-  readonly #requests: Counter<'status'>;
-  readonly #byStatus = new Map<number, CounterChild>();
+  readonly #requests: Labelled<Counter, readonly ['status']>;
+  readonly #byStatus = new Map<number, Counter>();
   readonly #duration: Histogram;
-  readonly #refusedCounter: Counter<'reason'>;
-  readonly #refused = new Map<string, CounterChild>();
+  readonly #refusedCounter: Labelled<Counter, readonly ['reason']>;
+  readonly #refused = new Map<string, Counter>();
 
   constructor(options: ProxyMetricsOptions = {}) {
-    const registers = [this.registry];
-    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry });
-    const self = this;
-    this.#requests = new Counter({
+    const registry = this.registry;
+    if (options.defaultMetrics) addProcessMetrics(registry);
+    this.#requests = registry.counter({
       name: 'nmp_proxy_requests_total',
       help: "Requests answered, by HTTP status (the proxy's own refusals and errors included)",
       labelNames: ['status'],
-      registers,
     });
-    for (const status of COMMON_STATUSES) this.#statusChild(status).inc(0);
-    this.#duration = new Histogram({
+    for (const status of COMMON_STATUSES) this.#statusChild(status);
+    this.#duration = registry.histogram({
       name: 'nmp_proxy_request_duration_seconds',
       help: 'Time from a request arriving to the last byte of its answer',
-      buckets: [...PROXY_LATENCY_BUCKETS],
-      registers,
+      buckets: PROXY_LATENCY_BUCKETS,
     });
-    this.#refusedCounter = new Counter({
+    this.#refusedCounter = registry.counter({
       name: 'nmp_proxy_refused_total',
       help: 'Requests or connections the proxy refused itself, by reason: rate_limited (429), too_large (413/431), bad_request (400), timeout (408), connections (connection limit), and the SSRF policy reasons when it is on',
       labelNames: ['reason'],
-      registers,
     });
-    for (const reason of [...REFUSAL_REASONS, ...(options.extraReasons ?? [])])
-      this.#reasonChild(reason).inc(0);
-    new Gauge({
+    for (const reason of [...REFUSAL_REASONS, ...(options.extraReasons ?? [])]) this.#reasonChild(reason);
+    registry.gauge({
       name: 'nmp_proxy_connections',
       help: 'Client connections open',
-      registers,
-      collect() {
-        this.set(self.#sources.connections?.() ?? 0);
-      },
+      value: () => this.#sources.connections?.() ?? 0,
     });
-    new Gauge({
+    registry.gauge({
       name: 'nmp_proxy_requests_in_flight',
       help: 'Requests being served',
-      registers,
-      collect() {
-        this.set(self.#sources.inFlight?.() ?? 0);
-      },
+      value: () => this.#sources.inFlight?.() ?? 0,
     });
-    new Gauge({
-      name: 'nmp_proxy_info',
-      help: 'Always 1; labels say what this proxy serves (count() over them is the number of proxies up)',
-      labelNames: ['mode', 'id', 'version'],
-      registers,
-    }).set({ mode: options.mode ?? '', id: options.id ?? '', version: options.version ?? 'unknown' }, 1);
+    registry
+      .gauge({
+        name: 'nmp_proxy_info',
+        help: 'Always 1; labels say what this proxy serves (count() over them is the number of proxies up)',
+        labelNames: ['mode', 'id', 'version'],
+      })
+      .labels(options.mode ?? '', options.id ?? '', options.version ?? 'unknown')
+      .set(1);
   }
 
   setSources(sources: ProxyMetricSources): void {
@@ -170,17 +159,17 @@ export class ProxyMetrics {
 
   /** The Prometheus text exposition format. */
   render(): Promise<string> {
-    return this.registry.metrics();
+    return this.registry.render();
   }
 
-  #reasonChild(reason: string): CounterChild {
+  #reasonChild(reason: string): Counter {
     const child = this.#refusedCounter.labels(reason);
     this.#refused.set(reason, child);
     return child;
   }
 
-  #statusChild(status: number): CounterChild {
-    const child = this.#requests.labels(String(status));
+  #statusChild(status: number): Counter {
+    const child = this.#requests.labels(status);
     this.#byStatus.set(status, child);
     return child;
   }
