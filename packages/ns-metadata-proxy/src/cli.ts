@@ -81,7 +81,7 @@ async function main(): Promise<void> {
   const ssrfConfig = ssrfSettings(config);
   const ssrf = ssrfConfig ? createSsrfPolicy(ssrfConfig) : undefined;
   for (const w of ssrf?.warnings ?? []) logger.warn({ code: 'MDP_CONFIG_WARNING' }, w);
-  // The metrics code (and prom-client, ~5 MB resident) is loaded only when there is an admin socket.
+  // The metrics code is loaded only when there is an admin socket to serve it.
   const metricsModule = config.adminSocket === '' ? undefined : await import('./metrics.js');
   const metrics =
     metricsModule === undefined
