@@ -3,19 +3,23 @@
  * generated systemd units, the hooks' proxy command, the daemon's worker, `npm start` and the benchmark,
  * so what is measured is what is deployed.
  *
- * --max-semi-space-size=4: V8's young generation grows to 2 x 16 MB under load by default and keeps it;
- * at 4 MB per half the proxy and the agent each stay about 20-25 MB smaller after load. The scavenges
- * become more frequent but each one costs what survives (little: a request's objects die young), and
- * the benchmark showed no measurable CPU difference at 50 connections (docs/benchmarks.md, "Memory").
+ * --max-semi-space-size=2: V8's young generation grows to 2 x 16 MB under load by default and keeps it;
+ * at 2 MB per half the proxy and the agent each stay about 25 MB smaller after load. The scavenges become
+ * more frequent, but each one costs what survives (little: a request's objects die young), and the
+ * benchmark showed no difference in CPU per request at 1, 10 or 50 connections.
  * --heap-growing-percent=50: after a full collection V8 lets the old generation grow to up to 4x what
  * survived before collecting it again; our live heap is 10-15 MB and what the young collections promote
  * under load is nearly all dead, so the old generation sat at 30-35 MB after a load of a few seconds. At
- * 1.5x it stays near 20 MB (8-10 MB less resident per process after the benchmark's load); the extra full
- * collections are of a small heap, marked concurrently, and did not show in CPU per request.
+ * 1.5x it stays near 20 MB; the extra full collections are of a small heap, marked concurrently.
+ * --v8-pool-size=1: node starts four V8 worker threads (background compilation, concurrent marking);
+ * each keeps its own malloc arena, 9-11 MB together after load. One thread keeps 2 MB, and on a
+ * network node the other cores are busy with other processes anyway.
  * Heap-shaping flags cannot be set from inside the process (V8 sizes the heap at start), so they have
- * to be on the command line, or in NODE_OPTIONS for a launcher we do not generate.
+ * to be on the command line, or in NODE_OPTIONS for a launcher we do not generate. Measured with
+ * `npm run bench` (docs/benchmarks.md, "Memory").
  */
 export const SERVICE_NODE_FLAGS: readonly string[] = Object.freeze([
-  '--max-semi-space-size=4',
+  '--max-semi-space-size=2',
   '--heap-growing-percent=50',
+  '--v8-pool-size=1',
 ]);

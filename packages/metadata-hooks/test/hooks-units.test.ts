@@ -60,13 +60,18 @@ test('proxy argv: binds, identity, socket, pid file, user/group, extra config fi
   // Default: the proxy installed beside the hooks, run with this node and the services' node flags.
   const [node, ...rest] = proxyProgram(config());
   assert.equal(node, process.execPath);
-  assert.deepEqual(rest.slice(0, -1), ['--max-semi-space-size=4', '--heap-growing-percent=50']);
+  assert.deepEqual(rest.slice(0, -1), [
+    '--max-semi-space-size=2',
+    '--heap-growing-percent=50',
+    '--v8-pool-size=1',
+  ]);
   assert.match(rest.at(-1)!, /packages\/ns-metadata-proxy\/dist\/src\/cli\.js$/);
   // A script given as the command also runs with them; an executable is run as it is.
   assert.deepEqual(proxyProgram(config({ 'ns-metadata-proxy-command': '/opt/p/cli.js' })), [
     process.execPath,
-    '--max-semi-space-size=4',
+    '--max-semi-space-size=2',
     '--heap-growing-percent=50',
+    '--v8-pool-size=1',
     '/opt/p/cli.js',
   ]);
 });

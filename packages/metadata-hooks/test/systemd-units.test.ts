@@ -21,7 +21,7 @@ test('agent unit: restart on failure, no capabilities, socket directory writable
     'NoNewPrivileges=yes',
     'ProtectSystem=strict',
     'ReadWritePaths=/var/lib/neutron',
-    'ExecStart=/usr/bin/node --max-semi-space-size=4 --heap-growing-percent=50 /opt/nmp/packages/metadata-agent/dist/src/cli.js --config-file /etc/neutron/metadata_agent.ini',
+    'ExecStart=/usr/bin/node --max-semi-space-size=2 --heap-growing-percent=50 --v8-pool-size=1 /opt/nmp/packages/metadata-agent/dist/src/cli.js --config-file /etc/neutron/metadata_agent.ini',
   ])
     assert.match(u, new RegExp(`^${line.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
   assert.doesNotMatch(u, /^MemoryDenyWriteExecute/m);
@@ -43,7 +43,7 @@ test('proxy template: joins /run/netns/%i, may bind port 80 and nothing more', (
   assert.match(u, /^User=nmp$/m);
   assert.match(
     u,
-    /^ExecStart=\/usr\/local\/bin\/node --max-semi-space-size=4 --heap-growing-percent=50 \/srv\/nmp\/packages\/ns-metadata-proxy\/dist\/src\/cli\.js --config-file \/etc\/nmp\/ns-metadata-proxy\/%i\.ini$/m,
+    /^ExecStart=\/usr\/local\/bin\/node --max-semi-space-size=2 --heap-growing-percent=50 --v8-pool-size=1 \/srv\/nmp\/packages\/ns-metadata-proxy\/dist\/src\/cli\.js --config-file \/etc\/nmp\/ns-metadata-proxy\/%i\.ini$/m,
   );
   assert.doesNotMatch(u, /^PrivateNetwork/m);
 });
@@ -52,7 +52,7 @@ test('daemon unit: root supervisor with only the capabilities to enter namespace
   const u = renderUnits().get('nmp-metadata-proxy-daemon.service')!;
   assert.match(
     u,
-    /^ExecStart=\/usr\/bin\/node --max-semi-space-size=4 --heap-growing-percent=50 \/opt\/nmp\/packages\/metadata-proxy-daemon\/dist\/src\/cli\.js --config-file \/etc\/nmp\/metadata-proxy-daemon\.ini$/m,
+    /^ExecStart=\/usr\/bin\/node --max-semi-space-size=2 --heap-growing-percent=50 --v8-pool-size=1 \/opt\/nmp\/packages\/metadata-proxy-daemon\/dist\/src\/cli\.js --config-file \/etc\/nmp\/metadata-proxy-daemon\.ini$/m,
   );
   assert.match(
     u,
