@@ -15,7 +15,7 @@
 import type { Server } from 'node:http';
 import { createLogger, type Logger } from '@nmp/common';
 import {
-  createAgentPool,
+  AgentClient,
   MetadataProxy,
   type ProxyHandler,
   type ProxyIdentity,
@@ -23,7 +23,6 @@ import {
   RateLimiter,
   type RateLimiterOptions,
 } from '@nmp/ns-metadata-proxy';
-import type { Pool } from 'undici';
 import { formatAddress } from './listener-address.js';
 
 export interface WorkerSettings {
@@ -69,7 +68,7 @@ class ServedAttachment {
 
   constructor(
     readonly identity: ProxyIdentity,
-    agent: Pool,
+    agent: AgentClient,
     settings: WorkerSettings,
     logger: Logger,
   ) {
@@ -113,7 +112,7 @@ class ServedAttachment {
 }
 
 export class ServingWorker {
-  readonly agent: Pool;
+  readonly agent: AgentClient;
   readonly #attachments = new Map<string, ServedAttachment>();
   readonly #settings: WorkerSettings;
   readonly #logger: Logger;
@@ -121,7 +120,7 @@ export class ServingWorker {
   constructor(settings: WorkerSettings, logger: Logger) {
     this.#settings = settings;
     this.#logger = logger;
-    this.agent = createAgentPool({
+    this.agent = new AgentClient({
       socketPath: settings.socketPath,
       timeoutMs: settings.limits.upstreamTimeoutMs,
       connectTimeoutMs: settings.limits.connectTimeoutMs,

@@ -1,32 +1,107 @@
 /*
- * The hop from the proxy to the agent: a keep-alive pool over the agent's UNIX socket, and the mapping
- * of its failures to what the instance sees (socket missing 503 at once, too slow 504, cut short 502).
+ * The hop from the proxy to the agent: keep-alive connections over the agent's UNIX socket, and the
+ * mapping of their failures to what the instance sees (socket missing 503 at once, too slow 504, cut
+ * short 502).
+ *
+ * node's own HTTP client, not undici: undici parses with llhttp compiled to WebAssembly, and compiling it
+ * (plus the compiler's memory) costs a proxy about 10 MB of its resident memory for one small parser per
+ * process; node:http uses the llhttp built into node. One proxy runs per network, so that memory is
+ * multiplied on a network node (issue 6: proxy <= 70 MB after load). The agent keeps undici for Nova.
  */
+import { Agent, type ClientRequest, type IncomingMessage, request } from 'node:http';
 import { MetadataError } from '@nmp/common';
-import { Pool } from 'undici';
 
 export interface AgentClientOptions {
   readonly socketPath: string;
   /** Milliseconds to wait for the agent's answer (headers, then gaps in the body). */
   readonly timeoutMs: number;
+  /** Kept for configuration compatibility: connecting to a UNIX socket succeeds or fails at once. */
   readonly connectTimeoutMs?: number;
   readonly connections?: number;
 }
 
-export function createAgentPool(options: AgentClientOptions): Pool {
-  return new Pool('http://localhost', {
-    socketPath: options.socketPath,
-    connections: options.connections ?? 128,
-    pipelining: 1,
-    keepAliveTimeout: 30_000,
-    keepAliveMaxTimeout: 60_000,
-    headersTimeout: options.timeoutMs,
-    bodyTimeout: options.timeoutMs,
-    connect: { timeout: options.connectTimeoutMs ?? 5_000 },
-  });
+/** Who hears about one request's outcome: the answer (then its body's end or break), or a failure. */
+export interface AgentExchange {
+  onAgentResponse(res: IncomingMessage): void;
+  onAgentError(err: Error): void;
 }
 
-/** Map an undici failure talking to the agent to one of our codes. */
+/** Idle connections are closed after this long, well before the agent's own keep-alive limit (65 s). */
+const IDLE_MS = 30_000;
+
+/** The error a request gets when the agent is silent for timeoutMs. */
+export class AgentTimeoutError extends Error {
+  readonly code = 'MDP_AGENT_TIMEOUT';
+}
+
+export class AgentClient {
+  readonly socketPath: string;
+  readonly #agent: Agent;
+  readonly #timeoutMs: number;
+
+  constructor(options: AgentClientOptions) {
+    this.socketPath = options.socketPath;
+    this.#timeoutMs = options.timeoutMs;
+    const connections = options.connections ?? 128;
+    this.#agent = new Agent({
+      keepAlive: true,
+      maxSockets: connections,
+      maxFreeSockets: connections,
+      // The most recently used connection first: under light load the rest age out.
+      scheduling: 'lifo',
+      timeout: IDLE_MS,
+    });
+  }
+
+  /**
+   * Send one request. `headers` is a flat [name, value, ...] list sent as it is (it must hold Host).
+   * Returns the request, which the caller destroys to abandon it (the instance went away).
+   */
+  send(
+    method: string,
+    path: string,
+    headers: readonly string[],
+    body: Buffer | null,
+    exchange: AgentExchange,
+  ): ClientRequest {
+    const req = request({
+      agent: this.#agent,
+      socketPath: this.socketPath,
+      method,
+      path,
+      headers: headers as string[],
+    }) as PendingRequest;
+    // Module-level listeners reading the exchange off the request: no closures per request.
+    req.exchange = exchange;
+    req.timeoutMs = this.#timeoutMs;
+    req.setTimeout(this.#timeoutMs, onTimeout);
+    req.once('response', onResponse);
+    req.on('error', onError);
+    req.end(body ?? undefined);
+    return req;
+  }
+
+  /** Close every connection (idle ones at once; in-flight requests are cut). */
+  async close(): Promise<void> {
+    this.#agent.destroy();
+  }
+}
+
+type PendingRequest = ClientRequest & { exchange: AgentExchange; timeoutMs: number };
+
+function onResponse(this: PendingRequest, res: IncomingMessage): void {
+  this.exchange.onAgentResponse(res);
+}
+
+function onError(this: PendingRequest, err: Error): void {
+  this.exchange.onAgentError(err);
+}
+
+function onTimeout(this: PendingRequest): void {
+  this.destroy(new AgentTimeoutError(`the agent did not answer within ${this.timeoutMs} ms`));
+}
+
+/** Map a failure talking to the agent to one of our codes. */
 export function agentError(err: unknown): MetadataError {
   const e = err as { code?: string; message?: string };
   const details = { upstream: 'agent', cause: e?.code ?? e?.message ?? String(err) };
@@ -35,18 +110,19 @@ export function agentError(err: unknown): MetadataError {
     case 'ECONNREFUSED':
     case 'EACCES':
     case 'ENOTSOCK':
-    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'EAGAIN':
       return new MetadataError('MDP_ERR_AGENT_UNREACHABLE', details, { cause: err });
-    case 'UND_ERR_INVALID_ARG':
-    case 'UND_ERR_NOT_SUPPORTED':
+    case 'ERR_INVALID_CHAR':
+    case 'ERR_INVALID_HTTP_TOKEN':
+    case 'ERR_HTTP_INVALID_HEADER_VALUE':
+    case 'ERR_UNESCAPED_CHARACTERS':
       // Something in the instance's request that HTTP/1.1 to the agent cannot carry: its fault, not the agent's.
       return new MetadataError(
         'MDP_ERR_BAD_REQUEST',
         { reason: 'not-forwardable', cause: e?.message },
         { cause: err },
       );
-    case 'UND_ERR_HEADERS_TIMEOUT':
-    case 'UND_ERR_BODY_TIMEOUT':
+    case 'MDP_AGENT_TIMEOUT':
       return new MetadataError('MDP_ERR_AGENT_TIMEOUT', details, { cause: err });
     default:
       return new MetadataError('MDP_ERR_AGENT_BAD_RESPONSE', details, { cause: err });

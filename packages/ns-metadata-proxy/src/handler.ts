@@ -9,13 +9,12 @@
  * signal left.
  *
  * Hot path: no per-request closures. The response object is the exchange: it carries the log fields
- * and is itself the undici dispatch handler that receives the agent's answer (see ProxyResponse).
+ * and is itself what the agent client reports the agent's answer to (see ProxyResponse).
  */
 import { randomBytes } from 'node:crypto';
-import { type IncomingMessage, ServerResponse } from 'node:http';
+import { type ClientRequest, type IncomingMessage, ServerResponse } from 'node:http';
 import { forwardedForFromPeer, type Logger, MetadataError, TEXT_PLAIN, writeInfoLine } from '@nmp/common';
-import type { Dispatcher, Pool } from 'undici';
-import { agentError } from './agent-client.js';
+import { type AgentClient, type AgentExchange, agentError } from './agent-client.js';
 import { agentRequestHeaders, instanceResponseHeaders, type ProxyIdentity } from './header-policy.js';
 import type { ProxyMetrics } from './metrics.js';
 import { bodyLength, bodyTooLarge, checkRequest } from './request-policy.js';
@@ -23,7 +22,7 @@ import type { SsrfAnswer, SsrfPolicy } from './ssrf-policy.js';
 
 export interface ProxyHandlerOptions {
   readonly identity: ProxyIdentity;
-  readonly agent: Pool;
+  readonly agent: AgentClient;
   readonly logger: Logger;
   readonly maxBodySize: number;
   /** Milliseconds an answer may wait for the instance to read it before the connection is cut. */
@@ -38,10 +37,10 @@ export interface ProxyHandlerOptions {
 type Level = 'info' | 'warn' | 'error';
 
 /**
- * The instance's response, which is also the exchange: the fields of its one log line, and the undici
- * dispatch handler the agent's answer arrives at. Servers made by MetadataProxy create these.
+ * The instance's response, which is also the exchange: the fields of its one log line, and what the
+ * agent client reports the agent's answer to. Servers made by MetadataProxy create these.
  */
-export class ProxyResponse extends ServerResponse<IncomingMessage> implements Dispatcher.DispatchHandler {
+export class ProxyResponse extends ServerResponse<IncomingMessage> implements AgentExchange {
   handler: ProxyHandler | undefined = undefined;
   start = 0n;
   rid = '';
@@ -52,52 +51,73 @@ export class ProxyResponse extends ServerResponse<IncomingMessage> implements Di
   code: string | undefined = undefined;
   level: Level = 'info';
   detail: Readonly<Record<string, unknown>> | undefined = undefined;
-  /** Set while the agent holds the request; used to abort it when the instance goes away. */
-  controller: Dispatcher.DispatchController | undefined = undefined;
+  /** Set while the agent holds the request; destroyed when the instance goes away. */
+  upstream: ClientRequest | undefined = undefined;
+  /** The agent's answer while its body streams through. */
+  answer: AgentAnswer | undefined = undefined;
   /** Running while the instance does not read the answer (backpressure). */
   stall: NodeJS.Timeout | undefined = undefined;
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
-    if (this.destroyed) controller.abort(CLIENT_GONE);
-  }
-
-  onResponseStart(
-    controller: Dispatcher.DispatchController,
-    statusCode: number,
-    headers: Record<string, string | string[] | undefined>,
-  ): void {
-    if (statusCode < 200) return;
+  onAgentResponse(answer: IncomingMessage): void {
     if (this.destroyed) {
-      controller.abort(CLIENT_GONE);
+      this.upstream?.destroy();
+      this.upstream = undefined;
       return;
     }
-    this.status = statusCode;
-    this.writeHead(statusCode, instanceResponseHeaders(headers));
+    const a = answer as AgentAnswer;
+    a.exchange = this;
+    this.answer = a;
+    this.status = answer.statusCode ?? 0;
+    this.writeHead(this.status, instanceResponseHeaders(answer.headers));
+    a.on('data', onAnswerData);
+    a.once('end', onAnswerEnd);
+    a.once('aborted', onAnswerBroken);
+    a.on('error', onAnswerBroken);
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (!this.write(chunk) && !this.destroyed && this.stall === undefined) {
-      // Stop reading from the agent until the instance reads; cut it if it never does.
-      controller.pause();
-      this.once('drain', resumeUpstream);
-      this.stall = setTimeout(clientStalled, this.handler!.clientTimeoutMs, this);
-    }
-  }
-
-  onResponseEnd(): void {
-    this.controller = undefined;
-    this.end();
-  }
-
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
-    this.controller = undefined;
-    if (err === CLIENT_GONE || this.destroyed) {
+  onAgentError(err: Error): void {
+    // Already settled: the answer broke off (handled there) or the instance left (we cut it ourselves).
+    if (this.upstream === undefined) return;
+    this.upstream = undefined;
+    this.answer = undefined;
+    if (this.destroyed) {
       this.code ??= 'client_closed';
       return;
     }
     this.handler?.fail(this, agentError(err));
   }
+}
+
+type AgentAnswer = IncomingMessage & { exchange: ProxyResponse };
+
+function onAnswerData(this: AgentAnswer, chunk: Buffer): void {
+  const res = this.exchange;
+  if (!res.write(chunk) && !res.destroyed && res.stall === undefined) {
+    // Stop reading from the agent until the instance reads; cut it if it never does.
+    this.pause();
+    res.once('drain', resumeUpstream);
+    res.stall = setTimeout(clientStalled, res.handler!.clientTimeoutMs, res);
+  }
+}
+
+function onAnswerEnd(this: AgentAnswer): void {
+  const res = this.exchange;
+  res.upstream = undefined;
+  res.answer = undefined;
+  res.end();
+}
+
+/** The agent's answer broke off mid-body: all that is left is to cut the instance's connection. */
+function onAnswerBroken(this: AgentAnswer, err?: Error): void {
+  const res = this.exchange;
+  if (res.upstream === undefined) return;
+  res.upstream = undefined;
+  res.answer = undefined;
+  if (res.destroyed) {
+    res.code ??= 'client_closed';
+    return;
+  }
+  res.handler?.fail(res, agentError(err ?? Object.assign(new Error('aborted'), { code: 'ECONNRESET' })));
 }
 
 /** Whether bytes of this request's body may still be on the connection. */
@@ -107,7 +127,6 @@ function hasUnreadBody(req: IncomingMessage): boolean {
   return length === undefined ? req.headers['transfer-encoding'] !== undefined : length !== '0';
 }
 
-const CLIENT_GONE = new Error('the instance closed the connection');
 const MSG_REQUEST = JSON.stringify('request');
 
 /**
@@ -127,7 +146,7 @@ function nextRequestId(): string {
 function resumeUpstream(this: ProxyResponse): void {
   clearTimeout(this.stall);
   this.stall = undefined;
-  this.controller?.resume();
+  this.answer?.resume();
 }
 
 /** The instance has not read any of the answer for the client timeout: a slow-read attack or a dead peer. */
@@ -146,11 +165,13 @@ function onResponseClose(this: ProxyResponse): void {
     clearTimeout(this.stall);
     this.stall = undefined;
   }
-  if (this.controller !== undefined) {
-    // The instance left before the agent answered: free the agent connection now.
+  if (this.upstream !== undefined) {
+    // The instance left before the agent finished: free the agent connection now.
     this.code ??= 'client_closed';
-    this.controller.abort(CLIENT_GONE);
-    this.controller = undefined;
+    const upstream = this.upstream;
+    this.upstream = undefined;
+    this.answer = undefined;
+    upstream.destroy();
   }
   handler.log(this);
 }
@@ -172,7 +193,7 @@ function answerFor(failure: MetadataError): { body: Buffer; keep: Record<string,
 
 export class ProxyHandler {
   readonly #o: ProxyHandlerOptions;
-  readonly #agent: Pool;
+  readonly #agent: AgentClient;
   readonly #admit: ((source: string) => MetadataError | undefined) | undefined;
   readonly #maxBodySize: number;
   readonly #ssrf: SsrfPolicy | undefined;
@@ -253,15 +274,14 @@ export class ProxyHandler {
   }
 
   #forward(req: IncomingMessage, res: ProxyResponse, body: Buffer | null): void {
-    this.#agent.dispatch(
-      {
-        method: res.method as Dispatcher.HttpMethod,
-        path: req.url!,
-        headers: agentRequestHeaders(req.rawHeaders, this.#o.identity, res.src, res.rid),
-        body,
-      },
-      res,
-    );
+    const headers = agentRequestHeaders(req.rawHeaders, this.#o.identity, res.src, res.rid, body);
+    try {
+      res.upstream = this.#agent.send(res.method, req.url!, headers, body, res);
+    } catch (err) {
+      // node refuses, before sending, what HTTP/1.1 cannot carry (e.g. a control character in the path).
+      res.upstream = undefined;
+      this.fail(res, agentError(err));
+    }
   }
 
   /**

@@ -9,7 +9,7 @@ import { TOKEN_HEADERS } from './ssrf-policy.js';
 
 /**
  * Every request header the agent must never see, in one set (one lookup per header): identity headers,
- * hop-by-hop headers, Expect (undici refuses it; the proxy answers 100-continue itself) and the session
+ * hop-by-hop headers, Expect (node answered 100-continue to the instance already) and the session
  * token headers of the SSRF defences (they stay at the proxy in every mode).
  */
 const DROPPED_HEADERS: ReadonlySet<string> = new Set([
@@ -32,19 +32,26 @@ export const IDENTITY_HEADER_NAME: Readonly<Record<ProxyMode, string>> = {
 };
 
 /**
- * Headers for the agent as undici's flat [name, value, ...] array: the client's allowed headers in
- * their order, then ours. Headers named in the client's Connection header are dropped too.
+ * Headers for the agent as a flat [name, value, ...] array, sent as they are: the client's allowed
+ * headers in their order, then ours. Headers named in the client's Connection header are dropped too.
+ * A request without Host gets `Host: localhost` (the agent's HTTP/1.1 server requires one), and a body
+ * read whole gets its Content-Length if the client framed it otherwise (chunked).
  */
 export function agentRequestHeaders(
   rawHeaders: readonly string[],
   identity: ProxyIdentity,
   forwardedFor: string,
   requestId: string,
+  body: Buffer | null = null,
 ): string[] {
   const out: string[] = [];
   let connectionNamed: Set<string> | undefined;
+  let host = false;
+  let length = false;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!.toLowerCase();
+    if (name === 'host') host = true;
+    else if (name === 'content-length') length = true;
     if (name === 'connection') {
       for (const token of rawHeaders[i + 1]!.split(',')) {
         const t = token.trim().toLowerCase();
@@ -54,7 +61,7 @@ export function agentRequestHeaders(
       }
       continue;
     }
-    // Expect: Node has already answered 100-continue; the agent must not wait for it (undici refuses it).
+    // Expect: node has already answered 100-continue; the agent must not wait for it.
     if (DROPPED_HEADERS.has(name)) continue;
     out.push(rawHeaders[i]!, rawHeaders[i + 1]!);
   }
@@ -68,6 +75,8 @@ export function agentRequestHeaders(
     out.length = 0;
     out.push(...kept);
   }
+  if (!host) out.push('host', 'localhost');
+  if (body !== null && !length) out.push('content-length', String(body.length));
   out.push(
     'x-forwarded-for',
     forwardedFor,

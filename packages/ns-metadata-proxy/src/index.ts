@@ -1,7 +1,13 @@
 /*
  * @nmp/ns-metadata-proxy: the per-namespace proxy in front of the metadata agent.
  */
-export { type AgentClientOptions, agentError, createAgentPool } from './agent-client.js';
+export {
+  AgentClient,
+  type AgentClientOptions,
+  type AgentExchange,
+  AgentTimeoutError,
+  agentError,
+} from './agent-client.js';
 export { type BindAddress, BindSpecError, listenHost, parseBind } from './bind-address.js';
 export { ProxyHandler, type ProxyHandlerOptions, ProxyResponse } from './handler.js';
 export {

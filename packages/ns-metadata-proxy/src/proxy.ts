@@ -7,8 +7,7 @@ import { createServer, IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type Logger, MetadataError } from '@nmp/common';
-import type { Pool } from 'undici';
-import { createAgentPool } from './agent-client.js';
+import { AgentClient } from './agent-client.js';
 import { type BindAddress, listenHost } from './bind-address.js';
 import { ProxyHandler, ProxyResponse } from './handler.js';
 import type { ProxyIdentity } from './header-policy.js';
@@ -59,13 +58,13 @@ export interface MetadataProxyOptions {
    * A connection pool to the agent shared with other proxies (one daemon, many namespaces). The proxy
    * uses it and leaves closing it to the owner; without it the proxy makes and closes its own.
    */
-  readonly agent?: Pool;
+  readonly agent?: AgentClient;
   readonly metrics?: ProxyMetrics;
 }
 
 export class MetadataProxy {
   readonly handler: ProxyHandler;
-  readonly agent: Pool;
+  readonly agent: AgentClient;
   readonly servers: Server[] = [];
   readonly limits: ProxyLimits;
   readonly #o: MetadataProxyOptions;
@@ -83,7 +82,7 @@ export class MetadataProxy {
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.agent =
       options.agent ??
-      createAgentPool({
+      new AgentClient({
         socketPath: options.socketPath,
         timeoutMs: this.limits.upstreamTimeoutMs,
         connectTimeoutMs: this.limits.connectTimeoutMs,

@@ -163,7 +163,7 @@ test('the agent connection pool is reused across requests (keep-alive on the soc
   assert.ok(sockets.size <= 2, `expected pooled connections, saw ${sockets.size}`);
 });
 
-test('Expect: 100-continue is answered by the proxy and not passed on (undici cannot carry it)', async (t) => {
+test('Expect: 100-continue is answered by the proxy and not passed on to the agent', async (t) => {
   const agent = await startFakeAgent(t);
   const { port } = await startProxy(t, { socketPath: agent.socketPath });
   const body = 'c2VjcmV0cGFzc3dvcmQ=';
