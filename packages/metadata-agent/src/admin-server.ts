@@ -7,9 +7,15 @@
  */
 import { chmod, unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
 import { type AddressInfo, isIP } from 'node:net';
 import { ConfigError, type Logger } from '@nmp/common';
-import ipaddr from 'ipaddr.js';
+import type ipaddrModule from 'ipaddr.js';
+
+// A CommonJS package loaded with require, not import: an ES module importing CommonJS makes node compile
+// its CommonJS export scanner (WebAssembly) once per process: 4 MB resident in isolation, 1-2 MB in the proxy.
+const ipaddr = createRequire(import.meta.url)('ipaddr.js') as typeof ipaddrModule;
+
 import type { ReadinessReport } from './readiness.js';
 import { prepareSocketPath } from './unix-socket.js';
 
