@@ -102,3 +102,61 @@ test('IPv6 and IPv4-mapped peers: X-Forwarded-For is unwrapped', async (t) => {
   assert.equal(agent.seen[0]!.headers['x-forwarded-for'], '127.0.0.1');
   assert.equal(agent.seen[1]!.headers['x-forwarded-for'], '::1');
 });
+
+test('the agent always gets a Host header and a Content-Length for a body the client sent chunked', () => {
+  const identity = { mode: 'network', id: 'n' } as const;
+  const names = (h: string[]) => h.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
+  // HTTP/1.0 without Host: the agent's HTTP/1.1 server would refuse the request without one.
+  const noHost = agentRequestHeaders(['Accept', '*/*'], identity, '10.0.0.5', 'req-x');
+  assert.deepEqual(noHost.slice(0, 4), ['Accept', '*/*', 'host', 'localhost']);
+  // The client's Host is kept as it is and not doubled.
+  const withHost = agentRequestHeaders(['HOST', '169.254.169.254'], identity, '10.0.0.5', 'req-x');
+  assert.deepEqual(
+    names(withHost).filter((n) => n === 'host'),
+    ['host'],
+  );
+  assert.equal(withHost[1], '169.254.169.254');
+  // A chunked body (Transfer-Encoding is hop-by-hop, dropped) gets the length of what was read.
+  const body = Buffer.from('password-data');
+  const chunked = agentRequestHeaders(
+    ['Host', 'h', 'Transfer-Encoding', 'chunked'],
+    identity,
+    '10.0.0.5',
+    'req-x',
+    body,
+  );
+  assert.ok(!names(chunked).includes('transfer-encoding'));
+  assert.equal(chunked[chunked.indexOf('content-length') + 1], String(body.length));
+  // A body with its own Content-Length keeps that one only.
+  const framed = agentRequestHeaders(
+    ['Host', 'h', 'Content-Length', '13'],
+    identity,
+    '10.0.0.5',
+    'req-x',
+    body,
+  );
+  assert.deepEqual(
+    names(framed).filter((n) => n === 'content-length'),
+    ['content-length'],
+  );
+});
+
+test('HTTP/1.0 without Host and a chunked POST both reach the agent intact', async (t) => {
+  const agent = await startFakeAgent(t);
+  const { port } = await startProxy(t, { socketPath: agent.socketPath });
+  const old = await rawRequest(port, 'GET /latest/meta-data/instance-id HTTP/1.0\r\n\r\n');
+  assert.equal(old.status, 200);
+  assert.equal(agent.seen[0]!.headers.host, 'localhost');
+  const chunked = await rawRequest(
+    port,
+    'POST /openstack/2013-04-04/password HTTP/1.1\r\nHost: 169.254.169.254\r\nTransfer-Encoding: chunked\r\n' +
+      'Connection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n',
+  );
+  assert.equal(chunked.status, 200);
+  const seen = agent.seen[1]!;
+  assert.equal(seen.method, 'POST');
+  assert.equal(seen.body.toString(), 'hello world');
+  assert.equal(seen.headers['content-length'], '11');
+  assert.equal(seen.headers['transfer-encoding'], undefined);
+  assert.equal(seen.headers.host, '169.254.169.254');
+});
