@@ -20,6 +20,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { loadavg, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
+import { SERVICE_NODE_FLAGS } from '@nmp/common';
 import {
   CLI,
   fmt,
@@ -280,7 +281,8 @@ async function main() {
       '--log-level',
       'warn',
     ],
-    { env, logDir },
+    // As the units start them.
+    { env, logDir, nodeArgs: [...SERVICE_NODE_FLAGS] },
   );
   procs.push(agent);
   const stateDir = join(dir, 'state');
@@ -298,7 +300,10 @@ async function main() {
     'warn',
   ];
   const startDaemon = async (exec = opts['netns-exec']) => {
-    const d = startNode('daemon', DAEMON_CLI, [...daemonArgs, '--netns-exec', exec], { logDir });
+    const d = startNode('daemon', DAEMON_CLI, [...daemonArgs, '--netns-exec', exec], {
+      logDir,
+      nodeArgs: [...SERVICE_NODE_FLAGS],
+    });
     procs.push(d);
     for (let i = 0; i < 150; i++) {
       try {
@@ -499,7 +504,7 @@ function section(r) {
       ],
     ),
     '',
-    `For comparison: Neutron runs one haproxy per network at about 5 MB PSS each (issue 6), ${haproxyMb} MB for ${r.namespaces.toLocaleString('en-US')} networks, and one Node proxy per namespace costs about 14 MB PSS idle each. netns_exec = python makes the listeners of up to 64 namespaces in one python3 helper (setns per namespace) and one Node relay; the other ways start a Node helper per namespace, whose start-up (~50 ms of CPU) is what their attach time is made of. Requests come from \`bash\` /dev/tcp inside each namespace (entered with nsenter) through the real agent and Nova: the request rounds time the whole chain, not only the daemon.`,
+    `For comparison: Neutron runs one haproxy per network at about 5 MB PSS each (issue 6), ${haproxyMb} MB for ${r.namespaces.toLocaleString('en-US')} networks, and one standalone Node proxy per namespace keeps about 16 MB of its own memory idle (RssAnon; 27 MB after the load of \`npm run bench\`; its file-backed pages are shared). netns_exec = python makes the listeners of up to 64 namespaces in one python3 helper (setns per namespace) and one Node relay; the other ways start a Node helper per namespace, whose start-up (~50 ms of CPU) is what their attach time is made of. Requests come from \`bash\` /dev/tcp inside each namespace (entered with nsenter) through the real agent and Nova: the request rounds time the whole chain, not only the daemon.`,
     MARK_END,
   ];
   return `${lines.join('\n')}\n`;
