@@ -15,8 +15,8 @@
  * each keeps its own malloc arena, 9-11 MB together after load. One thread keeps 2 MB, and on a
  * network node the other cores are busy with other processes anyway.
  * Heap-shaping flags cannot be set from inside the process (V8 sizes the heap at start), so they have
- * to be on the command line, or in NODE_OPTIONS for a launcher we do not generate. Measured with
- * `npm run bench` (docs/benchmarks.md, "Memory").
+ * to be on node's command line (NODE_OPTIONS refuses --heap-growing-percent). Measured with
+ * `npm run bench` (docs/benchmarks.md, Analysis).
  */
 export const SERVICE_NODE_FLAGS: readonly string[] = Object.freeze([
   '--max-semi-space-size=2',
