@@ -93,7 +93,8 @@ test('required: no token, a bad one, one of another instance, or an expired one 
   assert.equal(uuidOf(good.body), INSTANCE_A);
 
   const bad = await fetchFrom(port, '/openstack/latest/meta_data.json', {
-    headers: { 'X-aws-ec2-metadata-token': `${token.slice(0, -2)}AA` },
+    // Two characters changed (never the token itself, whatever it ends with).
+    headers: { 'X-aws-ec2-metadata-token': `${token.slice(0, -2)}${token.endsWith('AA') ? 'BB' : 'AA'}` },
   });
   assert.equal(bad.status, 401);
   assert.equal(bad.body.toString(), 'The session token is not valid.\n');

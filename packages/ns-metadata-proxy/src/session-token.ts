@@ -64,6 +64,9 @@ export class SessionTokens {
     if (token.length !== TOKEN_CHARS || !TOKEN_RE.test(token)) return 'invalid';
     const raw = Buffer.from(token, 'base64url');
     if (raw.length !== RAW_BYTES || raw[0] !== TOKEN_VERSION) return 'invalid';
+    // 41 bytes leave 2 bits of the last character unused: only the canonical spelling is the token
+    // (otherwise four strings would verify as one).
+    if (raw.toString('base64url') !== token) return 'invalid';
     const expected = this.#mac(raw.subarray(0, 9), binding);
     if (!timingSafeEqual(expected, raw.subarray(9))) return 'invalid';
     const expiry = Number(raw.readBigUInt64BE(1));

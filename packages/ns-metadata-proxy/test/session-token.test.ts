@@ -94,6 +94,19 @@ test('forged and malformed tokens are invalid, never expired', () => {
     assert.equal(tokens.verify(s, A), 'invalid', JSON.stringify(s));
 });
 
+test('only the canonical spelling verifies: the unused low bits of the last character are not ignored', () => {
+  const tokens = new SessionTokens(generateNodeKey());
+  // Several tokens, so that last characters with unused bits set and clear both come up.
+  for (let n = 0; n < 16; n++) {
+    const token = tokens.issue({ ...A, id: `net-${n}` }, 60);
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const valid = [...alphabet].filter(
+      (ch) => tokens.verify(`${token.slice(0, -1)}${ch}`, { ...A, id: `net-${n}` }) === 'valid',
+    );
+    assert.deepEqual(valid, [token.at(-1)]);
+  }
+});
+
 test('a token expiring further ahead than the largest TTL (the clock went back) is invalid', () => {
   const { c, now } = clock();
   const tokens = new SessionTokens(generateNodeKey(), now);
