@@ -9,13 +9,14 @@
  * multiplied on a network node (issue 6: proxy <= 70 MB after load). The agent keeps undici for Nova.
  */
 import { Agent, type ClientRequest, type IncomingMessage, request } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { MetadataError } from '@nmp/common';
 
 export interface AgentClientOptions {
   readonly socketPath: string;
   /** Milliseconds to wait for the agent's answer (headers, then gaps in the body). */
   readonly timeoutMs: number;
-  /** Kept for configuration compatibility: connecting to a UNIX socket succeeds or fails at once. */
+  /** Milliseconds a new connection to the socket may take (503 after that); default 5 s. */
   readonly connectTimeoutMs?: number;
   readonly connections?: number;
 }
@@ -51,6 +52,11 @@ export class AgentClient {
       scheduling: 'lifo',
       timeout: IDLE_MS,
     });
+    // New connections only (not per request): bounded by connectTimeoutMs.
+    const connectTimeoutMs = options.connectTimeoutMs ?? 5_000;
+    const path = this.socketPath;
+    (this.#agent as unknown as { createConnection: () => Socket }).createConnection = () =>
+      connectBounded(path, connectTimeoutMs);
   }
 
   /**
@@ -87,6 +93,22 @@ export class AgentClient {
   }
 }
 
+/** A connection to the agent's socket that is destroyed if it is not up within `ms`. */
+function connectBounded(path: string, ms: number): Socket {
+  const socket = connect({ path });
+  const timer = setTimeout(() => {
+    socket.destroy(
+      Object.assign(new Error(`connecting to the agent socket took over ${ms} ms`), {
+        code: 'MDP_AGENT_CONNECT_TIMEOUT',
+      }),
+    );
+  }, ms);
+  const settle = () => clearTimeout(timer);
+  socket.once('connect', settle);
+  socket.once('close', settle);
+  return socket;
+}
+
 type PendingRequest = ClientRequest & { exchange: AgentExchange; timeoutMs: number };
 
 function onResponse(this: PendingRequest, res: IncomingMessage): void {
@@ -111,6 +133,7 @@ export function agentError(err: unknown): MetadataError {
     case 'EACCES':
     case 'ENOTSOCK':
     case 'EAGAIN':
+    case 'MDP_AGENT_CONNECT_TIMEOUT':
       return new MetadataError('MDP_ERR_AGENT_UNREACHABLE', details, { cause: err });
     case 'ERR_INVALID_CHAR':
     case 'ERR_INVALID_HTTP_TOKEN':
