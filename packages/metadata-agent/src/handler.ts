@@ -236,10 +236,9 @@ function hasBody(req: IncomingMessage): boolean {
   return req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
 }
 
-/** Read a request body (bodies are small: passwords); none for requests that declare none. */
+/** Read the body of a request that declares one (bodies are small: passwords). */
 async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
   const declared = req.headers['content-length'];
-  if (declared === undefined && req.headers['transfer-encoding'] === undefined) return null;
   if (declared !== undefined && Number(declared) > limit) {
     req.resume();
     throw new MetadataError('MDA_ERR_BODY_TOO_LARGE', { length: declared, limit });
