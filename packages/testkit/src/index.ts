@@ -26,3 +26,17 @@ export {
   uniquePrefix,
   type VethOptions,
 } from './netns.js';
+export { type SbPortSpec, sbOps, uuidRef } from './ovn-sb.js';
+export {
+  freeLowPort,
+  makeTestPki,
+  OVN_NB_SCHEMA,
+  OVN_SB_SCHEMA,
+  type OvsdbCluster,
+  OvsdbServer,
+  type OvsdbServerOptions,
+  requireTools,
+  type SslFiles,
+  startOvsdbCluster,
+  VSWITCH_SCHEMA,
+} from './ovsdb-server.js';
