@@ -25,7 +25,7 @@ import { AgentMetrics } from './metrics.js';
 import { AGENT_COMPAT, agentSchema, socketModeFor } from './options.js';
 import { Readiness } from './readiness.js';
 import { ConfigReloader, effectiveLevel, logConfigWarnings } from './reload.js';
-import { buildResolver } from './resolver-factory.js';
+import { buildResolver, selectResolver } from './resolver-factory.js';
 import { UpstreamTelemetry } from './upstream-observer.js';
 import { VERSION } from './version.js';
 
@@ -78,14 +78,18 @@ async function main(): Promise<void> {
   // The probes are wired once the agent and the resolver exist (below).
   let probeNova: (timeoutMs: number) => Promise<void> = () => Promise.reject(new Error('starting'));
   let probeResolver: (timeoutMs: number) => Promise<void> = probeNova;
+  let resolverHealth: (() => string | undefined) | undefined;
   const readiness = new Readiness({
     windowMs: config.readinessWindow * 1000,
     probeTimeoutMs: PROBE_TIMEOUT_MS,
     probeNova: (ms) => probeNova(ms),
     probeResolver: (ms) => probeResolver(ms),
+    resolverHealth: () => resolverHealth?.(),
   });
 
   const parts = await buildResolver(config, logger, new UpstreamTelemetry(metrics, readiness));
+  resolverHealth = parts.health;
+  parts.registerMetrics?.(metrics.registry);
   const me = userInfo();
   const agent = new MetadataAgent({
     socketPath: config.socketPath,
@@ -190,7 +194,7 @@ async function main(): Promise<void> {
       socket: config.socketPath,
       admin: admin.addresses,
       nova: agent.nova.origin,
-      resolver: config.resolver,
+      resolver: selectResolver(config),
       version: VERSION,
     },
     'metadata-agent listening',

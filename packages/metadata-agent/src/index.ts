@@ -31,6 +31,36 @@ export {
 export { NovaClient, type NovaClientOptions, novaError } from './nova-client.js';
 export { AGENT_COMPAT, agentOptions, agentSchema, socketModeFor } from './options.js';
 export {
+  type LivenessOptions,
+  type LivenessStats,
+  MetadataLiveness,
+  metadataAgentId,
+  OVN_METADATA_UUID_NAMESPACE,
+  uuid5,
+} from './ovn/liveness.js';
+export { DEFAULT_OVN_BRIDGE, LocalOvs, type LocalOvsOptions } from './ovn/local-ovs.js';
+export {
+  livenessMaxDelaySeconds,
+  type OvnResolverConfig,
+  ovnResolverSchema,
+  probeIntervalMs,
+  southboundTls,
+} from './ovn/options.js';
+export { OvnMetadataService, OvnResolver, type OvnServiceOptions } from './ovn/ovn-service.js';
+export {
+  addressesOf,
+  type IndexedPort,
+  type LookupScope,
+  networkOfDatapath,
+  PortBindingIndex,
+} from './ovn/port-index.js';
+export {
+  METADATA_ID_KEY,
+  METADATA_SB_CFG_KEY,
+  OvnSouthbound,
+  type SouthboundOptions,
+} from './ovn/southbound.js';
+export {
   Readiness,
   type ReadinessOptions,
   type ReadinessReport,
@@ -53,7 +83,13 @@ export {
 } from './resolver/caching-resolver.js';
 export { InventoryResolver } from './resolver/inventory-resolver.js';
 export { lookupTarget, type NeutronPort, pickPort } from './resolver/port-match.js';
-export { buildResolver, createResolver, type ResolverParts } from './resolver-factory.js';
+export {
+  buildResolver,
+  createResolver,
+  type ResolverKind,
+  type ResolverParts,
+  selectResolver,
+} from './resolver-factory.js';
 export { InstanceSigner } from './signer.js';
 export { type UpstreamName, type UpstreamObserver, UpstreamTelemetry } from './upstream-observer.js';
 export { VERSION } from './version.js';

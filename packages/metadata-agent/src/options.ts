@@ -5,6 +5,7 @@
 import { type CompatibilityList, opt } from '@nmp/common';
 import { parseAdminBind } from './admin-server.js';
 import { resolverSchema } from './neutron/options.js';
+import { ovnResolverSchema } from './ovn/options.js';
 
 export const agentOptions = {
   statePath: opt.string({
@@ -128,8 +129,11 @@ export const agentOptions = {
   }),
 };
 
-/** Everything the agent reads: its own options plus the resolver's (DEFAULT resolver/cache, [neutron] Keystone). */
-export const agentSchema = { ...agentOptions, ...resolverSchema };
+/**
+ * Everything the agent reads: its own options plus the resolvers' (DEFAULT resolver/cache, [neutron]
+ * Keystone, [ovn]/[ovs] Southbound).
+ */
+export const agentSchema = { ...agentOptions, ...resolverSchema, ...ovnResolverSchema };
 
 /**
  * Options found in neutron's files (metadata_agent.ini, and neutron.conf when it is passed too, as
@@ -204,7 +208,6 @@ export const AGENT_COMPAT: CompatibilityList = {
     'DEFAULT.global_physnet_mtu',
     'DEFAULT.dhcp_agents_per_network',
     'DEFAULT.dhcp_agent_notification',
-    'DEFAULT.agent_down_time',
     'DEFAULT.l3_ha',
     'DEFAULT.router_distributed',
     'DEFAULT.notify_nova_on_port_*',
@@ -232,6 +235,9 @@ export const AGENT_COMPAT: CompatibilityList = {
     'DEFAULT.cache_url':
       'removed in neutron Queens; the port cache is set with port_cache_ttl and port_cache_size',
     'cache.*': 'the port cache is always on: port_cache_ttl, port_cache_size, negative_cache_ttl',
+    'ovn.ovsdb_retry_max_interval':
+      'the Southbound client retries with its own back-off (1 s doubling to 8 s, as OVS does)',
+    'ovn.ovsdb_log_level': 'the client logs through the agent log (log_level, debug)',
   },
 };
 

@@ -19,6 +19,11 @@ export interface ReadinessOptions {
   readonly probeNova: (timeoutMs: number) => Promise<void>;
   /** Resolves when the resolver answered (found or not found) without its cache. */
   readonly probeResolver: (timeoutMs: number) => Promise<void>;
+  /**
+   * A resolver that knows its own state (the OVN index: Southbound connected or not) says why it is not
+   * current; that makes it not ready whatever its recent answers (which may come from a stale copy).
+   */
+  readonly resolverHealth?: () => string | undefined;
   readonly now?: () => number;
 }
 
@@ -99,6 +104,8 @@ export class Readiness {
 
   #upstream(which: Which): UpstreamCheck {
     const last = which === 'nova' ? this.#nova : this.#resolver;
+    const unhealthy = which === 'resolver' ? this.#o.resolverHealth?.() : undefined;
+    if (unhealthy !== undefined) return { ok: false, lastAnswer: last, reason: unhealthy };
     const age = this.#now() - last;
     if (last !== 0 && age <= this.#o.windowMs) return { ok: true, lastAnswer: last };
     const error = which === 'nova' ? this.#novaError : this.#resolverError;

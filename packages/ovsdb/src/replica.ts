@@ -152,16 +152,30 @@ export class Replica {
         out[plan.name] = { columns };
         continue;
       }
-      const where = this.#where.get(plan.name);
+      const where = this.#serverWhere(plan);
       out[plan.name] = [where === undefined ? { columns } : { columns, where }];
     }
     return out;
   }
 
+  /**
+   * The wanted conditions as the server can take them: a condition on a column its schema lacks could
+   * never hold (and would fail the whole request), so it is left out; if none is left, nothing matches.
+   */
+  #serverWhere(plan: Plan): readonly Condition[] | undefined {
+    const where = this.#where.get(plan.name);
+    if (where === undefined || where.length === 0) return where;
+    const usable = where.filter((c) => typeof c === 'boolean' || plan.schema.columns.has(c[0]));
+    return usable.length > 0 ? usable : [false];
+  }
+
   /** Conditions per table as monitor_cond_change takes them. */
   conditionRequests(tables: readonly string[]): Record<string, unknown> {
     const out: Record<string, unknown> = {};
-    for (const t of tables) if (this.#plans.has(t)) out[t] = [{ where: this.#where.get(t) ?? [] }];
+    for (const t of tables) {
+      const plan = this.#plans.get(t);
+      if (plan) out[t] = [{ where: this.#serverWhere(plan) ?? [] }];
+    }
     return out;
   }
 
@@ -188,7 +202,8 @@ export class Replica {
     const changes: RowChange[] = [];
     for (const [name, rows] of fresh) {
       const current = this.#tables.get(name)!;
-      const test = filter ? compileWhere(this.#plans.get(name)!.schema, this.#where.get(name)) : undefined;
+      const plan = this.#plans.get(name)!;
+      const test = filter ? compileWhere(plan.schema, this.#serverWhere(plan)) : undefined;
       for (const [uuid, row] of rows) {
         if (test && !test(row)) {
           rows.delete(uuid);
@@ -240,7 +255,7 @@ export class Replica {
         return;
       }
       if (row !== undefined && filter) {
-        const test = compileWhere(plan.schema, this.#where.get(plan.name));
+        const test = compileWhere(plan.schema, this.#serverWhere(plan));
         if (!test(row)) row = undefined;
       }
       if (row === undefined) {

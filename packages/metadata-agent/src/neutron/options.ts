@@ -34,9 +34,9 @@ function checkUrl(value: string): string | undefined {
 export const resolverSchema = {
   resolver: opt.enum({
     name: 'resolver',
-    default: 'neutron',
-    choices: ['neutron', 'inventory'] as const,
-    help: "Where ports are looked up: Neutron's API ([neutron] section), or a static inventory file",
+    default: 'auto',
+    choices: ['auto', 'neutron', 'inventory', 'ovn'] as const,
+    help: "Where ports are looked up: Neutron's API ([neutron] section), a static inventory file, or the OVN Southbound ([ovn] section); auto: ovn when [ovn] ovn_sb_connection is set, else neutron when [neutron] auth_url is set",
   }),
   inventoryFile: opt.string({
     name: 'inventory_file',
