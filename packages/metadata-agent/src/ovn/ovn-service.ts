@@ -26,7 +26,8 @@ export interface OvnServiceOptions {
   readonly logger: Logger;
   /** Liveness keys in Chassis_Private (default true). */
   readonly liveness?: boolean;
-  /** For tests: reconnection back-off. */
+  /** For tests: reconnection back-off, the liveness delay's random source. */
+  readonly random?: () => number;
   readonly backoffMinMs?: number;
   readonly backoffMaxMs?: number;
 }
@@ -126,6 +127,7 @@ export class OvnMetadataService {
         agentDownTime: c.agentDownTime,
         transactionTimeoutMs: c.ovnTransactionTimeout * 1000,
         logger: this.#log,
+        ...(this.#o.random ? { random: this.#o.random } : {}),
       });
       this.#liveness.start();
     }
