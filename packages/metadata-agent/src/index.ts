@@ -49,6 +49,11 @@ export {
 export { OvnMetadataService, OvnResolver, type OvnServiceOptions } from './ovn/ovn-service.js';
 export {
   addressesOf,
+  EXT_CIDRS,
+  EXT_DEVICE_ID,
+  EXT_DEVICE_OWNER,
+  EXT_MTU,
+  EXT_PROJECT_ID,
   type IndexedPort,
   type LookupScope,
   networkOfDatapath,

@@ -155,6 +155,7 @@ export const AGENT_COMPAT: CompatibilityList = {
     'ovn.*',
     'metadata_rate_limiting.*',
     'metadata_haproxy.*',
+    'ovn_metadata.*',
     // oslo.log
     'DEFAULT.verbose',
     'DEFAULT.log_dir',
@@ -238,6 +239,7 @@ export const AGENT_COMPAT: CompatibilityList = {
     'ovn.ovsdb_retry_max_interval':
       'the Southbound client retries with its own back-off (1 s doubling to 8 s, as OVS does)',
     'ovn.ovsdb_log_level': 'the client logs through the agent log (log_level, debug)',
+    'ovn_metadata.*': 'read by ovn-metadata-provisioner, which provisions the ovnmeta namespaces',
   },
 };
 

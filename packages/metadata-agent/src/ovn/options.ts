@@ -108,7 +108,9 @@ export const ovnResolverSchema = {
 export type OvnResolverConfig = ConfigOf<typeof ovnResolverSchema>;
 
 /** TLS files for the Southbound (undefined when none is set). */
-export function southboundTls(c: OvnResolverConfig): TlsFiles | undefined {
+export function southboundTls(
+  c: Pick<OvnResolverConfig, 'ovnSbPrivateKey' | 'ovnSbCertificate' | 'ovnSbCaCert'>,
+): TlsFiles | undefined {
   if (c.ovnSbPrivateKey === '' && c.ovnSbCertificate === '' && c.ovnSbCaCert === '') return undefined;
   return {
     ...(c.ovnSbPrivateKey ? { privateKey: c.ovnSbPrivateKey } : {}),
@@ -118,7 +120,7 @@ export function southboundTls(c: OvnResolverConfig): TlsFiles | undefined {
 }
 
 /** neutron's rule: 0 disables the probe, anything else is at least one second. */
-export function probeIntervalMs(c: OvnResolverConfig): number {
+export function probeIntervalMs(c: Pick<OvnResolverConfig, 'ovnProbeInterval'>): number {
   return c.ovnProbeInterval === 0 ? 0 : Math.max(1000, c.ovnProbeInterval);
 }
 
