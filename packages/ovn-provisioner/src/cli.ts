@@ -110,6 +110,7 @@ async function main(): Promise<void> {
     launcher,
     namespacePrefix: config.namespacePrefix,
     ...(config.ovnBridge ? { bridge: config.ovnBridge } : {}),
+    ...(config.ovsNamespace ? { hostNamespace: config.ovsNamespace } : {}),
     logger,
     retryMaxMs: config.retryMax * 1000,
     concurrency: config.concurrency,

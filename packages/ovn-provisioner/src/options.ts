@@ -26,6 +26,13 @@ export const provisionerOwnOptions = {
     flag: 'ovn-bridge',
     help: "The integration bridge the metadata ports are plugged into; empty: the local database's external_ids:ovn-bridge, else br-int",
   }),
+  ovsNamespace: opt.string({
+    name: 'ovs_namespace',
+    group: G,
+    default: '',
+    flag: 'ovs-namespace',
+    help: "The named network namespace ovs-vswitchd runs in, where each veth's OVS end is created; empty: the provisioner's own (the usual case)",
+  }),
   proxyMode: opt.enum({
     name: 'proxy_mode',
     group: G,

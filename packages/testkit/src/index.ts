@@ -26,6 +26,13 @@ export {
   uniquePrefix,
   type VethOptions,
 } from './netns.js';
+export {
+  type NeutronPortSpec,
+  OVN_SANDBOX_FILES,
+  OVN_SANDBOX_TOOLS,
+  OvnSandbox,
+  type SandboxVm,
+} from './ovn-sandbox.js';
 export { type SbPortSpec, sbOps, uuidRef } from './ovn-sb.js';
 export {
   freeLowPort,
