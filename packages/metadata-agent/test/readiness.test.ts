@@ -105,3 +105,23 @@ test('errors seen by requests are the reason given; stopping is never ready', as
   assert.equal(r.ready, false);
   assert.equal(r.stopping, true);
 });
+
+test("a resolver's own health (the OVN index's Southbound connection) wins over recent answers", async () => {
+  let health: string | undefined = 'Southbound disconnected (answering from the last copy)';
+  const readiness = new Readiness({
+    windowMs: 10_000,
+    probeTimeoutMs: 200,
+    probeNova: () => Promise.resolve(),
+    probeResolver: () => Promise.resolve(),
+    resolverHealth: () => health,
+  });
+  readiness.markNova();
+  readiness.markResolver();
+  const down = await readiness.check();
+  assert.equal(down.ready, false);
+  assert.equal(down.nova.ok, true);
+  assert.equal(down.resolver.ok, false);
+  assert.equal(down.resolver.reason, health);
+  health = undefined;
+  assert.equal((await readiness.check()).ready, true);
+});

@@ -11,6 +11,9 @@
  *   supervisor keeps root's CAP_SYS_ADMIN (to enter namespaces with setns), CAP_NET_BIND_SERVICE (port 80),
  *   CAP_SETUID/SETGID (to start the serving worker as metadata_proxy_user) and CAP_KILL; the worker that
  *   handles instance traffic has none of them. Settings: /etc/nmp/metadata-proxy-daemon.ini.
+ * - nmp-ovn-metadata-provisioner.service: ML2/OVN chassis, the ovnmeta-<network> namespaces. Root with the
+ *   capabilities for namespaces, veths and proxies, and no mount sandbox: `ip netns add` bind-mounts under
+ *   /run/netns, which a private mount namespace would hide from everybody else.
  *
  * What is deliberately absent: MemoryDenyWriteExecute (V8's JIT needs W+X pages), ProcSubset=pid (node
  * reads /proc/cpuinfo and /proc/stat for os.cpus()), PrivateNetwork (the proxy lives in a real namespace).
@@ -199,11 +202,53 @@ function daemonUnit(s: UnitSettings): string {
   ].join('\n');
 }
 
+function ovnProvisionerUnit(s: UnitSettings): string {
+  return [
+    HEADER,
+    '# ML2/OVN chassis: ovnmeta-<network> namespaces for the networks with a VIF here, plugged into the',
+    '# integration bridge and served by the metadata proxy daemon (or proxy processes). Reads the same files',
+    '# as the agent; its own options are in [ovn_metadata] (docs/configuration.md).',
+    '[Unit]',
+    'Description=nmp OVN metadata provisioner (ovnmeta namespaces on this chassis)',
+    `Documentation=file://${s.installDir}/docs/deployment.md`,
+    'After=network.target openvswitch-switch.service ovn-controller.service nmp-metadata-proxy-daemon.service',
+    'Wants=nmp-metadata-proxy-daemon.service',
+    '',
+    '[Service]',
+    'Type=simple',
+    `ExecStart=${nodeCommand(s)} ${s.installDir}/packages/ovn-provisioner/dist/src/cli.js --config-file ${s.configDir}/neutron.conf --config-file ${s.configDir}/neutron_ovn_metadata_agent.ini`,
+    'ExecReload=/bin/kill -HUP $MAINPID',
+    'Restart=on-failure',
+    'RestartSec=2s',
+    'TimeoutStopSec=20s',
+    '# Proxy processes (proxy_mode = process) outlive a restart, as neutron keeps its haproxies.',
+    'KillMode=process',
+    '# Namespaces and mounts under /run/netns (CAP_SYS_ADMIN), veths and addresses (CAP_NET_ADMIN), proxies',
+    '# that bind port 80 and drop to metadata_proxy_user (CAP_NET_BIND_SERVICE, CAP_SETUID/SETGID, CAP_KILL).',
+    'CapabilityBoundingSet=CAP_SYS_ADMIN CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_SETUID CAP_SETGID CAP_KILL',
+    'AmbientCapabilities=',
+    'NoNewPrivileges=yes',
+    'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK',
+    'RestrictRealtime=yes',
+    'LockPersonality=yes',
+    'SystemCallArchitectures=native',
+    'UMask=0022',
+    '# No ProtectSystem=, PrivateTmp= or other mount sandboxing: a private mount namespace would keep the',
+    '# /run/netns bind mounts of `ip netns add` from the rest of the system. No SystemCallFilter=: ip netns',
+    '# needs mount, unshare and setns.',
+    '',
+    '[Install]',
+    'WantedBy=multi-user.target',
+    '',
+  ].join('\n');
+}
+
 /** Unit file name -> contents. */
 export function renderUnits(settings: UnitSettings = DEFAULT_UNIT_SETTINGS): Map<string, string> {
   return new Map([
     ['nmp-metadata-agent.service', agentUnit(settings)],
     ['nmp-ns-metadata-proxy@.service', proxyTemplateUnit(settings)],
     ['nmp-metadata-proxy-daemon.service', daemonUnit(settings)],
+    ['nmp-ovn-metadata-provisioner.service', ovnProvisionerUnit(settings)],
   ]);
 }

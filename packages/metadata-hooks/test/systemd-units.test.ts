@@ -65,3 +65,26 @@ test('daemon unit: root supervisor with only the capabilities to enter namespace
   assert.doesNotMatch(u, /^User=/m, 'the supervisor must stay root; the worker drops to metadata_proxy_user');
   assert.doesNotMatch(u, /^NetworkNamespacePath/m);
 });
+
+test('OVN provisioner unit: root with the namespace and network capabilities, no mount sandbox', () => {
+  const u = renderUnits().get('nmp-ovn-metadata-provisioner.service')!;
+  assert.match(
+    u,
+    /^CapabilityBoundingSet=CAP_SYS_ADMIN CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_SETUID CAP_SETGID CAP_KILL$/m,
+  );
+  assert.match(u, /^KillMode=process$/m, 'proxy processes outlive a restart');
+  assert.match(
+    u,
+    /^ExecStart=.*ovn-provisioner\/dist\/src\/cli\.js --config-file \/etc\/neutron\/neutron\.conf --config-file \/etc\/neutron\/neutron_ovn_metadata_agent\.ini$/m,
+  );
+  // A private mount namespace would hide the namespaces it creates (bind mounts under /run/netns).
+  for (const forbidden of [
+    'ProtectSystem',
+    'PrivateTmp',
+    'ProtectHome',
+    'PrivateDevices',
+    'PrivateMounts',
+    'User',
+  ])
+    assert.doesNotMatch(u, new RegExp(`^${forbidden}=`, 'm'));
+});

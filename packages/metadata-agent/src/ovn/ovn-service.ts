@@ -159,6 +159,11 @@ export class OvnMetadataService {
       help: 'Southbound sessions lost after being established',
       value: () => sb()?.client.stats.disconnects ?? 0,
     });
+    registry.counter({
+      name: 'nmp_ovn_southbound_requests_total',
+      help: 'Requests sent to the Southbound (handshakes, condition changes, liveness writes; echo probes aside); lookups send none',
+      value: () => sb()?.client.stats.requests ?? 0,
+    });
     registry.gauge({
       name: 'nmp_ovn_port_bindings_indexed',
       help: 'Port_Bindings in the lookup index',
