@@ -16,7 +16,8 @@ import { CLI, freePort, NETWORK_ID, SAMPLE_DIR, startNode, waitForConnect } from
  *  agentArgs      resolver arguments (default: the sample inventory)
  *  agentEnv       extra environment of the agent (e.g. the Neutron password)
  *  cpuProf        directory: run proxy, agent and Nova with --cpu-prof into it
- *  proxy          false: no proxy; else {host?, port?, args?, wrap?} (wrap: e.g. ['ip','netns','exec',NS]);
+ *  proxy          false: no proxy; else {host?, port?, args?, wrap?, identity?} (wrap: e.g. ['ip','netns','exec',NS];
+ *                 identity: the id flags, default ['--network-id', NETWORK_ID]);
  *                 chain.startProxy(name, sameOptions) starts another one on the same agent
  *  logLevel       agent and proxy log level (default info)
  *  nodeArgs       extra node flags for agent and proxy, after the services' own (SERVICE_NODE_FLAGS)
@@ -99,8 +100,7 @@ export async function startChain(options) {
         [
           '--bind',
           `${host}:${port}`,
-          '--network-id',
-          NETWORK_ID,
+          ...(p.identity ?? ['--network-id', NETWORK_ID]),
           '--metadata-proxy-socket',
           chain.socketPath,
           '--log-level',

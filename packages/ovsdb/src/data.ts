@@ -80,6 +80,24 @@ export function decodeDatum(type: ColumnType, json: unknown): Datum {
   return atoms;
 }
 
+/**
+ * Decode a map column keeping only the keys in `keep` (the rest is skipped unread: a replica that needs
+ * two keys of a ten-key external_ids should not build ten). Throws like decodeDatum on malformed input.
+ */
+export function decodeMapKeeping(type: ColumnType, json: unknown, keep: ReadonlySet<Atom>): Map<Atom, Atom> {
+  if (type.value === undefined) return bad('not a map column');
+  if (!Array.isArray(json) || json.length !== 2 || json[0] !== 'map' || !Array.isArray(json[1]))
+    return bad(`expected ["map", [...]], got ${preview(json)}`);
+  const out = new Map<Atom, Atom>();
+  for (const pair of json[1] as unknown[]) {
+    if (!Array.isArray(pair) || pair.length !== 2)
+      return bad(`map pair is not [key, value]: ${preview(pair)}`);
+    const k = decodeAtom(type.key, pair[0]);
+    if (keep.has(k)) out.set(k, decodeAtom(type.value, pair[1]));
+  }
+  return out;
+}
+
 export function defaultAtom(base: BaseType): Atom {
   switch (base.type) {
     case 'integer':

@@ -17,6 +17,7 @@ export {
   type Datum,
   decodeAtom,
   decodeDatum,
+  decodeMapKeeping,
   defaultDatum,
   encodeAtom,
   encodeDatum,

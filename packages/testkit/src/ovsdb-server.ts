@@ -213,6 +213,9 @@ export class OvsdbServer {
     child.stdout?.on('data', (c: Buffer) => (this.#output += c.toString()));
     child.stderr?.on('data', (c: Buffer) => (this.#output += c.toString()));
     this.#child = child;
+    LIVE.add(child);
+    child.once('exit', () => LIVE.delete(child));
+    installExitHook();
     const deadline = Date.now() + 15_000;
     for (;;) {
       if (!this.running) throw new Error(`ovsdb-server exited at start:\n${this.diagnostics()}`);
@@ -279,6 +282,17 @@ export class OvsdbServer {
     await this.kill();
     if (this.#ownDir) rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+// A runner that dies without its t.after hooks must not leave database servers behind.
+const LIVE = new Set<ChildProcess>();
+let hooked = false;
+function installExitHook(): void {
+  if (hooked) return;
+  hooked = true;
+  process.once('exit', () => {
+    for (const c of LIVE) c.kill('SIGKILL');
+  });
 }
 
 export interface OvsdbCluster {

@@ -1,0 +1,511 @@
+#!/usr/bin/env node
+// `npm run bench:ovn`: the OVN resolver against a real Southbound ovsdb-server holding 100,000 VM
+// Port_Bindings (100 networks x 1,000 ports, spread over 100 chassis; 1,000 of them, on one network, bound
+// to "our" chassis hv-bench), as neutron + northd + ovn-controller leave them.
+//
+// 1. Lookup latency, in one process: our index (scope chassis, the default; and scope all, every bound
+//    port, as neutron keeps them) after its first load from the Southbound, against neutron's own
+//    get_network_port_bindings_by_ip (python3-neutron's OvsdbSbOvnIdl on the same database; it scans every
+//    Port_Binding per request), and a JavaScript scan of the same rows by neutron's rule in the same run.
+// 2. A boot storm of 1,000 instances on hv-bench: each runs cloud-init's 7 requests on new connections, all
+//    at once, through ns-metadata-proxy (X-OVN-Network-ID) -> metadata-agent (resolver ovn) ->
+//    nova-metadata-dev. Time to the last answer, wrong answers, and Southbound requests the agent sent
+//    during the storm (nmp_ovn_southbound_requests_total: lookups must send none).
+import { execFile, spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { loadConfig, silentLogger } from '@nmp/common';
+import { agentSchema, OvnMetadataService } from '@nmp/metadata-agent';
+import { OvsdbClient } from '@nmp/ovsdb';
+import { OvsdbServer, sbOps } from '@nmp/testkit';
+import { cpuTimesOf, startChain, waitForQuiet } from './chain.mjs';
+import {
+  fmt,
+  machineInfo,
+  median,
+  memoryOf,
+  NETWORK_ID,
+  ROOT,
+  requireBuilt,
+  resultsDir,
+  stamp,
+  textTable,
+} from './lib.mjs';
+
+const USAGE = `usage: npm run bench:ovn -- [--ports N] [--networks N] [--instances N] [--runs N] [--no-neutron] [--json]
+
+  --ports N       VM Port_Bindings in the Southbound (default 100000)
+  --networks N    networks they are spread over (default 100; ports/networks at most 32000)
+  --instances N   of them on our chassis, all on the first network: the boot storm's instances (default 1000)
+  --runs N        boot storm runs, each with a fresh agent and proxy; medians reported (default 3)
+  --lookups N     lookups timed per resolver variant (default 200000)
+  --no-neutron    skip neutron's own lookup (needs /usr/bin/python3 with python3-neutron)
+  --quiet-wait S  before each measurement, wait up to S seconds for other processes to go quiet (default 30)
+`;
+
+const VERSION = '2018-08-27';
+const PROJECT = 'c0ffee00aabbccddeeff001122334455';
+const CHASSIS = 'hv-bench';
+const hex = (n, w) => n.toString(16).padStart(w, '0');
+
+/** The storm's instance k (the same scheme as boot-storm.mjs: its own loopback source address). */
+function stormInstance(k) {
+  return {
+    ip: `127.20.${Math.floor(k / 250)}.${(k % 250) + 1}`,
+    uuid: `5707a000-0000-4000-8000-${hex(k, 12)}`,
+    portId: `5707b000-0000-4000-8000-${hex(k, 12)}`,
+    mac: `fa:16:3e:20:${hex(k >> 8, 2)}:${hex(k & 255, 2)}`,
+    name: `storm-${k}`,
+  };
+}
+
+const networkId = (n) => (n === 0 ? NETWORK_ID : `0b0e0000-0000-4000-8000-${hex(n, 12)}`);
+
+/** Fill the Southbound: chassis, networks with a localport each, ports. Returns samples for lookups. */
+export async function populate(client, { ports, networks, instances }, log) {
+  const chassisNames = [CHASSIS, ...Array.from({ length: 99 }, (_, i) => `hv-${i + 1}`)];
+  const created = await client.transact(
+    chassisNames.flatMap((c, i) => sbOps.chassis(c, { ip: `10.255.${i >> 8}.${i & 255}` })),
+  );
+  const chassisUuid = chassisNames.map((_, i) => created[i * 3 + 1].uuid[1]);
+  const dps = await client.transact(
+    Array.from({ length: networks }, (_, n) => sbOps.network(networkId(n), n + 1)),
+  );
+  const dpUuid = dps.map((r) => r.uuid[1]);
+  const perNetwork = Math.ceil(ports / networks);
+  const samples = { ours: [], others: [] };
+  let ops = [];
+  let written = 0;
+  const flush = async () => {
+    if (ops.length === 0) return;
+    await client.transact(ops, 120_000);
+    written += ops.length;
+    ops = [];
+  };
+  for (let n = 0; n < networks; n++) {
+    ops.push(
+      sbOps.port({
+        id: `meta-${n}`,
+        datapath: ['uuid', dpUuid[n]],
+        tunnelKey: 32000,
+        type: 'localport',
+        mac: `fa:16:3e:ff:${hex(n >> 8, 2)}:${hex(n & 255, 2)}`,
+        ips: [`10.${n % 250}.255.2`],
+        deviceId: `ovnmeta-${networkId(n)}`,
+        networkId: networkId(n),
+      }),
+    );
+    for (let k = 0; k < perNetwork && n * perNetwork + k < ports; k++) {
+      const mine = n === 0 && k < instances;
+      const inst = mine ? stormInstance(k) : undefined;
+      const ip = inst ? inst.ip : `10.${n % 250}.${k >> 8}.${(k & 255) + 1}`;
+      const device = inst ? inst.uuid : `d0d0${hex(n, 4)}-0000-4000-8000-${hex(k, 12)}`;
+      ops.push(
+        sbOps.port({
+          id: inst ? inst.portId : `p0p0${hex(n, 4)}-0000-4000-8000-${hex(k, 12)}`,
+          datapath: ['uuid', dpUuid[n]],
+          tunnelKey: k + 1,
+          mac: inst ? inst.mac : `fa:16:3e:${hex(n, 2)}:${hex(k >> 8, 2)}:${hex(k & 255, 2)}`,
+          ips: [ip],
+          deviceId: device,
+          projectId: PROJECT,
+          networkId: networkId(n),
+          chassis: ['uuid', chassisUuid[mine ? 0 : 1 + ((n + k) % 99)]],
+        }),
+      );
+      if (mine) samples.ours.push([networkId(n), ip, device]);
+      else if (k % 97 === 0) samples.others.push([networkId(n), ip, device]);
+      if (ops.length >= 2000) await flush();
+    }
+    if (n % 10 === 9) log(`  populated ${n + 1}/${networks} networks`);
+  }
+  await flush();
+  return { samples, written };
+}
+
+function agentConfig(flags) {
+  return loadConfig(agentSchema, { flags, env: {} }).config;
+}
+
+function gc() {
+  if (typeof global.gc === 'function') {
+    global.gc();
+    global.gc();
+  }
+}
+
+/** Our resolver in this process: first-load time, heap, and the latency of `lookups` lookups. */
+async function measureOurs(remote, scope, samples, lookups, log) {
+  gc();
+  const heap0 = process.memoryUsage().heapUsed;
+  const svc = new OvnMetadataService({
+    config: agentConfig({
+      'ovn-sb-connection': remote,
+      'ovn-chassis-name': CHASSIS,
+      'ovn-lookup-scope': scope,
+    }),
+    logger: silentLogger(),
+    liveness: false,
+  });
+  const t0 = performance.now();
+  await svc.start();
+  const expected = scope === 'all' ? samples.all : samples.ours.length;
+  for (;;) {
+    const sb = svc.southbound;
+    if (sb?.connected && svc.health() === undefined && (sb.index?.size ?? 0) >= expected) break;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await svc.southbound.settled();
+  const loadS = (performance.now() - t0) / 1000;
+  gc();
+  const heapMb = (process.memoryUsage().heapUsed - heap0) / 2 ** 20;
+  const pool = scope === 'all' ? [...samples.ours, ...samples.others] : samples.ours;
+  const queries = pool.map(([id, ip, device]) => ({ q: { mode: 'network', id, ip }, device }));
+  let wrong = 0;
+  for (const { q, device } of queries) if ((await svc.resolver.resolve(q)).instanceId !== device) wrong++;
+  const requests0 = svc.southbound.client.stats.requests;
+  const times = new Float64Array(lookups);
+  const r = svc.resolver;
+  const tAll = process.hrtime.bigint();
+  for (let i = 0; i < lookups; i++) {
+    const { q } = queries[i % queries.length];
+    const t = process.hrtime.bigint();
+    await r.resolve(q);
+    times[i] = Number(process.hrtime.bigint() - t) / 1000;
+  }
+  const totalS = Number(process.hrtime.bigint() - tAll) / 1e9;
+  const dbRequests = svc.southbound.client.stats.requests - requests0;
+  const indexed = svc.southbound.index.size;
+  const replicaRows = svc.southbound.replica.table('Port_Binding').size;
+  // The same rows scanned by neutron's rule (chassis set, network by datapath name, IP in mac[0]).
+  const scan = scope === 'all' ? scanLikeNeutron(svc.southbound.replica, pool.slice(0, 50)) : undefined;
+  await svc.close();
+  times.sort();
+  const res = {
+    scope,
+    loadS,
+    heapMb,
+    indexed,
+    replicaRows,
+    wrong,
+    dbRequests,
+    p50Us: times[Math.floor(lookups * 0.5)],
+    p99Us: times[Math.floor(lookups * 0.99)],
+    lookupsPerS: lookups / totalS,
+    ...(scan ? { scanMs: scan } : {}),
+  };
+  log(
+    `  ours, scope ${scope}: first load ${loadS.toFixed(2)} s, heap +${heapMb.toFixed(1)} MB, ${indexed} indexed; ` +
+      `lookup p50 ${res.p50Us.toFixed(2)} µs, p99 ${res.p99Us.toFixed(2)} µs; ${dbRequests} database requests; ${wrong} wrong`,
+  );
+  return res;
+}
+
+function scanLikeNeutron(replica, samples) {
+  const rows = [...replica.table('Port_Binding').values()];
+  const dps = replica.table('Datapath_Binding');
+  const times = [];
+  for (const [network, ip] of samples) {
+    const t = performance.now();
+    const out = rows.filter((p) => {
+      if (!Array.isArray(p.chassis) || p.chassis.length === 0) return false;
+      const name = dps.get(p.datapath)?.external_ids.get('name');
+      if (typeof name !== 'string' || name.replaceAll('neutron-', '') !== network) return false;
+      return Array.isArray(p.mac) && p.mac.length > 0 && String(p.mac[0]).split(' ').includes(ip);
+    });
+    times.push(performance.now() - t);
+    if (out.length !== 1) throw new Error(`scan found ${out.length} for ${ip}`);
+  }
+  return median(times);
+}
+
+function measureNeutron(remote, samples, dir, log) {
+  const file = join(dir, 'neutron-samples.json');
+  writeFileSync(file, JSON.stringify(samples));
+  const script = fileURLToPath(new URL('./ovn-neutron-lookup.py', import.meta.url));
+  return new Promise((resolve) => {
+    execFile(
+      '/usr/bin/python3',
+      [script, remote, file, '1'],
+      { encoding: 'utf8', timeout: 1800_000, maxBuffer: 64 << 20 },
+      (err, stdout, stderr) => {
+        if (err) {
+          log(`  neutron's lookup not measured: ${(stderr || err.message).trim().split('\n').pop()}`);
+          resolve(undefined);
+          return;
+        }
+        const r = JSON.parse(stdout.trim().split('\n').pop());
+        const sorted = [...r.timesMs].sort((a, b) => a - b);
+        const res = {
+          loadS: r.loadS,
+          rows: r.rows,
+          wrong: r.wrong,
+          calls: sorted.length,
+          p50Ms: median(sorted),
+          p99Ms: sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))],
+        };
+        log(
+          `  neutron's get_network_port_bindings_by_ip: IDL load ${res.loadS.toFixed(1)} s (${res.rows} rows); ` +
+            `lookup p50 ${res.p50Ms.toFixed(1)} ms, p99 ${res.p99Ms.toFixed(1)} ms over ${res.calls} calls; ${res.wrong} wrong`,
+        );
+        resolve(res);
+      },
+    );
+  });
+}
+
+function adminGet(socketPath, path) {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const metric = (text, name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+
+function runClient(specFile, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [fileURLToPath(new URL('./storm-client.mjs', import.meta.url)), specFile],
+      {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      try {
+        if (code !== 0) throw new Error(`exit ${signal ?? code}`);
+        resolve(JSON.parse(out.trim().split('\n').pop()));
+      } catch (e) {
+        reject(new Error(`storm client failed: ${e.message}`));
+      }
+    });
+  });
+}
+
+async function bootStorm(remote, instances, dir, run, log) {
+  const logDir = join(dir, `storm-${run}`);
+  mkdirSync(logDir, { recursive: true });
+  const all = Array.from({ length: instances }, (_, k) => stormInstance(k));
+  const instancesFile = join(dir, 'instances.json');
+  writeFileSync(
+    instancesFile,
+    JSON.stringify({
+      instances: all.map((i) => ({
+        uuid: i.uuid,
+        project_id: PROJECT,
+        name: i.name,
+        hostname: i.name,
+        user_data: `#cloud-config\nhostname: ${i.name}\n`,
+        fixed_ips: [i.ip],
+      })),
+    }),
+  );
+  const chain = await startChain({
+    logDir,
+    instancesFile,
+    agentArgs: ['--ovn-sb-connection', remote, '--ovn-chassis-name', CHASSIS],
+    proxy: { identity: ['--ovn-network-id', NETWORK_ID] },
+  });
+  try {
+    const admin = `${chain.socketPath}.admin`;
+    const t0 = Date.now();
+    for (;;) {
+      const r = await adminGet(admin, '/readyz').catch(() => ({ status: 0 }));
+      if (r.status === 200) break;
+      if (Date.now() - t0 > 120_000) throw new Error(`agent not ready: ${r.body}`);
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    const readyS = (Date.now() - t0) / 1000;
+    const before = metric((await adminGet(admin, '/metrics')).body, 'nmp_ovn_southbound_requests_total');
+    const specFile = join(logDir, 'client.json');
+    writeFileSync(
+      specFile,
+      JSON.stringify({
+        url: chain.proxyUrl,
+        version: VERSION,
+        timeoutMs: 10_000,
+        instances: all.map(({ ip, uuid }) => ({ ip, uuid })),
+      }),
+    );
+    const cpu0 = cpuTimesOf(chain.agent.pid);
+    const r = await runClient(specFile, 120_000);
+    const cpu1 = cpuTimesOf(chain.agent.pid);
+    const m = (await adminGet(admin, '/metrics')).body;
+    r.readyS = readyS;
+    r.dbRequests = metric(m, 'nmp_ovn_southbound_requests_total') - before;
+    r.indexed = metric(m, 'nmp_ovn_port_bindings_indexed');
+    r.agentCpuS = cpu1.user + cpu1.sys - cpu0.user - cpu0.sys;
+    r.memory = { agent: memoryOf(chain.agent.pid), proxy: memoryOf(chain.proxy.pid) };
+    log(
+      `  storm ${run}: last answer after ${r.seconds.toFixed(2)} s; ${r.requests} requests, ${r.failed} failed; ` +
+        `${r.dbRequests} Southbound requests during the storm; agent ready ${readyS.toFixed(2)} s after start, ` +
+        `${r.indexed} indexed, RSS ${fmt.mb(r.memory.agent.rssKb)} MB; p50 ${fmt.ms(r.p50)} ms, p99 ${fmt.ms(r.p99)} ms`,
+    );
+    for (const f of r.failureExamples ?? []) log(`    failed: ${JSON.stringify(f)}`);
+    return r;
+  } finally {
+    await chain.stop();
+  }
+}
+
+async function main() {
+  const { values } = parseArgs({
+    options: {
+      ports: { type: 'string', default: '100000' },
+      networks: { type: 'string', default: '100' },
+      instances: { type: 'string', default: '1000' },
+      runs: { type: 'string', default: '3' },
+      lookups: { type: 'string', default: '200000' },
+      'no-neutron': { type: 'boolean', default: false },
+      'quiet-wait': { type: 'string', default: '30' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const ports = Number(values.ports);
+  const networks = Number(values.networks);
+  const instances = Number(values.instances);
+  const runs = Number(values.runs);
+  const lookups = Number(values.lookups);
+  if (
+    ![ports, networks, instances, runs, lookups].every((x) => Number.isInteger(x) && x > 0) ||
+    ports / networks > 32_000 ||
+    instances > Math.ceil(ports / networks) ||
+    instances > 60_000 ||
+    runs > 20
+  ) {
+    process.stderr.write(`ovn bench: bad arguments\n\n${USAGE}`);
+    process.exit(2);
+  }
+  requireBuilt();
+  const log = (m) => process.stderr.write(`${m}\n`);
+  const dir = resultsDir(`ovn-${stamp()}`);
+  log(
+    `OVN: ${ports} Port_Bindings on ${networks} networks, ${instances} on ${CHASSIS}; results in ${relative(ROOT, dir)}/`,
+  );
+
+  const server = await OvsdbServer.start(undefined, {});
+  try {
+    const client = new OvsdbClient({ remotes: server.unixRemote, database: 'OVN_Southbound' });
+    client.start();
+    await client.ready();
+    const t0 = performance.now();
+    const { samples } = await populate(client, { ports, networks, instances }, log);
+    await client.close();
+    log(`  populated in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    samples.all = ports;
+
+    const wait = Number(values['quiet-wait']);
+    await waitForQuiet(wait);
+    const ours = await measureOurs(server.unixRemote, 'chassis', samples, lookups, log);
+    await waitForQuiet(wait);
+    const oursAll = await measureOurs(server.unixRemote, 'all', samples, lookups, log);
+    let neutron;
+    if (!values['no-neutron']) {
+      await waitForQuiet(wait);
+      // Neutron's scan costs ~100 ms a call at this size: 40 lookups, half of them for our instances.
+      const pick = [...samples.ours.slice(0, 20), ...samples.others.slice(0, 20)];
+      neutron = await measureNeutron(server.unixRemote, pick, dir, log);
+    }
+    const storms = [];
+    for (let run = 1; run <= runs; run++) {
+      await waitForQuiet(wait);
+      storms.push(await bootStorm(server.unixRemote, instances, dir, run, log));
+    }
+    const summary = {
+      date: new Date().toISOString(),
+      machine: machineInfo(),
+      ports,
+      networks,
+      instances,
+      lookup: { ours, oursAll, neutron },
+      storms,
+      medianStormSeconds: median(storms.map((s) => s.seconds)),
+      stormDbRequests: Math.max(...storms.map((s) => s.dbRequests)),
+      allOk: storms.every((s) => s.failed === 0) && ours.wrong === 0 && oursAll.wrong === 0,
+    };
+    writeFileSync(join(dir, 'results.json'), JSON.stringify(summary, null, 2));
+    const table = textTable(
+      ['lookup', 'first load s', 'memory MB', 'p50', 'p99', 'DB requests'],
+      [
+        [
+          'ours (chassis)',
+          ours.loadS.toFixed(2),
+          ours.heapMb.toFixed(1),
+          `${ours.p50Us.toFixed(2)} µs`,
+          `${ours.p99Us.toFixed(2)} µs`,
+          ours.dbRequests,
+        ],
+        [
+          'ours (all)',
+          oursAll.loadS.toFixed(2),
+          oursAll.heapMb.toFixed(1),
+          `${oursAll.p50Us.toFixed(2)} µs`,
+          `${oursAll.p99Us.toFixed(2)} µs`,
+          oursAll.dbRequests,
+        ],
+        ['scan, same rows (JS)', '-', '-', `${oursAll.scanMs.toFixed(1)} ms`, '-', '-'],
+        ...(neutron
+          ? [
+              [
+                "neutron's scan",
+                neutron.loadS.toFixed(1),
+                '-',
+                `${neutron.p50Ms.toFixed(1)} ms`,
+                `${neutron.p99Ms.toFixed(1)} ms`,
+                '-',
+              ],
+            ]
+          : []),
+      ],
+    );
+    const stormTable = textTable(
+      ['run', 'last answer s', 'requests', 'failed', 'SB requests', 'p50 ms', 'p99 ms', 'agent RSS MB'],
+      storms.map((s, i) => [
+        i + 1,
+        s.seconds.toFixed(2),
+        s.requests,
+        s.failed,
+        s.dbRequests,
+        fmt.ms(s.p50),
+        fmt.ms(s.p99),
+        fmt.mb(s.memory.agent.rssKb),
+      ]),
+    );
+    const text = `\n${table}\n\n${stormTable}\n\nmedian time to last answer ${summary.medianStormSeconds.toFixed(2)} s\n`;
+    if (values.json) {
+      log(text);
+      process.stdout.write(`${JSON.stringify(summary)}\n`);
+    } else process.stdout.write(text);
+  } finally {
+    await server.destroy();
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url))
+  main().then(
+    () => process.exit(0),
+    (err) => {
+      process.stderr.write(`ovn bench: ${err.stack ?? err}\n`);
+      process.exit(1);
+    },
+  );
