@@ -9,6 +9,7 @@ import { ERRORS, envName, flagName } from '../packages/common/dist/src/index.js'
 import { AGENT_COMPAT, agentSchema, LIVE_OPTIONS } from '../packages/metadata-agent/dist/src/index.js';
 import { hooksOptions } from '../packages/metadata-hooks/dist/src/index.js';
 import { proxyOptions } from '../packages/ns-metadata-proxy/dist/src/index.js';
+import { provisionerOwnOptions } from '../packages/ovn-provisioner/dist/src/index.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -31,6 +32,17 @@ ${rows.join('\n')}
 Log-only codes (no answer is involved): \`MDA_CONFIG_WARNING\` (unknown or deprecated option in a config
 file), \`MDA_CONFIG_EMPTY_SECRET\` (metadata_proxy_shared_secret is empty), \`MDA_CONFIG_WORLD_READABLE\` (a
 config file that may hold secrets is readable by everyone), \`MDP_CONFIG_WARNING\`.
+
+OVN (log only; docs/deployment.md section 9): \`MDA_OVN_STARTING\`, \`MDA_OVN_CHASSIS\` (this chassis' row
+appeared in or left the Southbound), \`MDA_OVN_NO_CHASSIS\` (no external_ids:system-id in the local
+Open_vSwitch database yet), \`MDA_OVN_START_FAILED\`, \`MDA_OVN_SB_DATA\` (the Southbound sent a value that
+does not fit its schema; it was dropped), \`MDA_OVN_SB_CONDITION\`, \`MDA_OVN_LIVENESS\` and
+\`MDA_OVN_LIVENESS_FAILED\` (Chassis_Private writes), and from ovn-metadata-provisioner \`MDA_OVN_PROVISIONED\`,
+\`MDA_OVN_TORN_DOWN\`, \`MDA_OVN_PROVISION_FAILED\` (one network's namespace could not be provisioned or
+removed; retried with back-off, the others are not affected), \`MDA_OVN_STATUS_FILE\`. The OVSDB client's own:
+\`OVSDB_CONNECTED\`, \`OVSDB_DISCONNECTED\`, \`OVSDB_CONNECT_FAILED\`, \`OVSDB_SERVER_SKIPPED\` (a cluster member
+not connected to its cluster, behind, or not the leader when one is wanted), \`OVSDB_MESSAGE_DROPPED\`,
+\`OVSDB_SCHEMA_LACKS\`.
 `;
 }
 
@@ -110,7 +122,9 @@ export function renderConfiguration() {
   const ignored = [...bySection]
     .map(([section, names]) =>
       names.length === 1 && names[0] === '*'
-        ? `- \`[${section}]\`: every option`
+        ? Object.values(agentSchema).some((d) => d.group.toLowerCase() === section.toLowerCase())
+          ? `- \`[${section}]\`: every option not in the tables above`
+          : `- \`[${section}]\`: every option`
         : `- \`[${section}]\`: ${names.map((n) => `\`${n}\``).join(', ')}`,
     )
     .join('\n');
@@ -139,7 +153,9 @@ Every program reads oslo-style INI files, so neutron's own files work as they ar
 ## metadata-agent
 
 Reads neutron's \`metadata_agent.ini\` (reference.md §11 names), usually as
-\`--config-file /etc/neutron/neutron.conf --config-file /etc/neutron/metadata_agent.ini\`.
+\`--config-file /etc/neutron/neutron.conf --config-file /etc/neutron/metadata_agent.ini\`; on an ML2/OVN
+chassis neutron's \`neutron_ovn_metadata_agent.ini\` instead, whose \`[ovn]\` and \`[ovs]\` options are below
+(setting \`[ovn] ovn_sb_connection\` selects the OVN resolver).
 \`kill -HUP\` re-reads the same sources: the options marked "Applied on SIGHUP" take effect at once (and
 the inventory file is re-read); a changed option of any other kind is named in a warning and keeps its
 running value until a restart; a file that does not load is refused with one error line and nothing changes.
@@ -165,7 +181,16 @@ ${optionTables(proxyOptions)}
 
 Names are neutron's where neutron has the option (\`dhcp_agent.ini\`, \`l3_agent.ini\`).
 
-${optionTables(hooksOptions)}`;
+${optionTables(hooksOptions)}
+## ovn-metadata-provisioner
+
+Reads the same files as the agent on an ML2/OVN chassis (\`neutron.conf\` and \`neutron_ovn_metadata_agent.ini\`):
+from them \`state_path\`, \`metadata_proxy_socket\`, \`metadata_proxy_user\`/\`metadata_proxy_group\`, the logging
+options, and the agent's \`[ovn]\` Southbound and \`[ovs]\` options above (not \`ovn_lookup_scope\` or
+\`agent_down_time\`); every other agent option is accepted without effect (the shared secret is not even read).
+Its own options:
+
+${optionTables(provisionerOwnOptions)}`;
 }
 
 export const GENERATED = {
