@@ -100,6 +100,8 @@ interface Registration {
   acked: Map<string, string>;
   /** The session these ids belong to. */
   session: JsonRpcSession | undefined;
+  /** Condition changes, one after the other. */
+  changes: Promise<void>;
 }
 
 const NOOP_LOGGER: OvsdbLogger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -184,6 +186,7 @@ export class OvsdbClient extends EventEmitter {
       generation: 0,
       acked: new Map(),
       session: undefined,
+      changes: Promise.resolve(),
     };
     this.#registrations.push(reg);
     const session = this.#session;
@@ -202,22 +205,36 @@ export class OvsdbClient extends EventEmitter {
     const reg = this.#registrations.find((r) => r.replica === replica);
     if (!reg) throw new OvsdbError('OVSDB_ERR_SCHEMA', 'replica does not belong to this client');
     replica.setWantedWhere(table, where);
-    const session = this.#session;
-    if (this.#state !== 'connected' || !session || reg.session !== session) return;
+    // One change at a time per monitor: each renames the monitor, and the next must name the new id.
+    const next = reg.changes.then(() => this.#syncWhere(reg));
+    reg.changes = next.catch(() => {});
+    await next;
+  }
+
+  /** Tell the server about conditions wanted but not yet acknowledged (on this monitor's session). */
+  async #syncWhere(reg: Registration): Promise<void> {
+    const session = reg.session;
+    if (!session || session.closed || session !== this.#session) return;
+    const replica = reg.replica;
+    const stale = Object.keys(replica.spec).filter(
+      (t) => replica.has(t) && reg.acked.get(t) !== JSON.stringify(replica.whereOf(t) ?? []),
+    );
+    if (stale.length === 0) return;
     if (this.#method === 'monitor') {
       // No conditions on the server: reload the monitor, filtering here.
       await this.#restartMonitor(session, reg);
       return;
     }
     const newId = `${reg.current.split('.')[0]}.${++reg.generation}`;
+    const wanted = stale.map((t) => [t, JSON.stringify(replica.whereOf(t) ?? [])] as const);
     reg.ids.add(newId);
     const oldId = reg.current;
     try {
-      await this.#request(session, 'monitor_cond_change', [oldId, newId, replica.conditionRequests([table])]);
+      await this.#request(session, 'monitor_cond_change', [oldId, newId, replica.conditionRequests(stale)]);
     } catch (err) {
       reg.ids.delete(newId);
       if (err instanceof RpcError) {
-        // The server refused the change (e.g. a bad condition): reload so the copy matches what we asked.
+        // The server refused the change: reload, so that the copy matches what was asked.
         await this.#restartMonitor(session, reg);
         return;
       }
@@ -225,7 +242,9 @@ export class OvsdbClient extends EventEmitter {
     }
     reg.current = newId;
     reg.ids.delete(oldId);
-    reg.acked.set(table, JSON.stringify(where ?? []));
+    for (const [t, w] of wanted) reg.acked.set(t, w);
+    // Asked for again meanwhile: go on until the server has the latest.
+    await this.#syncWhere(reg);
   }
 
   /** Start connecting (and keep reconnecting until close()). */
@@ -558,6 +577,8 @@ export class OvsdbClient extends EventEmitter {
           replica.applySnapshot(result, 'update', true);
         }
         reg.acked = wantedJson;
+        // Conditions changed while this request was on its way: send them now.
+        await this.#syncWhere(reg);
         return;
       } catch (err) {
         if (err instanceof RpcError && err.unknownMethod && method !== 'monitor') continue;

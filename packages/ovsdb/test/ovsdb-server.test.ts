@@ -379,3 +379,32 @@ test('a server killed without a goodbye is noticed by the echo probe', async (t)
   process.kill(server.pid!, 'SIGCONT');
   await c.ready(10_000);
 });
+
+test('conditions changed before connecting, and several changes at once: the last one wins', async (t) => {
+  if (!requireTools(t, ['ovsdb-server', 'ovsdb-tool'], [OVN_SB_SCHEMA])) return;
+  const server = await OvsdbServer.start(t);
+  await server.transact(DB, [
+    ...sbOps.chassis('a'),
+    ...sbOps.chassis('b'),
+    ...sbOps.chassis('c'),
+    ...sbOps.chassis('d'),
+  ]);
+  const c = new OvsdbClient({ remotes: server.unixRemote, database: DB });
+  t.after(() => c.close());
+  const replica = c.monitor({ Chassis: { columns: ['name'], where: [['name', '==', 'a']] } });
+  await c.setWhere(replica, 'Chassis', [['name', '==', 'b']]);
+  c.start();
+  await c.ready();
+  const names = () => [...replica.table('Chassis').values()].map((r) => r.name).sort();
+  assert.deepEqual(names(), ['b']);
+  await Promise.all([
+    c.setWhere(replica, 'Chassis', [['name', '==', 'c']]),
+    c.setWhere(replica, 'Chassis', [['name', '==', 'd']]),
+    c.setWhere(replica, 'Chassis', [
+      ['name', '==', 'a'],
+      ['name', '==', 'd'],
+    ]),
+  ]);
+  assert.deepEqual(names(), ['a', 'd']);
+  assert.equal(c.stats.connects, 1, 'no reload needed');
+});
