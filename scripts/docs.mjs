@@ -39,7 +39,8 @@ Open_vSwitch database yet), \`MDA_OVN_START_FAILED\`, \`MDA_OVN_SB_DATA\` (the S
 does not fit its schema; it was dropped), \`MDA_OVN_SB_CONDITION\`, \`MDA_OVN_LIVENESS\` and
 \`MDA_OVN_LIVENESS_FAILED\` (Chassis_Private writes), and from ovn-metadata-provisioner \`MDA_OVN_PROVISIONED\`,
 \`MDA_OVN_TORN_DOWN\`, \`MDA_OVN_PROVISION_FAILED\` (one network's namespace could not be provisioned or
-removed; retried with back-off, the others are not affected), \`MDA_OVN_STATUS_FILE\`. The OVSDB client's own:
+removed; retried with back-off, the others are not affected), \`MDA_OVN_BAD_NETWORK\` (a network name that
+cannot become a namespace or device name; ignored), \`MDA_OVN_STATUS_FILE\`. The OVSDB client's own:
 \`OVSDB_CONNECTED\`, \`OVSDB_DISCONNECTED\`, \`OVSDB_CONNECT_FAILED\`, \`OVSDB_SERVER_SKIPPED\` (a cluster member
 not connected to its cluster, behind, or not the leader when one is wanted), \`OVSDB_MESSAGE_DROPPED\`,
 \`OVSDB_SCHEMA_LACKS\`.

@@ -23,6 +23,12 @@ import type { Row } from '@nmp/ovsdb';
 export const METADATA_V4_CIDR = '169.254.169.254/32';
 export const METADATA_V6_CIDR = 'fe80::a9fe:a9fe/64';
 export const METADATA_DEVICE_OWNER = 'network:distributed';
+/**
+ * What a network id must look like before it goes into namespace and device names and `ip` arguments
+ * (neutron's are UUIDs; a Southbound is not trusted to be tidy).
+ */
+export const NETWORK_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
 /** Port types neutron's agent treats as VIFs. */
 export const VIF_TYPES: readonly string[] = ['', 'external'];
 
@@ -107,6 +113,8 @@ export function planNetwork(
   const network = networkOfDatapath(datapath);
   if (network === undefined)
     return { kind: 'teardown', network: '', reason: 'datapath without a network name' };
+  if (!NETWORK_ID_RE.test(network))
+    return { kind: 'teardown', network, reason: 'network name unusable in namespace and device names' };
   if (localVifs.length === 0)
     return { kind: 'teardown', network, reason: 'no VIF of this chassis on the network' };
   const meta = pickMetadataPort(localports);
@@ -138,7 +146,9 @@ export function planNetwork(
   }
   const mtuText = ext(meta, EXT_MTU) ?? localVifs.map((v) => ext(v, EXT_MTU)).find((m) => m !== undefined);
   const mtu =
-    mtuText !== undefined && /^\d+$/.test(mtuText) && Number(mtuText) >= 68 ? Number(mtuText) : undefined;
+    mtuText !== undefined && /^\d{2,5}$/.test(mtuText) && Number(mtuText) >= 68 && Number(mtuText) <= 65535
+      ? Number(mtuText)
+      : undefined;
   return {
     kind: 'provision',
     spec: {

@@ -9,6 +9,7 @@ export {
   METADATA_V4_CIDR,
   METADATA_V6_CIDR,
   type MetadataPort,
+  NETWORK_ID_RE,
   type NetworkPlan,
   type NetworkSpec,
   pickMetadataPort,

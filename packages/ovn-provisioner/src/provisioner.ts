@@ -28,6 +28,7 @@ import type { Row, RowChange } from '@nmp/ovsdb';
 import {
   isLocalVif,
   linkLocalOf,
+  NETWORK_ID_RE,
   type NetworkPlan,
   type NetworkSpec,
   planNetwork,
@@ -112,6 +113,7 @@ export class OvnProvisioner {
   #stopListening: (() => void) | undefined;
   #idleWaiters: (() => void)[] = [];
   #statusTimer: NodeJS.Timeout | undefined;
+  readonly #refused = new Set<string>();
   /** Work items done (for tests and metrics). */
   runs = 0;
 
@@ -200,6 +202,17 @@ export class OvnProvisioner {
   /** Look at this network again (soon). */
   schedule(network: string): void {
     if (this.#closed || network === '') return;
+    if (!NETWORK_ID_RE.test(network)) {
+      // Never into `ip` arguments; said once per name.
+      if (!this.#refused.has(network)) {
+        this.#refused.add(network);
+        this.#log.warn(
+          { code: 'MDA_OVN_BAD_NETWORK', network: network.slice(0, 100) },
+          'network name unusable in namespace and device names; ignored',
+        );
+      }
+      return;
+    }
     const e = this.#entries.get(network);
     if (e?.timer) {
       clearTimeout(e.timer);

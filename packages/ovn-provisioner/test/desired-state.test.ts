@@ -128,3 +128,25 @@ test("neutron's device names and the EUI-64 link-local address", () => {
   assert.equal(linkLocalOf('fa:16:3e:00:00:05'), 'fe80::f816:3eff:fe00:5/64');
   assert.equal(linkLocalOf('02:00:00:00:00:00'), 'fe80::ff:fe00:0/64', 'canonical spelling');
 });
+
+test('a network name that cannot be a namespace or device name is never provisioned', () => {
+  const vif = row({ mac: 'fa:16:3e:00:00:05 10.0.0.5', chassis: [ME] });
+  for (const name of ['neutron-../../etc', 'neutron-a b', 'neutron-x;rm', `neutron-${'x'.repeat(80)}`]) {
+    const dp = { _uuid: DP._uuid, external_ids: new Map([['name', name]]) } as Row;
+    const plan = planNetwork(dp, [meta], [vif], true);
+    assert.equal(plan.kind, 'teardown', name);
+    assert.match(plan.kind === 'teardown' ? plan.reason : '', /unusable/);
+  }
+  const big = row({
+    type: 'localport',
+    name: 'meta-big',
+    mac: 'fa:16:3e:aa:bb:dd 10.0.0.2',
+    ext: {
+      'neutron:device_owner': 'network:distributed',
+      'neutron:cidrs': '10.0.0.2/24',
+      'neutron:mtu': '999999',
+    },
+  });
+  const plan = planNetwork(DP, [big], [vif], true);
+  assert.equal(plan.kind === 'provision' && plan.spec.mtu, undefined, 'an impossible MTU is not applied');
+});
