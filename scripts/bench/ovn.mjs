@@ -21,7 +21,7 @@ import { loadConfig, silentLogger } from '@nmp/common';
 import { agentSchema, OvnMetadataService } from '@nmp/metadata-agent';
 import { OvsdbClient } from '@nmp/ovsdb';
 import { OvsdbServer, sbOps } from '@nmp/testkit';
-import { cpuTimesOf, startChain, waitForQuiet } from './chain.mjs';
+import { cpuTimesOf, machineBusySeconds, startChain, waitForQuiet } from './chain.mjs';
 import {
   fmt,
   machineInfo,
@@ -43,6 +43,7 @@ const USAGE = `usage: npm run bench:ovn -- [--ports N] [--networks N] [--instanc
   --runs N        boot storm runs, each with a fresh agent and proxy; medians reported (default 3)
   --lookups N     lookups timed per resolver variant (default 200000)
   --no-neutron    skip neutron's own lookup (needs /usr/bin/python3 with python3-neutron)
+  --only WHAT     lookup or storm: only that half
   --quiet-wait S  before each measurement, wait up to S seconds for other processes to go quiet (default 30)
 `;
 
@@ -342,19 +343,33 @@ async function bootStorm(remote, instances, dir, run, log) {
         instances: all.map(({ ip, uuid }) => ({ ip, uuid })),
       }),
     );
-    const cpu0 = cpuTimesOf(chain.agent.pid);
+    const procs = [chain.proxy, chain.agent, chain.nova];
+    const cpu0 = procs.map((p) => cpuTimesOf(p.pid));
+    const busy0 = machineBusySeconds();
     const r = await runClient(specFile, 120_000);
-    const cpu1 = cpuTimesOf(chain.agent.pid);
+    const busy1 = machineBusySeconds();
+    const cpu1 = procs.map((p) => cpuTimesOf(p.pid));
+    r.cpuS = Object.fromEntries(
+      procs.map((p, i) => [p.name, cpu1[i].user + cpu1[i].sys - cpu0[i].user - cpu0[i].sys]),
+    );
+    r.cpuS.clients = r.clientCpuS;
+    const ours = Object.values(r.cpuS).reduce((a, b) => a + b, 0);
+    // Cores the rest of the machine used meanwhile: on two cores, others' load slows a storm down.
+    r.otherCpuShare = Math.max(0, (busy1 - busy0 - ours) / r.seconds);
     const m = (await adminGet(admin, '/metrics')).body;
     r.readyS = readyS;
     r.dbRequests = metric(m, 'nmp_ovn_southbound_requests_total') - before;
     r.indexed = metric(m, 'nmp_ovn_port_bindings_indexed');
-    r.agentCpuS = cpu1.user + cpu1.sys - cpu0.user - cpu0.sys;
     r.memory = { agent: memoryOf(chain.agent.pid), proxy: memoryOf(chain.proxy.pid) };
     log(
       `  storm ${run}: last answer after ${r.seconds.toFixed(2)} s; ${r.requests} requests, ${r.failed} failed; ` +
         `${r.dbRequests} Southbound requests during the storm; agent ready ${readyS.toFixed(2)} s after start, ` +
         `${r.indexed} indexed, RSS ${fmt.mb(r.memory.agent.rssKb)} MB; p50 ${fmt.ms(r.p50)} ms, p99 ${fmt.ms(r.p99)} ms`,
+    );
+    log(
+      `         CPU s: ${Object.entries(r.cpuS)
+        .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+        .join(', ')}; other processes ${Math.round(r.otherCpuShare * 100)}% of a core`,
     );
     for (const f of r.failureExamples ?? []) log(`    failed: ${JSON.stringify(f)}`);
     return r;
@@ -372,6 +387,7 @@ async function main() {
       runs: { type: 'string', default: '3' },
       lookups: { type: 'string', default: '200000' },
       'no-neutron': { type: 'boolean', default: false },
+      only: { type: 'string', default: '' },
       'quiet-wait': { type: 'string', default: '30' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -415,19 +431,25 @@ async function main() {
     samples.all = ports;
 
     const wait = Number(values['quiet-wait']);
-    await waitForQuiet(wait);
-    const ours = await measureOurs(server.unixRemote, 'chassis', samples, lookups, log);
-    await waitForQuiet(wait);
-    const oursAll = await measureOurs(server.unixRemote, 'all', samples, lookups, log);
+    const doLookup = values.only !== 'storm';
+    const doStorm = values.only !== 'lookup';
+    let ours;
+    let oursAll;
+    if (doLookup) {
+      await waitForQuiet(wait);
+      ours = await measureOurs(server.unixRemote, 'chassis', samples, lookups, log);
+      await waitForQuiet(wait);
+      oursAll = await measureOurs(server.unixRemote, 'all', samples, lookups, log);
+    }
     let neutron;
-    if (!values['no-neutron']) {
+    if (doLookup && !values['no-neutron']) {
       await waitForQuiet(wait);
       // neutron's scan costs seconds a call at this size: 10 lookups, half of them for our instances.
       const pick = [...samples.ours.slice(0, 5), ...samples.others.slice(0, 5)];
       neutron = await measureNeutron(server.unixRemote, pick, dir, log);
     }
     const storms = [];
-    for (let run = 1; run <= runs; run++) {
+    for (let run = 1; doStorm && run <= runs; run++) {
       await waitForQuiet(wait);
       storms.push(await bootStorm(server.unixRemote, instances, dir, run, log));
     }
@@ -440,46 +462,58 @@ async function main() {
       lookup: { ours, oursAll, neutron },
       storms,
       medianStormSeconds: median(storms.map((s) => s.seconds)),
-      stormDbRequests: Math.max(...storms.map((s) => s.dbRequests)),
-      allOk: storms.every((s) => s.failed === 0) && ours.wrong === 0 && oursAll.wrong === 0,
+      stormDbRequests: Math.max(0, ...storms.map((s) => s.dbRequests)),
+      allOk: storms.every((s) => s.failed === 0) && (ours?.wrong ?? 0) === 0 && (oursAll?.wrong ?? 0) === 0,
     };
     writeFileSync(join(dir, 'results.json'), JSON.stringify(summary, null, 2));
-    const table = textTable(
-      ['lookup', 'first load s', 'memory MB', 'p50', 'p99', 'DB requests'],
-      [
-        [
-          'ours (chassis)',
-          ours.loadS.toFixed(2),
-          ours.heapMb.toFixed(1),
-          `${ours.p50Us.toFixed(2)} µs`,
-          `${ours.p99Us.toFixed(2)} µs`,
-          ours.dbRequests,
-        ],
-        [
-          'ours (all)',
-          oursAll.loadS.toFixed(2),
-          oursAll.heapMb.toFixed(1),
-          `${oursAll.p50Us.toFixed(2)} µs`,
-          `${oursAll.p99Us.toFixed(2)} µs`,
-          oursAll.dbRequests,
-        ],
-        ['scan, same rows (JS)', '-', '-', `${oursAll.scanMs.toFixed(1)} ms`, '-', '-'],
-        ...(neutron
-          ? [
-              [
-                "neutron's scan",
-                neutron.loadS.toFixed(1),
-                '-',
-                `${neutron.p50Ms.toFixed(1)} ms`,
-                `${neutron.p99Ms.toFixed(1)} ms`,
-                '-',
-              ],
-            ]
-          : []),
-      ],
-    );
+    const table = !doLookup
+      ? ''
+      : textTable(
+          ['lookup', 'first load s', 'memory MB', 'p50', 'p99', 'DB requests'],
+          [
+            [
+              'ours (chassis)',
+              ours.loadS.toFixed(2),
+              ours.heapMb.toFixed(1),
+              `${ours.p50Us.toFixed(2)} µs`,
+              `${ours.p99Us.toFixed(2)} µs`,
+              ours.dbRequests,
+            ],
+            [
+              'ours (all)',
+              oursAll.loadS.toFixed(2),
+              oursAll.heapMb.toFixed(1),
+              `${oursAll.p50Us.toFixed(2)} µs`,
+              `${oursAll.p99Us.toFixed(2)} µs`,
+              oursAll.dbRequests,
+            ],
+            ['scan, same rows (JS)', '-', '-', `${oursAll.scanMs.toFixed(1)} ms`, '-', '-'],
+            ...(neutron
+              ? [
+                  [
+                    "neutron's scan",
+                    neutron.loadS.toFixed(1),
+                    '-',
+                    `${neutron.p50Ms.toFixed(1)} ms`,
+                    `${neutron.p99Ms.toFixed(1)} ms`,
+                    '-',
+                  ],
+                ]
+              : []),
+          ],
+        );
     const stormTable = textTable(
-      ['run', 'last answer s', 'requests', 'failed', 'SB requests', 'p50 ms', 'p99 ms', 'agent RSS MB'],
+      [
+        'run',
+        'last answer s',
+        'requests',
+        'failed',
+        'SB requests',
+        'p50 ms',
+        'p99 ms',
+        'agent RSS MB',
+        'others, cores',
+      ],
       storms.map((s, i) => [
         i + 1,
         s.seconds.toFixed(2),
@@ -489,6 +523,7 @@ async function main() {
         fmt.ms(s.p50),
         fmt.ms(s.p99),
         fmt.mb(s.memory.agent.rssKb),
+        s.otherCpuShare.toFixed(2),
       ]),
     );
     const text = `\n${table}\n\n${stormTable}\n\nmedian time to last answer ${summary.medianStormSeconds.toFixed(2)} s\n`;
