@@ -183,7 +183,8 @@ async function main(): Promise<void> {
           .option('network-id', { type: 'string', requiresArg: true })
           .option('router-id', { type: 'string', requiresArg: true })
           .option('ovn-network-id', { type: 'string', requiresArg: true })
-          .option('bind', { type: 'string', array: true, demandOption: true, requiresArg: true }),
+          // Repeatable, not an array: a yargs array would swallow what follows it.
+          .option('bind', { type: 'string', demandOption: true, requiresArg: true }),
       (a) => {
         const { config } = load(a);
         // The proxy's own rule (exactly one id, well-formed), so both CLIs say the same.
@@ -196,7 +197,7 @@ async function main(): Promise<void> {
           id: identity.id,
           mode: identity.mode,
           namespace: a.namespace,
-          binds: a.bind.map(String),
+          binds: [a.bind].flat().map(String),
         };
         done = daemonClient
           .attach(config.controlSocket, spec, config.helperTimeout * 1000 + 30_000)

@@ -68,17 +68,18 @@ export function envName(d: OptionDef, prefix = 'NMP_'): string {
 
 /** Declare the schema's flags, plus --config-file, --config-dir and the `--<secret>-file` companions. */
 export function addSchemaOptions<T>(y: Argv<T>, schema: Schema): Argv<T> {
+  // No option takes `array: true`: yargs' arrays are greedy, so `--config-file F status` would read
+  // `status` as a second file and lose the command. Repeating a flag still collects every value (yargs'
+  // duplicate-arguments-array), which is the oslo way: `--config-file A --config-file B`.
   let out = y
     .option('config-file', {
       type: 'string',
-      array: true,
       requiresArg: true,
       describe: 'oslo-style INI file (repeatable; later files win)',
       group: 'Configuration:',
     })
     .option('config-dir', {
       type: 'string',
-      array: true,
       requiresArg: true,
       describe: 'directory whose *.conf files are read after --config-file, in name order',
       group: 'Configuration:',
@@ -96,17 +97,13 @@ export function addSchemaOptions<T>(y: Argv<T>, schema: Schema): Argv<T> {
     }
     const flag = flagName(d);
     if (!flag) continue;
-    const describe = `${d.help} [default: ${showDefault(d)}]`;
+    // Choices are checked by the loader, not by yargs: its message for a bad one is two lines, ours is
+    // one, in the same shape as every other bad value ("flag --x = 'v': expected one of a, b").
+    const choices = d.choices ? ` [choices: ${d.choices.join(', ')}]` : '';
+    const describe = `${d.help}${choices} [default: ${showDefault(d)}]`;
     if (d.kind === 'bool') out = out.option(flag, { type: 'boolean', describe, group });
-    else if (d.kind === 'list') out = out.option(flag, { type: 'string', array: true, describe, group });
-    else
-      out = out.option(flag, {
-        type: 'string',
-        requiresArg: true,
-        describe,
-        group,
-        ...(d.choices ? { choices: [...d.choices] } : {}),
-      });
+    else if (d.kind === 'list') out = out.option(flag, { type: 'string', describe, group });
+    else out = out.option(flag, { type: 'string', requiresArg: true, describe, group });
   }
   return out;
 }
@@ -199,7 +196,8 @@ export function loadConfig<S extends Schema>(schema: S, options: LoadOptions): L
   for (const [key, d] of Object.entries(schema)) {
     if (d.secret) {
       const fileFlag = `${d.name.replace(/_/g, '-')}-file`;
-      const path = options.flags[fileFlag];
+      const given = options.flags[fileFlag];
+      const path = Array.isArray(given) ? given[given.length - 1] : given;
       if (typeof path === 'string') {
         let text: string;
         try {
@@ -219,14 +217,16 @@ export function loadConfig<S extends Schema>(schema: S, options: LoadOptions): L
     if (value === undefined) continue;
     if (d.kind === 'bool' && typeof value === 'boolean') {
       raw.set(key, { text: String(value), origin: { kind: 'flag', where: `--${flag}` } });
-    } else if (d.kind === 'list' && Array.isArray(value)) {
-      const items = value
+    } else if (d.kind === 'list') {
+      const items = (Array.isArray(value) ? value : [value])
         .flatMap((v) => String(v).split(','))
         .map((v) => v.trim())
         .filter((v) => v !== '');
       raw.set(key, { text: items.join(','), origin: { kind: 'flag', where: `--${flag}` } });
     } else {
-      raw.set(key, { text: String(value), origin: { kind: 'flag', where: `--${flag}` } });
+      // A repeated single-valued flag: the last one wins, as with oslo's and argparse's flags.
+      const last = Array.isArray(value) ? value[value.length - 1] : value;
+      raw.set(key, { text: String(last), origin: { kind: 'flag', where: `--${flag}` } });
     }
   }
 
