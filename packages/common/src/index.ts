@@ -51,6 +51,7 @@ export {
   IDENTITY_HEADERS,
 } from './identity-headers.js';
 export {
+  addDetails,
   createLogger,
   type Logger,
   type LoggerSettings,

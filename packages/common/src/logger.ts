@@ -109,6 +109,25 @@ export function writeInfoLine(logger: Logger, fields: string, msgJson: string): 
   );
 }
 
+/**
+ * Add a failure's details to a request's log line without letting them replace the line's own fields.
+ * The line says what the instance got (`status`, `code`); a detail of the same name says something else
+ * (the `status` Keystone or Neutron answered the agent), so it goes in as `upstreamStatus` (`detailX` when
+ * the details name no upstream). Returns the line.
+ */
+export function addDetails(
+  line: Record<string, unknown>,
+  details: Readonly<Record<string, unknown>>,
+): Record<string, unknown> {
+  const prefix = details.upstream !== undefined ? 'upstream' : 'detail';
+  for (const key of Object.keys(details)) {
+    const value = details[key];
+    if (line[key] === undefined) line[key] = value;
+    else if (line[key] !== value) line[`${prefix}${key[0]!.toUpperCase()}${key.slice(1)}`] = value;
+  }
+  return line;
+}
+
 /** A logger that drops everything (tests and library use without a logger). */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });

@@ -13,7 +13,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { type ClientRequest, type IncomingMessage, ServerResponse } from 'node:http';
-import { forwardedForFromPeer, type Logger, MetadataError, TEXT_PLAIN, writeInfoLine } from '@nmp/common';
+import {
+  addDetails,
+  forwardedForFromPeer,
+  type Logger,
+  MetadataError,
+  TEXT_PLAIN,
+  writeInfoLine,
+} from '@nmp/common';
 import { type AgentClient, type AgentExchange, agentError } from './agent-client.js';
 import { agentRequestHeaders, instanceResponseHeaders, type ProxyIdentity } from './header-policy.js';
 import type { ProxyMetrics } from './metrics.js';
@@ -330,7 +337,7 @@ export class ProxyHandler {
       status: res.status,
     };
     if (res.code !== undefined) line.code = res.code;
-    if (res.detail !== undefined) Object.assign(line, res.detail);
+    if (res.detail !== undefined) addDetails(line, res.detail);
     line.ms = ms;
     if (!res.writableFinished) line.aborted = true;
     this.#logger[res.level](line, 'request');
