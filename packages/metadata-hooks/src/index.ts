@@ -8,6 +8,7 @@ export {
   type HaproxyCompatArgs,
   haproxyKill,
   parseHaproxyArgs,
+  removeOrphanLogs,
   startFromHaproxyConfig,
 } from './haproxy-compat.js';
 export {

@@ -6,10 +6,19 @@
  * stand-in agent on the UNIX socket records what arrives. Stopping goes through `haproxy-kill`.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { isProcessAlive, NetnsLab, requireRoot, runCommand, sleep } from '@nmp/testkit';
@@ -170,12 +179,20 @@ test('neutron DHCP haproxy config (dual-stack, bracketed v6 bind): listens, drop
   assert.equal(s0!.healthy, true, JSON.stringify(s0));
   assert.deepEqual([...s0!.listening].sort(), ['169.254.169.254:80', '[fe80::a9fe:a9fe]:80']);
 
-  // neutron stops it with its kill script.
+  // neutron destroys it: its kill script, then the config is deleted. The drop-in's log goes with it.
+  const log = `${file}.log`;
+  assert.match(readFileSync(log, 'utf8'), /ns-metadata-proxy listening/);
   const kill = await runCommand(undefined, process.execPath, [HOOKS_CLI, 'haproxy-kill', '15', String(pid)]);
   assert.equal(kill.code, 0);
   for (let i = 0; i < 100 && isProcessAlive(pid); i++) await sleep(50);
   assert.equal(isProcessAlive(pid), false);
   assert.deepEqual(await lab.listeners(dhcp), []);
+  rmSync(file);
+  assert.deepEqual(
+    readdirSync(dirname(file)),
+    [],
+    'nothing of the destroyed proxy is left beside its config',
+  );
 });
 
 test('neutron L3 haproxy config (:::9697): router id stamped for IPv4 clients of the dual-stack socket', async (t) => {
