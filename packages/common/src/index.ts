@@ -15,6 +15,7 @@ export {
   addSchemaOptions,
   ConfigError,
   describeConfig,
+  type ExposedSecretFile,
   envName,
   flagName,
   type LoadedConfig,

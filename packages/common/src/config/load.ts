@@ -35,10 +35,24 @@ interface RawValue {
   readonly origin: Origin;
 }
 
+/** A file holding a secret that every user of the machine can read. */
+export interface ExposedSecretFile {
+  readonly file: string;
+  /** The option whose secret it holds (`metadata_proxy_shared_secret`, `nova_client_priv_key`...). */
+  readonly option: string;
+  /** Permission bits, e.g. 0o644. */
+  readonly mode: number;
+}
+
 export interface LoadedConfig<S extends Schema> {
   readonly config: ConfigOf<S>;
-  /** Problems an operator must see (unknown options, deprecated names, world-readable files). */
+  /** Problems an operator must see (unknown options, deprecated names). */
   readonly warnings: readonly string[];
+  /**
+   * Secret files anyone can read: the `--<secret>-file` files read, and the files named by options marked
+   * secretFile. Reported, not refused (as for config files): the program logs each with its own code.
+   */
+  readonly exposedSecretFiles: readonly ExposedSecretFile[];
   /** Where each option's effective value came from (for --print-config). */
   readonly origins: Readonly<Record<keyof S, string>>;
   /** Files read, in order. */
@@ -128,6 +142,7 @@ export function loadConfig<S extends Schema>(schema: S, options: LoadOptions): L
     for (const old of d.deprecatedNames ?? []) byIni.set(`${d.group.toLowerCase()}\0${old}`, key);
   }
 
+  const exposedSecretFiles: ExposedSecretFile[] = [];
   const raw = new Map<keyof S, RawValue>();
   for (const [key, d] of Object.entries(schema)) {
     raw.set(key, { text: defaultText(d), origin: { kind: 'default', where: 'default' } });
@@ -207,6 +222,8 @@ export function loadConfig<S extends Schema>(schema: S, options: LoadOptions): L
             `--${fileFlag} ${path}: cannot read: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
           );
         }
+        const exposed = exposedFile(path, d.name);
+        if (exposed) exposedSecretFiles.push(exposed);
         raw.set(key, { text, origin: { kind: 'flag', where: `--${fileFlag}` } });
       }
       continue;
@@ -279,14 +296,30 @@ export function loadConfig<S extends Schema>(schema: S, options: LoadOptions): L
       throw new ConfigError(`${describeOrigin(r.origin, d)} = ${showValue(d, r.text)}: ${problem}`);
     config[key] = Array.isArray(parsed) ? Object.freeze([...parsed]) : parsed;
     origins[key] = r.origin.where;
+    if (d.secretFile && typeof parsed === 'string' && parsed !== '') {
+      const exposed = exposedFile(parsed, d.name);
+      if (exposed) exposedSecretFiles.push(exposed);
+    }
   }
   return {
     config: Object.freeze(config) as ConfigOf<S>,
     warnings,
+    exposedSecretFiles,
     origins: origins as Record<keyof S, string>,
     files,
     ignored,
   };
+}
+
+/** The file when every user can read it; undefined when it is private (or missing: its reader says so). */
+function exposedFile(file: string, option: string): ExposedSecretFile | undefined {
+  let mode: number;
+  try {
+    mode = statSync(file).mode & 0o777;
+  } catch {
+    return undefined;
+  }
+  return (mode & 0o004) !== 0 ? { file, option, mode } : undefined;
 }
 
 function defaultText(d: OptionDef): string {
