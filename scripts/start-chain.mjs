@@ -13,9 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { envName, SERVICE_NODE_FLAGS } from '@nmp/common';
+import { envName, SERVICE_NODE_FLAGS, withoutSecrets } from '@nmp/common';
 import { agentSchema } from '@nmp/metadata-agent';
-import { proxyOptions } from '@nmp/ns-metadata-proxy';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values: opts } = parseArgs({
@@ -42,28 +41,15 @@ const runDir = mkdtempSync(join(tmpdir(), 'nmp-chain-'));
 const socket = join(runDir, 'metadata_proxy');
 const secret = randomBytes(24).toString('base64url');
 
-// What may hold a secret in an environment: the agent's secret options (NMP_METADATA_PROXY_SHARED_SECRET,
-// NMP_NEUTRON__PASSWORD...) and anything named like one (OS_PASSWORD of an operator's shell), except the
-// proxy's own options (NMP_METADATA_SSRF__TOKEN_MODE is a setting, not a token).
-const SECRET_ENV = new Set(
-  Object.values(agentSchema)
-    .filter((d) => d.secret)
-    .map((d) => envName(d)),
-);
-const PROXY_ENV = new Set(Object.values(proxyOptions).map((d) => envName(d)));
-const SECRET_NAME = /SECRET|PASSW|TOKEN|CREDENTIAL|PRIVATE|_KEY\b/i;
-function withoutSecrets(from) {
-  const out = {};
-  for (const [k, v] of Object.entries(from)) {
-    if (SECRET_ENV.has(k) || (SECRET_NAME.test(k) && !PROXY_ENV.has(k))) continue;
-    out[k] = v;
-  }
-  return out;
-}
+// The agent's secret options (NMP_METADATA_PROXY_SHARED_SECRET, NMP_NEUTRON__PASSWORD...): withoutSecrets
+// drops them and anything else named like a secret (OS_PASSWORD of the caller's shell).
+const SECRET_ENV = Object.values(agentSchema)
+  .filter((d) => d.secret)
+  .map((d) => envName(d));
 const ENV = {
   agent: { ...process.env, NMP_METADATA_PROXY_SHARED_SECRET: secret },
-  nova: { ...withoutSecrets(process.env), NMP_METADATA_PROXY_SHARED_SECRET: secret },
-  proxy: withoutSecrets(process.env),
+  nova: { ...withoutSecrets(process.env, SECRET_ENV), NMP_METADATA_PROXY_SHARED_SECRET: secret },
+  proxy: withoutSecrets(process.env, SECRET_ENV),
 };
 const children = [];
 let stopping = false;

@@ -83,5 +83,5 @@ export {
   type ResolveOptions,
   ROUTER_INTERFACE_OWNERS,
 } from './resolver.js';
-export { SERVICE_NODE_FLAGS } from './runtime.js';
+export { SERVICE_NODE_FLAGS, withoutSecrets } from './runtime.js';
 export { signInstanceId, verifyInstanceSignature } from './signature.js';

@@ -24,6 +24,7 @@ import {
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { withoutSecrets } from '@nmp/common';
 import { processInfo, readPidFile } from './process-manager.js';
 
 export interface HaproxyCompatArgs {
@@ -97,10 +98,8 @@ export async function startFromHaproxyConfig(l: CompatLaunch): Promise<number> {
     const child = spawn(
       l.program[0]!,
       [...l.program.slice(1), '--haproxy-config', l.configFile, '--pid-file', l.pidFile],
-      {
-        detached: true,
-        stdio: ['ignore', out, out],
-      },
+      // neutron's environment may hold secrets; the proxy needs none.
+      { detached: true, stdio: ['ignore', out, out], env: withoutSecrets(process.env) },
     );
     child.once('exit', (code, signal) => {
       exited = signal ?? `exit ${code}`;

@@ -20,7 +20,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type ConfigOf, SERVICE_NODE_FLAGS } from '@nmp/common';
+import { type ConfigOf, SERVICE_NODE_FLAGS, withoutSecrets } from '@nmp/common';
 import {
   type AttachMode,
   type AttachmentStatus,
@@ -269,6 +269,8 @@ async function launch(
       argv: proxyArgv(config, record.identity, record.binds, record.pidFile),
       pidFile: record.pidFile,
       logFile: logFileFor(config, record.id),
+      // The proxy needs no secret: none of ours (or of the caller's shell) reaches its environment.
+      env: withoutSecrets(process.env),
     },
     { startTimeoutMs: config.startTimeout * 1000, killTimeoutMs: config.killTimeout * 1000 },
   );

@@ -94,7 +94,12 @@ async function neutronSpawns(lab: NetnsLab, ns: string, agent: FakeAgent, conf: 
   } catch {
     // already linked for an earlier variant
   }
-  return lab.exec(ns, process.execPath, [haproxy, '-f', conf], { allowFailure: true, timeoutMs: 30_000 });
+  return lab.exec(ns, process.execPath, [haproxy, '-f', conf], {
+    allowFailure: true,
+    timeoutMs: 30_000,
+    // What an agent's environment may hold: it must not reach the proxy.
+    env: { ...process.env, OS_PASSWORD: 'neutron-shell-password' },
+  });
 }
 
 function stopLater(lab: NetnsLab, pidFile: string): void {
@@ -139,6 +144,7 @@ test('neutron DHCP haproxy config (dual-stack, bracketed v6 bind): listens, drop
   // neutron's "active" test: the pid's command line names the network id.
   assert.match(readFileSync(`/proc/${pid}/cmdline`, 'utf8'), new RegExp(NET));
   assert.match(readFileSync(`/proc/${pid}/status`, 'utf8'), /^Uid:\s+65534\s+65534\s+65534\s+65534$/m);
+  assert.doesNotMatch(readFileSync(`/proc/${pid}/environ`, 'utf8'), /OS_PASSWORD|neutron-shell-password/);
   const listening = (await lab.listeners(dhcp)).join('\n');
   assert.match(listening, /169\.254\.169\.254:80/);
   assert.match(listening, /\[fe80::a9fe:a9fe\]%\S+:80|fe80::a9fe:a9fe%\S+:80/);

@@ -12,6 +12,7 @@
 import { spawn } from 'node:child_process';
 import type { Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { withoutSecrets } from '@nmp/common';
 import { type BindAddress, listenHost } from '@nmp/ns-metadata-proxy';
 import { formatAddress } from './listener-address.js';
 import { HelperError, type HelperResult, type NetnsId, type ReceivedListener } from './listener-helper.js';
@@ -107,6 +108,7 @@ export function runBatchHelper(
     const child = spawn(o.python ?? '/usr/bin/python3', ['-c', PYTHON_HELPER, JSON.stringify(spec)], {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
       serialization: 'json',
+      env: withoutSecrets(process.env),
     });
     const fail = (key: string, err: HelperError) => {
       for (const l of received.get(key) ?? []) l.handle.close();

@@ -21,7 +21,7 @@ import { chmodSync, existsSync, type FSWatcher, mkdirSync, unlinkSync, watch } f
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Logger, SERVICE_NODE_FLAGS } from '@nmp/common';
+import { type Logger, SERVICE_NODE_FLAGS, withoutSecrets } from '@nmp/common';
 import { type BindAddress, parseBind } from '@nmp/ns-metadata-proxy';
 import { BatchOpener, runBatchHelper } from './batch-helper.js';
 import {
@@ -503,6 +503,8 @@ export class MetadataProxyDaemon {
       execArgv: [...new Set([...process.execArgv, ...SERVICE_NODE_FLAGS])],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       serialization: 'json',
+      // It serves tenant traffic: no secret of the supervisor's environment goes with it.
+      env: withoutSecrets(process.env),
       ...(this.#s.workerUid !== undefined ? { uid: this.#s.workerUid } : {}),
       ...(this.#s.workerGid !== undefined ? { gid: this.#s.workerGid } : {}),
     });
