@@ -40,6 +40,14 @@ export {
   TEXT_PLAIN,
 } from './errors.js';
 export {
+  type BindAddress,
+  BindSpecError,
+  formatAddress,
+  formatHostPort,
+  listenHost,
+  parseBind,
+} from './host-port.js';
+export {
   HEADER_FORWARDED_FOR,
   HEADER_INSTANCE_ID,
   HEADER_NETWORK_ID,

@@ -9,7 +9,7 @@ import { chmod, unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import { type AddressInfo, isIP } from 'node:net';
-import { ConfigError, type Logger } from '@nmp/common';
+import { ConfigError, formatAddress, type Logger } from '@nmp/common';
 import type ipaddrModule from 'ipaddr.js';
 
 // A CommonJS package loaded with require, not import: an ES module importing CommonJS makes node compile
@@ -89,7 +89,7 @@ export class AdminServer {
       const server = this.#server();
       await listenOn(server, { host: this.#bind.host, port: this.#bind.port }, `admin_bind ${this.#o.bind}`);
       const a = server.address() as AddressInfo;
-      this.addresses.push(a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
+      this.addresses.push(formatAddress(a));
     }
   }
 

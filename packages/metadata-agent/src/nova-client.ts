@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
-import { MetadataError } from '@nmp/common';
+import { formatHostPort, MetadataError } from '@nmp/common';
 import type { Dispatcher, Pool } from 'undici';
 
 // A CommonJS package loaded with require, not import: an ES module importing CommonJS makes node compile
@@ -53,9 +53,9 @@ export class NovaClient {
   readonly #observer: UpstreamObserver | undefined;
 
   constructor(options: NovaClientOptions) {
-    const host =
-      options.host.includes(':') && !options.host.startsWith('[') ? `[${options.host}]` : options.host;
-    this.origin = `${options.protocol}://${host}:${options.port}`;
+    // An IPv6 literal may be given bracketed already (as in a URL).
+    const host = options.host.startsWith('[') ? options.host.slice(1, -1) : options.host;
+    this.origin = `${options.protocol}://${formatHostPort(host, options.port)}`;
     this.#observer = options.observer;
     const tls: Record<string, unknown> = {};
     if (options.protocol === 'https') {

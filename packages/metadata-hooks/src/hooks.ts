@@ -20,7 +20,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type ConfigOf, SERVICE_NODE_FLAGS, withoutSecrets } from '@nmp/common';
+import { type ConfigOf, formatHostPort, parseBind, SERVICE_NODE_FLAGS, withoutSecrets } from '@nmp/common';
 import {
   type AttachMode,
   type AttachmentStatus,
@@ -430,7 +430,7 @@ export async function l3Add(
   const families: IpFamily[] = v6 ? [4, 6] : [4];
   for (const f of families) await applyMetadataRules(ns, f, ruleOptions(config));
   if (!v6 && previous?.families?.includes(6)) await removeMetadataRules(ns, 6, ruleOptions(config));
-  const binds = [v6 ? `[::]:${config.metadataPort}` : `0.0.0.0:${config.metadataPort}`];
+  const binds = [formatHostPort(v6 ? '::' : '0.0.0.0', config.metadataPort)];
   // The proxy answers from metadata_port; the rule sees that port before the REDIRECT is undone.
   const hopLimit = await syncHopLimit(config, ns, families, [config.metadataPort], previous?.hopLimit);
   const record: HookRecord = {
@@ -566,9 +566,12 @@ function daemonStatus(
 
 /** `169.254.169.254:80`, `[fe80::a9fe:a9fe%tap]:80`, `[::]:9697` -> the socket /proc shows. */
 export function expectedSocket(bind: string): { address: string; port: number } {
-  const m = /^\[([^\]%]+)(?:%[^\]]+)?\]:(\d+)$/.exec(bind) ?? /^([^:]+):(\d+)$/.exec(bind);
-  if (!m) throw new HookError(`cannot read bind '${bind}'`);
-  return { address: m[1]!.toLowerCase(), port: Number(m[2]) };
+  try {
+    const b = parseBind(bind);
+    return { address: b.host.toLowerCase(), port: b.port };
+  } catch (err) {
+    throw new HookError(`cannot read bind '${bind}': ${(err as Error).message}`);
+  }
 }
 
 function ids(pid: number): { uid?: number; gid?: number } {

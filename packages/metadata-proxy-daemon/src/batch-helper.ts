@@ -12,9 +12,7 @@
 import { spawn } from 'node:child_process';
 import type { Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { withoutSecrets } from '@nmp/common';
-import { type BindAddress, listenHost } from '@nmp/ns-metadata-proxy';
-import { formatAddress } from './listener-address.js';
+import { type BindAddress, formatAddress, listenHost, withoutSecrets } from '@nmp/common';
 import { HelperError, type HelperResult, type NetnsId, type ReceivedListener } from './listener-helper.js';
 
 export const RELAY_PATH = fileURLToPath(new URL('./batch-relay.js', import.meta.url));

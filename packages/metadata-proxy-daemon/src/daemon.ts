@@ -21,8 +21,7 @@ import { chmodSync, existsSync, type FSWatcher, mkdirSync, unlinkSync, watch } f
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Logger, SERVICE_NODE_FLAGS, withoutSecrets } from '@nmp/common';
-import { type BindAddress, parseBind } from '@nmp/ns-metadata-proxy';
+import { type BindAddress, type Logger, parseBind, SERVICE_NODE_FLAGS, withoutSecrets } from '@nmp/common';
 import { BatchOpener, runBatchHelper } from './batch-helper.js';
 import {
   HelperError,

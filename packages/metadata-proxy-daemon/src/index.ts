@@ -3,9 +3,10 @@
  * sockets are created inside each namespace by a short-lived helper and handed over; the CLI is
  * `metadata-proxy-daemon` (src/cli.ts).
  */
+
+export { formatAddress } from '@nmp/common';
 export { type BatchItem, BatchOpener, PYTHON_HELPER, RELAY_PATH, runBatchHelper } from './batch-helper.js';
 export { type DaemonSettings, MetadataProxyDaemon, probeSocket, WORKER_PATH } from './daemon.js';
-export { formatAddress } from './listener-address.js';
 export {
   HELPER_PATH,
   HelperError,

@@ -7,9 +7,7 @@ import { spawn } from 'node:child_process';
 import { statSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { withoutSecrets } from '@nmp/common';
-import { type BindAddress, listenHost } from '@nmp/ns-metadata-proxy';
-import { formatAddress } from './listener-address.js';
+import { type BindAddress, formatAddress, listenHost, withoutSecrets } from '@nmp/common';
 
 export const HELPER_PATH = fileURLToPath(new URL('./helper.js', import.meta.url));
 

@@ -10,7 +10,7 @@
  * (as it held one proxy), so the namespace names it; the id is what its listeners stamp.
  */
 import { connect } from 'node:net';
-import { parseBind } from '@nmp/ns-metadata-proxy';
+import { parseBind } from '@nmp/common';
 
 /** The identity header the attachment's listeners stamp (ProxyMode): ovn for ovnmeta-<network> namespaces. */
 export type AttachMode = 'network' | 'router' | 'ovn';

@@ -13,7 +13,7 @@
  * {op:'stats', seq}. Every one is answered with {seq, ok, ...}.
  */
 import type { Server } from 'node:http';
-import { createLogger, type Logger } from '@nmp/common';
+import { createLogger, formatAddress, type Logger } from '@nmp/common';
 import {
   AgentClient,
   MetadataProxy,
@@ -23,7 +23,6 @@ import {
   RateLimiter,
   type RateLimiterOptions,
 } from '@nmp/ns-metadata-proxy';
-import { formatAddress } from './listener-address.js';
 
 export interface WorkerSettings {
   readonly socketPath: string;

@@ -6,17 +6,21 @@
 import { unlinkSync, writeFileSync } from 'node:fs';
 import {
   addSchemaOptions,
+  type BindAddress,
+  BindSpecError,
   ConfigError,
   type ConfigOf,
   createCli,
   createLogger,
   describeConfig,
+  formatAddress,
+  formatHostPort,
   type LoadedConfig,
   loadConfig,
+  parseBind,
   runMain,
   UsageError,
 } from '@nmp/common';
-import { type BindAddress, BindSpecError, parseBind } from './bind-address.js';
 import { HaproxyConfigError, type HaproxyMetadataConfig, readHaproxyConfig } from './haproxy-config.js';
 import type { ProxyAdminServer } from './metrics.js';
 import { ID_OPTIONS, proxyIdentity, proxyOptions } from './options.js';
@@ -135,7 +139,7 @@ async function main(): Promise<void> {
       : `${PROGRAM} ${identity.mode} ${identity.id}`;
   logger.info(
     {
-      listen: addresses.map((a) => `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`),
+      listen: addresses.map(formatAddress),
       agent: config.socketPath,
       uid: ids.uid,
       gid: ids.gid,
@@ -242,11 +246,7 @@ async function withHaproxyConfig(
   const seconds = (ms: number) => Math.max(1, Math.round(ms / 1000));
   const merged: Record<string, unknown> = { ...config };
   if (unset('bind') && unset('networkId') && unset('routerId') && unset('ovnNetworkId')) {
-    merged.bind = h.binds.map((b) =>
-      b.host.includes(':')
-        ? `[${b.host}${b.interface ? `%${b.interface}` : ''}]:${b.port}`
-        : `${b.host}:${b.port}`,
-    );
+    merged.bind = h.binds.map((b) => formatHostPort(b.host, b.port, b.interface));
     merged[ID_OPTIONS[h.mode]] = h.id;
   }
   if (unset('socketPath')) merged.socketPath = h.socketPath;

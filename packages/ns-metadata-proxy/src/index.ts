@@ -1,6 +1,9 @@
 /*
  * @nmp/ns-metadata-proxy: the per-namespace proxy in front of the metadata agent.
  */
+
+// Bind parsing lives in @nmp/common now (the daemon and the hooks read binds too); still exported here.
+export { type BindAddress, BindSpecError, listenHost, parseBind } from '@nmp/common';
 export {
   AgentClient,
   type AgentClientOptions,
@@ -8,7 +11,6 @@ export {
   AgentTimeoutError,
   agentError,
 } from './agent-client.js';
-export { type BindAddress, BindSpecError, listenHost, parseBind } from './bind-address.js';
 export { ProxyHandler, type ProxyHandlerOptions, ProxyResponse } from './handler.js';
 export {
   agentRequestHeaders,

@@ -6,9 +6,8 @@
 import { createServer, IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { type Logger, MetadataError } from '@nmp/common';
+import { type BindAddress, type Logger, listenHost, MetadataError } from '@nmp/common';
 import { AgentClient } from './agent-client.js';
-import { type BindAddress, listenHost } from './bind-address.js';
 import { ProxyHandler, ProxyResponse } from './handler.js';
 import type { ProxyIdentity } from './header-policy.js';
 import type { ProxyMetrics } from './metrics.js';

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseBind } from '../src/bind-address.js';
+import { parseBind } from '@nmp/common';
 import { agentRequestHeaders } from '../src/header-policy.js';
 import { MetadataProxy } from '../src/proxy.js';
 import { generateNodeKey, SessionTokens } from '../src/session-token.js';
