@@ -83,6 +83,7 @@ export {
   Registry,
   type ValueOptions,
 } from './metrics.js';
+export { isNeutronId, NEUTRON_ID_PATTERN } from './neutron-id.js';
 export {
   type InstanceIdentity,
   type InstanceResolver,

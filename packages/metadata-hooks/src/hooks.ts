@@ -20,7 +20,14 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type ConfigOf, formatHostPort, parseBind, SERVICE_NODE_FLAGS, withoutSecrets } from '@nmp/common';
+import {
+  type ConfigOf,
+  formatHostPort,
+  isNeutronId,
+  parseBind,
+  SERVICE_NODE_FLAGS,
+  withoutSecrets,
+} from '@nmp/common';
 import {
   type AttachMode,
   type AttachmentStatus,
@@ -64,7 +71,6 @@ export type Reporter = (message: string) => void;
 /** What add did about the proxy. */
 export type ProxyAction = StartAction | 'external' | 'attached';
 
-const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const DEVICE_RE = /^[A-Za-z0-9_.@-]{1,15}$/;
 
 export class HookError extends Error {
@@ -131,7 +137,7 @@ export interface L3AddOptions {
 }
 
 function checkId(what: string, id: string): void {
-  if (!ID_RE.test(id)) throw new HookError(`invalid ${what} '${id}'`);
+  if (!isNeutronId(id)) throw new HookError(`invalid ${what} '${id}'`);
 }
 
 export function pidFileFor(config: HooksConfig, id: string): string {
