@@ -14,7 +14,7 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { addSchemaOptions, createCli, loadConfig, runMain, UsageError } from '@nmp/common';
+import { addSchemaOptions, createCli, loadConfig, packageVersion, runMain, UsageError } from '@nmp/common';
 import {
   checkHaproxyConfig,
   haproxyKill,
@@ -35,9 +35,7 @@ import { hooksOptions } from './options.js';
 import { DEFAULT_UNIT_SETTINGS, renderUnits } from './systemd-units.js';
 
 const PROGRAM = 'metadata-hooks';
-const VERSION = (
-  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
-).version;
+const VERSION = packageVersion(import.meta.url);
 
 const say = (m: string) => process.stdout.write(`${m}\n`);
 

@@ -10,7 +10,6 @@
  * The last three talk to a running daemon over its control socket (what the hooks do in daemon mode).
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   addSchemaOptions,
@@ -19,6 +18,7 @@ import {
   createCli,
   createLogger,
   loadConfig,
+  packageVersion,
   runMain,
 } from '@nmp/common';
 import { proxyIdentity, type RateLimiterOptions } from '@nmp/ns-metadata-proxy';
@@ -28,9 +28,7 @@ import { type AttachSpec, daemonClient, formatDaemonStatus } from './protocol.js
 import { STATE_FILE_NAME } from './state-file.js';
 
 const PROGRAM = 'metadata-proxy-daemon';
-const VERSION = (
-  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
-).version;
+const VERSION = packageVersion(import.meta.url);
 
 type DaemonConfig = ConfigOf<typeof daemonOptions>;
 
