@@ -9,6 +9,12 @@ export {
   normaliseMac,
   parseForwardedFor,
 } from './address.js';
+export {
+  AdminListener,
+  type AdminRoutes,
+  adminRequestListener,
+  type ReadyAnswer,
+} from './admin-listener.js';
 export { createCli, runMain, UsageError } from './cli.js';
 export { type IniEntry, IniSyntaxError, parseIni } from './config/ini.js';
 export {
@@ -95,3 +101,11 @@ export {
 } from './resolver.js';
 export { SERVICE_NODE_FLAGS, withoutSecrets } from './runtime.js';
 export { signInstanceId, verifyInstanceSignature } from './signature.js';
+export {
+  type ClaimOptions,
+  claimSocketPath,
+  listenOnSocketPath,
+  probeSocket,
+  removeSocketFile,
+  type SocketListenOptions,
+} from './unix-socket.js';

@@ -17,11 +17,20 @@
  * Operations on one namespace are serialised; helpers run at most attach_concurrency at a time.
  */
 import { type ChildProcess, fork } from 'node:child_process';
-import { chmodSync, existsSync, type FSWatcher, mkdirSync, unlinkSync, watch } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
-import { dirname } from 'node:path';
+import { existsSync, type FSWatcher, watch } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { type BindAddress, type Logger, parseBind, SERVICE_NODE_FLAGS, withoutSecrets } from '@nmp/common';
+import {
+  type BindAddress,
+  claimSocketPath,
+  type Logger,
+  listenOnSocketPath,
+  parseBind,
+  probeSocket,
+  removeSocketFile,
+  SERVICE_NODE_FLAGS,
+  withoutSecrets,
+} from '@nmp/common';
 import { BatchOpener, runBatchHelper } from './batch-helper.js';
 import {
   HelperError,
@@ -76,6 +85,13 @@ interface Attachment {
 }
 
 const MAX_LINE = 64 * 1024;
+
+/** The control socket as claimSocketPath names it; its directory is root's alone. */
+const CONTROL_SOCKET = {
+  what: 'daemon_control_socket',
+  dirMode: 0o700,
+  busyHint: ' (another metadata-proxy-daemon); refusing to start a second one',
+} as const;
 
 /** At most `n` tasks at once. */
 class Semaphore {
@@ -179,11 +195,7 @@ export class MetadataProxyDaemon {
     this.#watcher?.close();
     if (this.#control) {
       await new Promise<void>((r) => this.#control!.close(() => r()));
-      try {
-        unlinkSync(this.#s.controlSocket);
-      } catch {
-        // already gone
-      }
+      await removeSocketFile(this.#s.controlSocket);
     }
     const worker = this.#worker;
     if (worker && worker.exitCode === null && worker.signalCode === null) {
@@ -569,33 +581,14 @@ export class MetadataProxyDaemon {
 
   // ---- the control socket ----
 
-  /** Refuse to start beside a running daemon; remove a stale socket file. */
-  async #claimControlSocket(): Promise<void> {
-    const path = this.#s.controlSocket;
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    if (existsSync(path)) {
-      if (await probeSocket(path))
-        throw new Error(`another daemon answers on ${path}; refusing to start a second one`);
-      unlinkSync(path);
-    }
+  /** Refuse to start beside a running daemon (or on a path that is not a socket); remove a stale socket. */
+  #claimControlSocket(): Promise<void> {
+    return claimSocketPath(this.#s.controlSocket, CONTROL_SOCKET);
   }
 
   async #listenControl(): Promise<void> {
-    const path = this.#s.controlSocket;
     const server = createServer((socket) => this.#serveControl(socket));
-    const umask = process.umask(0o177);
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(path, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-    } finally {
-      process.umask(umask);
-    }
-    chmodSync(path, 0o600);
+    await listenOnSocketPath(server, this.#s.controlSocket, { ...CONTROL_SOCKET, mode: 0o600 });
     this.#control = server;
   }
 
@@ -644,19 +637,4 @@ export class MetadataProxyDaemon {
       return { ok: false, error: (err as Error).message ?? String(err) };
     }
   }
-}
-
-/** Whether something accepts connections on a UNIX socket (1 s at most). */
-export function probeSocket(path: string, timeoutMs = 1_000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    const done = (ok: boolean) => {
-      clearTimeout(timer);
-      s.destroy();
-      resolve(ok);
-    };
-    const timer = setTimeout(() => done(false), timeoutMs);
-    s.once('connect', () => done(true));
-    s.once('error', () => done(false));
-  });
 }

@@ -4,9 +4,9 @@
  * `metadata-proxy-daemon` (src/cli.ts).
  */
 
-export { formatAddress } from '@nmp/common';
+export { formatAddress, probeSocket } from '@nmp/common';
 export { type BatchItem, BatchOpener, PYTHON_HELPER, RELAY_PATH, runBatchHelper } from './batch-helper.js';
-export { type DaemonSettings, MetadataProxyDaemon, probeSocket, WORKER_PATH } from './daemon.js';
+export { type DaemonSettings, MetadataProxyDaemon, WORKER_PATH } from './daemon.js';
 export {
   HELPER_PATH,
   HelperError,

@@ -126,7 +126,7 @@ async function main(): Promise<void> {
       await admin.listen();
     } catch (err) {
       await proxy.close(0);
-      throw new ConfigError(`admin_socket: ${(err as Error).message}`);
+      throw err;
     }
   }
   if (config.pidFile !== '') writeFileSync(config.pidFile, `${process.pid}\n`);
