@@ -27,8 +27,8 @@ import { ID_OPTIONS, proxyIdentity, proxyOptions } from './options.js';
 import { dropPrivileges } from './privileges.js';
 import { MetadataProxy } from './proxy.js';
 import { RateLimiter } from './rate-limiter.js';
-import { ssrfSettings } from './ssrf-options.js';
-import { createSsrfPolicy, SSRF_REFUSAL_REASONS } from './ssrf-policy.js';
+import { ssrfSettings } from './ssrf/options.js';
+import { createSsrfPolicy, SSRF_REFUSAL_REASONS } from './ssrf/policy.js';
 import { VERSION } from './version.js';
 
 const PROGRAM = 'ns-metadata-proxy';

@@ -22,10 +22,11 @@ import {
   writeInfoLine,
 } from '@nmp/common';
 import { type AgentClient, type AgentExchange, agentError } from './agent-client.js';
-import { agentRequestHeaders, instanceResponseHeaders, type ProxyIdentity } from './header-policy.js';
+import type { ProxyIdentity } from './header-names.js';
+import { agentRequestHeaders, instanceResponseHeaders } from './header-policy.js';
 import type { ProxyMetrics } from './metrics.js';
 import { bodyLength, bodyTooLarge, checkRequest } from './request-policy.js';
-import type { SsrfAnswer, SsrfPolicy } from './ssrf-policy.js';
+import type { SsrfAnswer, SsrfPolicy } from './ssrf/policy.js';
 
 export interface ProxyHandlerOptions {
   readonly identity: ProxyIdentity;

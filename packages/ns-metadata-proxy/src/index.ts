@@ -13,12 +13,14 @@ export {
 } from './agent-client.js';
 export { ProxyHandler, type ProxyHandlerOptions, ProxyResponse } from './handler.js';
 export {
-  agentRequestHeaders,
   IDENTITY_HEADER_NAME,
-  instanceResponseHeaders,
   type ProxyIdentity,
   type ProxyMode,
-} from './header-policy.js';
+  TOKEN_HEADER,
+  TOKEN_HEADERS,
+  TOKEN_TTL_HEADER,
+} from './header-names.js';
+export { agentRequestHeaders, instanceResponseHeaders } from './header-policy.js';
 export {
   PROXY_LATENCY_BUCKETS,
   ProxyAdminServer,
@@ -35,14 +37,6 @@ export { DEFAULT_LIMITS, MetadataProxy, type MetadataProxyOptions, type ProxyLim
 export { RateLimiter, type RateLimiterOptions } from './rate-limiter.js';
 export { bodyLength, checkRequest, MAX_HEADER_LINES, parserRefusal } from './request-policy.js';
 export {
-  generateNodeKey,
-  loadNodeKey,
-  NodeKeyError,
-  SessionTokens,
-  type TokenBinding,
-  type TokenCheck,
-} from './session-token.js';
-export {
   parseRequiredHeader,
   type SsrfConfig,
   type SsrfSettings,
@@ -51,8 +45,8 @@ export {
   ssrfSettings,
   TOKEN_MODES,
   type TokenMode,
-} from './ssrf-options.js';
-export { canonicalPath, PathRuleError, PathRules } from './ssrf-paths.js';
+} from './ssrf/options.js';
+export { canonicalPath, PathRuleError, PathRules } from './ssrf/paths.js';
 export {
   createSsrfPolicy,
   SSRF_ERRORS,
@@ -62,9 +56,14 @@ export {
   SsrfPolicy,
   type SsrfRefusalReason,
   ssrfReasonForCode,
-  TOKEN_HEADER,
-  TOKEN_HEADERS,
   TOKEN_PATH,
-  TOKEN_TTL_HEADER,
-} from './ssrf-policy.js';
+} from './ssrf/policy.js';
+export {
+  generateNodeKey,
+  loadNodeKey,
+  NodeKeyError,
+  SessionTokens,
+  type TokenBinding,
+  type TokenCheck,
+} from './ssrf/session-token.js';
 export { VERSION } from './version.js';

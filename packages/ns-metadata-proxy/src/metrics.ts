@@ -29,8 +29,8 @@ import {
   type Labelled,
   Registry,
 } from '@nmp/common';
-import type { ProxyMode } from './header-policy.js';
-import { type SsrfRefusalReason, ssrfReasonForCode } from './ssrf-policy.js';
+import type { ProxyMode } from './header-names.js';
+import { type SsrfRefusalReason, ssrfReasonForCode } from './ssrf/policy.js';
 
 /** The proxy's own refusals; the SSRF policy adds its reasons (token_missing, path_denied...) as strings. */
 export type RefusalReason = 'rate_limited' | 'too_large' | 'bad_request' | 'timeout' | 'connections';

@@ -3,8 +3,8 @@
  * rate limits those of [metadata_rate_limiting] (reference.md §11), so the same values carry over.
  */
 import { type ConfigOf, isNeutronId, opt, UsageError } from '@nmp/common';
-import type { ProxyIdentity, ProxyMode } from './header-policy.js';
-import { ssrfOptions } from './ssrf-options.js';
+import type { ProxyIdentity, ProxyMode } from './header-names.js';
+import { ssrfOptions } from './ssrf/options.js';
 
 export const proxyOptions = {
   bind: opt.list({

@@ -9,10 +9,10 @@ import type { Duplex } from 'node:stream';
 import { type BindAddress, type Logger, listenHost, MetadataError } from '@nmp/common';
 import { AgentClient } from './agent-client.js';
 import { ProxyHandler, ProxyResponse } from './handler.js';
-import type { ProxyIdentity } from './header-policy.js';
+import type { ProxyIdentity } from './header-names.js';
 import type { ProxyMetrics } from './metrics.js';
 import { MAX_HEADER_LINES, parserRefusal } from './request-policy.js';
-import type { SsrfPolicy } from './ssrf-policy.js';
+import type { SsrfPolicy } from './ssrf/policy.js';
 
 export interface ProxyLimits {
   /** Milliseconds for a complete request header block (408). */

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { parseBind } from '@nmp/common';
 import { captureLogs, type LogCapture } from '@nmp/testkit';
-import type { ProxyIdentity } from '../src/header-policy.js';
+import type { ProxyIdentity } from '../src/header-names.js';
 import { MetadataProxy, type MetadataProxyOptions, type ProxyLimits } from '../src/proxy.js';
 
 export interface Seen {

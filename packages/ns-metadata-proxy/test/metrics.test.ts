@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { ERRORS } from '@nmp/common';
 import { ProxyAdminServer, ProxyMetrics, REFUSAL_REASONS, refusalReason } from '../src/metrics.js';
-import { SSRF_REFUSAL_REASONS } from '../src/ssrf-policy.js';
+import { SSRF_REFUSAL_REASONS } from '../src/ssrf/policy.js';
 
 function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
   for (const line of text.split('\n')) {

@@ -19,7 +19,9 @@
  *      at least as much as a header does, so token clients (the AWS SDK) need not send it too.
  */
 import { ConfigError, ERRORS, type ErrorSpec } from '@nmp/common';
-import type { ProxyIdentity } from './header-policy.js';
+import { type ProxyIdentity, TOKEN_TTL_HEADER } from '../header-names.js';
+import type { RequiredHeader, SsrfSettings, TokenMode } from './options.js';
+import { canonicalPath, PathRules } from './paths.js';
 import {
   generateNodeKey,
   loadNodeKey,
@@ -29,22 +31,8 @@ import {
   TOKEN_TTL_MIN,
   type TokenBinding,
 } from './session-token.js';
-import type { RequiredHeader, SsrfSettings, TokenMode } from './ssrf-options.js';
-import { canonicalPath, PathRules } from './ssrf-paths.js';
 
 export const TOKEN_PATH = '/latest/api/token';
-/** Header names as EC2 spells them (the token answer's TTL header is matched by the hop-limit rule). */
-export const TOKEN_HEADER = 'X-aws-ec2-metadata-token';
-export const TOKEN_TTL_HEADER = 'X-aws-ec2-metadata-token-ttl-seconds';
-
-/**
- * Request headers that never reach the agent or Nova, whatever the token mode: header-policy's
- * agentRequestHeaders drops them along with the identity headers.
- */
-export const TOKEN_HEADERS: ReadonlySet<string> = new Set([
-  TOKEN_HEADER.toLowerCase(),
-  TOKEN_TTL_HEADER.toLowerCase(),
-]);
 
 /** The policy's failures: entries of @nmp/common's ERRORS table, one code per reason. */
 export const SSRF_ERRORS = {
