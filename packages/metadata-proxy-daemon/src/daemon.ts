@@ -32,6 +32,7 @@ import {
   withoutSecrets,
 } from '@nmp/common';
 import { BatchOpener, runBatchHelper } from './batch-helper.js';
+import { DaemonAdmin } from './daemon-admin.js';
 import {
   HelperError,
   type HelperResult,
@@ -60,6 +61,10 @@ export interface DaemonSettings {
   readonly controlSocket: string;
   readonly stateFile: string;
   readonly worker: WorkerSettings;
+  /** The SSRF node key (loaded by the supervisor, as root), handed to the worker at its start. */
+  readonly tokenKey?: Buffer;
+  /** The admin socket (/metrics of the worker and the supervisor, /healthz, /readyz); '' or absent: none. */
+  readonly adminSocket?: string;
   /** Ids the worker runs as (undefined: the daemon's own). */
   readonly workerUid?: number;
   readonly workerGid?: number;
@@ -137,6 +142,9 @@ export class MetadataProxyDaemon {
   #seq = 0;
   readonly #pending = new Map<number, (reply: WorkerReply) => void>();
   #workerRestarts = 0;
+  /** Workers started after one exited, in all (for the metrics; #workerRestarts is the backoff's). */
+  #workerRestartsTotal = 0;
+  #admin: DaemonAdmin | undefined;
   #watcher: FSWatcher | undefined;
   #checkTimer: NodeJS.Timeout | undefined;
   #watchDebounce: NodeJS.Timeout | undefined;
@@ -179,6 +187,15 @@ export class MetadataProxyDaemon {
     for (const spec of loaded.attachments) this.#attachments.set(spec.namespace, this.#newAttachment(spec));
     await this.#startWorker();
     await this.#listenControl();
+    if (this.#s.adminSocket) {
+      this.#admin = new DaemonAdmin({
+        workerMetrics: () => this.#workerMetrics(),
+        workerRunning: () => this.#worker?.connected === true,
+        workerRestarts: () => this.#workerRestartsTotal,
+        attachmentStates: () => [...this.#attachments.values()].map((a) => a.state),
+      });
+      await this.#admin.listen(this.#s.adminSocket);
+    }
     this.#watchNamespaces();
     this.#checkTimer = setInterval(() => void this.#checkNamespaces(), this.#s.namespaceCheckIntervalMs);
     this.#checkTimer.unref();
@@ -197,6 +214,7 @@ export class MetadataProxyDaemon {
       await new Promise<void>((r) => this.#control!.close(() => r()));
       await removeSocketFile(this.#s.controlSocket);
     }
+    await this.#admin?.close();
     const worker = this.#worker;
     if (worker && worker.exitCode === null && worker.signalCode === null) {
       const exited = new Promise<void>((r) => worker.once('exit', () => r()));
@@ -509,7 +527,7 @@ export class MetadataProxyDaemon {
   // ---- the worker ----
 
   #startWorker(): Promise<void> {
-    const child = fork(WORKER_PATH, [JSON.stringify(this.#s.worker)], {
+    const child = fork(WORKER_PATH, [], {
       // The supervisor's node flags, and the services' own whatever started the supervisor.
       execArgv: [...new Set([...process.execArgv, ...SERVICE_NODE_FLAGS])],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -530,6 +548,15 @@ export class MetadataProxyDaemon {
         resolve();
       });
     });
+    // Settings (and the SSRF node key) over IPC: argv is public, and the worker could not read a root-only
+    // key file itself.
+    const init: WorkerRequest = {
+      op: 'init',
+      seq: 0,
+      settings: this.#s.worker,
+      ...(this.#s.tokenKey ? { tokenKey: this.#s.tokenKey.toString('hex') } : {}),
+    };
+    child.send(init);
     child.on('message', (reply: WorkerReply) => {
       const done = this.#pending.get(reply.seq);
       if (done) {
@@ -545,6 +572,7 @@ export class MetadataProxyDaemon {
       this.#log.error({ code, signal, pid: child.pid }, 'serving worker exited: starting a new one');
       if (Date.now() - startedAt > 60_000) this.#workerRestarts = 0;
       const delay = Math.min(30_000, 500 * 2 ** this.#workerRestarts++);
+      this.#workerRestartsTotal++;
       for (const a of this.#attachments.values()) if (a.state === 'listening') this.#setState(a, 'attaching');
       setTimeout(() => {
         if (this.#stopping) return;
@@ -554,6 +582,16 @@ export class MetadataProxyDaemon {
       }, delay).unref();
     });
     return this.#workerReady;
+  }
+
+  /** The worker's metrics text, or undefined when it is not running or keeps none. */
+  async #workerMetrics(): Promise<string | undefined> {
+    try {
+      const reply = await this.#workerRequest({ op: 'metrics', seq: 0 }, undefined, 5_000);
+      return reply.ok ? reply.metrics : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   async #workerRequest(request: WorkerRequest, handle?: Server, timeoutMs = 30_000): Promise<WorkerReply> {

@@ -44,3 +44,4 @@ export {
   type WorkerSettings,
   type WorkerStats,
 } from './worker.js';
+export { type DaemonConfig, workerSettingsFor } from './worker-settings.js';

@@ -37,6 +37,12 @@ export { DEFAULT_LIMITS, MetadataProxy, type MetadataProxyOptions, type ProxyLim
 export { RateLimiter, type RateLimiterOptions } from './rate-limiter.js';
 export { bodyLength, checkRequest, MAX_HEADER_LINES, parserRefusal } from './request-policy.js';
 export {
+  describeServing,
+  type ServingConfig,
+  type ServingSettings,
+  servingSettings,
+} from './serving-settings.js';
+export {
   parseRequiredHeader,
   type SsrfConfig,
   type SsrfSettings,
@@ -49,6 +55,7 @@ export {
 export { canonicalPath, PathRuleError, PathRules } from './ssrf/paths.js';
 export {
   createSsrfPolicy,
+  loadTokenKey,
   SSRF_ERRORS,
   SSRF_REFUSAL_REASONS,
   type SsrfAnswer,
@@ -57,6 +64,7 @@ export {
   type SsrfRefusalReason,
   ssrfReasonForCode,
   TOKEN_PATH,
+  type TokenKey,
 } from './ssrf/policy.js';
 export {
   generateNodeKey,

@@ -13,7 +13,9 @@
  *   nmp_proxy_requests_total{status}          requests answered (ours and the agent's), by HTTP status
  *   nmp_proxy_request_duration_seconds        arrival to last byte, every request
  *   nmp_proxy_refused_total{reason}           refused by the proxy itself: rate_limited, too_large,
- *                                             bad_request, timeout, connections, and the SSRF policy's
+ *                                             bad_request, timeout, connections (the proxy's cap),
+ *                                             source_connections (the per-source cap), first_byte_timeout
+ *                                             (silent connections closed), and the SSRF policy's
  *                                             reasons (token_missing, path_denied...) when it is on
  *   nmp_proxy_connections                     client connections open
  *   nmp_proxy_requests_in_flight              requests being served
@@ -33,7 +35,14 @@ import type { ProxyMode } from './header-names.js';
 import { type SsrfRefusalReason, ssrfReasonForCode } from './ssrf/policy.js';
 
 /** The proxy's own refusals; the SSRF policy adds its reasons (token_missing, path_denied...) as strings. */
-export type RefusalReason = 'rate_limited' | 'too_large' | 'bad_request' | 'timeout' | 'connections';
+export type RefusalReason =
+  | 'rate_limited'
+  | 'too_large'
+  | 'bad_request'
+  | 'timeout'
+  | 'connections'
+  | 'source_connections'
+  | 'first_byte_timeout';
 
 export const REFUSAL_REASONS: readonly RefusalReason[] = [
   'rate_limited',
@@ -41,6 +50,8 @@ export const REFUSAL_REASONS: readonly RefusalReason[] = [
   'bad_request',
   'timeout',
   'connections',
+  'source_connections',
+  'first_byte_timeout',
 ];
 
 /** Which refusal an error code of ours is (undefined: not a refusal, e.g. the agent failed). */
@@ -58,6 +69,10 @@ export function refusalReason(code: string | undefined): RefusalReason | SsrfRef
       return 'timeout';
     case 'MDP_ERR_TOO_MANY_CONNECTIONS':
       return 'connections';
+    case 'MDP_ERR_TOO_MANY_SOURCE_CONNECTIONS':
+      return 'source_connections';
+    case 'MDP_ERR_FIRST_BYTE_TIMEOUT':
+      return 'first_byte_timeout';
     default:
       return ssrfReasonForCode(code);
   }
@@ -71,8 +86,8 @@ export const PROXY_LATENCY_BUCKETS: readonly number[] = [
 const COMMON_STATUSES = [200, 400, 404, 408, 413, 429, 431, 500, 502, 503, 504];
 
 export interface ProxyMetricsOptions {
-  /** Network, router or OVN mode and its id, as labels of nmp_proxy_info. */
-  readonly mode?: ProxyMode;
+  /** Network, router or OVN mode and its id, as labels of nmp_proxy_info; `daemon` (no id) for the daemon. */
+  readonly mode?: ProxyMode | 'daemon';
   readonly id?: string;
   readonly version?: string;
   /** Add the process and Node.js metrics (CPU, memory, file descriptors, event loop lag, heap). */
@@ -112,7 +127,7 @@ export class ProxyMetrics {
     });
     this.#refusedCounter = registry.counter({
       name: 'nmp_proxy_refused_total',
-      help: 'Requests or connections the proxy refused itself, by reason: rate_limited (429), too_large (413/431), bad_request (400), timeout (408), connections (connection limit), and the SSRF policy reasons when it is on',
+      help: 'Requests or connections the proxy refused itself, by reason: rate_limited (429), too_large (413/431), bad_request (400), timeout (408), connections (connection limit), source_connections (per-source connection limit), first_byte_timeout (connection closed before its first byte), and the SSRF policy reasons when it is on',
       labelNames: ['reason'],
     });
     for (const reason of [...REFUSAL_REASONS, ...(options.extraReasons ?? [])]) this.#reasonChild(reason);

@@ -89,6 +89,18 @@ export const proxyOptions = {
     min: 1,
     help: 'Concurrent client connections at most; more are refused',
   }),
+  maxConnectionsPerSource: opt.int({
+    name: 'max_connections_per_source',
+    default: 100,
+    min: 1,
+    help: 'Concurrent client connections one source address may hold; more are refused at once, so one instance cannot take every slot of max_connections',
+  }),
+  timeoutFirstByte: opt.float({
+    name: 'timeout_first_byte',
+    default: 5,
+    min: 0,
+    help: 'Seconds a new client connection may stay silent before it is closed unanswered (a real client sends its request at once); 0 = only timeout_http_request applies',
+  }),
   maxHeaderSize: opt.int({
     name: 'max_header_size',
     default: 16384,

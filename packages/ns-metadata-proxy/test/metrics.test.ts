@@ -91,8 +91,11 @@ test("every refusal code in the error table maps to a reason; the agent's failur
   for (const [code, spec] of Object.entries(ERRORS)) {
     if (!code.startsWith('MDP_')) continue;
     const reason = refusalReason(code);
-    // The proxy's own refusals are its 4xx answers and the connection limit; 5xx agent failures are not.
-    const isRefusal = (spec.status >= 400 && spec.status < 500) || code === 'MDP_ERR_TOO_MANY_CONNECTIONS';
+    // The proxy's own refusals are its 4xx answers and the connection limits; 5xx agent failures are not.
+    const isRefusal =
+      (spec.status >= 400 && spec.status < 500) ||
+      code === 'MDP_ERR_TOO_MANY_CONNECTIONS' ||
+      code === 'MDP_ERR_TOO_MANY_SOURCE_CONNECTIONS';
     assert.equal(reason !== undefined, isRefusal, code);
     if (reason) mapped.add(reason);
   }

@@ -268,27 +268,39 @@ function refuse(reason: SsrfRefusalReason, extra: Record<string, unknown>): Ssrf
   };
 }
 
+export interface TokenKey {
+  /** The node key that signs tokens; undefined when token mode is off. */
+  readonly key: Buffer | undefined;
+  /** For the log (a key file others can read). */
+  readonly warnings: readonly string[];
+}
+
 /**
- * The policy for validated settings, with the node key read from token_key_file (created if missing) or
- * generated. Run once at start, at the edge: it reads a file. Warnings are for the log.
+ * The node key token mode needs: read from token_key_file (created if missing), or generated when no file
+ * is named; none when tokens are off. Run once at start, at the edge and as root: it reads a file.
  */
-export function createSsrfPolicy(settings: SsrfSettings): {
-  policy: SsrfPolicy;
-  warnings: readonly string[];
-} {
-  if (settings.tokenMode === 'off') return { policy: new SsrfPolicy({ settings }), warnings: [] };
-  let key: Buffer;
-  let warnings: readonly string[] = [];
-  if (settings.tokenKeyFile === '') key = generateNodeKey();
-  else {
-    try {
-      const loaded = loadNodeKey(settings.tokenKeyFile);
-      key = loaded.key;
-      warnings = loaded.warnings;
-    } catch (err) {
-      if (err instanceof NodeKeyError) throw new ConfigError(`[metadata_ssrf] ${err.message}`);
-      throw err;
-    }
+export function loadTokenKey(settings: SsrfSettings): TokenKey {
+  if (settings.tokenMode === 'off') return { key: undefined, warnings: [] };
+  if (settings.tokenKeyFile === '') return { key: generateNodeKey(), warnings: [] };
+  try {
+    const loaded = loadNodeKey(settings.tokenKeyFile);
+    return { key: loaded.key, warnings: loaded.warnings };
+  } catch (err) {
+    if (err instanceof NodeKeyError) throw new ConfigError(`[metadata_ssrf] ${err.message}`);
+    throw err;
   }
-  return { policy: new SsrfPolicy({ settings, tokens: new SessionTokens(key) }), warnings };
+}
+
+/**
+ * The policy for validated settings and a node key: loadTokenKey's by default, or the one the daemon's
+ * supervisor loaded and handed to its unprivileged worker. Warnings are for the log.
+ */
+export function createSsrfPolicy(
+  settings: SsrfSettings,
+  key: TokenKey = loadTokenKey(settings),
+): { policy: SsrfPolicy; warnings: readonly string[] } {
+  if (settings.tokenMode !== 'off' && key.key === undefined)
+    throw new TypeError(`token_mode ${settings.tokenMode} needs a node key`);
+  const tokens = key.key === undefined ? undefined : new SessionTokens(key.key);
+  return { policy: new SsrfPolicy({ settings, ...(tokens ? { tokens } : {}) }), warnings: key.warnings };
 }
