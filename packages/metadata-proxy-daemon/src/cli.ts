@@ -21,10 +21,10 @@ import {
   runMain,
 } from '@nmp/common';
 import { describeServing, loadTokenKey, proxyIdentity, servingSettings } from '@nmp/ns-metadata-proxy';
-import { MetadataProxyDaemon } from './daemon.js';
 import { daemonOptions } from './options.js';
 import { type AttachSpec, daemonClient, formatDaemonStatus } from './protocol.js';
 import { STATE_FILE_NAME } from './state-file.js';
+import { MetadataProxyDaemon } from './supervisor.js';
 import { type DaemonConfig, workerSettingsFor } from './worker-settings.js';
 
 const PROGRAM = 'metadata-proxy-daemon';

@@ -6,7 +6,6 @@
 
 export { formatAddress, probeSocket } from '@nmp/common';
 export { type BatchItem, BatchOpener, PYTHON_HELPER, RELAY_PATH, runBatchHelper } from './batch-helper.js';
-export { type DaemonSettings, MetadataProxyDaemon, WORKER_PATH } from './daemon.js';
 export {
   HELPER_PATH,
   HelperError,
@@ -37,6 +36,7 @@ export {
   parseRequest,
 } from './protocol.js';
 export { loadState, STATE_FILE_NAME, StateFile } from './state-file.js';
+export { type DaemonSettings, MetadataProxyDaemon, WORKER_PATH } from './supervisor.js';
 export {
   ServingWorker,
   type WorkerReply,

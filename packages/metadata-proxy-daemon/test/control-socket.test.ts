@@ -11,7 +11,6 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { silentLogger } from '@nmp/common';
 import { DEFAULT_LIMITS } from '@nmp/ns-metadata-proxy';
-import { MetadataProxyDaemon } from '../src/daemon.js';
 import {
   type AttachSpec,
   DaemonRequestError,
@@ -20,6 +19,7 @@ import {
   parseRequest,
 } from '../src/protocol.js';
 import { loadState, StateFile } from '../src/state-file.js';
+import { MetadataProxyDaemon } from '../src/supervisor.js';
 
 function tempDir(t: { after: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'nmp-daemon-unit-'));
