@@ -22,7 +22,7 @@ import { dirname, join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { isProcessAlive, NetnsLab, requireRoot, runCommand, sleep } from '@nmp/testkit';
-import type { ProxyStatus } from '../src/hooks.js';
+import type { ProxyStatus } from '../src/proxy-status.js';
 import { HOOKS_CLI } from './chain-fixture.js';
 
 const fixtures = fileURLToPath(new URL('../../../ns-metadata-proxy/test/fixtures/', import.meta.url));
