@@ -53,7 +53,7 @@ export {
 } from './resolver/caching-resolver.js';
 export { InventoryResolver } from './resolver/inventory-resolver.js';
 export { lookupTarget, type NeutronPort, pickPort } from './resolver/port-match.js';
-export { buildResolver, createResolver, type ResolverParts } from './resolver-factory.js';
+export { buildResolver, type ResolverParts } from './resolver-factory.js';
 export { InstanceSigner } from './signer.js';
 export { type UpstreamName, type UpstreamObserver, UpstreamTelemetry } from './upstream-observer.js';
 export { VERSION } from './version.js';

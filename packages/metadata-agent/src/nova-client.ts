@@ -78,25 +78,6 @@ export class NovaClient {
     });
   }
 
-  /** Send one request; transport failures become MetadataErrors, any HTTP status is a normal answer. */
-  async request(req: NovaRequest): Promise<NovaResponse> {
-    const started = performance.now();
-    let answer: NovaResponse;
-    try {
-      answer = await this.#pool.request({
-        method: req.method as Dispatcher.HttpMethod,
-        path: req.path,
-        headers: req.headers,
-        body: req.body,
-      });
-    } catch (err) {
-      this.#observer?.upstreamFailed('nova', (performance.now() - started) / 1000);
-      throw novaError(err);
-    }
-    this.#observer?.upstreamAnswered('nova', (performance.now() - started) / 1000, answer.statusCode);
-    return answer;
-  }
-
   /**
    * The hot path: send one request and hand Nova's answer, as it arrives, to `handler` (no intermediate
    * stream, promise or abort signal). The handler maps failures with novaError() and reports timing.
