@@ -11,33 +11,12 @@ import { createServer } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { promValue as metric, unixHttpGet } from '@nmp/testkit';
 import { CLI, freePort, sleep, spawnCli, tempDir } from './fault-harness.js';
 
 const ATTACKER = '127.0.0.2';
 const NEIGHBOUR = '127.0.0.3';
 const FLOOD = 1100;
-
-function unixGet(socketPath: string, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const s = connect({ path: socketPath });
-    let data = '';
-    s.setEncoding('utf8');
-    s.on('data', (d: string) => {
-      data += d;
-    });
-    s.on('error', reject);
-    s.on('close', () =>
-      resolve({ status: Number(data.split(' ')[1]), body: data.slice(data.indexOf('\r\n\r\n') + 4) }),
-    );
-    s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
-  });
-}
-
-function metric(text: string, series: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  assert.ok(line, `no ${series} in:\n${text.slice(0, 2000)}`);
-  return Number(line.slice(series.length + 1));
-}
 
 /** One request from `localAddress`: the status, or the error code when the connection was refused or cut. */
 function request(port: number, localAddress: string): Promise<string> {
@@ -105,17 +84,17 @@ test('1,100 idle connections from one source: a neighbour is still served; the f
   // The neighbour, on the same network, while the attacker still holds its 100.
   assert.equal(await request(port, NEIGHBOUR), '200');
   assert.ok(Date.now() - started < 5_000, 'before the first-byte timeout');
-  const during = (await unixGet(admin, '/metrics')).body;
-  assert.equal(metric(during, 'nmp_proxy_refused_total{reason="source_connections"}'), FLOOD - 100);
-  assert.equal(metric(during, 'nmp_proxy_refused_total{reason="connections"}'), 0);
+  const during = (await unixHttpGet(admin, '/metrics')).body;
+  assert.equal(metric(during, 'nmp_proxy_refused_total', { reason: 'source_connections' }), FLOOD - 100);
+  assert.equal(metric(during, 'nmp_proxy_refused_total', { reason: 'connections' }), 0);
 
   // The 100 it holds are closed once they have been silent for timeout_first_byte (5 s by default).
   for (let i = 0; i < 200 && closedByProxy < FLOOD; i++) await sleep(50);
   assert.equal(closedByProxy, FLOOD, 'the silent connections were closed');
   const elapsed = Date.now() - started;
   assert.ok(elapsed >= 4_500 && elapsed < 10_000, `the held ones were closed after ${elapsed} ms`);
-  const after = (await unixGet(admin, '/metrics')).body;
-  assert.equal(metric(after, 'nmp_proxy_refused_total{reason="first_byte_timeout"}'), 100);
+  const after = (await unixHttpGet(admin, '/metrics')).body;
+  assert.equal(metric(after, 'nmp_proxy_refused_total', { reason: 'first_byte_timeout' }), 100);
   assert.equal(metric(after, 'nmp_proxy_connections'), 0);
   // The attacker may come back like anyone else.
   assert.equal(await request(port, ATTACKER), '200');

@@ -13,11 +13,10 @@
 import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
-import { NetnsLab, requireRoot, sleep } from '@nmp/testkit';
+import { promValue as metric, NetnsLab, requireRoot, sleep, unixHttpGet } from '@nmp/testkit';
 import { daemonClient } from '../src/protocol.js';
 import { DAEMON_CLI } from './fixture.js';
 
@@ -26,28 +25,6 @@ const B = '10.250.0.12';
 const URL = 'http://169.254.169.254/openstack/latest/meta_data.json';
 const FLAVOR = { 'Metadata-Flavor': 'OpenStack' };
 const BIG = 32 * 1024 * 1024;
-
-function unixGet(socketPath: string, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const s = connect({ path: socketPath });
-    let data = '';
-    s.setEncoding('utf8');
-    s.on('data', (d: string) => {
-      data += d;
-    });
-    s.on('error', reject);
-    s.on('close', () =>
-      resolve({ status: Number(data.split(' ')[1]), body: data.slice(data.indexOf('\r\n\r\n') + 4) }),
-    );
-    s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
-  });
-}
-
-function metric(text: string, series: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  assert.ok(line, `no ${series} in:\n${text.slice(0, 3000)}`);
-  return Number(line.slice(series.length + 1));
-}
 
 /** Runs in the instance namespace: `n` idle connections from `from`; reports how many the proxy closed. */
 const FLOODER = `
@@ -189,8 +166,8 @@ test('daemon mode enforces [metadata_ssrf], timeout_client, the per-source cap a
   const neighbour = await lab.httpGet(vm, URL, { localAddress: B, headers: FLAVOR });
   assert.equal(neighbour.status, 200);
   assert.equal(neighbour.text, `served ${B}\n`);
-  const during = (await unixGet(admin, '/metrics')).body;
-  assert.equal(metric(during, 'nmp_proxy_refused_total{reason="source_connections"}'), 1050);
+  const during = (await unixHttpGet(admin, '/metrics')).body;
+  assert.equal(metric(during, 'nmp_proxy_refused_total', { reason: 'source_connections' }), 1050);
   // The 50 it holds send nothing: closed after timeout_first_byte (2 s).
   await flooder.waitForOutput(/"closed":1100\}/, 10_000);
   const last = flooder.output().trim().split('\n').pop()!;
@@ -206,16 +183,18 @@ test('daemon mode enforces [metadata_ssrf], timeout_client, the per-source cap a
 
   // The admin socket: root-only, the worker's figures and the supervisor's.
   assert.equal(statSync(admin).mode & 0o777, 0o600);
-  const metrics = await unixGet(admin, '/metrics');
+  const metrics = await unixHttpGet(admin, '/metrics');
   assert.equal(metrics.status, 200);
   const text = metrics.body;
-  assert.ok(metric(text, 'nmp_proxy_refused_total{reason="header_missing"}') >= 1);
-  assert.equal(metric(text, 'nmp_proxy_refused_total{reason="first_byte_timeout"}'), 50);
-  assert.ok(metric(text, 'nmp_proxy_requests_total{status="200"}') >= 2);
-  assert.equal(metric(text, 'nmp_daemon_attachments{state="listening"}'), 1);
+  assert.ok(metric(text, 'nmp_proxy_refused_total', { reason: 'header_missing' }) >= 1);
+  assert.equal(metric(text, 'nmp_proxy_refused_total', { reason: 'first_byte_timeout' }), 50);
+  assert.ok(metric(text, 'nmp_proxy_requests_total', { status: '200' }) >= 2);
+  assert.equal(metric(text, 'nmp_daemon_attachments', { state: 'listening' }), 1);
   assert.equal(metric(text, 'nmp_daemon_worker_up'), 1);
   assert.match(text, /^nmp_proxy_info\{mode="daemon",id="",version="[^"]+"\} 1$/m);
-  assert.deepEqual(await unixGet(admin, '/healthz'), { status: 200, body: 'ok\n' });
-  assert.deepEqual(await unixGet(admin, '/readyz'), { status: 200, body: 'ready\n' });
+  const health = await unixHttpGet(admin, '/healthz');
+  assert.deepEqual([health.status, health.body], [200, 'ok\n']);
+  const ready = await unixHttpGet(admin, '/readyz');
+  assert.deepEqual([ready.status, ready.body], [200, 'ready\n']);
   await daemon.stop();
 });

@@ -7,10 +7,10 @@
  */
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import { parseBind } from '@nmp/common';
 import { ProxyMetrics } from '../src/metrics.js';
-import { MetadataProxy } from '../src/proxy.js';
+import { MetadataProxy, type ProxyLimits } from '../src/proxy.js';
 import {
   assertServed,
   captureLogs,
@@ -65,6 +65,27 @@ async function flood(port: number, localAddress: string, n: number) {
   };
 }
 
+/** A proxy in front of a fake agent, with these limits and metrics; its port and its logs. */
+async function proxyWith(
+  t: TestContext,
+  limits: Partial<ProxyLimits>,
+  options: { bind?: string; metrics?: ProxyMetrics } = {},
+) {
+  const agent = await startFakeAgent(t);
+  const logs = captureLogs();
+  const proxy = new MetadataProxy({
+    identity: { mode: 'network', id: 'net-1' },
+    binds: [parseBind(options.bind ?? '127.0.0.1:0')],
+    socketPath: agent.socketPath,
+    logger: logs.logger,
+    limits,
+    ...(options.metrics ? { metrics: options.metrics } : {}),
+  });
+  const [address] = await proxy.listen();
+  t.after(() => proxy.close(100));
+  return { proxy, port: address!.port, logs };
+}
+
 test('one source at its cap: its next connections are closed at once, a neighbour is served', async (t) => {
   const CAP = 10;
   const { port, proxy, logs } = await hostileSetup(t, {
@@ -94,41 +115,28 @@ test('one source at its cap: its next connections are closed at once, a neighbou
 });
 
 test('IPv4 on a dual-stack listener counts as one source, mapped or not', async (t) => {
-  const agent = await startFakeAgent(t);
-  const proxy = new MetadataProxy({
-    identity: { mode: 'network', id: 'net-1' },
-    binds: [parseBind('[::]:0')],
-    socketPath: agent.socketPath,
-    logger: captureLogs().logger,
-    limits: { maxConnectionsPerSource: 3, firstByteTimeoutMs: 0 },
-  });
-  const [address] = await proxy.listen();
-  t.after(() => proxy.close(100));
+  const { proxy, port } = await proxyWith(
+    t,
+    { maxConnectionsPerSource: 3, firstByteTimeoutMs: 0 },
+    { bind: '[::]:0' },
+  );
   const held = await Promise.all(
-    Array.from({ length: 3 }, () => holdConnection(t, address!.port, { localAddress: FLOODER })),
+    Array.from({ length: 3 }, () => holdConnection(t, port, { localAddress: FLOODER })),
   );
   await until(() => proxy.connectionsFrom(FLOODER) === 3);
   assert.equal(proxy.connectionsFrom(FLOODER), 3, 'counted under the plain IPv4 address');
-  const fourth = await holdConnection(t, address!.port, { localAddress: FLOODER });
+  const fourth = await holdConnection(t, port, { localAddress: FLOODER });
   await fourth.closed(2000);
   for (const h of held) assert.equal(h.socket.destroyed, false);
 });
 
 test('a connection that sends nothing is closed after the first-byte timeout, unanswered; one that talks is not', async (t) => {
   const metrics = new ProxyMetrics();
-  const agent = await startFakeAgent(t);
-  const logs = captureLogs();
-  const proxy = new MetadataProxy({
-    identity: { mode: 'network', id: 'net-1' },
-    binds: [parseBind('127.0.0.1:0')],
-    socketPath: agent.socketPath,
-    logger: logs.logger,
-    limits: { firstByteTimeoutMs: 300, requestTimeoutMs: 10_000, keepAliveTimeoutMs: 10_000 },
-    metrics,
-  });
-  const [address] = await proxy.listen();
-  t.after(() => proxy.close(100));
-  const port = address!.port;
+  const { port, logs } = await proxyWith(
+    t,
+    { firstByteTimeoutMs: 300, requestTimeoutMs: 10_000, keepAliveTimeoutMs: 10_000 },
+    { metrics },
+  );
 
   const silent = await holdConnection(t, port, { localAddress: FLOODER });
   const talking = await holdConnection(t, port, { localAddress: NEIGHBOUR });
@@ -167,18 +175,8 @@ test('a keep-alive connection idle after its first request is the keep-alive tim
 
 test('per-source refusals are counted in the metrics', async (t) => {
   const metrics = new ProxyMetrics();
-  const agent = await startFakeAgent(t);
-  const proxy = new MetadataProxy({
-    identity: { mode: 'network', id: 'net-1' },
-    binds: [parseBind('127.0.0.1:0')],
-    socketPath: agent.socketPath,
-    logger: captureLogs().logger,
-    limits: { maxConnectionsPerSource: 2, firstByteTimeoutMs: 0 },
-    metrics,
-  });
-  const [address] = await proxy.listen();
-  t.after(() => proxy.close(100));
-  const f = await flood(address!.port, FLOODER, 7);
+  const { port } = await proxyWith(t, { maxConnectionsPerSource: 2, firstByteTimeoutMs: 0 }, { metrics });
+  const f = await flood(port, FLOODER, 7);
   t.after(f.end);
   await until(() => f.closed() === 5);
   assert.match(await metrics.render(), /^nmp_proxy_refused_total\{reason="source_connections"\} 5$/m);

@@ -26,3 +26,5 @@ export {
   uniquePrefix,
   type VethOptions,
 } from './netns.js';
+export { promSample, promValue } from './prometheus.js';
+export { type UnixHttpAnswer, unixHttpGet } from './unix-http.js';
