@@ -150,3 +150,47 @@ test('a ServingWorker built from those settings enforces them and renders metric
   assert.match(text, /^nmp_proxy_info\{mode="daemon",id="",version="\d+\.\d+\.\d+"\} 1$/m);
   assert.match(text, /^process_resident_memory_bytes \d+/m);
 });
+
+test('token mode in daemon mode: the worker signs with the node key the supervisor hands it', async (t) => {
+  const dir = tempDir(t);
+  const settings = workerSettingsFor(
+    daemonConfig(dir, `[DEFAULT]\nstate_path = ${dir}\n[metadata_ssrf]\ntoken_mode = required\n`),
+  );
+  const agent = createHttpServer((_req, res) => res.end('ok'));
+  await new Promise<void>((r) => agent.listen(settings.socketPath, () => r()));
+  t.after(() => new Promise((r) => agent.close(r)));
+  const key = generateNodeKey();
+  const serve = async (worker: ServingWorker) => {
+    t.after(() => worker.close());
+    const { handle, port } = await listeningHandle(t);
+    const r = await worker.handle(
+      { op: 'listen', seq: 1, key: 'ns', identity: { mode: 'network', id: 'net-x' }, bind: '127.0.0.1:0' },
+      handle,
+    );
+    assert.equal(r.ok, true, JSON.stringify(r));
+    return port;
+  };
+  const one = await serve(new ServingWorker(settings, captureLogs().logger, key));
+  assert.equal((await get(one, '/openstack')).status, 401, 'token_mode = required applies');
+  const put = await new Promise<string>((resolve, reject) => {
+    const s = connect({ port: one, host: '127.0.0.1' });
+    let data = '';
+    s.setEncoding('latin1');
+    s.on('data', (d: string) => {
+      data += d;
+    });
+    s.on('error', reject);
+    s.on('close', () => resolve(data));
+    s.write(
+      'PUT /latest/api/token HTTP/1.1\r\nHost: x\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\nConnection: close\r\n\r\n',
+    );
+  });
+  assert.match(put, /^HTTP\/1\.1 200 /);
+  const token = put.slice(put.indexOf('\r\n\r\n') + 4);
+  assert.equal((await get(one, '/openstack', { 'X-aws-ec2-metadata-token': token })).status, 200);
+  // A restarted worker (same key from the supervisor) accepts the tokens the old one issued.
+  const two = await serve(new ServingWorker(settings, captureLogs().logger, key));
+  assert.equal((await get(two, '/openstack', { 'X-aws-ec2-metadata-token': token })).status, 200);
+  // Without the supervisor's key it could not have started in token mode.
+  assert.throws(() => new ServingWorker(settings, captureLogs().logger), /needs a node key/);
+});
