@@ -31,7 +31,7 @@ ${rows.join('\n')}
 
 Log-only codes (no answer is involved): \`MDA_CONFIG_WARNING\` (unknown or deprecated option in a config
 file), \`MDA_CONFIG_EMPTY_SECRET\` (metadata_proxy_shared_secret is empty), \`MDA_CONFIG_WORLD_READABLE\` (a
-config file that may hold secrets is readable by everyone), \`MDP_CONFIG_WARNING\`.
+config file that may hold secrets, or a file that holds one, is readable by everyone), \`MDP_CONFIG_WARNING\`.
 
 OVN (log only; docs/deployment.md section 9): \`MDA_OVN_STARTING\`, \`MDA_OVN_CHASSIS\` (this chassis' row
 appeared in or left the Southbound), \`MDA_OVN_NO_CHASSIS\` (no external_ids:system-id in the local

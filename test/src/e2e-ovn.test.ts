@@ -15,7 +15,6 @@
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -30,6 +29,7 @@ import {
   requireTools,
   runCommand,
   sleep,
+  unixHttpGet,
 } from '@nmp/testkit';
 
 const packages = fileURLToPath(new URL('../../packages/', import.meta.url));
@@ -59,19 +59,6 @@ function cloudInitMissing(): string | undefined {
   if (r.error) return `${PYTHON} not found`;
   if (r.status !== 0) return 'cloud-init is not installed (apt-get install cloud-init)';
   return undefined;
-}
-
-function adminGet(socketPath: string, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 test('OVN end to end: cloud-init in an instance reads its metadata through OVN, our proxy and agent', async (t) => {
@@ -262,7 +249,7 @@ test('OVN end to end: cloud-init in an instance reads its metadata through OVN, 
         await box.sbctl(['--columns=external_ids', 'list', 'Chassis_Private', 'hv1'], true),
       ),
     );
-    const ready = await adminGet(adminSocket, '/readyz');
+    const ready = await unixHttpGet(adminSocket, '/readyz');
     assert.equal(ready.status, 200, ready.body);
 
     // The VM port goes away (the instance is deleted): the namespace is torn down.

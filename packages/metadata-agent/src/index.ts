@@ -90,7 +90,6 @@ export { InventoryResolver } from './resolver/inventory-resolver.js';
 export { lookupTarget, type NeutronPort, pickPort } from './resolver/port-match.js';
 export {
   buildResolver,
-  createResolver,
   type ResolverKind,
   type ResolverParts,
   selectResolver,

@@ -73,10 +73,3 @@ export async function buildResolver(
   const cache = new CachingResolver(neutron, portCacheOptions(config));
   return { resolver: cache, uncached: neutron, cache, neutron };
 }
-
-export async function createResolver(
-  config: ResolverConfig & OvnResolverConfig,
-  logger: Logger,
-): Promise<InstanceResolver> {
-  return (await buildResolver(config, logger)).resolver;
-}

@@ -9,30 +9,16 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { signInstanceId } from '@nmp/common';
-import { freeLowPort, OVN_SB_SCHEMA, requireTools, sleep } from '@nmp/testkit';
+import { freeLowPort, OVN_SB_SCHEMA, promValue, requireTools, sleep, unixHttpGet } from '@nmp/testkit';
 import { startStubNova, tempDir, viaSocket } from './helpers.js';
 import { NET1, NET2, PROJECT, populateCloud, sbOps, startSouthbound, until } from './ovn-helpers.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const SECRET = 'ovn-cli-secret';
-
-function adminGet(socketPath: string, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 test('metadata-agent with [ovn] options: lookups from the Southbound index, readiness through an outage', async (t) => {
   if (!requireTools(t, ['ovsdb-server', 'ovsdb-tool', 'ovsdb-client'], [OVN_SB_SCHEMA])) return;
@@ -96,27 +82,28 @@ test('metadata-agent with [ovn] options: lookups from the Southbound index, read
   assert.equal(seen.headers['x-instance-id-signature'], signInstanceId(SECRET, 'inst-a'));
   assert.equal((await ask(NET2, '10.0.0.5')).status, 404);
 
-  await until('ready', async () => (await adminGet(admin, '/readyz')).status === 200);
-  const metrics = (await adminGet(admin, '/metrics')).body;
+  await until('ready', async () => (await unixHttpGet(admin, '/readyz')).status === 200);
+  const metrics = (await unixHttpGet(admin, '/metrics')).body;
   assert.match(metrics, /^nmp_ovn_southbound_connected 1$/m);
   assert.match(metrics, /^nmp_ovn_port_bindings_indexed 1$/m);
-  const requestsBefore = Number(/^nmp_ovn_southbound_requests_total (\d+)$/m.exec(metrics)?.[1]);
+  const requestsBefore = promValue(metrics, 'nmp_ovn_southbound_requests_total');
   for (let i = 0; i < 50; i++) assert.equal((await ask(NET1, '10.0.0.5')).status, 200);
-  const requestsAfter = Number(
-    /^nmp_ovn_southbound_requests_total (\d+)$/m.exec((await adminGet(admin, '/metrics')).body)?.[1],
+  const requestsAfter = promValue(
+    (await unixHttpGet(admin, '/metrics')).body,
+    'nmp_ovn_southbound_requests_total',
   );
   assert.equal(requestsAfter, requestsBefore, 'lookups send nothing to the Southbound');
 
   // The Southbound goes away: the last copy answers, /readyz is 503 and says why.
   await sb.server.stopProcess();
-  await until('not ready', async () => (await adminGet(admin, '/readyz')).status === 503, 10_000);
-  const why = await adminGet(admin, '/readyz');
+  await until('not ready', async () => (await unixHttpGet(admin, '/readyz')).status === 503, 10_000);
+  const why = await unixHttpGet(admin, '/readyz');
   assert.match(why.body, /Southbound disconnected/);
   assert.equal((await ask(NET1, '10.0.0.5')).status, 200, 'still served from the last copy');
-  assert.match((await adminGet(admin, '/metrics')).body, /^nmp_ovn_southbound_connected 0$/m);
+  assert.match((await unixHttpGet(admin, '/metrics')).body, /^nmp_ovn_southbound_connected 0$/m);
 
   await sb.server.startProcess();
-  await until('ready again', async () => (await adminGet(admin, '/readyz')).status === 200, 20_000);
+  await until('ready again', async () => (await unixHttpGet(admin, '/readyz')).status === 200, 20_000);
   assert.equal((await ask(NET1, '10.0.0.5')).status, 200);
   await sleep(0);
 });

@@ -21,6 +21,7 @@ import {
   createLogger,
   describeConfig,
   loadConfig,
+  packageVersion,
   runMain,
 } from '@nmp/common';
 import { LocalOvs, OvnSouthbound, probeIntervalMs, southboundTls } from '@nmp/metadata-agent';
@@ -32,7 +33,7 @@ const PROGRAM = 'ovn-metadata-provisioner';
 
 async function main(): Promise<void> {
   const cli = addSchemaOptions(
-    createCli(PROGRAM, '0.1.0', process.argv.slice(2)).usage(
+    createCli(PROGRAM, packageVersion(import.meta.url), process.argv.slice(2)).usage(
       '$0 [options]\n\n' +
         'Provision ovnmeta-<network> namespaces for the networks with a VIF on this chassis (ML2/OVN), ' +
         'plug them into the integration bridge and have the metadata proxy serve them.\n\n' +

@@ -16,7 +16,7 @@
  *
  * Pure functions over rows, so the rules are tested without a database.
  */
-import { canonicalIp, normaliseMac } from '@nmp/common';
+import { canonicalIp, NEUTRON_ID_PATTERN, normaliseMac } from '@nmp/common';
 import { addressesOf, EXT_CIDRS, EXT_DEVICE_OWNER, EXT_MTU, networkOfDatapath } from '@nmp/metadata-agent';
 import type { Row } from '@nmp/ovsdb';
 
@@ -27,7 +27,7 @@ export const METADATA_DEVICE_OWNER = 'network:distributed';
  * What a network id must look like before it goes into namespace and device names and `ip` arguments
  * (neutron's are UUIDs; a Southbound is not trusted to be tidy).
  */
-export const NETWORK_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const NETWORK_ID_RE = NEUTRON_ID_PATTERN;
 
 /** Port types neutron's agent treats as VIFs. */
 export const VIF_TYPES: readonly string[] = ['', 'external'];

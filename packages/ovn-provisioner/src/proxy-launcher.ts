@@ -7,7 +7,7 @@
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SERVICE_NODE_FLAGS } from '@nmp/common';
+import { SERVICE_NODE_FLAGS, withoutSecrets } from '@nmp/common';
 import { activePid, startProxy, stopProxy } from '@nmp/metadata-hooks';
 import { daemonClient } from '@nmp/metadata-proxy-daemon';
 
@@ -111,6 +111,8 @@ export class ProcessLauncher implements ProxyLauncher {
         argv: this.argv(spec),
         pidFile: this.pidFile(spec.namespace),
         logFile: join(this.#o.logDir, `${spec.namespace}.log`),
+        // The proxy handles instance traffic: nothing secret of ours goes into its environment.
+        env: withoutSecrets(process.env),
       },
       {
         ...(this.#o.startTimeoutMs !== undefined ? { startTimeoutMs: this.#o.startTimeoutMs } : {}),

@@ -47,3 +47,5 @@ export {
   startOvsdbCluster,
   VSWITCH_SCHEMA,
 } from './ovsdb-server.js';
+export { promSample, promValue } from './prometheus.js';
+export { type UnixHttpAnswer, unixHttpGet } from './unix-http.js';
