@@ -131,7 +131,7 @@ test("neutron's device names and the EUI-64 link-local address", () => {
 
 test('a network name that cannot be a namespace or device name is never provisioned', () => {
   const vif = row({ mac: 'fa:16:3e:00:00:05 10.0.0.5', chassis: [ME] });
-  for (const name of ['neutron-../../etc', 'neutron-a b', 'neutron-x;rm', `neutron-${'x'.repeat(80)}`]) {
+  for (const name of ['neutron-../../etc', 'neutron-a b', 'neutron-x;rm', `neutron-${'x'.repeat(130)}`]) {
     const dp = { _uuid: DP._uuid, external_ids: new Map([['name', name]]) } as Row;
     const plan = planNetwork(dp, [meta], [vif], true);
     assert.equal(plan.kind, 'teardown', name);
