@@ -5,6 +5,7 @@
 import { type CompatibilityList, opt } from '@nmp/common';
 import { parseAdminBind } from './admin-server.js';
 import { resolverSchema } from './neutron/options.js';
+import { rpcSchema } from './rpc/options.js';
 
 export const agentOptions = {
   statePath: opt.string({
@@ -128,8 +129,11 @@ export const agentOptions = {
   }),
 };
 
-/** Everything the agent reads: its own options plus the resolver's (DEFAULT resolver/cache, [neutron] Keystone). */
-export const agentSchema = { ...agentOptions, ...resolverSchema };
+/**
+ * Everything the agent reads: its own options plus the resolvers' (DEFAULT resolver/cache, [neutron]
+ * Keystone, and neutron.conf's transport_url / [oslo_messaging_rabbit] / [AGENT] for RPC).
+ */
+export const agentSchema = { ...agentOptions, ...resolverSchema, ...rpcSchema };
 
 /**
  * Options found in neutron's files (metadata_agent.ini, and neutron.conf when it is passed too, as
@@ -140,11 +144,8 @@ export const AGENT_COMPAT: CompatibilityList = {
   ignored: [
     // neutron's metadata agent and agents in general
     'DEFAULT.external_pids',
-    'DEFAULT.host',
     'DEFAULT.rpc_workers',
     'DEFAULT.rpc_state_report_workers',
-    'DEFAULT.rpc_response_timeout',
-    'DEFAULT.rpc_response_max_timeout',
     'DEFAULT.interface_driver',
     'AGENT.*',
     'ovs.*',
@@ -179,8 +180,6 @@ export const AGENT_COMPAT: CompatibilityList = {
     'DEFAULT.rate_limit_except_level',
     'DEFAULT.fatal_deprecations',
     // oslo.messaging, oslo.service, oslo.concurrency and neutron-server's own settings in neutron.conf
-    'DEFAULT.transport_url',
-    'DEFAULT.control_exchange',
     'DEFAULT.rpc_conn_pool_size',
     'DEFAULT.conn_pool_min_size',
     'DEFAULT.conn_pool_ttl',
@@ -227,6 +226,14 @@ export const AGENT_COMPAT: CompatibilityList = {
     'experimental.*',
   ],
   notes: {
+    'DEFAULT.rpc_response_timeout':
+      'port lookups over RPC have their own deadline, rpc_lookup_timeout (an instance must not wait for neutron_lib back-off)',
+    'DEFAULT.rpc_response_max_timeout':
+      'port lookups over RPC have their own deadline, rpc_lookup_timeout (an instance must not wait for neutron_lib back-off)',
+    'oslo_messaging_rabbit.rabbit_transient_quorum_queue':
+      "the agent's reply queue is its own: classic, non-durable, removed by x-expires",
+    'oslo_messaging_rabbit.use_queue_manager':
+      "the agent's reply queue is named reply_<uuid> as oslo's default",
     'DEFAULT.metadata_workers':
       'one process serves every request on one event loop; the work per request is waiting on Nova and Neutron, not CPU',
     'DEFAULT.cache_url':

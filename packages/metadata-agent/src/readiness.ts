@@ -7,6 +7,9 @@
  * Traffic keeps the times fresh at no cost. An idle agent would go stale, so a check that finds a time
  * older than the window probes that upstream first (GET / on Nova; a lookup that cannot match on the
  * resolver) - at most one probe per upstream at a time, bounded by the probe timeout.
+ *
+ * A resolver that knows it cannot work (resolver = rpc without a broker connection) is not ready at once,
+ * however recent its last answer: cached answers may still be served, but new instances would get 503.
  */
 import { MetadataError } from '@nmp/common';
 
@@ -19,6 +22,11 @@ export interface ReadinessOptions {
   readonly probeNova: (timeoutMs: number) => Promise<void>;
   /** Resolves when the resolver answered (found or not found) without its cache. */
   readonly probeResolver: (timeoutMs: number) => Promise<void>;
+  /**
+   * A reason the resolver cannot work right now whatever its last answer says (resolver = rpc: no
+   * broker connection), or undefined. Checked on every readiness check; costs nothing otherwise.
+   */
+  readonly resolverHealth?: () => string | undefined;
   readonly now?: () => number;
 }
 
@@ -90,7 +98,9 @@ export class Readiness {
     const now = this.#now();
     const stale: Promise<void>[] = [];
     if (now - this.#nova > this.#o.windowMs) stale.push(this.#probe('nova'));
-    if (now - this.#resolver > this.#o.windowMs) stale.push(this.#probe('resolver'));
+    // No probe that is known to fail (it would only make /readyz wait for its timeout).
+    if (now - this.#resolver > this.#o.windowMs && this.#o.resolverHealth?.() === undefined)
+      stale.push(this.#probe('resolver'));
     await Promise.all(stale);
     const nova = this.#upstream('nova');
     const resolver = this.#upstream('resolver');
@@ -99,6 +109,8 @@ export class Readiness {
 
   #upstream(which: Which): UpstreamCheck {
     const last = which === 'nova' ? this.#nova : this.#resolver;
+    const broken = which === 'resolver' ? this.#o.resolverHealth?.() : undefined;
+    if (broken !== undefined) return { ok: false, lastAnswer: last, reason: broken };
     const age = this.#now() - last;
     if (last !== 0 && age <= this.#o.windowMs) return { ok: true, lastAnswer: last };
     const error = which === 'nova' ? this.#novaError : this.#resolverError;

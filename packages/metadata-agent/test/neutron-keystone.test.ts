@@ -370,7 +370,7 @@ describe('configuration', () => {
     assert.equal(o.connectTimeoutMs, 3000);
     assert.equal(o.routerCacheTtlMs, 60_000);
     assert.equal(o.projectId, undefined);
-    assert.equal(loaded.config.resolver, 'neutron');
+    assert.equal(loaded.config.resolver, 'auto');
     assert.deepEqual(portCacheOptions(loaded.config), { ttlMs: 2500, negativeTtlMs: 500, maxEntries: 10000 });
     assert.throws(
       () => loadConfig(resolverSchema, { flags: { 'neutron-interface': 'sideways' }, env: {} }),

@@ -1,6 +1,7 @@
 /*
  * @nmp/testkit: helpers shared by the test suites. `netns.ts` is the harness for tests that run as root
- * inside real network namespaces (skipped with a reason otherwise).
+ * inside real network namespaces (skipped with a reason otherwise); `rabbitmq.ts` starts a throwaway
+ * RabbitMQ node; `neutron-rpc.ts` runs neutron's own RPC server code (Debian's python3-neutron) on it.
  */
 
 export { captureLogs, type LogCapture } from './logs.js';
@@ -26,3 +27,24 @@ export {
   uniquePrefix,
   type VethOptions,
 } from './netns.js';
+export {
+  DEBIAN_PYTHON,
+  type GetPortsEvent,
+  NEUTRON_RPC_SERVER_SCRIPT,
+  type NeutronRpcServer,
+  type NeutronRpcServerOptions,
+  neutronPythonSkipReason,
+  type ReportEvent,
+  requireNeutronPython,
+  type ServerEvent,
+  startNeutronRpcServer,
+} from './neutron-rpc.js';
+export {
+  freeLowPort,
+  type RabbitNode,
+  type RabbitOptions,
+  rabbitSkipReason,
+  requireRabbit,
+  startRabbitNode,
+  waitUntil,
+} from './rabbitmq.js';

@@ -34,9 +34,9 @@ function checkUrl(value: string): string | undefined {
 export const resolverSchema = {
   resolver: opt.enum({
     name: 'resolver',
-    default: 'neutron',
-    choices: ['neutron', 'inventory'] as const,
-    help: "Where ports are looked up: Neutron's API ([neutron] section), or a static inventory file",
+    default: 'auto',
+    choices: ['auto', 'rpc', 'neutron', 'inventory'] as const,
+    help: 'Where ports are looked up: rpc (neutron-server over RabbitMQ, transport_url), neutron (the REST API with Keystone, [neutron] section) or inventory (a static file); auto = rpc when transport_url is set, else neutron when [neutron] auth_url is set',
   }),
   inventoryFile: opt.string({
     name: 'inventory_file',
