@@ -126,6 +126,17 @@ test("our calls and casts look like neutron's on the wire, and every reply style
     assert.deepEqual(ours.slice(1), theirs.slice(1));
     assert.deepEqual(ours.slice(1, 4), ['false', 'false', 'false']);
     assert.match(ours[4]!, /x-expires.*1800000/);
+    // We log in as the transport_url's user (not as guest), with our connection name.
+    const conns = await lab.rabbit.ctl([
+      'list_connections',
+      '-q',
+      '--no-table-headers',
+      'user',
+      'client_properties',
+    ]);
+    const mine = conns.split('\n').filter((l) => l.includes('metadata-agent:'));
+    assert.equal(mine.length, 1, conns);
+    assert.match(mine[0]!, /^nmp-agent\t/);
     const exchanges = await lab.rabbit.ctl([
       'list_exchanges',
       '-q',

@@ -210,9 +210,10 @@ export class BrokerConnection extends EventEmitter {
           heartbeat:
             this.#s.heartbeatTimeoutS > 0 ? Math.max(1, Math.ceil(this.#s.heartbeatTimeoutS / 2)) : 0,
           frameMax: 131072,
-          credentials: this.#credentials(host),
         },
         {
+          // amqplib reads the SASL credentials from the socket options, not from the URL object.
+          credentials: this.#credentials(host),
           timeout: this.#s.connectTimeoutMs,
           noDelay: true,
           keepAlive: true,
