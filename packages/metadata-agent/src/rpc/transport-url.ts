@@ -117,7 +117,7 @@ function parseHost(part: string, n: number): RabbitHost {
   return {
     hostname,
     port,
-    // oslo hands kombu the guest account when a host has no credentials at all.
+    // oslo passes empty credentials for a host without them, and kombu fills what is empty with guest's.
     username: hasCredentials || username !== '' ? username : 'guest',
     password: hasCredentials ? password : 'guest',
     hasCredentials,
