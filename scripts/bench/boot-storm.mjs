@@ -47,6 +47,8 @@ const USAGE = `usage: npm run bench:boot-storm -- [--resolver neutron|rpc] [--in
   --runs N         runs, each with fresh processes; medians reported (default 3)
   --latency-ms MS  delay of every Neutron answer (fake REST, or the RPC server's core plugin; default 2)
   --lookups N      uncached lookups timed per latency phase after the runs (default 1000; 0 = none)
+  --rpc-workers N  --resolver rpc: neutron-server RPC worker processes consuming q-plugin (default 2, as
+                   neutron's rpc_workers on a small controller)
   --json           print the summary as one JSON line on stdout (progress goes to stderr)
   --profile        run proxy, agent and Nova with --cpu-prof; summarise run 1 into docs/profiles/boot-storm-*.md
   --no-write       with --profile: print the summaries instead of writing docs/profiles/
@@ -189,6 +191,7 @@ async function main() {
       'latency-ms': { type: 'string', default: '2' },
       resolver: { type: 'string', default: 'neutron' },
       lookups: { type: 'string', default: '1000' },
+      'rpc-workers': { type: 'string', default: '2' },
       json: { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
       'no-write': { type: 'boolean', default: false },
@@ -455,31 +458,38 @@ async function startRestBackend(topo, latencyMs) {
 }
 
 /** The RPC resolver's backend: a throwaway RabbitMQ node and neutron's own RPC server code (python). */
-async function startRpcBackend(topo, latencyMs, log) {
+async function startRpcBackend(topo, latencyMs, log, workers) {
   const reason = rabbitSkipReason() ?? neutronPythonSkipReason();
   if (reason) throw new Error(`--resolver rpc needs RabbitMQ and python3-neutron: ${reason}`);
   const rabbit = await startRabbitNode(undefined);
+  const servers = [];
   try {
     const password = randomBytes(12).toString('base64url');
     await rabbit.addUser('bench', password);
     const url = rabbit.url('bench', password);
     const { ports } = JSON.parse(readFileSync(topo.portsFile, 'utf8'));
-    const server = await startNeutronRpcServer(undefined, {
-      transportUrl: url,
-      ports,
-      topics: ['plugin', 'reports'],
-    });
-    await server.setDelay(latencyMs);
+    // Like neutron-server's rpc_workers: processes consuming q-plugin side by side. They print no line
+    // per call (that costs their CPU); they count calls per address themselves.
+    for (let i = 0; i < Math.max(1, workers); i++) {
+      const server = await startNeutronRpcServer(undefined, {
+        transportUrl: url,
+        ports,
+        topics: i === 0 ? ['plugin', 'reports'] : ['plugin'],
+        host: `neutron-server-${i}`,
+      });
+      servers.push(server);
+      await server.setDelay(latencyMs);
+      await server.command({ cmd: 'quiet', on: true });
+    }
     log(
-      `  RabbitMQ node ${rabbit.nodeName} on 127.0.0.1:${rabbit.port}; neutron RPC server pid ${server.pid}`,
+      `  RabbitMQ node ${rabbit.nodeName} on 127.0.0.1:${rabbit.port}; neutron RPC workers (python) ${servers.map((s) => s.pid).join(', ')}`,
     );
-    let base = 0;
     return {
       agentArgs: ['--resolver', 'rpc'],
       agentEnv: { NMP_TRANSPORT_URL: url },
       async waitForAgent(chain) {
-        // The first lookups would otherwise wait for the broker connection (they may: this makes the
-        // storm measure lookups, not the connection set-up).
+        // Lookups arriving first would wait for the broker connection (they may): the storm is to
+        // measure lookups, not the connection set-up.
         const deadline = Date.now() + 15_000;
         while (!/"code":"MDA_RPC_CONNECTED"/.test(readFileSync(join(chain.logDir, 'agent.log'), 'utf8'))) {
           if (Date.now() > deadline) throw new Error('the agent did not connect to RabbitMQ within 15 s');
@@ -487,18 +497,19 @@ async function startRpcBackend(topo, latencyMs, log) {
         }
       },
       async reset() {
-        base = server.getPorts().length;
+        for (const s of servers) await s.command({ cmd: 'reset_stats' });
       },
       async counts() {
-        await new Promise((r) => setTimeout(r, 300)); // the server's event lines trail its replies
-        const calls = server.getPorts().slice(base);
+        // Calls are spread over the workers: add up their per-address counts.
         const per = new Map();
-        for (const c of calls) {
-          const ip = c.filters?.fixed_ips?.ip_address?.[0];
-          if (ip) per.set(ip, (per.get(ip) ?? 0) + 1);
+        let calls = 0;
+        for (const s of servers) {
+          calls += Number((await s.command({ cmd: 'stats' })).get_ports_calls);
+          for (const [ip, c] of Object.entries((await s.command({ cmd: 'per_address' })).per_address))
+            per.set(ip, (per.get(ip) ?? 0) + c);
         }
         return {
-          counts: { portLookups: calls.length, tokenRequests: 0 },
+          counts: { portLookups: calls, tokenRequests: 0 },
           maxForOneAddress: Math.max(0, ...per.values()),
         };
       },
@@ -524,11 +535,12 @@ async function startRpcBackend(topo, latencyMs, log) {
         }
       },
       async stop() {
-        await server.stop();
+        for (const s of servers) await s.stop();
         await rabbit.cleanup();
       },
     };
   } catch (err) {
+    for (const s of servers) await s.stop();
     await rabbit.cleanup();
     throw err;
   }

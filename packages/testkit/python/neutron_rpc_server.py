@@ -11,7 +11,7 @@ PluginReportStateAPI), so that a test compares what ours sends with what neutron
 Protocol: JSON lines. stdout carries events: {"event": "ready"}, {"event": "get_ports", "filters",
 "context", "t"}, {"event": "report_state", "agent_state", "time", "t"}, {"event": "result", "id", ...}.
 stdin carries commands: {"cmd": "ports", "ports": [...]}, {"cmd": "delay", "ms": N}, {"cmd": "fail", "message"}, {"cmd": "quiet",
-"on": bool}, {"cmd": "stats", "id"}, {"cmd": "neutron_get_ports", "id", "filters"}, {"cmd":
+"on": bool}, {"cmd": "stats", "id"}, {"cmd": "per_address"}, {"cmd": "reset_stats"}, {"cmd": "neutron_get_ports", "id", "filters"}, {"cmd":
 "neutron_lookup", "id", "headers"}, {"cmd": "neutron_report", "id", "state", "use_call"}, {"cmd": "quit"}.
 
 The transport URL comes from the environment (NMP_TRANSPORT_URL), never from argv: it holds a password.
@@ -63,6 +63,7 @@ class State(object):
     get_ports_calls = 0
     reports = 0
     fail = None
+    per_ip = {}
 
 
 def _matches(port, filters):
@@ -87,6 +88,8 @@ class StubCorePlugin(object):
     def get_ports(self, context, filters=None, fields=None, sorts=None, limit=None, marker=None,
                   page_reverse=False):
         State.get_ports_calls += 1
+        for ip in ((filters or {}).get('fixed_ips') or {}).get('ip_address') or []:
+            State.per_ip[ip] = State.per_ip.get(ip, 0) + 1
         if not State.quiet:
             emit('get_ports', filters=filters, context=context.to_dict(), t=time.time())
         if State.delay_s:
@@ -191,7 +194,14 @@ def handle(cmd, neutron_side):
         State.quiet = bool(cmd['on'])
         return {}
     if name == 'stats':
-        return {'get_ports_calls': State.get_ports_calls, 'reports': State.reports}
+        return {'get_ports_calls': State.get_ports_calls, 'reports': State.reports,
+                'max_per_address': max(State.per_ip.values() or [0])}
+    if name == 'per_address':
+        return {'per_address': State.per_ip}
+    if name == 'reset_stats':
+        State.get_ports_calls = 0
+        State.per_ip = {}
+        return {}
     if name == 'neutron_get_ports':
         return {'result': neutron_side().get_ports(cmd['filters'])}
     if name == 'neutron_lookup':

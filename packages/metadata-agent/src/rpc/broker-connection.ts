@@ -7,11 +7,13 @@
  *   at most rabbit_interval_max.
  * - Heartbeats: a broker silent for about heartbeat_timeout_threshold seconds is given up and replaced
  *   (amqplib gives up after two silent heartbeat intervals, so the interval asked for is half of it).
- * - On every (re)connection one confirm channel is set up the way neutron's client sets up its own: the
+ * - On every (re)connection two channels are set up, as neutron's client sets up its own: the
  *   control exchange declared as neutron-server declares it (topic; durable when amqp_durable_queues or
  *   rabbit_quorum_queue; auto-delete with amqp_auto_delete), the reply queue `reply_<uuid hex>` (same name
  *   for the life of the process, non-durable, x-expires), bound as well to a direct exchange of its own
- *   name (how releases before 2019 published replies), and consumed.
+ *   name (how releases before 2019 published replies), and consumed. Calls go on that channel; casts go on a
+ *   second one in confirm mode, so that a cast knows the broker took it (calls have their reply for that,
+ *   and a confirm per call would cost the broker and the agent a frame each).
  * - A control exchange that exists with other settings (PRECONDITION_FAILED) is used as it is, with one
  *   warning saying which option to align, instead of a channel error on every reconnection.
  *
@@ -70,7 +72,7 @@ export interface BrokerStats {
 type State = 'idle' | 'connecting' | 'up' | 'waiting' | 'closed';
 
 interface Waiter {
-  readonly resolve: (ch: amqpTypes.ConfirmChannel) => void;
+  readonly resolve: (ch: amqpTypes.Channel) => void;
   readonly reject: (err: Error) => void;
   readonly timer: NodeJS.Timeout;
 }
@@ -85,7 +87,8 @@ export class BrokerConnection extends EventEmitter {
   readonly #order: readonly RabbitHost[];
   #state: State = 'idle';
   #model: amqpTypes.ChannelModel | undefined;
-  #channel: amqpTypes.ConfirmChannel | undefined;
+  #channel: amqpTypes.Channel | undefined;
+  #confirm: amqpTypes.ConfirmChannel | undefined;
   #next = 0;
   #round = 0;
   #retryTimer: NodeJS.Timeout | undefined;
@@ -136,8 +139,8 @@ export class BrokerConnection extends EventEmitter {
     void this.#connectRound();
   }
 
-  /** The channel, now or once connected; rejects at `deadline` (epoch ms). */
-  channel(deadline: number): Promise<amqpTypes.ConfirmChannel> {
+  /** The channel for calls, now or once connected; rejects at `deadline` (epoch ms). */
+  channel(deadline: number): Promise<amqpTypes.Channel> {
     if (this.#state === 'up' && this.#channel) return Promise.resolve(this.#channel);
     if (this.#state === 'closed') return Promise.reject(new Error('the broker connection is closed'));
     return new Promise((resolve, reject) => {
@@ -156,9 +159,14 @@ export class BrokerConnection extends EventEmitter {
     });
   }
 
-  /** The channel if connected now, else undefined. */
-  get current(): amqpTypes.ConfirmChannel | undefined {
+  /** The channel for calls if connected now, else undefined. */
+  get current(): amqpTypes.Channel | undefined {
     return this.#state === 'up' ? this.#channel : undefined;
+  }
+
+  /** The confirm-mode channel for casts if connected now, else undefined. */
+  get currentConfirm(): amqpTypes.ConfirmChannel | undefined {
+    return this.#state === 'up' ? this.#confirm : undefined;
   }
 
   async close(): Promise<void> {
@@ -172,6 +180,7 @@ export class BrokerConnection extends EventEmitter {
     this.#waiters.clear();
     this.#model = undefined;
     this.#channel = undefined;
+    this.#confirm = undefined;
     if (model) await model.close().catch(() => {});
   }
 
@@ -233,8 +242,8 @@ export class BrokerConnection extends EventEmitter {
         await model.close().catch(() => {});
         return false;
       }
-      const channel = await this.#setUp(model, label);
-      this.#adopt(model, channel, label);
+      const [channel, confirm] = await this.#setUp(model, label);
+      this.#adopt(model, channel, confirm, label);
       return true;
     } catch (err) {
       this.#connectFailures++;
@@ -255,10 +264,13 @@ export class BrokerConnection extends EventEmitter {
     }
   }
 
-  async #setUp(model: amqpTypes.ChannelModel, label: string): Promise<amqpTypes.ConfirmChannel> {
+  async #setUp(
+    model: amqpTypes.ChannelModel,
+    label: string,
+  ): Promise<[amqpTypes.Channel, amqpTypes.ConfirmChannel]> {
     // Errors on a channel are also emitted on it; without a listener node would throw them.
     model.on('error', () => {});
-    let channel = await model.createConfirmChannel();
+    let channel: amqpTypes.Channel = await model.createChannel();
     channel.on('error', () => {});
     const { exchange, replyQueue } = this.#s;
     try {
@@ -270,7 +282,7 @@ export class BrokerConnection extends EventEmitter {
       if (!isPreconditionFailed(err)) throw err;
       // The exchange exists with other flags: a new channel (the failed declare closed this one), and
       // the exchange used as it is.
-      channel = await model.createConfirmChannel();
+      channel = await model.createChannel();
       channel.on('error', () => {});
       await channel.checkExchange(exchange.name);
       if (!this.#exchangeWarned) {
@@ -306,12 +318,20 @@ export class BrokerConnection extends EventEmitter {
       { noAck: true },
     );
     channel.on('return', (msg: amqpTypes.Message) => this.emit('return', msg));
-    return channel;
+    const confirm = await model.createConfirmChannel();
+    confirm.on('error', () => {});
+    return [channel, confirm];
   }
 
-  #adopt(model: amqpTypes.ChannelModel, channel: amqpTypes.ConfirmChannel, label: string): void {
+  #adopt(
+    model: amqpTypes.ChannelModel,
+    channel: amqpTypes.Channel,
+    confirm: amqpTypes.ConfirmChannel,
+    label: string,
+  ): void {
     this.#model = model;
     this.#channel = channel;
+    this.#confirm = confirm;
     this.#state = 'up';
     this.#host = label;
     this.#round = 0;
@@ -332,6 +352,7 @@ export class BrokerConnection extends EventEmitter {
       if (this.#model !== model) return;
       this.#model = undefined;
       this.#channel = undefined;
+      this.#confirm = undefined;
       this.#host = '';
       if (this.#state === 'closed') return;
       this.#disconnects++;
@@ -358,6 +379,7 @@ export class BrokerConnection extends EventEmitter {
       this.#log.info({ code: 'MDA_RPC_UNBLOCKED', host: label }, 'RabbitMQ unblocked the connection'),
     );
     channel.on('close', () => lost('channel closed'));
+    confirm.on('close', () => lost('channel closed'));
     for (const w of this.#waiters) {
       clearTimeout(w.timer);
       w.resolve(channel);

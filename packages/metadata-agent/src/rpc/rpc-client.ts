@@ -115,7 +115,7 @@ export class RpcClient {
   /** Cast (no reply). Resolves once the broker confirmed the message; rejects when not connected. */
   cast(topic: string, request: RpcRequest): Promise<void> {
     this.#casts++;
-    const channel = this.#conn.current;
+    const channel = this.#conn.currentConfirm;
     if (!channel) return Promise.reject(new Error('no connection to RabbitMQ'));
     const body = encodeEnvelope(buildMessage(request, this.#s.context()));
     return new Promise((resolve, reject) => {
@@ -145,7 +145,7 @@ export class RpcClient {
   }
 
   #publishCall(
-    channel: import('amqplib').ConfirmChannel,
+    channel: import('amqplib').Channel,
     msgId: string,
     topic: string,
     request: RpcRequest,
