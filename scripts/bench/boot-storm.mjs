@@ -230,7 +230,7 @@ async function main() {
 
   const fake =
     values.resolver === 'rpc'
-      ? await startRpcBackend(topo, latencyMs, log)
+      ? await startRpcBackend(topo, latencyMs, log, Number(values['rpc-workers']))
       : await startRestBackend(topo, latencyMs);
   const results = [];
   let latency;
@@ -470,7 +470,7 @@ async function startRpcBackend(topo, latencyMs, log, workers) {
     const { ports } = JSON.parse(readFileSync(topo.portsFile, 'utf8'));
     // Like neutron-server's rpc_workers: processes consuming q-plugin side by side. They print no line
     // per call (that costs their CPU); they count calls per address themselves.
-    for (let i = 0; i < Math.max(1, workers); i++) {
+    for (let i = 0; i < Math.max(1, workers || 1); i++) {
       const server = await startNeutronRpcServer(undefined, {
         transportUrl: url,
         ports,

@@ -11,7 +11,6 @@ import { test } from 'node:test';
 import { MetadataError } from '@nmp/common';
 import { captureLogs, sleep, waitUntil } from '@nmp/testkit';
 import {
-  LAB_PORTS,
   NET_A,
   NET_B,
   PROJECT,
@@ -143,17 +142,20 @@ test('lookups over RPC send exactly neutron agent filters and get the instance',
     );
   });
 
-  await t.test('a server that ignores a filter cannot hand out another instance', async () => {
-    // A port list in which a port of NET_B "matches" NET_A: the server answers it, we drop it.
-    await lab.server.setPorts([
-      { ...LAB_PORTS[1]!, fixed_ips: [{ subnet_id: 's', ip_address: '10.20.0.50' }] },
-    ]);
+  await t.test('a server that ignores the filters cannot hand out another instance', async () => {
+    // It answers every port it has: VM_A's address on NET_B (another instance), router and DHCP ports...
+    await lab.server.command({ cmd: 'ignore_filters', on: true });
     try {
-      await assert.rejects(resolver.resolve({ mode: 'network', id: NET_B, ip: '10.20.0.51' }), {
-        code: 'MDA_ERR_PORT_NOT_FOUND',
-      });
+      const id = await resolver.resolve({ mode: 'network', id: NET_A, ip: VM_A.ip }, { noCache: true });
+      assert.equal(id.instanceId, VM_A.uuid);
+      await assert.rejects(
+        resolver.resolve({ mode: 'network', id: NET_A, ip: '10.20.0.51' }, { noCache: true }),
+        {
+          code: 'MDA_ERR_PORT_NOT_FOUND',
+        },
+      );
     } finally {
-      await lab.server.setPorts(LAB_PORTS);
+      await lab.server.command({ cmd: 'ignore_filters', on: false });
     }
   });
 

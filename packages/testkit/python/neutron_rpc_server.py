@@ -10,7 +10,7 @@ PluginReportStateAPI), so that a test compares what ours sends with what neutron
 
 Protocol: JSON lines. stdout carries events: {"event": "ready"}, {"event": "get_ports", "filters",
 "context", "t"}, {"event": "report_state", "agent_state", "time", "t"}, {"event": "result", "id", ...}.
-stdin carries commands: {"cmd": "ports", "ports": [...]}, {"cmd": "delay", "ms": N}, {"cmd": "fail", "message"}, {"cmd": "quiet",
+stdin carries commands: {"cmd": "ports", "ports": [...]}, {"cmd": "delay", "ms": N}, {"cmd": "fail", "message"}, {"cmd": "ignore_filters", "on"}, {"cmd": "quiet",
 "on": bool}, {"cmd": "stats", "id"}, {"cmd": "per_address"}, {"cmd": "reset_stats"}, {"cmd": "neutron_get_ports", "id", "filters"}, {"cmd":
 "neutron_lookup", "id", "headers"}, {"cmd": "neutron_report", "id", "state", "use_call"}, {"cmd": "quit"}.
 
@@ -58,11 +58,16 @@ def emit(event, **fields):
 
 class State(object):
     ports = []
+    # Indexes, as a database has them: ip -> ports, mac -> ports, device_id -> ports.
+    by_ip = {}
+    by_mac = {}
+    by_device = {}
     delay_s = 0.0
     quiet = False
     get_ports_calls = 0
     reports = 0
     fail = None
+    ignore_filters = False
     per_ip = {}
 
 
@@ -82,6 +87,37 @@ def _matches(port, filters):
     return True
 
 
+def set_ports(ports):
+    State.ports = ports
+    State.by_ip, State.by_mac, State.by_device = {}, {}, {}
+    for p in ports:
+        for f in p.get('fixed_ips', []):
+            State.by_ip.setdefault(f.get('ip_address'), []).append(p)
+        State.by_mac.setdefault(p.get('mac_address'), []).append(p)
+        State.by_device.setdefault(p.get('device_id'), []).append(p)
+
+
+def _candidates(filters):
+    """The ports an index narrows the query to (all of them when no indexed filter is given)."""
+    filters = filters or {}
+    picked = None
+    ips = (filters.get('fixed_ips') or {}).get('ip_address')
+    if ips is not None:
+        picked = [p for ip in ips for p in State.by_ip.get(ip, [])]
+    elif filters.get('mac_address') is not None:
+        picked = [p for m in filters['mac_address'] for p in State.by_mac.get(m, [])]
+    elif filters.get('device_id') is not None:
+        picked = [p for d in filters['device_id'] for p in State.by_device.get(d, [])]
+    if picked is None:
+        return State.ports
+    seen, out = set(), []
+    for p in picked:
+        if id(p) not in seen:
+            seen.add(id(p))
+            out.append(p)
+    return out
+
+
 class StubCorePlugin(object):
     """The core plugin under neutron's real RPC callbacks: a list of ports instead of a database."""
 
@@ -96,7 +132,9 @@ class StubCorePlugin(object):
             eventlet.sleep(State.delay_s)
         if State.fail:
             raise RuntimeError(State.fail)
-        return [dict(p) for p in State.ports if _matches(p, filters)]
+        if State.ignore_filters:  # a broken server, for the agent's own re-check
+            return [dict(p) for p in State.ports]
+        return [dict(p) for p in _candidates(filters) if _matches(p, filters)]
 
     def create_or_update_agent(self, context, agent_state, agent_timestamp=None):
         State.reports += 1
@@ -182,13 +220,16 @@ class NeutronAgentSide(object):
 def handle(cmd, neutron_side):
     name = cmd.get('cmd')
     if name == 'ports':
-        State.ports = cmd['ports']
+        set_ports(cmd['ports'])
         return {'count': len(State.ports)}
     if name == 'delay':
         State.delay_s = float(cmd['ms']) / 1000.0
         return {}
     if name == 'fail':
         State.fail = cmd.get('message') or None
+        return {}
+    if name == 'ignore_filters':
+        State.ignore_filters = bool(cmd['on'])
         return {}
     if name == 'quiet':
         State.quiet = bool(cmd['on'])
