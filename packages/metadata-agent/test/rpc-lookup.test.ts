@@ -10,16 +10,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MetadataError } from '@nmp/common';
 import { captureLogs, sleep, waitUntil } from '@nmp/testkit';
-import {
-  NET_A,
-  NET_B,
-  PROJECT,
-  ROUTER,
-  type RpcLab,
-  startRpcLab,
-  VM_A,
-  VM_B,
-} from './rpc-fixture.js';
+import { NET_A, NET_B, PROJECT, ROUTER, type RpcLab, startRpcLab, VM_A, VM_B } from './rpc-fixture.js';
 
 const OWNERS = [
   'network:router_interface',

@@ -64,6 +64,8 @@ export interface RabbitNode {
   readonly nodeName: string;
   readonly port: number;
   readonly distPort: number;
+  /** The TLS listener's port (0 without `tls`). */
+  readonly tlsPort: number;
   readonly dir: string;
   /** transport_url for this node (user and password percent-encoded). */
   url(user: string, password: string, vhost?: string): string;
@@ -84,6 +86,16 @@ export interface RabbitNode {
 export interface RabbitOptions {
   /** Extra lines for rabbitmq.conf. */
   readonly config?: readonly string[];
+  /**
+   * Also listen with TLS (on `tlsPort`), with these PEM files (copied into the node's directory).
+   * `requireClientCert` makes the broker refuse clients without a certificate signed by `ca`.
+   */
+  readonly tls?: {
+    readonly ca: string;
+    readonly cert: string;
+    readonly key: string;
+    readonly requireClientCert?: boolean;
+  };
 }
 
 /** A free TCP port on 127.0.0.1 in [lo, hi) (bound and released; unique enough per run). */
@@ -127,19 +139,46 @@ async function createNode(options: RabbitOptions): Promise<RabbitNode> {
   const distPort = await freeLowPort(15000, 21000);
   let port = await freeLowPort(22000, 25000);
   while (port === distPort) port = await freeLowPort(22000, 25000);
-  writeFileSync(
-    join(dir, 'rabbitmq.conf'),
-    [`listeners.tcp.default = 127.0.0.1:${port}`, 'loopback_users = none', ...(options.config ?? [])].join(
-      '\n',
-    ) + '\n',
-  );
+  const tlsLines: string[] = [];
+  let tlsPort = 0;
+  if (options.tls) {
+    tlsPort = await freeLowPort(25000, 28000);
+    for (const [name, from] of [
+      ['ca.pem', options.tls.ca],
+      ['cert.pem', options.tls.cert],
+      ['key.pem', options.tls.key],
+    ] as const)
+      writeFileSync(join(dir, name), readFileSync(from), { mode: 0o600 });
+    const verify = options.tls.requireClientCert === true;
+    tlsLines.push(
+      `listeners.ssl.default = 127.0.0.1:${tlsPort}`,
+      `ssl_options.cacertfile = ${join(dir, 'ca.pem')}`,
+      `ssl_options.certfile = ${join(dir, 'cert.pem')}`,
+      `ssl_options.keyfile = ${join(dir, 'key.pem')}`,
+      `ssl_options.verify = ${verify ? 'verify_peer' : 'verify_none'}`,
+      `ssl_options.fail_if_no_peer_cert = ${verify}`,
+    );
+  }
+  const conf = [
+    `listeners.tcp.default = 127.0.0.1:${port}`,
+    'loopback_users = none',
+    ...tlsLines,
+    ...(options.config ?? []),
+  ];
+  writeFileSync(join(dir, 'rabbitmq.conf'), `${conf.join('\n')}\n`);
   writeFileSync(join(dir, 'enabled_plugins'), '[].\n');
   let uid: number | undefined;
   let gid: number | undefined;
   if (isRoot()) {
     uid = Number(spawnSync('id', ['-u', 'rabbitmq'], { encoding: 'utf8' }).stdout.trim());
     gid = Number(spawnSync('id', ['-g', 'rabbitmq'], { encoding: 'utf8' }).stdout.trim());
-    for (const f of ['', 'rabbitmq.conf', 'enabled_plugins']) chownSync(join(dir, f), uid, gid);
+    for (const f of [
+      '',
+      'rabbitmq.conf',
+      'enabled_plugins',
+      ...(options.tls ? ['ca.pem', 'cert.pem', 'key.pem'] : []),
+    ])
+      chownSync(join(dir, f), uid, gid);
   }
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
@@ -182,6 +221,7 @@ async function createNode(options: RabbitOptions): Promise<RabbitNode> {
     nodeName,
     port,
     distPort,
+    tlsPort,
     dir,
     url: (user, password, vhost = '') =>
       `rabbit://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(vhost)}`,
