@@ -38,6 +38,8 @@ export interface Chain {
   readonly socketPath: string;
   readonly networkPort: number;
   readonly routerPort: number;
+  /** A proxy in OVN mode (X-OVN-Network-ID) for the same network. */
+  readonly ovnPort: number;
   readonly novaSeen: NovaSeen[];
   readonly proxyLogs: Logs;
   readonly agentLogs: Logs;
@@ -87,7 +89,17 @@ export async function startChain(
   };
   const networkPort = await startProxy({ mode: 'network', id: NETWORK }, '[::]:0');
   const routerPort = await startProxy({ mode: 'router', id: ROUTER }, '[::]:0');
-  return { novaPort: novaAddress.port, socketPath, networkPort, routerPort, novaSeen, proxyLogs, agentLogs };
+  const ovnPort = await startProxy({ mode: 'ovn', id: NETWORK }, '[::]:0');
+  return {
+    novaPort: novaAddress.port,
+    socketPath,
+    networkPort,
+    routerPort,
+    ovnPort,
+    novaSeen,
+    proxyLogs,
+    agentLogs,
+  };
 }
 
 export interface Answer {

@@ -42,6 +42,25 @@ test('router mode and IPv6: the instance is found through the router, and over :
   ]);
 });
 
+test('OVN mode: X-OVN-Network-ID reaches the agent as the network, spoofed copies do not', async (t) => {
+  const chain = await startChain(t);
+  const res = await fetchFrom(chain.ovnPort, '/openstack/latest/meta_data.json', {
+    source: '127.0.0.3',
+    headers: { 'X-OVN-Network-ID': 'other', 'X-Forwarded-For': '127.0.0.1' },
+  });
+  assert.equal(res.status, 200, res.body.toString());
+  assert.equal((JSON.parse(res.body.toString()) as { uuid: string }).uuid, INSTANCE_C);
+  const v6 = await fetchFrom(chain.ovnPort, '/openstack/latest/meta_data.json', { host: '::1' });
+  assert.equal((JSON.parse(v6.body.toString()) as { uuid: string }).uuid, INSTANCE_A);
+  const seen = chain.novaSeen.map((s) => [s.headers['x-instance-id'], s.headers['x-forwarded-for']]);
+  assert.deepEqual(seen, [
+    [INSTANCE_C, '127.0.0.3'],
+    [INSTANCE_A, '::1'],
+  ]);
+  const line = chain.agentLogs.lines().find((l) => l.msg === 'request');
+  assert.equal(line?.network, NETWORK);
+});
+
 test('spoofed identity headers change nothing', async (t) => {
   const chain = await startChain(t);
   const res = await fetchFrom(chain.networkPort, '/openstack/latest/meta_data.json', {

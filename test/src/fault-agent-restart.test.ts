@@ -12,7 +12,7 @@ test('kill -9 the agent under load, restart it: every request answered, service 
   const chain = await startChain(t);
   const load = startLoad(chain.proxyUrl, { connections: 50, timeoutMs: 3000, maxMs: 30_000 });
   try {
-    await sleep(1000);
+    await load.successes(200, 20_000);
     const killedAt = Date.now() - load.started;
     chain.agent.child.kill('SIGKILL');
     await chain.agent.exited;

@@ -246,6 +246,11 @@ export interface Outcome {
 export interface Load {
   /** Stop issuing requests; resolves when every worker has its last answer. */
   stop(): Promise<void>;
+  /**
+   * Resolves once `n` requests succeeded (a steady state to break), or rejects after `timeoutMs`: on a
+   * busy machine the chain may take longer than usual to warm up, and a fixed sleep then breaks nothing.
+   */
+  successes(n: number, timeoutMs: number): Promise<void>;
   readonly outcomes: Outcome[];
   readonly started: number;
 }
@@ -297,6 +302,16 @@ export function startLoad(
   return {
     outcomes,
     started,
+    async successes(n, timeoutMs) {
+      const until = Date.now() + timeoutMs;
+      while (outcomes.filter((o) => o.result === 200).length < n) {
+        if (Date.now() > until)
+          throw new Error(
+            `only ${tally(outcomes)['200'] ?? 0} successes in ${timeoutMs} ms: ${JSON.stringify(tally(outcomes))}`,
+          );
+        await sleep(50);
+      }
+    },
     stop() {
       stopping = true;
       stopped ??= Promise.all(workers).then(() => pool.close());

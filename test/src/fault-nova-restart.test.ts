@@ -12,7 +12,7 @@ test('Nova stopped and restarted under load: every request answered, service bac
   const chain = await startChain(t);
   const load = startLoad(chain.proxyUrl, { connections: 50, timeoutMs: 3000, maxMs: 30_000 });
   try {
-    await sleep(1000);
+    await load.successes(200, 20_000);
     const stoppedAt = Date.now() - load.started;
     chain.nova!.child.kill('SIGKILL');
     await chain.nova!.exited;

@@ -140,8 +140,14 @@ export const ERRORS = {
   MDA_ERR_NO_ID: {
     status: 400,
     level: 'warn',
-    message: 'Neither X-Neutron-Network-ID nor X-Neutron-Router-ID was given.',
+    message: 'Neither X-Neutron-Network-ID nor X-Neutron-Router-ID (nor X-OVN-Network-ID) was given.',
     doc: 'The request reached the agent without an identity header: something other than the proxy talks to the socket.',
+  },
+  MDA_ERR_MIXED_IDS: {
+    status: 400,
+    level: 'warn',
+    message: 'X-OVN-Network-ID cannot be combined with X-Neutron-Network-ID or X-Neutron-Router-ID.',
+    doc: 'The request carried the OVN identity header and a Neutron one; the proxy in front is misconfigured (ours stamps exactly one).',
   },
   MDA_ERR_BAD_ID: {
     status: 400,

@@ -34,6 +34,8 @@ export const HOP_BY_HOP_HEADERS: ReadonlySet<string> = new Set([
 
 export const HEADER_NETWORK_ID = 'x-neutron-network-id';
 export const HEADER_ROUTER_ID = 'x-neutron-router-id';
+/** Stamped in ovnmeta-<network> namespaces (ML2/OVN); the agent reads it as a network-mode lookup. */
+export const HEADER_OVN_NETWORK_ID = 'x-ovn-network-id';
 export const HEADER_FORWARDED_FOR = 'x-forwarded-for';
 export const HEADER_REQUEST_ID = 'x-openstack-request-id';
 export const HEADER_INSTANCE_ID = 'x-instance-id';

@@ -1,12 +1,14 @@
 /*
  * What the agent reads from a request: the network or router the proxy stamped, and the source address
  * from the last X-Forwarded-For value (the one the trusted proxy added). Nothing else from the instance
- * is trusted or forwarded.
+ * is trusted or forwarded. X-OVN-Network-ID (an ovnmeta- namespace's proxy) is a network-mode lookup like
+ * X-Neutron-Network-ID: the id is the Neutron network either way, so every resolver can answer it.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import {
   HEADER_FORWARDED_FOR,
   HEADER_NETWORK_ID,
+  HEADER_OVN_NETWORK_ID,
   HEADER_ROUTER_ID,
   type LookupAddress,
   type LookupQuery,
@@ -23,10 +25,20 @@ export interface RequestIdentity {
 }
 
 export function readRequestIdentity(headers: IncomingHttpHeaders): RequestIdentity {
-  const network = single(headers[HEADER_NETWORK_ID]);
+  let network = single(headers[HEADER_NETWORK_ID]);
   const router = single(headers[HEADER_ROUTER_ID]);
+  const ovn = single(headers[HEADER_OVN_NETWORK_ID]);
   if (network !== undefined && router !== undefined) {
     throw new MetadataError('MDA_ERR_BOTH_IDS', { network, router });
+  }
+  if (ovn !== undefined) {
+    if (network !== undefined || router !== undefined)
+      throw new MetadataError('MDA_ERR_MIXED_IDS', {
+        ovnNetwork: ovn.slice(0, 80),
+        ...(network !== undefined ? { network: network.slice(0, 80) } : {}),
+        ...(router !== undefined ? { router: router.slice(0, 80) } : {}),
+      });
+    network = ovn;
   }
   if (network === undefined && router === undefined) throw new MetadataError('MDA_ERR_NO_ID');
   const id = (network ?? router)!;

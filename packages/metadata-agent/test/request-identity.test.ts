@@ -21,6 +21,30 @@ test('network mode and router mode', () => {
   assert.equal(r.source.raw, '::ffff:10.0.0.5');
 });
 
+test('OVN mode: X-OVN-Network-ID is a network-mode lookup, also by MAC for link-local sources', () => {
+  const o = readRequestIdentity({ 'x-ovn-network-id': 'n1', 'x-forwarded-for': '10.0.0.5' });
+  assert.deepEqual(o.query, { mode: 'network', id: 'n1', ip: '10.0.0.5' });
+  const v6 = readRequestIdentity({
+    'x-ovn-network-id': 'n1',
+    'x-forwarded-for': 'fe80::f816:3eff:febe:3d62',
+  });
+  assert.equal(v6.query.mac, 'fa:16:3e:be:3d:62');
+});
+
+test('OVN id with a Neutron id: 400 MDA_ERR_MIXED_IDS; a repeated OVN id: 400 MDA_ERR_BAD_ID', () => {
+  for (const other of [{ 'x-neutron-network-id': 'n1' }, { 'x-neutron-router-id': 'r1' }]) {
+    assert.equal(
+      code(() => readRequestIdentity({ ...other, 'x-ovn-network-id': 'n1', 'x-forwarded-for': '10.0.0.5' })),
+      'MDA_ERR_MIXED_IDS',
+    );
+  }
+  // What neutron's OVN haproxy delivers when the instance sent its own copy (it only adds one).
+  assert.equal(
+    code(() => readRequestIdentity({ 'x-ovn-network-id': ['evil', 'n1'], 'x-forwarded-for': '10.0.0.5' })),
+    'MDA_ERR_BAD_ID',
+  );
+});
+
 test('both ids: 400 naming both; neither: 400', () => {
   try {
     readRequestIdentity({

@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ConfigOf, SERVICE_NODE_FLAGS } from '@nmp/common';
 import {
+  type AttachMode,
   type AttachmentStatus,
   type DaemonHealth,
   DaemonUnreachableError,
@@ -488,7 +489,8 @@ export interface ProxyStatus {
   readonly kind: 'dhcp' | 'l3' | 'neutron' | 'unknown' | 'daemon';
   readonly id: string;
   readonly namespace?: string;
-  readonly identity?: HookRecord['identity'];
+  /** What the proxy stamps; `ovn` for an ovnmeta- namespace attached to the daemon by the OVN agent. */
+  readonly identity?: { readonly mode: AttachMode; readonly id: string };
   readonly pid?: number;
   readonly running: boolean;
   /** Effective uid and gid of the running proxy. */

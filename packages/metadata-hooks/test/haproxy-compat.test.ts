@@ -57,9 +57,13 @@ function adapt(
   tap?: string,
 ): { file: string; pidFile: string; state: string } {
   const original = readFileSync(join(fixtures, name), 'utf8');
-  const id = /set-header X-Neutron-(?:Network|Router)-ID (\S+)/.exec(original)![1]!;
+  const id = /(?:set-header X-Neutron-(?:Network|Router)|add-header X-OVN-Network)-ID (\S+)/.exec(
+    original,
+  )![1]!;
+  // neutron's OVN metadata agent keeps its files in <state>/ovn-metadata-proxy/.
+  const configDir = original.includes('X-OVN-') ? 'ovn-metadata-proxy' : 'ns-metadata-proxy';
   const state = join(agent.dir, 'state');
-  mkdirSync(join(state, 'ns-metadata-proxy'), { recursive: true });
+  mkdirSync(join(state, configDir), { recursive: true });
   mkdirSync(join(state, 'external', 'pids'), { recursive: true });
   const pidFile = join(state, 'external', 'pids', `${id}.pid.haproxy`);
   let text = original
@@ -68,7 +72,7 @@ function adapt(
     .replace(/^(\s*user\s+)\S+/m, '$1nobody')
     .replace(/^(\s*group\s+)\S+/m, '$1nogroup');
   if (tap) text = text.replace(/interface \S+/, `interface ${tap}`);
-  const file = join(state, 'ns-metadata-proxy', `${id}.conf`);
+  const file = join(state, configDir, `${id}.conf`);
   writeFileSync(file, text);
   return { file, pidFile, state };
 }
@@ -195,6 +199,33 @@ test('neutron L3 haproxy config (:::9697): router id stamped for IPv4 clients of
   assert.equal(h['x-neutron-router-id'], ROUTER);
   assert.equal(h['x-neutron-network-id'], undefined);
   assert.equal(h['x-forwarded-for'], '10.249.0.11');
+});
+
+test('neutron OVN metadata agent haproxy config: X-OVN-Network-ID stamped, the client copy (which haproxy keeps) gone', async (t) => {
+  if (!requireRoot(t)) return;
+  const lab = await NetnsLab.create(t);
+  const agent = await fakeAgent(t);
+  const meta = await lab.addNamespace('ovnmeta');
+  const vm = await lab.addNamespace('vm');
+  const { dev1, dev2 } = await lab.addVethPair(meta, vm);
+  await lab.addAddress(meta, dev1, '10.247.0.2/24');
+  await lab.addAddress(meta, dev1, '169.254.169.254/32');
+  await lab.addAddress(vm, dev2, '10.247.0.11/24');
+  await lab.addRoute(vm, '169.254.169.254/32', { via: '10.247.0.2' });
+
+  const { file, pidFile } = adapt('ovn-network-v4.conf', agent);
+  const r = await neutronSpawns(lab, meta, agent, file);
+  assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
+  stopLater(lab, pidFile);
+  const res = await lab.httpGet(vm, 'http://169.254.169.254/openstack', {
+    headers: { ...SPOOF, 'X-OVN-Network-ID': 'spoofed-ovn' },
+  });
+  assert.equal(res.status, 200, res.text);
+  const h = agent.seen[0]!;
+  assert.equal(h['x-ovn-network-id'], '7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d');
+  assert.equal(h['x-neutron-network-id'], undefined);
+  assert.equal(h['x-neutron-router-id'], undefined);
+  assert.equal(h['x-forwarded-for'], '10.247.0.11');
 });
 
 test('neutron L3 haproxy config with rate-limit tables (0.0.0.0:9697): listens and stamps the router id', async (t) => {

@@ -4,7 +4,7 @@
  *
  *   metadata-proxy-daemon [serve] [--config-file F]       run the daemon (as root; see docs/deployment.md)
  *   metadata-proxy-daemon status [--json]                   every attachment and its health
- *   metadata-proxy-daemon attach --namespace NS (--network-id ID | --router-id ID) --bind B [--bind B]
+ *   metadata-proxy-daemon attach --namespace NS (--network-id ID | --router-id ID | --ovn-network-id ID) --bind B [--bind B]
  *   metadata-proxy-daemon detach --namespace NS
  *
  * The last three talk to a running daemon over its control socket (what the hooks do in daemon mode).
@@ -20,9 +20,8 @@ import {
   createLogger,
   loadConfig,
   runMain,
-  UsageError,
 } from '@nmp/common';
-import type { RateLimiterOptions } from '@nmp/ns-metadata-proxy';
+import { proxyIdentity, type RateLimiterOptions } from '@nmp/ns-metadata-proxy';
 import { MetadataProxyDaemon } from './daemon.js';
 import { daemonOptions } from './options.js';
 import { type AttachSpec, daemonClient, formatDaemonStatus } from './protocol.js';
@@ -177,22 +176,25 @@ async function main(): Promise<void> {
     )
     .command(
       'attach',
-      'serve a namespace: listeners on the binds, stamping the network or router id',
+      'serve a namespace: listeners on the binds, stamping the network, router or OVN network id',
       (y) =>
         y
           .option('namespace', { type: 'string', demandOption: true, requiresArg: true })
           .option('network-id', { type: 'string', requiresArg: true })
           .option('router-id', { type: 'string', requiresArg: true })
+          .option('ovn-network-id', { type: 'string', requiresArg: true })
           .option('bind', { type: 'string', array: true, demandOption: true, requiresArg: true }),
       (a) => {
         const { config } = load(a);
-        const networkId = a['network-id'] as string | undefined;
-        const routerId = a['router-id'] as string | undefined;
-        if ((networkId === undefined) === (routerId === undefined))
-          throw new UsageError('give exactly one of --network-id or --router-id');
+        // The proxy's own rule (exactly one id, well-formed), so both CLIs say the same.
+        const identity = proxyIdentity({
+          networkId: (a['network-id'] as string | undefined) ?? '',
+          routerId: (a['router-id'] as string | undefined) ?? '',
+          ovnNetworkId: (a['ovn-network-id'] as string | undefined) ?? '',
+        });
         const spec: AttachSpec = {
-          id: (networkId ?? routerId)!,
-          mode: networkId !== undefined ? 'network' : 'router',
+          id: identity.id,
+          mode: identity.mode,
           namespace: a.namespace,
           binds: a.bind.map(String),
         };

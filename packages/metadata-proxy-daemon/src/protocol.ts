@@ -2,7 +2,7 @@
  * The control protocol: one JSON object per line over a root-only UNIX socket, one answer line per
  * request, in order. What the hooks (or an operator) send:
  *
- *   {"op":"attach","id":"<network or router id>","mode":"network"|"router","namespace":"qdhcp-...","binds":["169.254.169.254:80"]}
+ *   {"op":"attach","id":"<network or router id>","mode":"network"|"router"|"ovn","namespace":"qdhcp-...","binds":["169.254.169.254:80"]}
  *   {"op":"detach","namespace":"qdhcp-..."}       or {"op":"detach","id":"...","mode":"network"}
  *   {"op":"list"}
  *
@@ -12,7 +12,8 @@
 import { connect } from 'node:net';
 import { parseBind } from '@nmp/ns-metadata-proxy';
 
-export type AttachMode = 'network' | 'router';
+/** The identity header the attachment's listeners stamp (ProxyMode): ovn for ovnmeta-<network> namespaces. */
+export type AttachMode = 'network' | 'router' | 'ovn';
 
 export interface AttachSpec {
   /** Network or router id stamped on every request accepted by this attachment's listeners. */
@@ -83,7 +84,8 @@ function str(o: Record<string, unknown>, key: string, re: RegExp): string {
 }
 
 function mode(v: unknown): AttachMode {
-  if (v !== 'network' && v !== 'router') throw new ProtocolError("'mode' must be 'network' or 'router'");
+  if (v !== 'network' && v !== 'router' && v !== 'ovn')
+    throw new ProtocolError("'mode' must be 'network', 'router' or 'ovn'");
   return v;
 }
 

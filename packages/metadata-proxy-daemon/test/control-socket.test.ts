@@ -36,6 +36,8 @@ test('requests are validated before anything happens', () => {
     binds: ['169.254.169.254:80'],
   };
   assert.deepEqual(parseRequest(JSON.stringify(good)), good);
+  const ovn = { ...good, mode: 'ovn', namespace: 'ovnmeta-net-1' };
+  assert.deepEqual(parseRequest(JSON.stringify(ovn)), ovn);
   assert.deepEqual(parseRequest('{"op":"detach","namespace":"qdhcp-x"}'), {
     op: 'detach',
     namespace: 'qdhcp-x',

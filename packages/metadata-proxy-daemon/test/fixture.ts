@@ -2,7 +2,7 @@
  * The chain for the daemon's namespace tests, all in the root namespace: the development Nova in-process
  * on loopback, the metadata agent (its CLI, inventory resolver) on a UNIX socket, and between the daemon
  * and the agent a recording relay: what it records is exactly what the agent received (X-Neutron-Network-ID,
- * X-Neutron-Router-ID, X-Forwarded-For). The daemon itself runs as its CLI, so a restart is a real one.
+ * X-Neutron-Router-ID, X-OVN-Network-ID, X-Forwarded-For). The daemon itself runs as its CLI, so a restart is a real one.
  */
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -24,11 +24,14 @@ export interface Port {
   readonly networkId: string;
   readonly ip: string;
   readonly instance: string;
+  /** For link-local IPv6 sources, looked up by the MAC in their EUI-64 address. */
+  readonly mac?: string;
 }
 
 export interface Seen {
   readonly network: string | undefined;
   readonly router: string | undefined;
+  readonly ovn: string | undefined;
   readonly forwardedFor: string | undefined;
   readonly path: string;
 }
@@ -71,6 +74,7 @@ export async function startChain(t: TestContext, lab: NetnsLab, ports: readonly 
         id: `port-${n}`,
         network_id: p.networkId,
         fixed_ips: [{ ip_address: p.ip }],
+        ...(p.mac ? { mac_address: p.mac } : {}),
         device_id: p.instance,
         device_owner: 'compute:nova',
         project_id: PROJECT,
@@ -111,6 +115,7 @@ export async function startChain(t: TestContext, lab: NetnsLab, ports: readonly 
     seen.push({
       network: h['x-neutron-network-id'] as string | undefined,
       router: h['x-neutron-router-id'] as string | undefined,
+      ovn: h['x-ovn-network-id'] as string | undefined,
       forwardedFor: h['x-forwarded-for'] as string | undefined,
       path: req.url ?? '',
     });

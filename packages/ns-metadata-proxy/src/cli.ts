@@ -18,9 +18,8 @@ import {
 } from '@nmp/common';
 import { type BindAddress, BindSpecError, parseBind } from './bind-address.js';
 import { HaproxyConfigError, type HaproxyMetadataConfig, readHaproxyConfig } from './haproxy-config.js';
-import type { ProxyIdentity } from './header-policy.js';
 import type { ProxyAdminServer } from './metrics.js';
-import { proxyOptions } from './options.js';
+import { ID_OPTIONS, proxyIdentity, proxyOptions } from './options.js';
 import { dropPrivileges } from './privileges.js';
 import { MetadataProxy } from './proxy.js';
 import { RateLimiter } from './rate-limiter.js';
@@ -33,12 +32,13 @@ const PROGRAM = 'ns-metadata-proxy';
 async function main(): Promise<void> {
   const cli = addSchemaOptions(
     createCli(PROGRAM, VERSION, process.argv.slice(2)).usage(
-      `$0 --bind ADDRESS:PORT [--bind ...] (--network-id ID | --router-id ID) [options]\n\n` +
+      `$0 --bind ADDRESS:PORT [--bind ...] (--network-id ID | --router-id ID | --ovn-network-id ID) [options]\n\n` +
         `Accept instance metadata requests, strip every identity header the instance sent, stamp\n` +
         `X-Forwarded-For and the network or router id, and forward to the metadata agent's UNIX socket.\n\n` +
         `Examples:\n` +
         `  $0 --bind 169.254.169.254:80 --bind '[fe80::a9fe:a9fe%tap0]:80' --network-id NET\n` +
         `  $0 --bind '[::]:9697' --router-id ROUTER\n` +
+        `  $0 --bind 169.254.169.254:80 --ovn-network-id NET\n` +
         `  $0 --haproxy-config /var/lib/neutron/ns-metadata-proxy/NET.conf`,
     ),
     proxyOptions,
@@ -51,17 +51,7 @@ async function main(): Promise<void> {
     return;
   }
 
-  if (config.networkId !== '' && config.routerId !== '')
-    throw new UsageError('give --network-id or --router-id, not both');
-  if (config.networkId === '' && config.routerId === '')
-    throw new UsageError('one of --network-id or --router-id is required');
-  const identity: ProxyIdentity =
-    config.networkId !== ''
-      ? { mode: 'network', id: config.networkId }
-      : { mode: 'router', id: config.routerId };
-  if (!/^[A-Za-z0-9][A-Za-z0-9._:-]{0,254}$/.test(identity.id)) {
-    throw new UsageError(`invalid ${identity.mode} id '${identity.id}'`);
-  }
+  const identity = proxyIdentity(config);
   if (config.bind.length === 0) throw new UsageError('at least one --bind ADDRESS:PORT is required');
   let binds: BindAddress[];
   try {
@@ -251,13 +241,13 @@ async function withHaproxyConfig(
   const unset = (key: keyof typeof proxyOptions) => loaded.origins[key] === 'default';
   const seconds = (ms: number) => Math.max(1, Math.round(ms / 1000));
   const merged: Record<string, unknown> = { ...config };
-  if (unset('bind') && unset('networkId') && unset('routerId')) {
+  if (unset('bind') && unset('networkId') && unset('routerId') && unset('ovnNetworkId')) {
     merged.bind = h.binds.map((b) =>
       b.host.includes(':')
         ? `[${b.host}${b.interface ? `%${b.interface}` : ''}]:${b.port}`
         : `${b.host}:${b.port}`,
     );
-    merged[h.mode === 'network' ? 'networkId' : 'routerId'] = h.id;
+    merged[ID_OPTIONS[h.mode]] = h.id;
   }
   if (unset('socketPath')) merged.socketPath = h.socketPath;
   if (unset('pidFile') && h.pidFile) merged.pidFile = h.pidFile;

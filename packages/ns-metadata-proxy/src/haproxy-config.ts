@@ -1,12 +1,13 @@
 /*
- * Reader for the haproxy configuration that neutron's DHCP and L3 agents generate for the metadata proxy
- * (reference §2.2, §2.5), so that our proxy can be started from that file unchanged (`--haproxy-config`):
- * a site points neutron's `haproxy` executable at us and keeps its agents as they are.
+ * Reader for the haproxy configuration that neutron's DHCP, L3 and OVN metadata agents generate for the
+ * metadata proxy (reference §2.2, §2.5, §15), so that our proxy can be started from that file unchanged
+ * (`--haproxy-config`): a site points neutron's `haproxy` executable at us and keeps its agents as they are.
  *
  * What is read: `global` log-tag / log level / user / group / pidfile / maxconn; `timeout *` in `defaults`
  * (overridden by the same lines in `listen`); the two stick-table backends and their `deny_status 429`
  * rules (rate limiting); in `listen`: `bind` lines, `server <name> <unix socket>`, and the
- * `http-request set-header X-Neutron-{Network,Router}-ID <id>` line that decides the mode. Every other
+ * `http-request set-header X-Neutron-{Network,Router}-ID <id>` line (or the OVN agent's
+ * `http-request add-header X-OVN-Network-ID <id>`) that decides the mode. Every other
  * directive is ignored (haproxy features the proxy does not need). Errors name the file and line.
  */
 import { readFile } from 'node:fs/promises';
@@ -44,8 +45,8 @@ export interface HaproxyMetadataConfig {
   readonly binds: readonly HaproxyBind[];
   /** Path of the agent's UNIX socket (`server metadata /var/lib/neutron/metadata_proxy`). */
   readonly socketPath: string;
-  /** `network` for X-Neutron-Network-ID, `router` for X-Neutron-Router-ID. */
-  readonly mode: 'network' | 'router';
+  /** `network` for X-Neutron-Network-ID, `router` for X-Neutron-Router-ID, `ovn` for X-OVN-Network-ID. */
+  readonly mode: 'network' | 'router' | 'ovn';
   readonly id: string;
   readonly pidFile?: string;
   readonly user?: string;
@@ -143,7 +144,7 @@ function parseLines(text: string, file: string): HaproxyMetadataConfig {
   const deletedHeaders: string[] = [];
   let listenSeen: number | undefined;
   let socketPath: string | undefined;
-  let identity: { mode: 'network' | 'router'; id: string; line: number } | undefined;
+  let identity: { mode: HaproxyMetadataConfig['mode']; id: string; line: number } | undefined;
   let pidFile: string | undefined;
   let user: string | undefined;
   let group: string | undefined;
@@ -194,22 +195,19 @@ function parseLines(text: string, file: string): HaproxyMetadataConfig {
             const name = need(args, 1, l, `${action} needs a header name`);
             const value = need(args, 2, l, `${action} ${name} needs a value`);
             const lower = name.toLowerCase();
-            if (lower === 'x-ovn-network-id')
+            if (lower === 'x-ovn-router-id')
               fail(
                 l.no,
-                'X-OVN-Network-ID (OVN metadata agent) is not supported; only neutron L3/DHCP configs',
+                "X-OVN-Router-ID is not supported: neutron's OVN metadata agent looks instances up by network only",
               );
-            if (lower === 'x-neutron-network-id' || lower === 'x-neutron-router-id') {
+            const mode = IDENTITY_MODES[lower];
+            if (mode !== undefined) {
               if (identity)
                 fail(
                   l.no,
                   `a second identity header (the first is at line ${identity.line}); exactly one is allowed`,
                 );
-              identity = {
-                mode: lower === 'x-neutron-network-id' ? 'network' : 'router',
-                id: value,
-                line: l.no,
-              };
+              identity = { mode, id: value, line: l.no };
             }
           } else if (action === 'del-header') {
             deletedHeaders.push(need(args, 1, l, 'del-header needs a header name'));
@@ -229,7 +227,10 @@ function parseLines(text: string, file: string): HaproxyMetadataConfig {
   if (socketPath === undefined)
     fail(listenSeen, "the 'listen' section has no 'server <name> <unix socket>' line");
   if (!identity)
-    fail(listenSeen, "no 'http-request set-header X-Neutron-Network-ID|X-Neutron-Router-ID <id>' line");
+    fail(
+      listenSeen,
+      "no 'http-request set-header X-Neutron-Network-ID|X-Neutron-Router-ID <id>' (or 'add-header X-OVN-Network-ID <id>') line",
+    );
   if (!/^[A-Za-z0-9._-]{1,255}$/.test(identity!.id))
     fail(identity!.line, `identity '${identity!.id}' is not a plausible network or router id`);
 
@@ -256,6 +257,13 @@ function parseLines(text: string, file: string): HaproxyMetadataConfig {
     deletedHeaders: Object.freeze(deletedHeaders),
   });
 }
+
+/** The identity header of each mode, lower-cased (set-header or add-header: we delete client copies anyway). */
+const IDENTITY_MODES: Readonly<Record<string, HaproxyMetadataConfig['mode']>> = {
+  'x-neutron-network-id': 'network',
+  'x-neutron-router-id': 'router',
+  'x-ovn-network-id': 'ovn',
+};
 
 function* splitLines(text: string): Generator<Line> {
   const lines = text.split(/\r?\n/);

@@ -1,7 +1,9 @@
 /*
  * What the proxy lets through to the agent. Every client copy of an identity header (any case, any count)
  * and every hop-by-hop header (and Expect) is dropped; then the proxy stamps its own X-Forwarded-For (the socket peer),
- * exactly one of X-Neutron-Network-ID / X-Neutron-Router-ID, and the request id.
+ * exactly one of X-Neutron-Network-ID / X-Neutron-Router-ID / X-OVN-Network-ID, and the request id.
+ * OVN mode differs from neutron's OVN haproxy on purpose: that one only *adds* X-OVN-Network-ID, so an
+ * instance's own copy reaches the agent too (reference.md §15); here every client copy is deleted first.
  * Works on rawHeaders so nothing the client sent is merged or reinterpreted along the way.
  */
 import { HOP_BY_HOP_HEADERS, IDENTITY_HEADERS } from '@nmp/common';
@@ -19,7 +21,8 @@ const DROPPED_HEADERS: ReadonlySet<string> = new Set([
   ...TOKEN_HEADERS,
 ]);
 
-export type ProxyMode = 'network' | 'router';
+/** network/router: neutron's DHCP and L3 agents; ovn: an ovnmeta-<network> namespace of the OVN agent. */
+export type ProxyMode = 'network' | 'router' | 'ovn';
 
 export interface ProxyIdentity {
   readonly mode: ProxyMode;
@@ -29,6 +32,7 @@ export interface ProxyIdentity {
 export const IDENTITY_HEADER_NAME: Readonly<Record<ProxyMode, string>> = {
   network: 'x-neutron-network-id',
   router: 'x-neutron-router-id',
+  ovn: 'x-ovn-network-id',
 };
 
 /**

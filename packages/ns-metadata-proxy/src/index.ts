@@ -27,7 +27,7 @@ export {
   type RefusalReason,
   refusalReason,
 } from './metrics.js';
-export { proxyOptions } from './options.js';
+export { ID_OPTIONS, proxyIdentity, proxyOptions } from './options.js';
 export { dropPrivileges } from './privileges.js';
 export { DEFAULT_LIMITS, MetadataProxy, type MetadataProxyOptions, type ProxyLimits } from './proxy.js';
 export { RateLimiter, type RateLimiterOptions } from './rate-limiter.js';

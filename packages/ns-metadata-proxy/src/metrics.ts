@@ -26,6 +26,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { addProcessMetrics, type Counter, type Histogram, type Labelled, Registry } from '@nmp/common';
+import type { ProxyMode } from './header-policy.js';
 import { type SsrfRefusalReason, ssrfReasonForCode } from './ssrf-policy.js';
 
 /** The proxy's own refusals; the SSRF policy adds its reasons (token_missing, path_denied...) as strings. */
@@ -67,8 +68,8 @@ export const PROXY_LATENCY_BUCKETS: readonly number[] = [
 const COMMON_STATUSES = [200, 400, 404, 408, 413, 429, 431, 500, 502, 503, 504];
 
 export interface ProxyMetricsOptions {
-  /** Network or router mode and its id, as labels of nmp_proxy_info. */
-  readonly mode?: 'network' | 'router';
+  /** Network, router or OVN mode and its id, as labels of nmp_proxy_info. */
+  readonly mode?: ProxyMode;
   readonly id?: string;
   readonly version?: string;
   /** Add the process and Node.js metrics (CPU, memory, file descriptors, event loop lag, heap). */

@@ -2,7 +2,8 @@
  * The proxy's configuration schema. Timeouts use the names of neutron's [metadata_haproxy] section and
  * rate limits those of [metadata_rate_limiting] (reference.md §11), so the same values carry over.
  */
-import { opt } from '@nmp/common';
+import { type ConfigOf, opt, UsageError } from '@nmp/common';
+import type { ProxyIdentity, ProxyMode } from './header-policy.js';
 import { ssrfOptions } from './ssrf-options.js';
 
 export const proxyOptions = {
@@ -20,6 +21,11 @@ export const proxyOptions = {
     name: 'router_id',
     default: '',
     help: 'Stamp X-Neutron-Router-ID with this router',
+  }),
+  ovnNetworkId: opt.string({
+    name: 'ovn_network_id',
+    default: '',
+    help: 'Stamp X-OVN-Network-ID with this network (an ovnmeta-<network> namespace of ML2/OVN)',
   }),
   socketPath: opt.string({
     name: 'metadata_proxy_socket',
@@ -157,3 +163,31 @@ export const proxyOptions = {
   }),
   ...ssrfOptions,
 };
+
+/** The option that names the id of each mode, and its flag. */
+export const ID_OPTIONS = { network: 'networkId', router: 'routerId', ovn: 'ovnNetworkId' } as const;
+const ID_FLAGS: Readonly<Record<ProxyMode, string>> = {
+  network: '--network-id',
+  router: '--router-id',
+  ovn: '--ovn-network-id',
+};
+
+/** Neutron ids are UUIDs; any short token without separators is accepted so test clouds can use names. */
+const ID_SHAPE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,254}$/;
+
+/** The one identity a proxy stamps: exactly one of --network-id, --router-id and --ovn-network-id. */
+export function proxyIdentity(
+  config: Pick<ConfigOf<typeof proxyOptions>, (typeof ID_OPTIONS)[ProxyMode]>,
+): ProxyIdentity {
+  const given = (Object.keys(ID_OPTIONS) as ProxyMode[]).filter((m) => config[ID_OPTIONS[m]] !== '');
+  if (given.length > 1)
+    throw new UsageError(
+      `give only one of --network-id, --router-id and --ovn-network-id (got ${given.map((m) => ID_FLAGS[m]).join(' and ')})`,
+    );
+  if (given.length === 0)
+    throw new UsageError('one of --network-id, --router-id or --ovn-network-id is required');
+  const mode = given[0]!;
+  const id = config[ID_OPTIONS[mode]];
+  if (!ID_SHAPE.test(id)) throw new UsageError(`invalid ${mode} id '${id}'`);
+  return { mode, id };
+}

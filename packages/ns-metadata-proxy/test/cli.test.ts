@@ -17,6 +17,7 @@ test('--help explains the binds and the ids; --version prints the version', () =
     '--bind',
     '--network-id',
     '--router-id',
+    '--ovn-network-id',
     '--metadata-proxy-socket',
     '--haproxy-config',
   ]) {
@@ -34,8 +35,18 @@ for (const [what, args, message] of [
     ['--bind', '999.1.1.1:80', '--network-id', 'n'],
     /invalid bind address '999\.1\.1\.1:80'/,
   ],
-  ['no id', ['--bind', '127.0.0.1:0'], /one of --network-id or --router-id is required/],
-  ['both ids', ['--bind', '127.0.0.1:0', '--network-id', 'n', '--router-id', 'r'], /not both/],
+  ['no id', ['--bind', '127.0.0.1:0'], /one of --network-id, --router-id or --ovn-network-id is required/],
+  [
+    'two ids',
+    ['--bind', '127.0.0.1:0', '--network-id', 'n', '--router-id', 'r'],
+    /only one of .*got --network-id and --router-id/,
+  ],
+  [
+    'an OVN id with a router id',
+    ['--bind', '127.0.0.1:0', '--ovn-network-id', 'n', '--router-id', 'r'],
+    /only one of .*got --router-id and --ovn-network-id/,
+  ],
+  ['an invalid OVN id', ['--bind', '127.0.0.1:0', '--ovn-network-id', 'a/b'], /invalid ovn id 'a\/b'/],
   [
     'a missing haproxy config',
     ['--haproxy-config', '/nonexistent/x.conf'],

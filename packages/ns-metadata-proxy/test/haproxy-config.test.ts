@@ -1,7 +1,7 @@
 /*
- * neutron's generated haproxy configuration (reference §2.2, §2.5) read into the proxy's settings: the
- * fixtures are the DHCP (network) and L3 (router) shapes, with and without rate limiting, in both the
- * bracketed and the pre-2026 unbracketed form of the link-local bind line.
+ * neutron's generated haproxy configuration (reference §2.2, §2.5, §15) read into the proxy's settings: the
+ * fixtures are the DHCP (network), L3 (router) and OVN metadata agent shapes, with and without rate
+ * limiting, in both the bracketed and the pre-2026 unbracketed form of the link-local bind line.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -17,6 +17,7 @@ import {
 const fixture = (name: string) => fileURLToPath(new URL(`../../test/fixtures/${name}`, import.meta.url));
 const NET = '9d2c7a5e-3c0b-4c3c-9d55-6f1b7c1f0a11';
 const ROUTER = '5b3f6e2d-1a4c-4e8f-9b0a-7c6d5e4f3a21';
+const OVN_NET = '7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d';
 
 test('DHCP network, IPv4 only', async () => {
   const c = await readHaproxyConfig(fixture('dhcp-network-v4.conf'));
@@ -91,6 +92,32 @@ test('L3 router, IPv4 0.0.0.0:9697 with rate limiting (neutron defaults)', async
   });
 });
 
+test('OVN metadata agent: add-header X-OVN-Network-ID is the ovn mode', async () => {
+  const c = await readHaproxyConfig(fixture('ovn-network-v4.conf'));
+  assert.equal(c.mode, 'ovn');
+  assert.equal(c.id, OVN_NET);
+  assert.deepEqual(c.binds, [{ host: '169.254.169.254', port: 80 }]);
+  assert.equal(c.socketPath, '/var/lib/neutron/metadata_proxy');
+  assert.equal(c.pidFile, `/var/lib/neutron/external/pids/${OVN_NET}.pid.haproxy`);
+  assert.equal(c.user, 'neutron');
+  assert.deepEqual(c.timeouts, NEUTRON_HAPROXY_TIMEOUTS);
+  assert.deepEqual(c.deletedHeaders, []);
+  const v6 = await readHaproxyConfig(fixture('ovn-network-dualstack.conf'));
+  assert.deepEqual(v6.binds, [
+    { host: '169.254.169.254', port: 80 },
+    { host: 'fe80::a9fe:a9fe', port: 80, interface: 'tap7a1b2c3d-41' },
+  ]);
+  assert.equal(v6.mode, 'ovn');
+});
+
+test('OVN router header (never written by the OVN agent) is refused with a reason', async () => {
+  await assert.rejects(
+    readHaproxyConfig(fixture('ovn-router.conf')),
+    (e: unknown) =>
+      e instanceof HaproxyConfigError && /:28: X-OVN-Router-ID is not supported/.test(e.message),
+  );
+});
+
 const minimal = (listen: string, extra = '') =>
   `global\n    user nobody\n${extra}\nlisten listener\n${listen}\n`;
 const OK_LISTEN = `    bind 169.254.169.254:80\n    server metadata /run/m.sock\n    http-request set-header X-Neutron-Network-ID ${NET}`;
@@ -159,7 +186,10 @@ test('errors name the file and line', () => {
     minimal(`${OK_LISTEN}\n    http-request set-header X-Neutron-Router-ID r1`),
     /:8: a second identity header .*line 7/,
   );
-  bad(minimal(OK_LISTEN.replace('X-Neutron-Network-ID', 'X-OVN-Network-ID')), /:7: X-OVN-Network-ID/);
+  bad(
+    minimal(`${OK_LISTEN}\n    http-request add-header X-OVN-Network-ID ${NET}`),
+    /:8: a second identity header .*line 7/,
+  );
   bad(minimal(OK_LISTEN.replace(/.*bind.*/, '')), /:4: .*no 'bind'/);
   bad(minimal(OK_LISTEN.replace(/.*server.*/, '')), /:4: .*no 'server/);
   bad('global\n  user x\n', /^\/etc\/x\.conf: no 'listen' section/);

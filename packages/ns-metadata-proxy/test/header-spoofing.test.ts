@@ -64,6 +64,28 @@ test('router mode stamps only X-Neutron-Router-ID, and a client network id canno
   assert.equal(seen.headers['x-neutron-network-id'], undefined);
 });
 
+test("OVN mode stamps only X-OVN-Network-ID: the client copies neutron's OVN haproxy lets through are gone", async (t) => {
+  const agent = await startFakeAgent(t);
+  const { port } = await startProxy(t, {
+    socketPath: agent.socketPath,
+    identity: { mode: 'ovn', id: 'net-ovn' },
+  });
+  const res = await rawRequest(
+    port,
+    'GET / HTTP/1.1\r\nHost: x\r\nX-OVN-Network-ID: evil\r\nx-ovn-network-id: evil-too\r\n' +
+      'X-Neutron-Network-ID: other-net\r\nConnection: close\r\n\r\n',
+  );
+  assert.equal(res.status, 200);
+  const seen = agent.seen[0]!;
+  const names = [];
+  for (let i = 0; i < seen.rawHeaders.length; i += 2) names.push(seen.rawHeaders[i]!.toLowerCase());
+  assert.equal(names.filter((n) => n === 'x-ovn-network-id').length, 1);
+  assert.equal(seen.headers['x-ovn-network-id'], 'net-ovn');
+  assert.equal(seen.headers['x-neutron-network-id'], undefined);
+  assert.equal(seen.headers['x-neutron-router-id'], undefined);
+  assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1');
+});
+
 test('headers named in Connection and hop-by-hop headers are not forwarded', () => {
   const out = agentRequestHeaders(
     [
