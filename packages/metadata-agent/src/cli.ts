@@ -91,7 +91,8 @@ async function main(): Promise<void> {
     resolverHealth: () => resolverHealth(),
   });
 
-  const rpcMetrics = config.transportUrl !== '' ? new RpcMetrics(metrics.registry) : undefined;
+  // The RPC families exist only when RPC is the resolver (a REST node has no broker to report on).
+  const rpcMetrics = chooseResolver(config).kind === 'rpc' ? new RpcMetrics(metrics.registry) : undefined;
   const parts = await buildResolver(config, logger, new UpstreamTelemetry(metrics, readiness), {
     facts: {
       version: VERSION,
