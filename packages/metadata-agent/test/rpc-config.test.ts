@@ -10,6 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -117,6 +118,12 @@ test('stock neutron.conf + metadata_agent.ini (kolla, devstack, Debian) work unc
       assert.equal(res.status, 200, res.body.toString());
       assert.equal(nova.seen[0]!.headers['x-instance-id'], VM_A.uuid);
       assert.equal(nova.seen[0]!.headers['x-instance-id-signature'], signInstanceId(SECRET, VM_A.uuid));
+
+      // Not in argv, not in the process title (the URL came from the file).
+      const cmdline = readFileSync(`/proc/${agent.child.pid}/cmdline`, 'utf8');
+      const title = readFileSync(`/proc/${agent.child.pid}/comm`, 'utf8');
+      for (const s of [RPC_PASSWORD, encodeURIComponent(RPC_PASSWORD)])
+        assert.ok(!cmdline.includes(s) && !title.includes(s), 'the broker password is in argv or the title');
 
       await agent.stop();
       for (const s of [RPC_PASSWORD, encodeURIComponent(RPC_PASSWORD)])
