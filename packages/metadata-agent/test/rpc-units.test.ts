@@ -10,6 +10,7 @@ import { ConfigError, loadConfig } from '@nmp/common';
 import { captureLogs } from '@nmp/testkit';
 import { AGENT_COMPAT, agentSchema } from '../src/options.js';
 import { chooseResolver } from '../src/resolver-factory.js';
+import { retryDelayMs } from '../src/rpc/broker-connection.js';
 import { brokerTls, effectiveRpcConfig } from '../src/rpc/create.js';
 import {
   adminContext,
@@ -235,4 +236,14 @@ test('resolver = auto: rpc with transport_url, neutron with [neutron] auth_url, 
 test('transport_url is a secret: no flag, masked when printed, taken from the environment or a file', () => {
   assert.equal(agentSchema.transportUrl.secret, true);
   assert.equal(agentSchema.transportUrl.flag, false);
+});
+
+test("reconnection back-off: oslo's defaults give 1, 3, 5 ... 29, then 30 s between rounds", () => {
+  const oslo = { retryIntervalMs: 1000, retryBackoffMs: 2000, retryMaxMs: 30_000 };
+  assert.deepEqual(
+    Array.from({ length: 17 }, (_, r) => retryDelayMs(r, oslo) / 1000),
+    [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 30, 30],
+  );
+  // A maximum below the interval does not shorten the first wait.
+  assert.equal(retryDelayMs(0, { retryIntervalMs: 5000, retryBackoffMs: 0, retryMaxMs: 1000 }), 5000);
 });

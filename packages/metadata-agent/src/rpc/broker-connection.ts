@@ -193,10 +193,7 @@ export class BrokerConnection extends EventEmitter {
       if (await this.#tryHost(host)) return;
     }
     if (this.#state === 'closed') return;
-    const wait = Math.min(
-      this.#s.retryIntervalMs + this.#round * this.#s.retryBackoffMs,
-      Math.max(this.#s.retryMaxMs, this.#s.retryIntervalMs),
-    );
+    const wait = retryDelayMs(this.#round, this.#s);
     this.#round++;
     this.#state = 'waiting';
     this.#log.debug({ code: 'MDA_RPC_RETRY', waitMs: wait }, 'no RabbitMQ host reachable; retrying');
@@ -407,6 +404,17 @@ export class BrokerConnection extends EventEmitter {
     for (const s of this.#secrets) out = out.split(s).join('****');
     return out;
   }
+}
+
+/**
+ * The wait after the `round`-th whole round of hosts failed (0-based), as oslo.messaging's: the retry
+ * interval, plus the back-off for every earlier failed round, at most the maximum.
+ */
+export function retryDelayMs(
+  round: number,
+  s: Pick<BrokerSettings, 'retryIntervalMs' | 'retryBackoffMs' | 'retryMaxMs'>,
+): number {
+  return Math.min(s.retryIntervalMs + round * s.retryBackoffMs, Math.max(s.retryMaxMs, s.retryIntervalMs));
 }
 
 function errorText(err: unknown): string {
