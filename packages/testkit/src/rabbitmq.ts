@@ -134,6 +134,16 @@ export async function startRabbitNode(t?: TestContext, options: RabbitOptions = 
 
 async function createNode(options: RabbitOptions): Promise<RabbitNode> {
   const dir = mkdtempSync(join(tmpdir(), 'nmp-rabbit-'));
+  try {
+    return await prepareNode(dir, options);
+  } catch (err) {
+    // Nothing runs yet: only the directory to remove.
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function prepareNode(dir: string, options: RabbitOptions): Promise<RabbitNode> {
   const nodeName = `nmp${randomBytes(3).toString('hex')}@localhost`;
   // The CLI tools use distPort + 10000 for themselves: keep that below 32768 too.
   const distPort = await freeLowPort(15000, 21000);
