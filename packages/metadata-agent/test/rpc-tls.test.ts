@@ -2,8 +2,9 @@
  * TLS to the broker, against a real RabbitMQ with a TLS listener and certificates made here by openssl:
  * ?ssl=1 in transport_url with [oslo_messaging_rabbit] ssl_ca_file connects and serves lookups; the chain
  * is always verified (no ssl_ca_file: the private CA is refused, one clear line with a TLS hint); the host
- * name only with ssl_enforce_hostname_verification (the certificate here names another host); and a broker
- * that requires client certificates accepts ssl_cert_file + ssl_key_file and refuses a client without.
+ * name only with ssl_enforce_hostname_verification (the certificate here names another host); a broker
+ * that requires client certificates accepts ssl_cert_file + ssl_key_file and refuses a client without; and
+ * rabbit_login_method = EXTERNAL logs in with the certificate alone (no password in transport_url).
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -160,6 +161,14 @@ test('TLS to RabbitMQ: ?ssl=1 and ssl_ca_file; chain always verified; host name 
   const certs = makeCerts(tempDir(t), 'rabbit.example.invalid');
   const rabbit = await startRabbitNode(t, {
     tls: { ca: certs.ca, cert: certs.cert, key: certs.key, requireClientCert: true },
+    // EXTERNAL: the broker takes the user from the client certificate's CN (nmp-agent).
+    plugins: ['rabbitmq_auth_mechanism_ssl'],
+    config: [
+      'auth_mechanisms.1 = PLAIN',
+      'auth_mechanisms.2 = AMQPLAIN',
+      'auth_mechanisms.3 = EXTERNAL',
+      'ssl_cert_login_from = common_name',
+    ],
   });
   await rabbit.addUser(RPC_USER, RPC_PASSWORD);
   // neutron-server on the plain listener; the agent on the TLS one.
@@ -205,6 +214,32 @@ test('TLS to RabbitMQ: ?ssl=1 and ssl_ca_file; chain always verified; host name 
       String(logLines().find((l) => l.code === 'MDA_RPC_CONNECT_FAILED')?.reason),
       /altnames|does not match|Hostname/i,
     );
+  });
+
+  await t.test('rabbit_login_method = EXTERNAL: the certificate is the only credential', async (t2) => {
+    const noPassword = `rabbit://127.0.0.1:${rabbit.tlsPort}/?ssl=1`;
+    const { parts, logLines } = build(t2, noPassword, [
+      ...clientCert,
+      `ssl_ca_file = ${certs.ca}`,
+      'rabbit_login_method = EXTERNAL',
+    ]);
+    await waitUntil(() => parts.broker.connected, 20_000, 'an EXTERNAL login').catch((err: Error) => {
+      err.message += `\n${JSON.stringify(logLines().filter((l) => l.code === 'MDA_RPC_CONNECT_FAILED'))}`;
+      throw err;
+    });
+    assert.equal(
+      (await parts.resolver.resolve({ mode: 'network', id: NET_A, ip: VM_A.ip })).instanceId,
+      VM_A.uuid,
+    );
+    const conns = await rabbit.ctl([
+      'list_connections',
+      '-q',
+      '--no-table-headers',
+      'user',
+      'auth_mechanism',
+      'ssl',
+    ]);
+    assert.match(conns, /^nmp-agent\tEXTERNAL\ttrue$/m);
   });
 
   await t.test('a broker that wants a client certificate refuses a client without one', async (t2) => {

@@ -96,6 +96,8 @@ export interface RabbitOptions {
     readonly key: string;
     readonly requireClientCert?: boolean;
   };
+  /** Plugins to enable (e.g. rabbitmq_auth_mechanism_ssl for EXTERNAL logins by certificate). */
+  readonly plugins?: readonly string[];
 }
 
 /** A free TCP port on 127.0.0.1 in [lo, hi) (bound and released; unique enough per run). */
@@ -176,7 +178,7 @@ async function prepareNode(dir: string, options: RabbitOptions): Promise<RabbitN
     ...(options.config ?? []),
   ];
   writeFileSync(join(dir, 'rabbitmq.conf'), `${conf.join('\n')}\n`);
-  writeFileSync(join(dir, 'enabled_plugins'), '[].\n');
+  writeFileSync(join(dir, 'enabled_plugins'), `[${(options.plugins ?? []).join(',')}].\n`);
   let uid: number | undefined;
   let gid: number | undefined;
   if (isRoot()) {
