@@ -30,7 +30,7 @@ ${rows.join('\n')}
 
 Log-only codes (no answer is involved): \`MDA_CONFIG_WARNING\` (unknown or deprecated option in a config
 file), \`MDA_CONFIG_EMPTY_SECRET\` (metadata_proxy_shared_secret is empty), \`MDA_CONFIG_WORLD_READABLE\` (a
-config file that may hold secrets is readable by everyone), \`MDP_CONFIG_WARNING\`.
+config file that may hold secrets, or a file that holds one, is readable by everyone), \`MDP_CONFIG_WARNING\`.
 `;
 }
 

@@ -3,7 +3,8 @@
 //   curl -> ns-metadata-proxy (127.0.0.1:8080 and [::1]:8080, network mode)
 //        -> UNIX socket -> metadata-agent (static sample inventory) -> nova-metadata-dev (127.0.0.1:8775)
 // The sample instance A owns 127.0.0.1 and ::1. A fresh random shared secret is made for each run and
-// handed to the agent and Nova through the environment (never argv). Ctrl-C stops everything.
+// handed to the agent and Nova through the environment (never argv); the proxy, which never needs a secret,
+// gets an environment without any. Ctrl-C stops everything.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -12,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { SERVICE_NODE_FLAGS } from '@nmp/common';
+import { envName, SERVICE_NODE_FLAGS, withoutSecrets } from '@nmp/common';
+import { agentSchema } from '@nmp/metadata-agent';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values: opts } = parseArgs({
@@ -37,7 +39,18 @@ const NETWORK = '9d2c7a5e-3c0b-4c3c-9d55-6f1b7c1f0a11';
 const sample = join(root, 'packages/nova-metadata-dev/sample');
 const runDir = mkdtempSync(join(tmpdir(), 'nmp-chain-'));
 const socket = join(runDir, 'metadata_proxy');
-const env = { ...process.env, NMP_METADATA_PROXY_SHARED_SECRET: randomBytes(24).toString('base64url') };
+const secret = randomBytes(24).toString('base64url');
+
+// The agent's secret options (NMP_METADATA_PROXY_SHARED_SECRET, NMP_NEUTRON__PASSWORD...): withoutSecrets
+// drops them and anything else named like a secret (OS_PASSWORD of the caller's shell).
+const SECRET_ENV = Object.values(agentSchema)
+  .filter((d) => d.secret)
+  .map((d) => envName(d));
+const ENV = {
+  agent: { ...process.env, NMP_METADATA_PROXY_SHARED_SECRET: secret },
+  nova: { ...withoutSecrets(process.env, SECRET_ENV), NMP_METADATA_PROXY_SHARED_SECRET: secret },
+  proxy: withoutSecrets(process.env, SECRET_ENV),
+};
 const children = [];
 let stopping = false;
 
@@ -46,7 +59,7 @@ function start(name, args) {
   const flags = name === 'nova' ? [] : SERVICE_NODE_FLAGS;
   const child = spawn(process.execPath, [...flags, ...args], {
     cwd: root,
-    env,
+    env: ENV[name],
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const prefix = `[${name}] `;

@@ -11,6 +11,7 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { createFakeOpenStack, type FakePort } from '@nmp/openstack-fakes';
+import { promSample } from '@nmp/testkit';
 import {
   CLI,
   freePort,
@@ -74,16 +75,6 @@ function viaNode(options: {
     req.on('error', reject);
     req.end();
   });
-}
-
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const have = new Map([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((p) => [p[1]!, p[2]!]));
-    if (Object.entries(labels).every(([k, v]) => have.get(k) === v)) return Number(m[3]);
-  }
-  return undefined;
 }
 
 test('after traffic, /metrics on the admin socket shows every family; /healthz and /readyz', async (t) => {
@@ -166,7 +157,7 @@ test('after traffic, /metrics on the admin socket shows every family; /healthz a
   assert.equal(m.status, 200);
   const text = m.body;
   const at = (name: string, labels: Record<string, string> = {}) => {
-    const v = sample(text, name, labels);
+    const v = promSample(text, name, labels);
     assert.notEqual(v, undefined, `${name} ${JSON.stringify(labels)} missing`);
     return v!;
   };

@@ -24,7 +24,14 @@ export function createCli(program: string, version: string, argv: readonly strin
     .wrap(process.stdout.isTTY ? Math.min(120, process.stdout.columns) : null)
     .fail((msg, err) => {
       if (err) throw err;
-      throw new UsageError(msg);
+      // Some of yargs' messages span lines ("Invalid values:\n  Argument: ..."): one line is the rule.
+      throw new UsageError(
+        msg
+          .split('\n')
+          .map((l) => l.trim())
+          .filter((l) => l !== '')
+          .join(' '),
+      );
     });
 }
 

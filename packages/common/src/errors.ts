@@ -79,6 +79,18 @@ export const ERRORS = {
     message: 'Too many connections.',
     doc: 'The proxy already holds its maximum of client connections (default 1024); the new one was closed at once.',
   },
+  MDP_ERR_TOO_MANY_SOURCE_CONNECTIONS: {
+    status: 503,
+    level: 'warn',
+    message: 'Too many connections from this address.',
+    doc: 'The source address already holds max_connections_per_source connections to this proxy (default 100; per namespace in daemon mode); the new one was closed at once, unread and unanswered, so one instance cannot lock the others of its network out.',
+  },
+  MDP_ERR_FIRST_BYTE_TIMEOUT: {
+    status: 408,
+    level: 'warn',
+    message: "Your browser didn't send a complete request in time.",
+    doc: 'A client connection sent nothing within timeout_first_byte of being accepted (default 5 s) and was closed without an answer: idle connections held open to exhaust the proxy. A real client sends its request at once.',
+  },
   // ns-metadata-proxy, opt-in SSRF defences ([metadata_ssrf], docs/security.md)
   MDP_ERR_TOKEN_TTL_INVALID: {
     status: 400,

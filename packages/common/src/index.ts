@@ -9,12 +9,19 @@ export {
   normaliseMac,
   parseForwardedFor,
 } from './address.js';
+export {
+  AdminListener,
+  type AdminRoutes,
+  adminRequestListener,
+  type ReadyAnswer,
+} from './admin-listener.js';
 export { createCli, runMain, UsageError } from './cli.js';
 export { type IniEntry, IniSyntaxError, parseIni } from './config/ini.js';
 export {
   addSchemaOptions,
   ConfigError,
   describeConfig,
+  type ExposedSecretFile,
   envName,
   flagName,
   type LoadedConfig,
@@ -39,6 +46,14 @@ export {
   TEXT_PLAIN,
 } from './errors.js';
 export {
+  type BindAddress,
+  BindSpecError,
+  formatAddress,
+  formatHostPort,
+  listenHost,
+  parseBind,
+} from './host-port.js';
+export {
   HEADER_FORWARDED_FOR,
   HEADER_INSTANCE_ID,
   HEADER_NETWORK_ID,
@@ -51,6 +66,7 @@ export {
   IDENTITY_HEADERS,
 } from './identity-headers.js';
 export {
+  addDetails,
   createLogger,
   type Logger,
   type LoggerSettings,
@@ -73,6 +89,8 @@ export {
   Registry,
   type ValueOptions,
 } from './metrics.js';
+export { isNeutronId, NEUTRON_ID_PATTERN } from './neutron-id.js';
+export { packageVersion } from './package-version.js';
 export {
   type InstanceIdentity,
   type InstanceResolver,
@@ -81,5 +99,13 @@ export {
   type ResolveOptions,
   ROUTER_INTERFACE_OWNERS,
 } from './resolver.js';
-export { SERVICE_NODE_FLAGS } from './runtime.js';
+export { SERVICE_NODE_FLAGS, withoutSecrets } from './runtime.js';
 export { signInstanceId, verifyInstanceSignature } from './signature.js';
+export {
+  type ClaimOptions,
+  claimSocketPath,
+  listenOnSocketPath,
+  probeSocket,
+  removeSocketFile,
+  type SocketListenOptions,
+} from './unix-socket.js';

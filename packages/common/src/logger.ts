@@ -3,12 +3,23 @@
  * that could ever hold a secret redacted. Request-scoped bindings come from child loggers.
  */
 import { createRequire } from 'node:module';
-import type pinoModule from 'pino';
+import type PinoModule from 'pino';
 import type { DestinationStream, Logger, LoggerOptions } from 'pino';
 
 // A CommonJS package loaded with require, not import: an ES module importing CommonJS makes node compile
 // its CommonJS export scanner (WebAssembly) once per process: 4 MB resident in isolation, 1-2 MB in the proxy.
-const pino = createRequire(import.meta.url)('pino') as typeof pinoModule;
+// Loaded when the first logger is made, not with @nmp/common: a program that never logs through pino
+// (metadata-hooks, any --help) does not pay its ~8 MB and ~20 ms.
+let pinoModule: typeof PinoModule | undefined;
+let chindingsSym: symbol;
+let streamSym: symbol;
+function pino(): typeof PinoModule {
+  if (pinoModule === undefined) {
+    pinoModule = createRequire(import.meta.url)('pino') as typeof PinoModule;
+    ({ chindingsSym, streamSym } = pinoModule.symbols);
+  }
+  return pinoModule;
+}
 
 /**
  * Paths censored in every log line, whatever logged them. Exact paths only: wildcard paths make pino
@@ -67,18 +78,18 @@ export function createLogger(settings: LoggerSettings, destination?: Destination
     timestamp: isoTimeCached,
     formatters: { level: (label) => ({ level: label }) },
   };
-  if (destination) return pino(options, destination);
+  if (destination) return pino()(options, destination);
   // Lines are gathered into writes of up to 8 KiB instead of one write per request (that write was the
   // largest single cost of both hot paths in profiles); a timer pushes out what waits, so a line is out
   // within FLUSH_MS, and pino writes what is left synchronously when the process exits.
-  const dest = pino.destination({
+  const dest = pino().destination({
     dest: settings.file ? settings.file : 1,
     mkdir: settings.file !== undefined,
     sync: false,
     minLength: 8192,
   });
   setInterval(flushQuietly, FLUSH_MS, dest).unref();
-  return pino(options, dest);
+  return pino()(options, dest);
 }
 
 const FLUSH_MS = 100;
@@ -91,7 +102,6 @@ function flushQuietly(dest: { flush(cb?: (err?: Error) => void): void }): void {
   }
 }
 
-const { chindingsSym, streamSym } = pino.symbols;
 const INFO = 30;
 
 /**
@@ -109,7 +119,26 @@ export function writeInfoLine(logger: Logger, fields: string, msgJson: string): 
   );
 }
 
+/**
+ * Add a failure's details to a request's log line without letting them replace the line's own fields.
+ * The line says what the instance got (`status`, `code`); a detail of the same name says something else
+ * (the `status` Keystone or Neutron answered the agent), so it goes in as `upstreamStatus` (`detailX` when
+ * the details name no upstream). Returns the line.
+ */
+export function addDetails(
+  line: Record<string, unknown>,
+  details: Readonly<Record<string, unknown>>,
+): Record<string, unknown> {
+  const prefix = details.upstream !== undefined ? 'upstream' : 'detail';
+  for (const key of Object.keys(details)) {
+    const value = details[key];
+    if (line[key] === undefined) line[key] = value;
+    else if (line[key] !== value) line[`${prefix}${key[0]!.toUpperCase()}${key.slice(1)}`] = value;
+  }
+  return line;
+}
+
 /** A logger that drops everything (tests and library use without a logger). */
 export function silentLogger(): Logger {
-  return pino({ level: 'silent' });
+  return pino()({ level: 'silent' });
 }

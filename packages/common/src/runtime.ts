@@ -23,3 +23,31 @@ export const SERVICE_NODE_FLAGS: readonly string[] = Object.freeze([
   '--heap-growing-percent=50',
   '--v8-pool-size=1',
 ]);
+
+/** Named like a secret whatever the program: never handed to a child that does not need it. */
+const SECRET_NAME = /SECRET|PASSW|CREDENTIAL|PRIVATE/i;
+/** Other programs' secrets (OS_TOKEN, AWS_SESSION_TOKEN, ..._API_KEY); not ours: NMP_METADATA_SSRF__TOKEN_MODE is a setting. */
+const FOREIGN_SECRET_NAME = /TOKEN|_KEY(?![A-Z0-9])/i;
+/** A URL with a password in it (transport_url = rabbit://user:password@host). */
+const CREDENTIAL_URL = /:\/\/[^/@\s]*:[^/@\s]*@/;
+
+/**
+ * The environment for a child that holds no secret (a proxy, the daemon's worker and helpers): `env`
+ * without the variables that hold a secret, by name (`also`: the secret options' own variables, e.g.
+ * NMP_METADATA_PROXY_SHARED_SECRET; anything named like a secret) or by value (a URL with a password).
+ * A process's environment is readable by its owner in /proc/<pid>/environ, and by everything it starts.
+ */
+export function withoutSecrets(
+  env: Readonly<Record<string, string | undefined>>,
+  also: Iterable<string> = [],
+): Record<string, string> {
+  const drop = new Set(also);
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined || drop.has(name) || SECRET_NAME.test(name)) continue;
+    if (!name.startsWith('NMP_') && FOREIGN_SECRET_NAME.test(name)) continue;
+    if (CREDENTIAL_URL.test(value)) continue;
+    out[name] = value;
+  }
+  return out;
+}

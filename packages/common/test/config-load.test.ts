@@ -314,3 +314,32 @@ test('describeConfig prints every option with its origin, secrets masked', (t) =
   assert.match(text, /^nova_metadata_port = 9999 {4}# --nova-metadata-port$/m);
   assert.match(text, /^\[neutron\]\ntimeout = 5 {4}# default\npassword = '' {2}\(empty!\) {4}# default$/m);
 });
+
+test('secret files every user can read are reported (--<secret>-file and secretFile options); private ones are not', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'nmp-secret-file-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const s = {
+    secret: opt.string({ name: 'metadata_proxy_shared_secret', default: '', secret: true, help: 's' }),
+    key: opt.string({ name: 'client_key', default: '', secretFile: true, help: 'k' }),
+    cert: opt.string({ name: 'client_cert', default: '', help: 'c' }),
+  };
+  const open = join(dir, 'open');
+  const closed = join(dir, 'closed');
+  writeFileSync(open, 'x\n', { mode: 0o644 });
+  writeFileSync(closed, 'x\n', { mode: 0o640 });
+  const load = (flags: Record<string, unknown>) => loadConfig(s, { flags });
+  const a = load({ 'metadata-proxy-shared-secret-file': open, 'client-key': open, 'client-cert': open });
+  assert.equal(a.config.secret, 'x');
+  assert.deepEqual(a.exposedSecretFiles, [
+    { file: open, option: 'metadata_proxy_shared_secret', mode: 0o644 },
+    { file: open, option: 'client_key', mode: 0o644 },
+  ]);
+  assert.deepEqual(a.warnings, []);
+  // Group-readable is how a service's group reads its secrets: not reported.
+  assert.deepEqual(
+    load({ 'metadata-proxy-shared-secret-file': closed, 'client-key': closed }).exposedSecretFiles,
+    [],
+  );
+  // A missing key file is its reader's error, not the loader's.
+  assert.deepEqual(load({ 'client-key': join(dir, 'missing') }).exposedSecretFiles, []);
+});

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
-import { createLogger, writeInfoLine } from '../src/logger.js';
+import { addDetails, createLogger, writeInfoLine } from '../src/logger.js';
 
 function sink(): { lines: string[]; stream: Writable } {
   const lines: string[] = [];
@@ -49,4 +49,24 @@ test('writeInfoLine writes nothing when info is below the level', () => {
   log.level = 'info';
   writeInfoLine(log, '"rid":"req-1"', '"request"');
   assert.equal(lines.length, 1);
+});
+
+test("addDetails: a failure's details never replace the line's own fields", () => {
+  const line = { rid: 'req-1', status: 503, code: 'MDA_ERR_RESOLVER_UNAVAILABLE' };
+  addDetails(line, { upstream: 'keystone', status: 401, reason: 'credentials refused' });
+  assert.deepEqual(line, {
+    rid: 'req-1',
+    status: 503,
+    code: 'MDA_ERR_RESOLVER_UNAVAILABLE',
+    upstream: 'keystone',
+    upstreamStatus: 401,
+    reason: 'credentials refused',
+  });
+  // Without an upstream the renamed field says it is a detail; an equal value is not repeated.
+  assert.deepEqual(addDetails({ status: 400, code: 'X' }, { code: 'Y', status: 400, limit: 3 }), {
+    status: 400,
+    code: 'X',
+    detailCode: 'Y',
+    limit: 3,
+  });
 });

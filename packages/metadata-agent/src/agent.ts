@@ -3,16 +3,14 @@
  * resolver, and an orderly start and stop. The CLI builds one from configuration; tests build one directly.
  */
 
-import { unlink } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
-import type { InstanceResolver, Logger } from '@nmp/common';
+import { type InstanceResolver, type Logger, listenOnSocketPath, removeSocketFile } from '@nmp/common';
 import { AgentHandler } from './handler.js';
 import type { AgentMetrics } from './metrics.js';
 import { NovaClient, type NovaClientOptions } from './nova-client.js';
 import type { Readiness } from './readiness.js';
 import { InstanceSigner } from './signer.js';
-import { prepareSocketPath, setSocketMode } from './unix-socket.js';
 import { UpstreamTelemetry } from './upstream-observer.js';
 
 export interface MetadataAgentOptions {
@@ -95,16 +93,13 @@ export class MetadataAgent {
   }
 
   async listen(): Promise<void> {
-    await prepareSocketPath(this.#o.socketPath);
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ path: this.#o.socketPath, backlog: this.#o.backlog }, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
+    await listenOnSocketPath(this.server, this.#o.socketPath, {
+      what: 'metadata_proxy_socket',
+      mode: this.#o.socketMode,
+      backlog: this.#o.backlog,
+      busyHint: ' (is an agent running?)',
     });
     this.#listening = true;
-    await setSocketMode(this.#o.socketPath, this.#o.socketMode);
   }
 
   /** Stop accepting, let in-flight requests finish until the deadline, then cut what is left. */
@@ -120,7 +115,7 @@ export class MetadataAgent {
       clearInterval(sweep);
       clearTimeout(timer);
       this.#listening = false;
-      await unlink(this.#o.socketPath).catch(() => {});
+      await removeSocketFile(this.#o.socketPath);
     }
     await Promise.allSettled([this.nova.close(), this.#o.resolver.close()]);
   }

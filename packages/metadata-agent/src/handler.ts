@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import {
+  addDetails,
   errorBody,
   HEADER_FORWARDED_FOR,
   HEADER_INSTANCE_ID,
@@ -195,7 +196,10 @@ export class AgentHandler {
       return;
     }
     const { level = 'info', detail, ...fields } = trace;
-    this.#o.logger[level](detail ? { ...fields, ...detail, ms } : { ...fields, ms }, 'request');
+    // The line's status is what the instance got (a 503), never an upstream's (Keystone's 401).
+    const line: Record<string, unknown> = detail ? addDetails(fields, detail) : fields;
+    line.ms = ms;
+    this.#o.logger[level](line, 'request');
   }
 }
 

@@ -57,7 +57,6 @@ export {
   type BuildExtras,
   buildResolver,
   chooseResolver,
-  createResolver,
   type ResolverChoice,
   type ResolverKind,
   type ResolverParts,

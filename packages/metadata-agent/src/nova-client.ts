@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
-import { MetadataError } from '@nmp/common';
+import { formatHostPort, MetadataError } from '@nmp/common';
 import type { Dispatcher, Pool } from 'undici';
 
 // A CommonJS package loaded with require, not import: an ES module importing CommonJS makes node compile
@@ -53,9 +53,9 @@ export class NovaClient {
   readonly #observer: UpstreamObserver | undefined;
 
   constructor(options: NovaClientOptions) {
-    const host =
-      options.host.includes(':') && !options.host.startsWith('[') ? `[${options.host}]` : options.host;
-    this.origin = `${options.protocol}://${host}:${options.port}`;
+    // An IPv6 literal may be given bracketed already (as in a URL).
+    const host = options.host.startsWith('[') ? options.host.slice(1, -1) : options.host;
+    this.origin = `${options.protocol}://${formatHostPort(host, options.port)}`;
     this.#observer = options.observer;
     const tls: Record<string, unknown> = {};
     if (options.protocol === 'https') {
@@ -76,25 +76,6 @@ export class NovaClient {
       bodyTimeout: options.timeoutMs,
       connect: { timeout: options.timeoutMs, ...tls },
     });
-  }
-
-  /** Send one request; transport failures become MetadataErrors, any HTTP status is a normal answer. */
-  async request(req: NovaRequest): Promise<NovaResponse> {
-    const started = performance.now();
-    let answer: NovaResponse;
-    try {
-      answer = await this.#pool.request({
-        method: req.method as Dispatcher.HttpMethod,
-        path: req.path,
-        headers: req.headers,
-        body: req.body,
-      });
-    } catch (err) {
-      this.#observer?.upstreamFailed('nova', (performance.now() - started) / 1000);
-      throw novaError(err);
-    }
-    this.#observer?.upstreamAnswered('nova', (performance.now() - started) / 1000, answer.statusCode);
-    return answer;
   }
 
   /**

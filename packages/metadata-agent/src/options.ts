@@ -72,6 +72,7 @@ export const agentOptions = {
   novaClientKey: opt.string({
     name: 'nova_client_priv_key',
     default: '',
+    secretFile: true,
     help: 'Private key of the client certificate for Nova',
   }),
   novaTimeout: opt.float({

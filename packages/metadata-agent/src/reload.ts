@@ -139,7 +139,8 @@ export function effectiveLevel(config: Pick<AgentConfig, 'debug' | 'logLevel'>):
 
 /**
  * What an operator must see after every load (start and reload): unknown or deprecated options, the
- * options accepted without effect (one line), an empty secret, config files anyone can read.
+ * options accepted without effect (one line), an empty secret, config files and secret files (the
+ * `--<secret>-file` files, the Nova client key) anyone can read.
  */
 export function logConfigWarnings(loaded: LoadedConfig<AgentSchema>, config: AgentConfig, log: Logger): void {
   for (const w of loaded.warnings) log.warn({ code: 'MDA_CONFIG_WARNING' }, w);
@@ -166,6 +167,12 @@ export function logConfigWarnings(loaded: LoadedConfig<AgentSchema>, config: Age
     } catch {
       // Already read successfully by the loader; a race here is not worth failing for.
     }
+  }
+  for (const f of loaded.exposedSecretFiles) {
+    log.warn(
+      { code: 'MDA_CONFIG_WORLD_READABLE', file: f.file, option: f.option, mode: f.mode.toString(8) },
+      'secret file is world-readable; chmod o-r it',
+    );
   }
 }
 

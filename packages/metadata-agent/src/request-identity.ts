@@ -10,14 +10,12 @@ import {
   HEADER_NETWORK_ID,
   HEADER_OVN_NETWORK_ID,
   HEADER_ROUTER_ID,
+  isNeutronId,
   type LookupAddress,
   type LookupQuery,
   MetadataError,
   parseForwardedFor,
 } from '@nmp/common';
-
-/** Neutron ids are UUIDs; accept any short token without separators so test clouds can use short names. */
-const ID_SHAPE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,254}$/;
 
 export interface RequestIdentity {
   readonly query: LookupQuery;
@@ -42,7 +40,7 @@ export function readRequestIdentity(headers: IncomingHttpHeaders): RequestIdenti
   }
   if (network === undefined && router === undefined) throw new MetadataError('MDA_ERR_NO_ID');
   const id = (network ?? router)!;
-  if (!ID_SHAPE.test(id)) throw new MetadataError('MDA_ERR_BAD_ID', { id: id.slice(0, 80) });
+  if (!isNeutronId(id)) throw new MetadataError('MDA_ERR_BAD_ID', { id: id.slice(0, 80) });
   const source = sourceOf(headers[HEADER_FORWARDED_FOR]);
   if (source === undefined) {
     throw new MetadataError('MDA_ERR_BAD_FORWARDED_FOR', {
@@ -77,6 +75,6 @@ function sourceOf(header: string | string[] | undefined): LookupAddress | undefi
 
 function single(value: string | string[] | undefined): string | undefined {
   if (value === undefined) return undefined;
-  // Node joins repeated unknown headers with ", "; a repeated id is malformed and fails ID_SHAPE.
+  // Node joins repeated unknown headers with ", "; a repeated id is malformed and fails isNeutronId.
   return Array.isArray(value) ? value.join(', ') : value.trim();
 }

@@ -94,7 +94,3 @@ export async function buildResolver(
 function isRpcConfig(c: FactoryConfig): c is ResolverConfig & RpcConfig {
   return typeof c.transportUrl === 'string' && c.transportUrl !== '' && typeof c.controlExchange === 'string';
 }
-
-export async function createResolver(config: FactoryConfig, logger: Logger): Promise<InstanceResolver> {
-  return (await buildResolver(config, logger)).resolver;
-}

@@ -13,12 +13,6 @@ export interface UpstreamObserver {
   upstreamFailed(upstream: UpstreamName, seconds: number): void;
 }
 
-/** The part of the metrics an upstream call feeds. */
-interface UpstreamLatency {
-  upstreamAnswered(upstream: UpstreamName, seconds: number, status: number): void;
-  upstreamFailed(upstream: UpstreamName, seconds: number): void;
-}
-
 /** The part of readiness an upstream call feeds. */
 interface NovaReadiness {
   markNova(): void;
@@ -30,10 +24,10 @@ interface NovaReadiness {
  * handler.ts), because a Neutron answer is only useful once the lookup is done.
  */
 export class UpstreamTelemetry implements UpstreamObserver {
-  readonly #metrics: UpstreamLatency | undefined;
+  readonly #metrics: UpstreamObserver | undefined;
   readonly #readiness: NovaReadiness | undefined;
 
-  constructor(metrics: UpstreamLatency | undefined, readiness: NovaReadiness | undefined) {
+  constructor(metrics: UpstreamObserver | undefined, readiness: NovaReadiness | undefined) {
     this.#metrics = metrics;
     this.#readiness = readiness;
   }

@@ -14,34 +14,28 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { addSchemaOptions, createCli, loadConfig, runMain, UsageError } from '@nmp/common';
-import {
-  checkHaproxyConfig,
-  haproxyKill,
-  parseHaproxyArgs,
-  startFromHaproxyConfig,
-} from './haproxy-compat.js';
-import {
-  dhcpAdd,
-  dhcpRemove,
-  formatStatus,
-  type HooksConfig,
-  l3Add,
-  l3Remove,
-  proxyProgram,
-  proxyStatus,
-} from './hooks.js';
+import { addSchemaOptions, createCli, loadConfig, packageVersion, runMain, UsageError } from '@nmp/common';
+import type { HooksConfig } from './hook-records.js';
 import { hooksOptions } from './options.js';
+// systemd-units.ts is small and has no imports of its own but @nmp/common's run-time flags.
 import { DEFAULT_UNIT_SETTINGS, renderUnits } from './systemd-units.js';
 
+// What a command does is loaded when that command runs: `--help`, `status` or the haproxy drop-in do not
+// load the code of the others (and nothing here loads the daemon or the proxy: daemon-attach.ts talks to
+// the daemon through its client alone).
+const dhcpHooks = () => import('./dhcp-hooks.js');
+const l3Hooks = () => import('./l3-hooks.js');
+const proxyStatus = () => import('./proxy-status.js');
+const haproxyCompatModule = () => import('./haproxy-compat.js');
+
 const PROGRAM = 'metadata-hooks';
-const VERSION = (
-  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
-).version;
+const VERSION = packageVersion(import.meta.url);
 
 const say = (m: string) => process.stdout.write(`${m}\n`);
 
 async function haproxyCompat(argv: readonly string[]): Promise<void> {
+  const { checkHaproxyConfig, parseHaproxyArgs, startFromHaproxyConfig } = await haproxyCompatModule();
+  const { proxyProgram } = await import('./proxy-launch.js');
   let args: ReturnType<typeof parseHaproxyArgs>;
   try {
     args = parseHaproxyArgs(argv);
@@ -82,7 +76,8 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const invokedAs = basename(process.argv[1] ?? '');
   if (invokedAs === 'haproxy') return haproxyCompat(argv);
-  if (invokedAs === 'haproxy-kill') return haproxyKill(argv[0] ?? '', argv[1] ?? '');
+  if (invokedAs === 'haproxy-kill')
+    return (await haproxyCompatModule()).haproxyKill(argv[0] ?? '', argv[1] ?? '');
   if (argv[0] === 'haproxy-compat') return haproxyCompat(argv.slice(1));
 
   let done: Promise<void> = Promise.resolve();
@@ -124,19 +119,24 @@ async function main(): Promise<void> {
       (a) => {
         const config = loadHooksConfig(a);
         if (a.action === 'add') {
-          if (!a.device) throw new UsageError('dhcp add needs --device <dev>');
-          done = dhcpAdd(
-            config,
-            {
-              networkId: a.networkId,
-              device: a.device,
-              ipv6: a.ipv6,
-              startProxy: a.proxy,
-              ...(a.routerId !== undefined ? { routerId: a.routerId } : {}),
-            },
-            say,
-          ).then(() => {});
-        } else done = dhcpRemove(config, a.networkId, say);
+          const device = a.device;
+          if (!device) throw new UsageError('dhcp add needs --device <dev>');
+          done = dhcpHooks()
+            .then(({ dhcpAdd }) =>
+              dhcpAdd(
+                config,
+                {
+                  networkId: a.networkId,
+                  device,
+                  ipv6: a.ipv6,
+                  startProxy: a.proxy,
+                  ...(a.routerId !== undefined ? { routerId: a.routerId } : {}),
+                },
+                say,
+              ),
+            )
+            .then(() => {});
+        } else done = dhcpHooks().then(({ dhcpRemove }) => dhcpRemove(config, a.networkId, say));
       },
     )
     .command(
@@ -158,12 +158,20 @@ async function main(): Promise<void> {
       (a) => {
         const config = loadHooksConfig(a);
         if (a.action === 'add')
-          done = l3Add(
-            config,
-            { routerId: a.routerId, startProxy: a.proxy, ...(a.ipv6 !== undefined ? { ipv6: a.ipv6 } : {}) },
-            say,
-          ).then(() => {});
-        else done = l3Remove(config, a.routerId, say);
+          done = l3Hooks()
+            .then(({ l3Add }) =>
+              l3Add(
+                config,
+                {
+                  routerId: a.routerId,
+                  startProxy: a.proxy,
+                  ...(a.ipv6 !== undefined ? { ipv6: a.ipv6 } : {}),
+                },
+                say,
+              ),
+            )
+            .then(() => {});
+        else done = l3Hooks().then(({ l3Remove }) => l3Remove(config, a.routerId, say));
       },
     )
     .command(
@@ -171,7 +179,9 @@ async function main(): Promise<void> {
       'which proxies run, for which network/router, pid, listening addresses, healthy or not',
       (y) => y.option('json', { type: 'boolean', default: false, describe: 'machine-readable output' }),
       (a) => {
-        done = proxyStatus(loadHooksConfig(a)).then((list) => {
+        const config = loadHooksConfig(a);
+        done = proxyStatus().then(async ({ formatStatus, proxyStatus }) => {
+          const list = await proxyStatus(config);
           process.stdout.write(a.json ? `${JSON.stringify(list, null, 2)}\n` : formatStatus(list));
           if (list.some((s) => !s.healthy)) process.exitCode = 3;
         });
@@ -246,7 +256,7 @@ async function main(): Promise<void> {
       'kill script for neutron: signal pid only if it is our proxy',
       {},
       (a) => {
-        haproxyKill(String(a.signal), String(a.pid));
+        done = haproxyCompatModule().then(({ haproxyKill }) => haproxyKill(String(a.signal), String(a.pid)));
       },
     )
     .demandCommand(1, 'a command is required')

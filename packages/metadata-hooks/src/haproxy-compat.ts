@@ -11,9 +11,20 @@
  * KillFilter for haproxy checks the executable name, which for our proxy is node, so neutron needs it.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import {
+  closeSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { withoutSecrets } from '@nmp/common';
 import { processInfo, readPidFile } from './process-manager.js';
 
 export interface HaproxyCompatArgs {
@@ -77,6 +88,7 @@ export interface CompatLaunch {
 /** Start the proxy detached from a haproxy config; resolve with its pid once it is ready. */
 export async function startFromHaproxyConfig(l: CompatLaunch): Promise<number> {
   mkdirSync(dirname(l.logFile), { recursive: true });
+  if (dirname(l.logFile) === dirname(l.configFile)) removeOrphanLogs(l.configFile);
   const logStart = sizeOf(l.logFile);
   const out = openSync(l.logFile, 'a', 0o640);
   const before = readPidFile(l.pidFile);
@@ -86,10 +98,8 @@ export async function startFromHaproxyConfig(l: CompatLaunch): Promise<number> {
     const child = spawn(
       l.program[0]!,
       [...l.program.slice(1), '--haproxy-config', l.configFile, '--pid-file', l.pidFile],
-      {
-        detached: true,
-        stdio: ['ignore', out, out],
-      },
+      // neutron's environment may hold secrets; the proxy needs none.
+      { detached: true, stdio: ['ignore', out, out], env: withoutSecrets(process.env) },
     );
     child.once('exit', (code, signal) => {
       exited = signal ?? `exit ${code}`;
@@ -135,7 +145,9 @@ const SIGNALS: Readonly<Record<string, NodeJS.Signals>> = {
 
 /**
  * `haproxy-kill <signal> <pid>`: send the signal only if `pid` is one of our proxies (its command line
- * names ns-metadata-proxy), so the script cannot be used to kill anything else.
+ * names ns-metadata-proxy), so the script cannot be used to kill anything else. neutron destroys a proxy
+ * with TERM (KILL after 5 s) and then deletes its config; with TERM or KILL the drop-in's log of that
+ * proxy (`<config>.log`, what haproxy-compat made its output) goes too, or nothing would ever remove it.
  */
 export function haproxyKill(signalText: string, pidText: string): void {
   const key = signalText.replace(/^-/, '').replace(/^SIG/i, '').toUpperCase();
@@ -145,7 +157,51 @@ export function haproxyKill(signalText: string, pidText: string): void {
   const pid = Number(pidText);
   const info = processInfo(pid);
   if (!info.alive) throw new Error(`no process ${pid}`);
-  if (!info.cmdline.join(' ').includes('ns-metadata-proxy'))
+  const cmdline = info.cmdline.join(' ');
+  if (!cmdline.includes('ns-metadata-proxy'))
     throw new Error(`process ${pid} is not an ns-metadata-proxy; refusing to signal it`);
+  const log = sig === 'SIGHUP' ? undefined : compatLogOf(pid, cmdline);
   process.kill(pid, sig);
+  // The proxy may still write its last lines while it stops: into the unlinked file, freed at its exit.
+  if (log !== undefined) rmSync(log, { force: true });
+}
+
+/**
+ * The drop-in's log of proxy `pid`: the regular file its stdout goes to, when that is named after the
+ * config the proxy runs from (`<config>.log`, in any directory: NMP_HAPROXY_COMPAT_LOG_DIR may move it).
+ * Anything else (a terminal, the journal, a file of another name) is not ours to remove.
+ */
+function compatLogOf(pid: number, cmdline: string): string | undefined {
+  // The proxy's title: `ns-metadata-proxy <mode> <id> -f <config>` (see its cli.ts).
+  const config = / -f (\S+)$/.exec(cmdline)?.[1];
+  if (config === undefined) return undefined;
+  try {
+    const target = readlinkSync(`/proc/${pid}/fd/1`);
+    if (basename(target) !== `${basename(config)}.log` || !lstatSync(target).isFile()) return undefined;
+    return target;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Logs beside `config` whose config is gone: left by proxies that died before neutron destroyed them
+ * (neutron then deletes the config without calling the kill script). Swept when the next proxy of the
+ * directory starts.
+ */
+export function removeOrphanLogs(config: string): string[] {
+  const dir = dirname(config);
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return removed;
+  }
+  for (const n of names) {
+    if (!n.endsWith('.conf.log') || names.includes(n.slice(0, -'.log'.length))) continue;
+    rmSync(join(dir, n), { force: true });
+    removed.push(join(dir, n));
+  }
+  return removed;
 }

@@ -18,6 +18,7 @@
  * Needs the xt_TTL / xt_HL targets (and xt_string for `token`); apply fails loudly without them.
  */
 import { inNamespace, run } from './command.js';
+import type { HooksConfig } from './hook-records.js';
 import { type IpFamily, type OurChain, parseIptablesSave, planApply, planRemove } from './iptables-rules.js';
 
 export type HopLimitScope = 'token' | 'all';
@@ -92,4 +93,28 @@ export async function removeHopLimitRules(
   const input = planRemove(await saved(ns, family), hopLimitRules(family, { ...options, ports: [] }));
   await restore(ns, family, input);
   return input;
+}
+
+/**
+ * The hop-limit chain of the SSRF defences (hop_limit): installed for `families` when on, removed from
+ * the families that had it before and no longer do. Returns the families that have it now.
+ */
+export async function syncHopLimit(
+  config: Pick<HooksConfig, 'hopLimit' | 'chainPrefix'>,
+  ns: string,
+  families: readonly IpFamily[],
+  ports: readonly number[],
+  before: readonly IpFamily[] | undefined,
+): Promise<IpFamily[]> {
+  const now: IpFamily[] = config.hopLimit === 'off' ? [] : [...families];
+  for (const f of now)
+    await applyHopLimitRules(ns, f, {
+      chainPrefix: config.chainPrefix,
+      ports,
+      scope: config.hopLimit === 'all' ? 'all' : 'token',
+    });
+  for (const f of before ?? []) {
+    if (!now.includes(f)) await removeHopLimitRules(ns, f, { chainPrefix: config.chainPrefix });
+  }
+  return now;
 }

@@ -3,38 +3,25 @@
  * iptables, proxy supervision) and the systemd units. The CLI is `metadata-hooks` (src/cli.ts).
  */
 export { CommandError, type CommandResult, run } from './command.js';
+export { type DaemonView, daemonView } from './daemon-attach.js';
+export { type DhcpAddOptions, dhcpAdd, dhcpRemove } from './dhcp-hooks.js';
 export {
   checkHaproxyConfig,
   type HaproxyCompatArgs,
   haproxyKill,
   parseHaproxyArgs,
+  removeOrphanLogs,
   startFromHaproxyConfig,
 } from './haproxy-compat.js';
 export {
   type AddResult,
-  type DaemonView,
-  type DhcpAddOptions,
-  daemonView,
-  dhcpAdd,
-  dhcpRemove,
-  expectedSocket,
-  formatStatus,
   HookError,
   type HookRecord,
   type HooksConfig,
-  type L3AddOptions,
-  l3Add,
-  l3Remove,
-  namespaceOf,
   type ProxyAction,
-  type ProxyStatus,
   pidFileFor,
-  proxyArgv,
-  proxyProgram,
-  proxyStatus,
   readRecord,
-  statusOf,
-} from './hooks.js';
+} from './hook-records.js';
 export {
   applyHopLimitRules,
   type HopLimitOptions,
@@ -42,6 +29,7 @@ export {
   hopLimitChain,
   hopLimitRules,
   removeHopLimitRules,
+  syncHopLimit,
   TOKEN_ANSWER_MARK,
 } from './hop-limit-rules.js';
 export {
@@ -56,6 +44,7 @@ export {
   planRemove,
   removeMetadataRules,
 } from './iptables-rules.js';
+export { type L3AddOptions, l3Add, l3Remove } from './l3-hooks.js';
 export {
   deviceAddresses,
   ensureAddress,
@@ -85,4 +74,13 @@ export {
   startProxy,
   stopProxy,
 } from './process-manager.js';
+export { proxyArgv, proxyProgram } from './proxy-launch.js';
+export {
+  expectedSocket,
+  formatStatus,
+  namespaceOf,
+  type ProxyStatus,
+  proxyStatus,
+  statusOf,
+} from './proxy-status.js';
 export { DEFAULT_UNIT_SETTINGS, renderUnits, type UnitSettings } from './systemd-units.js';

@@ -5,6 +5,7 @@
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { SocketAddress } from 'node:net';
+import { formatHostPort } from '@nmp/common';
 
 export interface ListeningSocket {
   /** Canonical text form (`0.0.0.0`, `::`, `fe80::a9fe:a9fe`). */
@@ -78,5 +79,5 @@ export function listeningSockets(pid: number): ListeningSocket[] {
 
 /** `169.254.169.254:80`, `[fe80::a9fe:a9fe]:80`. */
 export function formatSocket(s: { address: string; port: number }): string {
-  return s.address.includes(':') ? `[${s.address}]:${s.port}` : `${s.address}:${s.port}`;
+  return formatHostPort(s.address, s.port);
 }

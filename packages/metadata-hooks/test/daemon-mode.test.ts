@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { NetnsLab as Lab, type NetnsLab, type NsChild, requireRoot, sleep } from '@nmp/testkit';
-import type { ProxyStatus } from '../src/hooks.js';
+import type { ProxyStatus } from '../src/proxy-status.js';
 import { type Chain, startChain, withDiagnostics } from './chain-fixture.js';
 
 const DAEMON_CLI = fileURLToPath(new URL('../../../metadata-proxy-daemon/dist/src/cli.js', import.meta.url));

@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isProcessAlive, NetnsLab, requireRoot, runCommand, sleep } from '@nmp/testkit';
-import type { ProxyStatus } from '../src/hooks.js';
+import type { ProxyStatus } from '../src/proxy-status.js';
 import { type Chain, eui64LinkLocal, startChain, withDiagnostics } from './chain-fixture.js';
 
 const NET = '7d0c3a52-1f2e-4b3c-8d4e-5f6a7b8c9d01';

@@ -6,14 +6,23 @@
  * stand-in agent on the UNIX socket records what arrives. Stopping goes through `haproxy-kill`.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { isProcessAlive, NetnsLab, requireRoot, runCommand, sleep } from '@nmp/testkit';
-import type { ProxyStatus } from '../src/hooks.js';
+import type { ProxyStatus } from '../src/proxy-status.js';
 import { HOOKS_CLI } from './chain-fixture.js';
 
 const fixtures = fileURLToPath(new URL('../../../ns-metadata-proxy/test/fixtures/', import.meta.url));
@@ -85,7 +94,12 @@ async function neutronSpawns(lab: NetnsLab, ns: string, agent: FakeAgent, conf: 
   } catch {
     // already linked for an earlier variant
   }
-  return lab.exec(ns, process.execPath, [haproxy, '-f', conf], { allowFailure: true, timeoutMs: 30_000 });
+  return lab.exec(ns, process.execPath, [haproxy, '-f', conf], {
+    allowFailure: true,
+    timeoutMs: 30_000,
+    // What an agent's environment may hold: it must not reach the proxy.
+    env: { ...process.env, OS_PASSWORD: 'neutron-shell-password' },
+  });
 }
 
 function stopLater(lab: NetnsLab, pidFile: string): void {
@@ -130,6 +144,7 @@ test('neutron DHCP haproxy config (dual-stack, bracketed v6 bind): listens, drop
   // neutron's "active" test: the pid's command line names the network id.
   assert.match(readFileSync(`/proc/${pid}/cmdline`, 'utf8'), new RegExp(NET));
   assert.match(readFileSync(`/proc/${pid}/status`, 'utf8'), /^Uid:\s+65534\s+65534\s+65534\s+65534$/m);
+  assert.doesNotMatch(readFileSync(`/proc/${pid}/environ`, 'utf8'), /OS_PASSWORD|neutron-shell-password/);
   const listening = (await lab.listeners(dhcp)).join('\n');
   assert.match(listening, /169\.254\.169\.254:80/);
   assert.match(listening, /\[fe80::a9fe:a9fe\]%\S+:80|fe80::a9fe:a9fe%\S+:80/);
@@ -170,12 +185,20 @@ test('neutron DHCP haproxy config (dual-stack, bracketed v6 bind): listens, drop
   assert.equal(s0!.healthy, true, JSON.stringify(s0));
   assert.deepEqual([...s0!.listening].sort(), ['169.254.169.254:80', '[fe80::a9fe:a9fe]:80']);
 
-  // neutron stops it with its kill script.
+  // neutron destroys it: its kill script, then the config is deleted. The drop-in's log goes with it.
+  const log = `${file}.log`;
+  assert.match(readFileSync(log, 'utf8'), /ns-metadata-proxy listening/);
   const kill = await runCommand(undefined, process.execPath, [HOOKS_CLI, 'haproxy-kill', '15', String(pid)]);
   assert.equal(kill.code, 0);
   for (let i = 0; i < 100 && isProcessAlive(pid); i++) await sleep(50);
   assert.equal(isProcessAlive(pid), false);
   assert.deepEqual(await lab.listeners(dhcp), []);
+  rmSync(file);
+  assert.deepEqual(
+    readdirSync(dirname(file)),
+    [],
+    'nothing of the destroyed proxy is left beside its config',
+  );
 });
 
 test('neutron L3 haproxy config (:::9697): router id stamped for IPv4 clients of the dual-stack socket', async (t) => {

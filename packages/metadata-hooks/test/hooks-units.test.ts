@@ -6,8 +6,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadConfig } from '@nmp/common';
 import { haproxyKill, parseHaproxyArgs } from '../src/haproxy-compat.js';
-import { expectedSocket, pidFileFor, proxyArgv, proxyProgram } from '../src/hooks.js';
+import { pidFileFor } from '../src/hook-records.js';
 import { hooksOptions, parseMark } from '../src/options.js';
+import { proxyArgv, proxyProgram } from '../src/proxy-launch.js';
+import { expectedSocket } from '../src/proxy-status.js';
 
 const config = (flags: Record<string, unknown> = {}) => loadConfig(hooksOptions, { flags, env: {} }).config;
 

@@ -10,8 +10,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { HttpGetError, isProcessAlive, NetnsLab, requireRoot, sleep } from '@nmp/testkit';
-import type { ProxyStatus } from '../src/hooks.js';
 import { listMetadataRules } from '../src/iptables-rules.js';
+import type { ProxyStatus } from '../src/proxy-status.js';
 import { type Chain, PROXY_CLI, startChain, withDiagnostics } from './chain-fixture.js';
 
 const ROUTER = '5b3f6e2d-1a4c-4e8f-9b0a-7c6d5e4f3a21';

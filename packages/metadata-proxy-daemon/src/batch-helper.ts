@@ -12,8 +12,7 @@
 import { spawn } from 'node:child_process';
 import type { Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { type BindAddress, listenHost } from '@nmp/ns-metadata-proxy';
-import { formatAddress } from './listener-address.js';
+import { type BindAddress, formatAddress, listenHost, withoutSecrets } from '@nmp/common';
 import { HelperError, type HelperResult, type NetnsId, type ReceivedListener } from './listener-helper.js';
 
 export const RELAY_PATH = fileURLToPath(new URL('./batch-relay.js', import.meta.url));
@@ -107,6 +106,7 @@ export function runBatchHelper(
     const child = spawn(o.python ?? '/usr/bin/python3', ['-c', PYTHON_HELPER, JSON.stringify(spec)], {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
       serialization: 'json',
+      env: withoutSecrets(process.env),
     });
     const fail = (key: string, err: HelperError) => {
       for (const l of received.get(key) ?? []) l.handle.close();

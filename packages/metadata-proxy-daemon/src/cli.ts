@@ -10,29 +10,25 @@
  * The last three talk to a running daemon over its control socket (what the hooks do in daemon mode).
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   addSchemaOptions,
   ConfigError,
-  type ConfigOf,
   createCli,
   createLogger,
   loadConfig,
+  packageVersion,
   runMain,
 } from '@nmp/common';
-import { proxyIdentity, type RateLimiterOptions } from '@nmp/ns-metadata-proxy';
-import { MetadataProxyDaemon } from './daemon.js';
+import { describeServing, loadTokenKey, proxyIdentity, servingSettings } from '@nmp/ns-metadata-proxy';
 import { daemonOptions } from './options.js';
 import { type AttachSpec, daemonClient, formatDaemonStatus } from './protocol.js';
 import { STATE_FILE_NAME } from './state-file.js';
+import { MetadataProxyDaemon } from './supervisor.js';
+import { type DaemonConfig, workerSettingsFor } from './worker-settings.js';
 
 const PROGRAM = 'metadata-proxy-daemon';
-const VERSION = (
-  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
-).version;
-
-type DaemonConfig = ConfigOf<typeof daemonOptions>;
+const VERSION = packageVersion(import.meta.url);
 
 /** uid/gid for a user and group given as names or numbers (NSS through getent). */
 function resolveIds(user: string, group: string): { uid?: number; gid?: number } {
@@ -56,23 +52,6 @@ function resolveIds(user: string, group: string): { uid?: number; gid?: number }
   return out;
 }
 
-function rateLimit(config: DaemonConfig): RateLimiterOptions | undefined {
-  if (!config.rateLimitEnabled) return undefined;
-  const versions = new Set(config.rateLimitIpVersions.map((v) => v.trim()));
-  for (const v of versions)
-    if (v !== '4' && v !== '6')
-      throw new ConfigError(`[metadata_rate_limiting] ip_versions: '${v}' is not 4 or 6`);
-  if (versions.size === 0) return undefined;
-  return {
-    baseWindowMs: config.baseWindow * 1000,
-    baseLimit: config.baseLimit,
-    burstWindowMs: config.burstWindow * 1000,
-    burstLimit: config.burstLimit,
-    ipv4: versions.has('4'),
-    ipv6: versions.has('6'),
-  };
-}
-
 async function serve(config: DaemonConfig, warnings: readonly string[]): Promise<void> {
   const level = config.debug ? 'debug' : config.logLevel;
   const logger = createLogger({
@@ -81,29 +60,20 @@ async function serve(config: DaemonConfig, warnings: readonly string[]): Promise
     base: { role: 'supervisor' },
     ...(config.logFile ? { file: config.logFile } : {}),
   });
-  for (const w of warnings) logger.warn({ code: 'MDP_CONFIG_WARNING' }, w);
+  // The standalone proxy's own reading of the same options: what one listener does here is what one
+  // ns-metadata-proxy does with the same file.
+  const serving = servingSettings(config);
+  // The node key is read here, as root; the worker gets it over IPC.
+  const tokenKey = serving.ssrf ? loadTokenKey(serving.ssrf) : undefined;
+  for (const w of [...warnings, ...serving.warnings, ...(tokenKey?.warnings ?? [])])
+    logger.warn({ code: 'MDP_CONFIG_WARNING' }, w);
   const ids = resolveIds(config.user, config.group);
-  const limiter = rateLimit(config);
   const daemon = new MetadataProxyDaemon({
     controlSocket: config.controlSocket,
     stateFile: join(config.daemonStateDir, STATE_FILE_NAME),
-    worker: {
-      socketPath: config.socketPath,
-      limits: {
-        requestTimeoutMs: config.timeoutHttpRequest * 1000,
-        keepAliveTimeoutMs: config.timeoutHttpKeepAlive * 1000,
-        upstreamTimeoutMs: config.timeoutServer * 1000,
-        connectTimeoutMs: config.timeoutConnect * 1000,
-        maxConnections: config.maxConnections,
-        maxHeaderSize: config.maxHeaderSize,
-        maxBodySize: config.maxBodySize,
-        backlog: config.backlog,
-        agentConnections: config.agentConnections,
-      },
-      ...(limiter ? { rateLimit: limiter } : {}),
-      logLevel: level,
-      ...(config.logFile ? { logFile: config.logFile } : {}),
-    },
+    worker: workerSettingsFor(config, serving),
+    ...(tokenKey?.key ? { tokenKey: tokenKey.key } : {}),
+    adminSocket: serving.adminSocket,
     ...(ids.uid !== undefined ? { workerUid: ids.uid } : {}),
     ...(ids.gid !== undefined ? { workerGid: ids.gid } : {}),
     netnsExec: config.netnsExec,
@@ -121,6 +91,8 @@ async function serve(config: DaemonConfig, warnings: readonly string[]): Promise
       agent: config.socketPath,
       worker: daemon.workerPid,
       workerUid: ids.uid,
+      ...(serving.adminSocket !== '' ? { admin: serving.adminSocket } : {}),
+      ...describeServing(serving),
       version: VERSION,
     },
     'metadata-proxy-daemon ready',
@@ -183,7 +155,8 @@ async function main(): Promise<void> {
           .option('network-id', { type: 'string', requiresArg: true })
           .option('router-id', { type: 'string', requiresArg: true })
           .option('ovn-network-id', { type: 'string', requiresArg: true })
-          .option('bind', { type: 'string', array: true, demandOption: true, requiresArg: true }),
+          // Repeatable, not an array: a yargs array would swallow what follows it.
+          .option('bind', { type: 'string', demandOption: true, requiresArg: true }),
       (a) => {
         const { config } = load(a);
         // The proxy's own rule (exactly one id, well-formed), so both CLIs say the same.
@@ -196,7 +169,7 @@ async function main(): Promise<void> {
           id: identity.id,
           mode: identity.mode,
           namespace: a.namespace,
-          binds: a.bind.map(String),
+          binds: [a.bind].flat().map(String),
         };
         done = daemonClient
           .attach(config.controlSocket, spec, config.helperTimeout * 1000 + 30_000)

@@ -3,9 +3,9 @@
  * sockets are created inside each namespace by a short-lived helper and handed over; the CLI is
  * `metadata-proxy-daemon` (src/cli.ts).
  */
+
+export { formatAddress, probeSocket } from '@nmp/common';
 export { type BatchItem, BatchOpener, PYTHON_HELPER, RELAY_PATH, runBatchHelper } from './batch-helper.js';
-export { type DaemonSettings, MetadataProxyDaemon, probeSocket, WORKER_PATH } from './daemon.js';
-export { formatAddress } from './listener-address.js';
 export {
   HELPER_PATH,
   HelperError,
@@ -36,6 +36,7 @@ export {
   parseRequest,
 } from './protocol.js';
 export { loadState, STATE_FILE_NAME, StateFile } from './state-file.js';
+export { type DaemonSettings, MetadataProxyDaemon, WORKER_PATH } from './supervisor.js';
 export {
   ServingWorker,
   type WorkerReply,
@@ -43,3 +44,4 @@ export {
   type WorkerSettings,
   type WorkerStats,
 } from './worker.js';
+export { type DaemonConfig, workerSettingsFor } from './worker-settings.js';

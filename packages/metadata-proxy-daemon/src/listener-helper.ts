@@ -7,8 +7,7 @@ import { spawn } from 'node:child_process';
 import { statSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { type BindAddress, listenHost } from '@nmp/ns-metadata-proxy';
-import { formatAddress } from './listener-address.js';
+import { type BindAddress, formatAddress, listenHost, withoutSecrets } from '@nmp/common';
 
 export const HELPER_PATH = fileURLToPath(new URL('./helper.js', import.meta.url));
 
@@ -85,6 +84,7 @@ export function runListenerHelper(o: HelperOptions): Promise<HelperResult> {
     const child = spawn(argv[0]!, argv.slice(1), {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
       serialization: 'json',
+      env: withoutSecrets(process.env),
     });
     const finish = (err?: HelperError) => {
       if (settled) return;

@@ -11,6 +11,7 @@ const {
   bind: _bind,
   networkId: _networkId,
   routerId: _routerId,
+  ovnNetworkId: _ovnNetworkId,
   haproxyConfig: _haproxyConfig,
   pidFile: _pidFile,
   ...servingOptions

@@ -10,7 +10,7 @@
  * (as it held one proxy), so the namespace names it; the id is what its listeners stamp.
  */
 import { connect } from 'node:net';
-import { parseBind } from '@nmp/ns-metadata-proxy';
+import { NEUTRON_ID_PATTERN, parseBind } from '@nmp/common';
 
 /** The identity header the attachment's listeners stamp (ProxyMode): ovn for ovnmeta-<network> namespaces. */
 export type AttachMode = 'network' | 'router' | 'ovn';
@@ -74,7 +74,6 @@ export class ProtocolError extends Error {
   }
 }
 
-const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,254}$/;
 const NAMESPACE_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/;
 
 function str(o: Record<string, unknown>, key: string, re: RegExp): string {
@@ -103,7 +102,7 @@ export function checkAttachSpec(o: Record<string, unknown>): AttachSpec {
     }
   }
   return {
-    id: str(o, 'id', ID_RE),
+    id: str(o, 'id', NEUTRON_ID_PATTERN),
     mode: mode(o.mode),
     namespace: str(o, 'namespace', NAMESPACE_RE),
     binds: binds as string[],
@@ -129,7 +128,7 @@ export function parseRequest(line: string): ControlRequest {
       if (r.id !== undefined)
         return {
           op: 'detach',
-          id: str(r, 'id', ID_RE),
+          id: str(r, 'id', NEUTRON_ID_PATTERN),
           ...(r.mode !== undefined ? { mode: mode(r.mode) } : {}),
         };
       throw new ProtocolError("detach needs 'namespace' or 'id'");

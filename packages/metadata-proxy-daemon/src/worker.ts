@@ -2,39 +2,60 @@
  * The serving process. The supervisor (root) forks it, as the unprivileged proxy user when one is
  * configured, and passes it listening sockets that helpers created inside namespaces. It never enters a
  * namespace and holds no privilege: it accepts, polices, stamps and forwards, exactly as the per-namespace
- * proxy does, with that proxy's own code.
+ * proxy does, with that proxy's own code and the same serving settings (servingSettings() of the same
+ * options): limits and timeouts, connection caps, rate limiting, the SSRF defences, metrics.
  *
  * Per attachment (one namespace): a MetadataProxy that builds each listener's http.Server (parser limits,
- * connection cap, refusals before a request exists, graceful close), and a ProxyHandler with the
- * attachment's identity on the ONE agent pool the whole process shares. The listener that accepted a
- * connection therefore decides the network or router id that is stamped.
+ * connection caps, refusals before a request exists, graceful close), its own rate-limit table (as each
+ * haproxy had), and a ProxyHandler with the attachment's identity on the ONE agent pool the whole process
+ * shares. The listener that accepted a connection therefore decides the network or router id that is
+ * stamped. The SSRF policy (one node key: a token is bound to its source and identity, so it is good in
+ * its own namespace only) and the metrics are the worker's, shared by every attachment.
  *
- * IPC from the supervisor: {op:'listen', seq, key, identity, bind} + handle, {op:'close', seq, key},
- * {op:'stats', seq}. Every one is answered with {seq, ok, ...}.
+ * IPC from the supervisor: first {op:'init', seq: 0, settings, tokenKey?} (the node key travels here,
+ * never in argv: the worker cannot read a root-only key file, and argv is public); then
+ * {op:'listen', seq, key, identity, bind} + handle, {op:'close', seq, key}, {op:'stats', seq},
+ * {op:'metrics', seq}. Every one is answered with {seq, ok, ...}.
  */
 import type { Server } from 'node:http';
-import { createLogger, type Logger } from '@nmp/common';
+import { createLogger, formatAddress, type Logger, packageVersion } from '@nmp/common';
 import {
   AgentClient,
+  createSsrfPolicy,
   MetadataProxy,
   type ProxyHandler,
   type ProxyIdentity,
   type ProxyLimits,
+  ProxyMetrics,
   RateLimiter,
   type RateLimiterOptions,
+  SSRF_REFUSAL_REASONS,
+  type SsrfPolicy,
+  type SsrfSettings,
 } from '@nmp/ns-metadata-proxy';
-import { formatAddress } from './listener-address.js';
 
+/** What the worker serves with: ServingSettings of the daemon's configuration, plus where to log. */
 export interface WorkerSettings {
   readonly socketPath: string;
   readonly limits: ProxyLimits;
   /** Per-attachment rate limiting (each namespace its own table, as each haproxy had). */
-  readonly rateLimit?: RateLimiterOptions;
+  readonly rateLimit?: RateLimiterOptions | undefined;
+  /** [metadata_ssrf]; with a token mode the supervisor sends the node key in the init message. */
+  readonly ssrf?: SsrfSettings | undefined;
+  /** Keep metrics (the supervisor serves them on the daemon's admin socket, asking with op 'metrics'). */
+  readonly metrics?: boolean;
   readonly logLevel: string;
   readonly logFile?: string;
 }
 
 export type WorkerRequest =
+  | {
+      readonly op: 'init';
+      readonly seq: 0;
+      readonly settings: WorkerSettings;
+      /** The SSRF node key, hex (token mode only). */
+      readonly tokenKey?: string;
+    }
   | {
       readonly op: 'listen';
       readonly seq: number;
@@ -43,7 +64,8 @@ export type WorkerRequest =
       readonly bind: string;
     }
   | { readonly op: 'close'; readonly seq: number; readonly key: string }
-  | { readonly op: 'stats'; readonly seq: number };
+  | { readonly op: 'stats'; readonly seq: number }
+  | { readonly op: 'metrics'; readonly seq: number };
 
 export interface WorkerAttachmentStats {
   readonly listening: readonly string[];
@@ -58,8 +80,24 @@ export interface WorkerStats {
 }
 
 export type WorkerReply =
-  | { readonly seq: number; readonly ok: true; readonly address?: string; readonly stats?: WorkerStats }
+  | {
+      readonly seq: number;
+      readonly ok: true;
+      readonly address?: string;
+      readonly stats?: WorkerStats;
+      /** op 'metrics': the Prometheus text. */
+      readonly metrics?: string;
+    }
   | { readonly seq: number; readonly ok: false; readonly error: string };
+
+/** What every attachment of the worker shares. */
+interface Shared {
+  readonly agent: AgentClient;
+  readonly settings: WorkerSettings;
+  readonly logger: Logger;
+  readonly ssrf: SsrfPolicy | undefined;
+  readonly metrics: ProxyMetrics | undefined;
+}
 
 class ServedAttachment {
   readonly proxy: MetadataProxy;
@@ -68,20 +106,21 @@ class ServedAttachment {
 
   constructor(
     readonly identity: ProxyIdentity,
-    agent: AgentClient,
-    settings: WorkerSettings,
-    logger: Logger,
+    shared: Shared,
   ) {
-    const limiter = settings.rateLimit ? new RateLimiter(settings.rateLimit) : undefined;
+    const s = shared.settings;
+    const limiter = s.rateLimit ? new RateLimiter(s.rateLimit) : undefined;
     // One proxy per namespace, all on the worker's one pool to the agent.
     this.proxy = new MetadataProxy({
       identity,
       binds: [],
-      socketPath: settings.socketPath,
-      logger,
-      limits: settings.limits,
-      agent,
+      socketPath: s.socketPath,
+      logger: shared.logger,
+      limits: s.limits,
+      agent: shared.agent,
       ...(limiter ? { admit: limiter.admit } : {}),
+      ...(shared.ssrf ? { ssrf: shared.ssrf } : {}),
+      ...(shared.metrics ? { metrics: shared.metrics } : {}),
     });
     this.handler = this.proxy.handler;
   }
@@ -113,19 +152,43 @@ class ServedAttachment {
 
 export class ServingWorker {
   readonly agent: AgentClient;
+  /** Undefined unless settings.metrics. */
+  readonly metrics: ProxyMetrics | undefined;
   readonly #attachments = new Map<string, ServedAttachment>();
   readonly #settings: WorkerSettings;
-  readonly #logger: Logger;
+  readonly #shared: Shared;
 
-  constructor(settings: WorkerSettings, logger: Logger) {
+  /** `tokenKey`: the SSRF node key (the supervisor's; required with a token mode). */
+  constructor(settings: WorkerSettings, logger: Logger, tokenKey?: Buffer) {
     this.#settings = settings;
-    this.#logger = logger;
     this.agent = new AgentClient({
       socketPath: settings.socketPath,
       timeoutMs: settings.limits.upstreamTimeoutMs,
       connectTimeoutMs: settings.limits.connectTimeoutMs,
       connections: settings.limits.agentConnections,
     });
+    const ssrf = settings.ssrf
+      ? createSsrfPolicy(settings.ssrf, { key: tokenKey, warnings: [] }).policy
+      : undefined;
+    this.metrics = settings.metrics
+      ? new ProxyMetrics({
+          mode: 'daemon',
+          version: packageVersion(import.meta.url),
+          defaultMetrics: true,
+          ...(ssrf ? { extraReasons: SSRF_REFUSAL_REASONS } : {}),
+        })
+      : undefined;
+    this.metrics?.setSources({
+      connections: () => this.#sum((a) => a.proxy.connections),
+      inFlight: () => this.#sum((a) => a.handler.inFlight),
+    });
+    this.#shared = { agent: this.agent, settings, logger, ssrf, metrics: this.metrics };
+  }
+
+  #sum(of: (a: ServedAttachment) => number): number {
+    let n = 0;
+    for (const a of this.#attachments.values()) n += of(a);
+    return n;
   }
 
   async handle(request: WorkerRequest, handle: unknown): Promise<WorkerReply> {
@@ -142,7 +205,7 @@ export class ServingWorker {
             served = undefined;
           }
           if (served === undefined) {
-            served = new ServedAttachment(request.identity, this.agent, this.#settings, this.#logger);
+            served = new ServedAttachment(request.identity, this.#shared);
             this.#attachments.set(request.key, served);
           }
           const server = await served.serve(handle as object, this.#settings.limits.backlog);
@@ -162,6 +225,12 @@ export class ServingWorker {
             stats: { pid: process.pid, rss: process.memoryUsage.rss(), attachments },
           };
         }
+        case 'metrics': {
+          if (this.metrics === undefined) throw new Error('metrics are off (no admin_socket)');
+          return { seq: request.seq, ok: true, metrics: await this.metrics.render() };
+        }
+        case 'init':
+          throw new Error('the worker is initialised already');
         default:
           throw new Error(`unknown op ${JSON.stringify((request as { op: unknown }).op)}`);
       }
@@ -179,17 +248,26 @@ export class ServingWorker {
   }
 }
 
-/** Entry point when forked by the supervisor: settings in argv[2]. */
+/** Entry point when forked by the supervisor: everything else waits for the init message. */
 function runForked(): void {
-  const settings = JSON.parse(process.argv[2] ?? '{}') as WorkerSettings;
+  process.title = 'metadata-proxy-daemon worker';
+  process.once('message', (init: WorkerRequest) => {
+    if (init.op !== 'init') {
+      process.send?.({ seq: init.seq, ok: false, error: 'the first message must be init' });
+      process.exit(1);
+    }
+    serveForked(init.settings, init.tokenKey === undefined ? undefined : Buffer.from(init.tokenKey, 'hex'));
+  });
+}
+
+function serveForked(settings: WorkerSettings, tokenKey: Buffer | undefined): void {
   const logger = createLogger({
     name: 'metadata-proxy-daemon',
     level: settings.logLevel,
     base: { role: 'worker' },
     ...(settings.logFile ? { file: settings.logFile } : {}),
   });
-  const worker = new ServingWorker(settings, logger);
-  process.title = 'metadata-proxy-daemon worker';
+  const worker = new ServingWorker(settings, logger, tokenKey);
   process.on('message', (message: WorkerRequest, handle: unknown) => {
     void worker.handle(message, handle).then((reply) => process.send?.(reply));
   });

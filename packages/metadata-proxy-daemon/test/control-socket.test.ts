@@ -11,7 +11,6 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { silentLogger } from '@nmp/common';
 import { DEFAULT_LIMITS } from '@nmp/ns-metadata-proxy';
-import { MetadataProxyDaemon } from '../src/daemon.js';
 import {
   type AttachSpec,
   DaemonRequestError,
@@ -20,6 +19,7 @@ import {
   parseRequest,
 } from '../src/protocol.js';
 import { loadState, StateFile } from '../src/state-file.js';
+import { MetadataProxyDaemon } from '../src/supervisor.js';
 
 function tempDir(t: { after: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'nmp-daemon-unit-'));
@@ -144,6 +144,31 @@ test('control socket: mode 0600, one answer per line, refused attach keeps nothi
   assert.deepEqual(JSON.parse(answers[2]!), { ok: true });
 
   const second = new MetadataProxyDaemon({ ...settings, stateFile: join(dir, 'other.json') });
-  await assert.rejects(second.start(), /another daemon answers/);
+  await assert.rejects(
+    second.start(),
+    /another process is listening there \(another metadata-proxy-daemon\)/,
+  );
   await second.stop();
+});
+
+test('control socket path that is not a socket: the daemon refuses to start and removes nothing', async (t) => {
+  const dir = tempDir(t);
+  const controlSocket = join(dir, 'control.sock');
+  writeFileSync(controlSocket, 'precious, not a socket');
+  const daemon = new MetadataProxyDaemon({
+    controlSocket,
+    stateFile: join(dir, 'attachments.json'),
+    worker: { socketPath: join(dir, 'no-agent.sock'), limits: DEFAULT_LIMITS, logLevel: 'silent' },
+    netnsExec: 'ip' as const,
+    attachConcurrency: 1,
+    helperTimeoutMs: 5_000,
+    namespaceCheckIntervalMs: 60_000,
+    logger: silentLogger(),
+  });
+  t.after(() => daemon.stop());
+  await assert.rejects(daemon.start(), {
+    message: `daemon_control_socket ${controlSocket} exists and is not a socket; refusing to remove it`,
+  });
+  assert.equal(readFileSync(controlSocket, 'utf8'), 'precious, not a socket');
+  assert.equal(daemon.workerPid, undefined, 'no worker was started');
 });

@@ -14,23 +14,13 @@ import {
   createLogger,
   loadConfig,
   opt,
+  packageVersion,
   runMain,
 } from '@nmp/common';
 import { InstancesFileError, loadInstances, SAMPLE_INSTANCES_FILE } from './index.js';
 import { createNovaMetadataServer } from './server.js';
 
 const PROGRAM = 'nova-metadata-dev';
-
-function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-      version?: string;
-    };
-    return pkg.version ?? '0.0.0';
-  } catch {
-    return '0.0.0';
-  }
-}
 
 const HOSTNAME =
   /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
@@ -90,7 +80,10 @@ function readPem(flag: string, file: string): Buffer {
 }
 
 async function main(): Promise<void> {
-  const argv = await addSchemaOptions(createCli(PROGRAM, packageVersion(), process.argv.slice(2)), SCHEMA)
+  const argv = await addSchemaOptions(
+    createCli(PROGRAM, packageVersion(import.meta.url), process.argv.slice(2)),
+    SCHEMA,
+  )
     .usage(`${PROGRAM} [options]\n\nA Nova-compatible metadata API for development, tests and benchmarks.`)
     .parseAsync();
   const { config, warnings } = loadConfig(SCHEMA, { flags: argv, env: process.env });

@@ -8,7 +8,7 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { canonicalIp, type Logger, silentLogger } from '@nmp/common';
+import { canonicalIp, formatAddress, type Logger, silentLogger } from '@nmp/common';
 import {
   type CompiledInstance,
   compileInstance,
@@ -247,8 +247,7 @@ function localIpv4(who: Identified): string {
 }
 
 function formatUrl(scheme: string, address: AddressInfo): string {
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return `${scheme}://${host}:${address.port}`;
+  return `${scheme}://${formatAddress(address)}`;
 }
 
 export function createNovaMetadataServer(options: NovaMetadataServerOptions): NovaMetadataServer {

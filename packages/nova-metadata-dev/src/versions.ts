@@ -45,12 +45,6 @@ export function atLeast(requested: string, required: string, versions: readonly 
   return versions.indexOf(requested) >= versions.indexOf(required);
 }
 
-/** Resolve `latest`; undefined for an unknown version. */
-export function resolveVersion(version: string, versions: readonly string[]): string | undefined {
-  if (version === 'latest') return versions[versions.length - 1];
-  return versions.includes(version) ? version : undefined;
-}
-
 /**
  * The OpenStack version listing as of `today` (UTC `YYYY-MM-DD`): versions dated later are hidden, though
  * still served when asked for by name, as Nova does so that future versions can be tested.

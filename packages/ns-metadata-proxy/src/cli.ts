@@ -6,25 +6,29 @@
 import { unlinkSync, writeFileSync } from 'node:fs';
 import {
   addSchemaOptions,
+  type BindAddress,
+  BindSpecError,
   ConfigError,
   type ConfigOf,
   createCli,
   createLogger,
   describeConfig,
+  formatAddress,
+  formatHostPort,
   type LoadedConfig,
   loadConfig,
+  parseBind,
   runMain,
   UsageError,
 } from '@nmp/common';
-import { type BindAddress, BindSpecError, parseBind } from './bind-address.js';
 import { HaproxyConfigError, type HaproxyMetadataConfig, readHaproxyConfig } from './haproxy-config.js';
 import type { ProxyAdminServer } from './metrics.js';
 import { ID_OPTIONS, proxyIdentity, proxyOptions } from './options.js';
 import { dropPrivileges } from './privileges.js';
 import { MetadataProxy } from './proxy.js';
 import { RateLimiter } from './rate-limiter.js';
-import { ssrfSettings } from './ssrf-options.js';
-import { createSsrfPolicy, SSRF_REFUSAL_REASONS } from './ssrf-policy.js';
+import { describeServing, servingSettings } from './serving-settings.js';
+import { createSsrfPolicy, SSRF_REFUSAL_REASONS } from './ssrf/policy.js';
 import { VERSION } from './version.js';
 
 const PROGRAM = 'ns-metadata-proxy';
@@ -66,13 +70,13 @@ async function main(): Promise<void> {
     level: config.debug ? 'debug' : config.logLevel,
     ...(config.logFile ? { file: config.logFile } : {}),
   });
-  for (const w of loaded.warnings) logger.warn({ code: 'MDP_CONFIG_WARNING' }, w);
-  const limiter = rateLimiterFor(config, logger);
-  const ssrfConfig = ssrfSettings(config);
-  const ssrf = ssrfConfig ? createSsrfPolicy(ssrfConfig) : undefined;
-  for (const w of ssrf?.warnings ?? []) logger.warn({ code: 'MDP_CONFIG_WARNING' }, w);
+  const serving = servingSettings(config);
+  const ssrf = serving.ssrf ? createSsrfPolicy(serving.ssrf) : undefined;
+  for (const w of [...loaded.warnings, ...serving.warnings, ...(ssrf?.warnings ?? [])])
+    logger.warn({ code: 'MDP_CONFIG_WARNING' }, w);
+  const limiter = serving.rateLimit ? new RateLimiter(serving.rateLimit) : undefined;
   // The metrics code is loaded only when there is an admin socket to serve it.
-  const metricsModule = config.adminSocket === '' ? undefined : await import('./metrics.js');
+  const metricsModule = serving.adminSocket === '' ? undefined : await import('./metrics.js');
   const metrics =
     metricsModule === undefined
       ? undefined
@@ -89,18 +93,7 @@ async function main(): Promise<void> {
     binds,
     socketPath: config.socketPath,
     logger,
-    limits: {
-      requestTimeoutMs: config.timeoutHttpRequest * 1000,
-      keepAliveTimeoutMs: config.timeoutHttpKeepAlive * 1000,
-      upstreamTimeoutMs: config.timeoutServer * 1000,
-      clientTimeoutMs: config.timeoutClient * 1000,
-      connectTimeoutMs: config.timeoutConnect * 1000,
-      maxConnections: config.maxConnections,
-      maxHeaderSize: config.maxHeaderSize,
-      maxBodySize: config.maxBodySize,
-      backlog: config.backlog,
-      agentConnections: config.agentConnections,
-    },
+    limits: serving.limits,
     ...(limiter ? { admit: limiter.admit } : {}),
     ...(ssrf ? { ssrf: ssrf.policy } : {}),
     ...(metrics ? { metrics } : {}),
@@ -117,12 +110,12 @@ async function main(): Promise<void> {
     metrics.setSources({ connections: () => proxy.connections, inFlight: () => proxy.handler.inFlight });
     // Bound before dropping root (the socket's directory is usually root's); a UNIX socket is reachable
     // only through the file system, never from the tenant network this proxy listens on.
-    admin = new metricsModule!.ProxyAdminServer({ socketPath: config.adminSocket, metrics });
+    admin = new metricsModule!.ProxyAdminServer({ socketPath: serving.adminSocket, metrics });
     try {
       await admin.listen();
     } catch (err) {
       await proxy.close(0);
-      throw new ConfigError(`admin_socket: ${(err as Error).message}`);
+      throw err;
     }
   }
   if (config.pidFile !== '') writeFileSync(config.pidFile, `${process.pid}\n`);
@@ -135,24 +128,11 @@ async function main(): Promise<void> {
       : `${PROGRAM} ${identity.mode} ${identity.id}`;
   logger.info(
     {
-      listen: addresses.map((a) => `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`),
+      listen: addresses.map(formatAddress),
       agent: config.socketPath,
       uid: ids.uid,
       gid: ids.gid,
-      rateLimit: limiter
-        ? {
-            ipVersions: config.rateLimitIpVersions,
-            base: `${config.baseLimit}/${config.baseWindow}s`,
-            burst: `${config.burstLimit}/${config.burstWindow}s`,
-          }
-        : false,
-      ssrf: ssrfConfig
-        ? {
-            tokenMode: ssrfConfig.tokenMode,
-            requiredHeader: ssrfConfig.requiredHeader?.name ?? false,
-            refuseForwardedFor: ssrfConfig.refuseForwardedFor,
-          }
-        : false,
+      ...describeServing(serving),
       ...(admin ? { admin: admin.socketPath } : {}),
       version: VERSION,
     },
@@ -189,39 +169,6 @@ async function main(): Promise<void> {
 }
 
 /**
- * The [metadata_rate_limiting] limiter, or undefined when it is off (then the request path does not
- * even call it). Unlike neutron, ip_versions may name both families, and does by default.
- */
-function rateLimiterFor(
-  config: ConfigOf<typeof proxyOptions>,
-  logger: ReturnType<typeof createLogger>,
-): RateLimiter | undefined {
-  if (!config.rateLimitEnabled) return undefined;
-  const versions = new Set<string>();
-  for (const v of config.rateLimitIpVersions) {
-    const t = v.trim();
-    if (t !== '4' && t !== '6')
-      throw new ConfigError(`[metadata_rate_limiting] ip_versions: '${v}' is not 4 or 6`);
-    versions.add(t);
-  }
-  if (versions.size === 0) {
-    logger.warn(
-      { code: 'MDP_CONFIG_WARNING' },
-      'rate_limit_enabled is set but ip_versions is empty: no source is rate limited',
-    );
-    return undefined;
-  }
-  return new RateLimiter({
-    baseWindowMs: config.baseWindow * 1000,
-    baseLimit: config.baseLimit,
-    burstWindowMs: config.burstWindow * 1000,
-    burstLimit: config.burstLimit,
-    ipv4: versions.has('4'),
-    ipv6: versions.has('6'),
-  });
-}
-
-/**
  * Settings from neutron's generated haproxy file fill in whatever was not given explicitly
  * (flags, config files and the environment still win).
  */
@@ -242,11 +189,7 @@ async function withHaproxyConfig(
   const seconds = (ms: number) => Math.max(1, Math.round(ms / 1000));
   const merged: Record<string, unknown> = { ...config };
   if (unset('bind') && unset('networkId') && unset('routerId') && unset('ovnNetworkId')) {
-    merged.bind = h.binds.map((b) =>
-      b.host.includes(':')
-        ? `[${b.host}${b.interface ? `%${b.interface}` : ''}]:${b.port}`
-        : `${b.host}:${b.port}`,
-    );
+    merged.bind = h.binds.map((b) => formatHostPort(b.host, b.port, b.interface));
     merged[ID_OPTIONS[h.mode]] = h.id;
   }
   if (unset('socketPath')) merged.socketPath = h.socketPath;

@@ -13,12 +13,20 @@
  */
 import { randomBytes } from 'node:crypto';
 import { type ClientRequest, type IncomingMessage, ServerResponse } from 'node:http';
-import { forwardedForFromPeer, type Logger, MetadataError, TEXT_PLAIN, writeInfoLine } from '@nmp/common';
+import {
+  addDetails,
+  forwardedForFromPeer,
+  type Logger,
+  MetadataError,
+  TEXT_PLAIN,
+  writeInfoLine,
+} from '@nmp/common';
 import { type AgentClient, type AgentExchange, agentError } from './agent-client.js';
-import { agentRequestHeaders, instanceResponseHeaders, type ProxyIdentity } from './header-policy.js';
+import type { ProxyIdentity } from './header-names.js';
+import { agentRequestHeaders, instanceResponseHeaders } from './header-policy.js';
 import type { ProxyMetrics } from './metrics.js';
 import { bodyLength, bodyTooLarge, checkRequest } from './request-policy.js';
-import type { SsrfAnswer, SsrfPolicy } from './ssrf-policy.js';
+import type { SsrfAnswer, SsrfPolicy } from './ssrf/policy.js';
 
 export interface ProxyHandlerOptions {
   readonly identity: ProxyIdentity;
@@ -330,7 +338,7 @@ export class ProxyHandler {
       status: res.status,
     };
     if (res.code !== undefined) line.code = res.code;
-    if (res.detail !== undefined) Object.assign(line, res.detail);
+    if (res.detail !== undefined) addDetails(line, res.detail);
     line.ms = ms;
     if (!res.writableFinished) line.aborted = true;
     this.#logger[res.level](line, 'request');

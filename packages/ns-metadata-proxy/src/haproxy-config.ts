@@ -12,6 +12,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
+import { isNeutronId } from '@nmp/common';
 
 export interface HaproxyBind {
   /** Address as an IP literal; `0.0.0.0` for haproxy's empty or `*` host, `::` for `:::port`. */
@@ -231,7 +232,7 @@ function parseLines(text: string, file: string): HaproxyMetadataConfig {
       listenSeen,
       "no 'http-request set-header X-Neutron-Network-ID|X-Neutron-Router-ID <id>' (or 'add-header X-OVN-Network-ID <id>') line",
     );
-  if (!/^[A-Za-z0-9._-]{1,255}$/.test(identity!.id))
+  if (!isNeutronId(identity!.id))
     fail(identity!.line, `identity '${identity!.id}' is not a plausible network or router id`);
 
   const timeouts: HaproxyTimeouts = Object.freeze({

@@ -7,7 +7,7 @@
  * Works on rawHeaders so nothing the client sent is merged or reinterpreted along the way.
  */
 import { HOP_BY_HOP_HEADERS, IDENTITY_HEADERS } from '@nmp/common';
-import { TOKEN_HEADERS } from './ssrf-policy.js';
+import { IDENTITY_HEADER_NAME, type ProxyIdentity, TOKEN_HEADERS } from './header-names.js';
 
 /**
  * Every request header the agent must never see, in one set (one lookup per header): identity headers,
@@ -20,20 +20,6 @@ const DROPPED_HEADERS: ReadonlySet<string> = new Set([
   'expect',
   ...TOKEN_HEADERS,
 ]);
-
-/** network/router: neutron's DHCP and L3 agents; ovn: an ovnmeta-<network> namespace of the OVN agent. */
-export type ProxyMode = 'network' | 'router' | 'ovn';
-
-export interface ProxyIdentity {
-  readonly mode: ProxyMode;
-  readonly id: string;
-}
-
-export const IDENTITY_HEADER_NAME: Readonly<Record<ProxyMode, string>> = {
-  network: 'x-neutron-network-id',
-  router: 'x-neutron-router-id',
-  ovn: 'x-ovn-network-id',
-};
 
 /**
  * Headers for the agent as a flat [name, value, ...] array, sent as they are: the client's allowed

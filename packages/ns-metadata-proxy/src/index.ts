@@ -1,6 +1,9 @@
 /*
  * @nmp/ns-metadata-proxy: the per-namespace proxy in front of the metadata agent.
  */
+
+// Bind parsing lives in @nmp/common now (the daemon and the hooks read binds too); still exported here.
+export { type BindAddress, BindSpecError, listenHost, parseBind } from '@nmp/common';
 export {
   AgentClient,
   type AgentClientOptions,
@@ -8,15 +11,16 @@ export {
   AgentTimeoutError,
   agentError,
 } from './agent-client.js';
-export { type BindAddress, BindSpecError, listenHost, parseBind } from './bind-address.js';
 export { ProxyHandler, type ProxyHandlerOptions, ProxyResponse } from './handler.js';
 export {
-  agentRequestHeaders,
   IDENTITY_HEADER_NAME,
-  instanceResponseHeaders,
   type ProxyIdentity,
   type ProxyMode,
-} from './header-policy.js';
+  TOKEN_HEADER,
+  TOKEN_HEADERS,
+  TOKEN_TTL_HEADER,
+} from './header-names.js';
+export { agentRequestHeaders, instanceResponseHeaders } from './header-policy.js';
 export {
   PROXY_LATENCY_BUCKETS,
   ProxyAdminServer,
@@ -33,13 +37,11 @@ export { DEFAULT_LIMITS, MetadataProxy, type MetadataProxyOptions, type ProxyLim
 export { RateLimiter, type RateLimiterOptions } from './rate-limiter.js';
 export { bodyLength, checkRequest, MAX_HEADER_LINES, parserRefusal } from './request-policy.js';
 export {
-  generateNodeKey,
-  loadNodeKey,
-  NodeKeyError,
-  SessionTokens,
-  type TokenBinding,
-  type TokenCheck,
-} from './session-token.js';
+  describeServing,
+  type ServingConfig,
+  type ServingSettings,
+  servingSettings,
+} from './serving-settings.js';
 export {
   parseRequiredHeader,
   type SsrfConfig,
@@ -49,10 +51,11 @@ export {
   ssrfSettings,
   TOKEN_MODES,
   type TokenMode,
-} from './ssrf-options.js';
-export { canonicalPath, PathRuleError, PathRules } from './ssrf-paths.js';
+} from './ssrf/options.js';
+export { canonicalPath, PathRuleError, PathRules } from './ssrf/paths.js';
 export {
   createSsrfPolicy,
+  loadTokenKey,
   SSRF_ERRORS,
   SSRF_REFUSAL_REASONS,
   type SsrfAnswer,
@@ -60,9 +63,15 @@ export {
   SsrfPolicy,
   type SsrfRefusalReason,
   ssrfReasonForCode,
-  TOKEN_HEADER,
-  TOKEN_HEADERS,
   TOKEN_PATH,
-  TOKEN_TTL_HEADER,
-} from './ssrf-policy.js';
+  type TokenKey,
+} from './ssrf/policy.js';
+export {
+  generateNodeKey,
+  loadNodeKey,
+  NodeKeyError,
+  SessionTokens,
+  type TokenBinding,
+  type TokenCheck,
+} from './ssrf/session-token.js';
 export { VERSION } from './version.js';

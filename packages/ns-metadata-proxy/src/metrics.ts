@@ -13,7 +13,9 @@
  *   nmp_proxy_requests_total{status}          requests answered (ours and the agent's), by HTTP status
  *   nmp_proxy_request_duration_seconds        arrival to last byte, every request
  *   nmp_proxy_refused_total{reason}           refused by the proxy itself: rate_limited, too_large,
- *                                             bad_request, timeout, connections, and the SSRF policy's
+ *                                             bad_request, timeout, connections (the proxy's cap),
+ *                                             source_connections (the per-source cap), first_byte_timeout
+ *                                             (silent connections closed), and the SSRF policy's
  *                                             reasons (token_missing, path_denied...) when it is on
  *   nmp_proxy_connections                     client connections open
  *   nmp_proxy_requests_in_flight              requests being served
@@ -21,16 +23,26 @@
  *   process_* / nodejs_*                      addProcessMetrics of @nmp/common, when enabled
  */
 
-import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect } from 'node:net';
-import { dirname } from 'node:path';
-import { addProcessMetrics, type Counter, type Histogram, type Labelled, Registry } from '@nmp/common';
-import type { ProxyMode } from './header-policy.js';
-import { type SsrfRefusalReason, ssrfReasonForCode } from './ssrf-policy.js';
+import {
+  AdminListener,
+  addProcessMetrics,
+  type Counter,
+  type Histogram,
+  type Labelled,
+  Registry,
+} from '@nmp/common';
+import type { ProxyMode } from './header-names.js';
+import { type SsrfRefusalReason, ssrfReasonForCode } from './ssrf/policy.js';
 
 /** The proxy's own refusals; the SSRF policy adds its reasons (token_missing, path_denied...) as strings. */
-export type RefusalReason = 'rate_limited' | 'too_large' | 'bad_request' | 'timeout' | 'connections';
+export type RefusalReason =
+  | 'rate_limited'
+  | 'too_large'
+  | 'bad_request'
+  | 'timeout'
+  | 'connections'
+  | 'source_connections'
+  | 'first_byte_timeout';
 
 export const REFUSAL_REASONS: readonly RefusalReason[] = [
   'rate_limited',
@@ -38,6 +50,8 @@ export const REFUSAL_REASONS: readonly RefusalReason[] = [
   'bad_request',
   'timeout',
   'connections',
+  'source_connections',
+  'first_byte_timeout',
 ];
 
 /** Which refusal an error code of ours is (undefined: not a refusal, e.g. the agent failed). */
@@ -55,6 +69,10 @@ export function refusalReason(code: string | undefined): RefusalReason | SsrfRef
       return 'timeout';
     case 'MDP_ERR_TOO_MANY_CONNECTIONS':
       return 'connections';
+    case 'MDP_ERR_TOO_MANY_SOURCE_CONNECTIONS':
+      return 'source_connections';
+    case 'MDP_ERR_FIRST_BYTE_TIMEOUT':
+      return 'first_byte_timeout';
     default:
       return ssrfReasonForCode(code);
   }
@@ -68,8 +86,8 @@ export const PROXY_LATENCY_BUCKETS: readonly number[] = [
 const COMMON_STATUSES = [200, 400, 404, 408, 413, 429, 431, 500, 502, 503, 504];
 
 export interface ProxyMetricsOptions {
-  /** Network, router or OVN mode and its id, as labels of nmp_proxy_info. */
-  readonly mode?: ProxyMode;
+  /** Network, router or OVN mode and its id, as labels of nmp_proxy_info; `daemon` (no id) for the daemon. */
+  readonly mode?: ProxyMode | 'daemon';
   readonly id?: string;
   readonly version?: string;
   /** Add the process and Node.js metrics (CPU, memory, file descriptors, event loop lag, heap). */
@@ -109,7 +127,7 @@ export class ProxyMetrics {
     });
     this.#refusedCounter = registry.counter({
       name: 'nmp_proxy_refused_total',
-      help: 'Requests or connections the proxy refused itself, by reason: rate_limited (429), too_large (413/431), bad_request (400), timeout (408), connections (connection limit), and the SSRF policy reasons when it is on',
+      help: 'Requests or connections the proxy refused itself, by reason: rate_limited (429), too_large (413/431), bad_request (400), timeout (408), connections (connection limit), source_connections (per-source connection limit), first_byte_timeout (connection closed before its first byte), and the SSRF policy reasons when it is on',
       labelNames: ['reason'],
     });
     for (const reason of [...REFUSAL_REASONS, ...(options.extraReasons ?? [])]) this.#reasonChild(reason);
@@ -186,105 +204,33 @@ export interface ProxyAdminServerOptions {
   readonly notReady?: () => string | undefined;
 }
 
-/** /metrics, /healthz and /readyz on a UNIX socket. */
+/** /metrics, /healthz and /readyz on a UNIX socket (@nmp/common's AdminListener). */
 export class ProxyAdminServer {
   readonly #o: ProxyAdminServerOptions;
-  readonly #server: Server;
+  readonly #listener: AdminListener;
 
   constructor(options: ProxyAdminServerOptions) {
     this.#o = options;
-    this.#server = createServer({ requestTimeout: 10_000, headersTimeout: 10_000 }, this.#handle);
-    this.#server.keepAliveTimeout = 5_000;
+    this.#listener = new AdminListener({
+      metrics: options.metrics,
+      ready: () => {
+        const reason = options.notReady?.();
+        return reason === undefined
+          ? { ready: true, text: 'ready\n' }
+          : { ready: false, text: `not ready: ${reason}\n` };
+      },
+    });
   }
 
   get socketPath(): string {
     return this.#o.socketPath;
   }
 
-  async listen(): Promise<void> {
-    const path = this.#o.socketPath;
-    await mkdir(dirname(path), { recursive: true, mode: 0o755 });
-    await removeStaleSocket(path);
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) =>
-        reject(new Error(`admin socket ${path}: cannot listen: ${err.code ?? err.message}`));
-      this.#server.once('error', onError);
-      this.#server.listen({ path }, () => {
-        this.#server.off('error', onError);
-        resolve();
-      });
-    });
-    await chmod(path, this.#o.mode ?? 0o600);
+  listen(): Promise<void> {
+    return this.#listener.listenUnix(this.#o.socketPath, 'admin_socket', this.#o.mode ?? 0o600);
   }
 
-  async close(): Promise<void> {
-    if (this.#server.listening) {
-      await new Promise<void>((resolve) => {
-        this.#server.close(() => resolve());
-        this.#server.closeAllConnections();
-      });
-      await unlink(this.#o.socketPath).catch(() => {});
-    }
+  close(): Promise<void> {
+    return this.#listener.close();
   }
-
-  readonly #handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.setHeader('allow', 'GET, HEAD');
-      send(res, 405, 'only GET and HEAD\n');
-      return;
-    }
-    if (path === '/metrics') {
-      this.#o.metrics.render().then(
-        (text) => send(res, 200, text, this.#o.metrics.contentType),
-        () => send(res, 500, 'metrics unavailable\n'),
-      );
-      return;
-    }
-    if (path === '/healthz') {
-      send(res, 200, 'ok\n');
-      return;
-    }
-    if (path === '/readyz') {
-      const reason = this.#o.notReady?.();
-      send(
-        res,
-        reason === undefined ? 200 : 503,
-        reason === undefined ? 'ready\n' : `not ready: ${reason}\n`,
-      );
-      return;
-    }
-    send(res, 404, 'not found: try /metrics, /healthz or /readyz\n');
-  };
-}
-
-function send(res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
-  res.writeHead(status, {
-    'content-type': type,
-    'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-  });
-  res.end(res.req.method === 'HEAD' ? undefined : body);
-}
-
-/** Remove a socket left by a dead process; never a live one, never anything that is not a socket. */
-async function removeStaleSocket(path: string): Promise<void> {
-  let isSocket: boolean;
-  try {
-    isSocket = (await lstat(path)).isSocket();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
-  if (!isSocket) throw new Error(`admin socket ${path} exists and is not a socket; refusing to remove it`);
-  const live = await new Promise<boolean>((resolve) => {
-    const s = connect({ path });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-  if (live) throw new Error(`admin socket ${path}: another process is listening there`);
-  await unlink(path);
 }

@@ -2,9 +2,9 @@
  * The proxy's configuration schema. Timeouts use the names of neutron's [metadata_haproxy] section and
  * rate limits those of [metadata_rate_limiting] (reference.md §11), so the same values carry over.
  */
-import { type ConfigOf, opt, UsageError } from '@nmp/common';
-import type { ProxyIdentity, ProxyMode } from './header-policy.js';
-import { ssrfOptions } from './ssrf-options.js';
+import { type ConfigOf, isNeutronId, opt, UsageError } from '@nmp/common';
+import type { ProxyIdentity, ProxyMode } from './header-names.js';
+import { ssrfOptions } from './ssrf/options.js';
 
 export const proxyOptions = {
   bind: opt.list({
@@ -89,6 +89,18 @@ export const proxyOptions = {
     min: 1,
     help: 'Concurrent client connections at most; more are refused',
   }),
+  maxConnectionsPerSource: opt.int({
+    name: 'max_connections_per_source',
+    default: 100,
+    min: 1,
+    help: 'Concurrent client connections one source address may hold; more are refused at once, so one instance cannot take every slot of max_connections',
+  }),
+  timeoutFirstByte: opt.float({
+    name: 'timeout_first_byte',
+    default: 5,
+    min: 0,
+    help: 'Seconds a new client connection may stay silent before it is closed unanswered (a real client sends its request at once); 0 = only timeout_http_request applies',
+  }),
   maxHeaderSize: opt.int({
     name: 'max_header_size',
     default: 16384,
@@ -172,9 +184,6 @@ const ID_FLAGS: Readonly<Record<ProxyMode, string>> = {
   ovn: '--ovn-network-id',
 };
 
-/** Neutron ids are UUIDs; any short token without separators is accepted so test clouds can use names. */
-const ID_SHAPE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,254}$/;
-
 /** The one identity a proxy stamps: exactly one of --network-id, --router-id and --ovn-network-id. */
 export function proxyIdentity(
   config: Pick<ConfigOf<typeof proxyOptions>, (typeof ID_OPTIONS)[ProxyMode]>,
@@ -188,6 +197,6 @@ export function proxyIdentity(
     throw new UsageError('one of --network-id, --router-id or --ovn-network-id is required');
   const mode = given[0]!;
   const id = config[ID_OPTIONS[mode]];
-  if (!ID_SHAPE.test(id)) throw new UsageError(`invalid ${mode} id '${id}'`);
+  if (!isNeutronId(id)) throw new UsageError(`invalid ${mode} id '${id}'`);
   return { mode, id };
 }

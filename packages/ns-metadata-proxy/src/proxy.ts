@@ -2,18 +2,33 @@
  * One proxy: an HTTP/1.1 listener per bind address, all stamping the same network or router id and
  * forwarding over one keep-alive pool to the agent. Also owns what happens before a request exists
  * (malformed input, header overflow, slow clients, CONNECT, too many connections) and the graceful stop.
+ *
+ * Connections, before a byte is read (what one instance can do to the others of its network):
+ * - at most maxConnections across the proxy's listeners, and at most maxConnectionsPerSource from one
+ *   source address, so one instance holding connections open cannot lock the others out: over either
+ *   cap a connection is closed at once, unread and unanswered;
+ * - a connection that sends nothing for firstByteTimeoutMs is closed, unanswered, so idle connections
+ *   free their slots in seconds rather than after the 30 s request timeout.
+ * Each kind of refusal is logged once, then at most once a second with the count (a flood must not flood
+ * the log), and counted in the metrics by reason.
  */
 import { createServer, IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { type Logger, MetadataError } from '@nmp/common';
+import {
+  type BindAddress,
+  type ErrorCode,
+  forwardedForFromPeer,
+  type Logger,
+  listenHost,
+  MetadataError,
+} from '@nmp/common';
 import { AgentClient } from './agent-client.js';
-import { type BindAddress, listenHost } from './bind-address.js';
 import { ProxyHandler, ProxyResponse } from './handler.js';
-import type { ProxyIdentity } from './header-policy.js';
+import type { ProxyIdentity } from './header-names.js';
 import type { ProxyMetrics } from './metrics.js';
 import { MAX_HEADER_LINES, parserRefusal } from './request-policy.js';
-import type { SsrfPolicy } from './ssrf-policy.js';
+import type { SsrfPolicy } from './ssrf/policy.js';
 
 export interface ProxyLimits {
   /** Milliseconds for a complete request header block (408). */
@@ -26,6 +41,10 @@ export interface ProxyLimits {
   readonly clientTimeoutMs?: number;
   readonly connectTimeoutMs: number;
   readonly maxConnections: number;
+  /** Client connections one source address may hold at once (across the listeners); more are closed. */
+  readonly maxConnectionsPerSource: number;
+  /** Milliseconds a new connection may stay silent before its first byte, then it is closed; 0: no limit. */
+  readonly firstByteTimeoutMs: number;
   readonly maxHeaderSize: number;
   readonly maxBodySize: number;
   readonly backlog: number;
@@ -39,6 +58,8 @@ export const DEFAULT_LIMITS: ProxyLimits = {
   clientTimeoutMs: 32_000,
   connectTimeoutMs: 30_000,
   maxConnections: 1024,
+  maxConnectionsPerSource: 100,
+  firstByteTimeoutMs: 5_000,
   maxHeaderSize: 16 * 1024,
   maxBodySize: 64 * 1024,
   backlog: 4096,
@@ -71,9 +92,11 @@ export class MetadataProxy {
   #connections = 0;
   /** Accepted client connections, for the graceful stop. */
   readonly #sockets = new Set<Socket>();
-  /** Connections refused since the last log line about them (a flood must not flood the log). */
-  #refused = 0;
-  #refusedLoggedAt = 0;
+  /** Open connections by source address (IPv4-mapped unwrapped: one instance, one count). */
+  readonly #bySource = new Map<string, number>();
+  readonly #overLimit: ThrottledWarning;
+  readonly #overSourceLimit: ThrottledWarning;
+  readonly #silent: ThrottledWarning;
   /** Sockets already answered with a refusal: the dead parser may report more errors on them. */
   readonly #refusedSockets = new WeakSet<Duplex>();
 
@@ -98,6 +121,28 @@ export class MetadataProxy {
       ...(options.ssrf ? { ssrf: options.ssrf } : {}),
       ...(options.metrics ? { metrics: options.metrics } : {}),
     });
+    const l = this.limits;
+    this.#overLimit = new ThrottledWarning(
+      options.logger,
+      'MDP_ERR_TOO_MANY_CONNECTIONS',
+      { reason: 'connection-limit', limit: l.maxConnections },
+      'refused',
+      'connections refused: limit reached',
+    );
+    this.#overSourceLimit = new ThrottledWarning(
+      options.logger,
+      'MDP_ERR_TOO_MANY_SOURCE_CONNECTIONS',
+      { reason: 'source-connection-limit', limit: l.maxConnectionsPerSource },
+      'refused',
+      'connections refused: one source holds its limit',
+    );
+    this.#silent = new ThrottledWarning(
+      options.logger,
+      'MDP_ERR_FIRST_BYTE_TIMEOUT',
+      { reason: 'no-first-byte', timeoutMs: l.firstByteTimeoutMs },
+      'closed',
+      'silent connections closed: nothing sent in time',
+    );
   }
 
   /**
@@ -125,7 +170,9 @@ export class MetadataProxy {
     server.maxHeadersCount = MAX_HEADER_LINES + 1;
     // Native guard per listener: over the limit the handle is closed before a socket or parser exists.
     server.maxConnections = l.maxConnections;
-    server.on('drop', (data?: { remoteAddress?: string }) => this.#connectionRefused(data?.remoteAddress));
+    server.on('drop', (data?: { remoteAddress?: string }) =>
+      this.#refuseConnection(this.#overLimit, data?.remoteAddress),
+    );
     server.on('connection', (socket: Socket) => this.#admitConnection(socket));
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#clientError(err, socket));
     server.on('connect', (req: IncomingMessage, socket: Duplex) => {
@@ -165,6 +212,11 @@ export class MetadataProxy {
     return this.#connections;
   }
 
+  /** Connections open from one source address (as X-Forwarded-For would name it). */
+  connectionsFrom(source: string): number {
+    return this.#bySource.get(source) ?? 0;
+  }
+
   /**
    * Stop accepting, finish in-flight requests until the deadline, then cut the rest. A connection with
    * no request in progress (idle keep-alive, or opened and silent) is closed at once, and each busy one
@@ -198,38 +250,47 @@ export class MetadataProxy {
   }
 
   #admitConnection(socket: Socket): void {
-    if (this.#connections >= this.limits.maxConnections) {
+    const l = this.limits;
+    const src = forwardedForFromPeer(socket.remoteAddress) ?? '';
+    if (this.#connections >= l.maxConnections) {
       // Over the limit across listeners: refused before a byte is read.
-      socket.destroy();
-      this.#connectionRefused(socket.remoteAddress);
+      this.#refuseConnection(this.#overLimit, src, socket);
       return;
     }
+    const held = this.#bySource.get(src) ?? 0;
+    if (held >= l.maxConnectionsPerSource) {
+      // One instance holding many connections must not take the slots of its neighbours.
+      this.#refuseConnection(this.#overSourceLimit, src, socket);
+      return;
+    }
+    this.#bySource.set(src, held + 1);
     this.#connections++;
     this.#sockets.add(socket);
+    const silence =
+      l.firstByteTimeoutMs > 0
+        ? setTimeout(closeIfSilent, l.firstByteTimeoutMs, this, socket, src)
+        : undefined;
     socket.once('close', () => {
+      clearTimeout(silence);
       this.#connections--;
       this.#sockets.delete(socket);
+      const n = (this.#bySource.get(src) ?? 1) - 1;
+      if (n === 0) this.#bySource.delete(src);
+      else this.#bySource.set(src, n);
     });
   }
 
-  /** One warning for the first refusal, then at most one a second with the count. */
-  #connectionRefused(src: string | undefined): void {
-    this.#refused++;
-    this.#o.metrics?.refused('connections');
-    const now = Date.now();
-    if (now - this.#refusedLoggedAt < 1000) return;
-    this.#o.logger.warn(
-      {
-        code: 'MDP_ERR_TOO_MANY_CONNECTIONS',
-        reason: 'connection-limit',
-        limit: this.limits.maxConnections,
-        refused: this.#refused,
-        ...(src ? { src } : {}),
-      },
-      'connections refused: limit reached',
-    );
-    this.#refused = 0;
-    this.#refusedLoggedAt = now;
+  /** A connection was refused or closed before its first request: counted, and logged at most once a second. */
+  #refuseConnection(kind: ThrottledWarning, src: string | undefined, socket?: Socket): void {
+    socket?.destroy();
+    this.#o.metrics?.refusedFor(kind.code);
+    kind.note(src);
+  }
+
+  /** The first-byte timer fired: a connection that has sent nothing is closed without an answer. */
+  silentTimeout(socket: Socket, src: string): void {
+    if (socket.destroyed || socket.bytesRead > 0) return;
+    this.#refuseConnection(this.#silent, src, socket);
   }
 
   /** Node's parser gave up on the bytes of this connection (or the request took too long). */
@@ -282,6 +343,39 @@ export class MetadataProxy {
       `HTTP/1.1 ${failure.status} ${reason}\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n${body}`,
     );
     socket.once('finish', () => socket.destroy());
+  }
+}
+
+function closeIfSilent(proxy: MetadataProxy, socket: Socket, src: string): void {
+  proxy.silentTimeout(socket, src);
+}
+
+/**
+ * One warning for the first event, then at most one a second carrying how many happened since the last
+ * line (in `countField`) and the latest source: what a connection flood leaves in the log.
+ */
+class ThrottledWarning {
+  #count = 0;
+  #loggedAt = 0;
+
+  constructor(
+    readonly logger: Logger,
+    readonly code: ErrorCode,
+    readonly fields: Readonly<Record<string, unknown>>,
+    readonly countField: string,
+    readonly message: string,
+  ) {}
+
+  note(src: string | undefined): void {
+    this.#count++;
+    const now = Date.now();
+    if (now - this.#loggedAt < 1000) return;
+    this.logger.warn(
+      { code: this.code, ...this.fields, [this.countField]: this.#count, ...(src ? { src } : {}) },
+      this.message,
+    );
+    this.#count = 0;
+    this.#loggedAt = now;
   }
 }
 

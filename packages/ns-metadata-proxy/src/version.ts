@@ -1,6 +1,4 @@
-/* The package version, read once from package.json next to the compiled output. */
-import { readFileSync } from 'node:fs';
+/* The package version (package.json), read once. */
+import { packageVersion } from '@nmp/common';
 
-export const VERSION: string = (
-  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
-).version;
+export const VERSION: string = packageVersion(import.meta.url);

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { test } from 'node:test';
-import { parseBind } from '../src/bind-address.js';
+import { parseBind } from '@nmp/common';
 import { MetadataProxy } from '../src/proxy.js';
 import {
   assertAgentSawOnlyNormal,

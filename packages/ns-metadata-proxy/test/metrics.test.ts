@@ -5,23 +5,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { lstatSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { ERRORS } from '@nmp/common';
+import { promSample, unixHttpGet } from '@nmp/testkit';
 import { ProxyAdminServer, ProxyMetrics, REFUSAL_REASONS, refusalReason } from '../src/metrics.js';
-import { SSRF_REFUSAL_REASONS } from '../src/ssrf-policy.js';
-
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const have = new Map([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((p) => [p[1]!, p[2]!]));
-    if (Object.entries(labels).every(([k, v]) => have.get(k) === v)) return Number(m[3]);
-  }
-  return undefined;
-}
+import { SSRF_REFUSAL_REASONS } from '../src/ssrf/policy.js';
 
 function tempDir(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'nmp-proxy-metrics-'));
@@ -29,22 +19,7 @@ function tempDir(t: TestContext): string {
   return dir;
 }
 
-function get(socketPath: string, path: string, method = 'GET') {
-  return new Promise<{ status: number; type: string; body: string }>((resolve, reject) => {
-    const req = request({ socketPath, path, method }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => {
-        body += c;
-      });
-      res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body }),
-      );
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const get = unixHttpGet;
 
 test('requests by status, latency, refusals by reason, connections and info', async () => {
   const m = new ProxyMetrics({
@@ -66,24 +41,24 @@ test('requests by status, latency, refusals by reason, connections and info', as
   m.refusedFor('MDP_ERR_AGENT_TIMEOUT');
   m.refused('connections');
   const text = await m.render();
-  assert.equal(sample(text, 'nmp_proxy_requests_total', { status: '200' }), 2);
-  assert.equal(sample(text, 'nmp_proxy_requests_total', { status: '429' }), 1);
-  assert.equal(sample(text, 'nmp_proxy_requests_total', { status: '418' }), 1);
-  assert.equal(sample(text, 'nmp_proxy_requests_total', { status: '503' }), 0);
-  assert.equal(sample(text, 'nmp_proxy_request_duration_seconds_count'), 4);
-  assert.equal(sample(text, 'nmp_proxy_request_duration_seconds_bucket', { le: '0.0025' }), 2);
-  assert.equal(sample(text, 'nmp_proxy_refused_total', { reason: 'rate_limited' }), 1);
-  assert.equal(sample(text, 'nmp_proxy_refused_total', { reason: 'too_large' }), 2);
-  assert.equal(sample(text, 'nmp_proxy_refused_total', { reason: 'token_missing' }), 1);
-  assert.equal(sample(text, 'nmp_proxy_refused_total', { reason: 'path_denied' }), 0);
-  assert.equal(sample(text, 'nmp_proxy_refused_total', { reason: 'connections' }), 1);
-  assert.equal(sample(text, 'nmp_proxy_refused_total', { reason: 'timeout' }), 0);
-  assert.equal(sample(text, 'nmp_proxy_refused_total', { reason: 'bad_request' }), 0);
-  assert.equal(sample(text, 'nmp_proxy_connections'), 7);
-  assert.equal(sample(text, 'nmp_proxy_requests_in_flight'), 2);
-  assert.equal(sample(text, 'nmp_proxy_info', { mode: 'network', id: 'net-1', version: '1.2.3' }), 1);
+  assert.equal(promSample(text, 'nmp_proxy_requests_total', { status: '200' }), 2);
+  assert.equal(promSample(text, 'nmp_proxy_requests_total', { status: '429' }), 1);
+  assert.equal(promSample(text, 'nmp_proxy_requests_total', { status: '418' }), 1);
+  assert.equal(promSample(text, 'nmp_proxy_requests_total', { status: '503' }), 0);
+  assert.equal(promSample(text, 'nmp_proxy_request_duration_seconds_count'), 4);
+  assert.equal(promSample(text, 'nmp_proxy_request_duration_seconds_bucket', { le: '0.0025' }), 2);
+  assert.equal(promSample(text, 'nmp_proxy_refused_total', { reason: 'rate_limited' }), 1);
+  assert.equal(promSample(text, 'nmp_proxy_refused_total', { reason: 'too_large' }), 2);
+  assert.equal(promSample(text, 'nmp_proxy_refused_total', { reason: 'token_missing' }), 1);
+  assert.equal(promSample(text, 'nmp_proxy_refused_total', { reason: 'path_denied' }), 0);
+  assert.equal(promSample(text, 'nmp_proxy_refused_total', { reason: 'connections' }), 1);
+  assert.equal(promSample(text, 'nmp_proxy_refused_total', { reason: 'timeout' }), 0);
+  assert.equal(promSample(text, 'nmp_proxy_refused_total', { reason: 'bad_request' }), 0);
+  assert.equal(promSample(text, 'nmp_proxy_connections'), 7);
+  assert.equal(promSample(text, 'nmp_proxy_requests_in_flight'), 2);
+  assert.equal(promSample(text, 'nmp_proxy_info', { mode: 'network', id: 'net-1', version: '1.2.3' }), 1);
   connections = 0;
-  assert.equal(sample(await m.render(), 'nmp_proxy_connections'), 0);
+  assert.equal(promSample(await m.render(), 'nmp_proxy_connections'), 0);
 });
 
 test("every refusal code in the error table maps to a reason; the agent's failures do not", () => {
@@ -91,8 +66,11 @@ test("every refusal code in the error table maps to a reason; the agent's failur
   for (const [code, spec] of Object.entries(ERRORS)) {
     if (!code.startsWith('MDP_')) continue;
     const reason = refusalReason(code);
-    // The proxy's own refusals are its 4xx answers and the connection limit; 5xx agent failures are not.
-    const isRefusal = (spec.status >= 400 && spec.status < 500) || code === 'MDP_ERR_TOO_MANY_CONNECTIONS';
+    // The proxy's own refusals are its 4xx answers and the connection limits; 5xx agent failures are not.
+    const isRefusal =
+      (spec.status >= 400 && spec.status < 500) ||
+      code === 'MDP_ERR_TOO_MANY_CONNECTIONS' ||
+      code === 'MDP_ERR_TOO_MANY_SOURCE_CONNECTIONS';
     assert.equal(reason !== undefined, isRefusal, code);
     if (reason) mapped.add(reason);
   }
@@ -115,7 +93,7 @@ test('the admin listener: UNIX socket mode 0600, /metrics, /healthz, /readyz; re
   const m = await get(socketPath, '/metrics');
   assert.equal(m.status, 200);
   assert.match(m.type, /^text\/plain; version=0\.0\.4/);
-  assert.equal(sample(m.body, 'nmp_proxy_requests_total', { status: '200' }), 1);
+  assert.equal(promSample(m.body, 'nmp_proxy_requests_total', { status: '200' }), 1);
   assert.match(m.body, /^# TYPE process_cpu_seconds_total counter$/m);
   assert.deepEqual(await get(socketPath, '/healthz'), {
     status: 200,

@@ -16,7 +16,7 @@ import {
   SessionTokens,
   TOKEN_TTL_MAX,
   type TokenBinding,
-} from '../src/session-token.js';
+} from '../src/ssrf/session-token.js';
 
 const A: TokenBinding = { source: '10.0.0.5', mode: 'network', id: 'net-1' };
 
@@ -143,7 +143,7 @@ test('loadNodeKey: concurrent creators agree on one key and no temporary file is
   const path = join(dir, 'token.key');
   // Separate processes race for the file, as proxies starting together on a node do.
   const { spawn } = await import('node:child_process');
-  const module = new URL('../src/session-token.js', import.meta.url).href;
+  const module = new URL('../src/ssrf/session-token.js', import.meta.url).href;
   const script = `import(${JSON.stringify(module)}).then((m) => process.stdout.write(m.loadNodeKey(${JSON.stringify(path)}).key.toString('hex')))`;
   const outputs = await Promise.all(
     Array.from(

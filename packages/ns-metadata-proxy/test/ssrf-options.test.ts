@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { ConfigError, loadConfig } from '@nmp/common';
-import { parseRequiredHeader, ssrfOptions, ssrfSettings } from '../src/ssrf-options.js';
+import { parseRequiredHeader, ssrfOptions, ssrfSettings } from '../src/ssrf/options.js';
 
 function file(t: TestContext, name: string, text: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'nmp-ssrf-opt-'));

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { canonicalPath, PathRuleError, PathRules } from '../src/ssrf-paths.js';
+import { canonicalPath, PathRuleError, PathRules } from '../src/ssrf/paths.js';
 
 test('prefixes match on segment boundaries; a trailing slash changes nothing; / matches all', () => {
   const r = new PathRules(['/openstack', '/latest/meta-data/']);

@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { generateNodeKey, SessionTokens } from '../src/session-token.js';
-import type { SsrfSettings } from '../src/ssrf-options.js';
+import { TOKEN_HEADERS } from '../src/header-names.js';
+import type { SsrfSettings } from '../src/ssrf/options.js';
 import {
   SSRF_ERRORS,
   SSRF_REASON_CODES,
@@ -16,8 +16,8 @@ import {
   SsrfPolicy,
   type SsrfRefusal,
   ssrfReasonForCode,
-  TOKEN_HEADERS,
-} from '../src/ssrf-policy.js';
+} from '../src/ssrf/policy.js';
+import { generateNodeKey, SessionTokens } from '../src/ssrf/session-token.js';
 
 const NET = { mode: 'network', id: 'net-1' } as const;
 const SRC = '10.0.0.5';

@@ -5,11 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseBind } from '../src/bind-address.js';
+import { parseBind } from '@nmp/common';
+import { TOKEN_HEADERS } from '../src/header-names.js';
 import { agentRequestHeaders } from '../src/header-policy.js';
 import { MetadataProxy } from '../src/proxy.js';
-import { generateNodeKey, SessionTokens } from '../src/session-token.js';
-import { SsrfPolicy, TOKEN_HEADERS } from '../src/ssrf-policy.js';
+import { SsrfPolicy } from '../src/ssrf/policy.js';
+import { generateNodeKey, SessionTokens } from '../src/ssrf/session-token.js';
 import { captureLogs, rawRequest, startFakeAgent } from './helpers.js';
 
 test('agentRequestHeaders drops both token headers in any case', () => {

@@ -6,9 +6,8 @@
  * The fake's password and application credential secret come from the environment
  * (OPENSTACK_FAKES_PASSWORD, OPENSTACK_FAKES_APPCRED_SECRET), never from flags.
  */
-import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { createCli, runMain, UsageError } from '@nmp/common';
+import { createCli, packageVersion, runMain, UsageError } from '@nmp/common';
 import { createFakeOpenStack } from './fake-openstack.js';
 import { FAKE_DEFAULTS } from './keystone.js';
 import type { FakePort } from './neutron-ports.js';
@@ -30,10 +29,7 @@ async function loadPorts(file: string | undefined): Promise<FakePort[]> {
 }
 
 async function main(): Promise<void> {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-    version: string;
-  };
-  const argv = await createCli(PROGRAM, pkg.version, process.argv.slice(2))
+  const argv = await createCli(PROGRAM, packageVersion(import.meta.url), process.argv.slice(2))
     .usage('$0 [--ports FILE] [--latency-ms N]\n\nServe a fake Keystone v3 + Neutron ports API.')
     .option('ports', { type: 'string', describe: 'ports file, {"ports": [...]} (agent inventory format)' })
     .option('host', { type: 'string', default: '127.0.0.1', describe: 'address to listen on' })

@@ -17,6 +17,7 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import { formatHostPort } from '@nmp/common';
 import {
   type EndpointInterface,
   FAKE_DEFAULTS,
@@ -147,7 +148,7 @@ export function createFakeOpenStack(options: FakeOpenStackOptions = {}): FakeOpe
   let boundPort = options.port ?? 0;
   const host = options.host ?? '127.0.0.1';
   const scheme = options.tls ? 'https' : 'http';
-  const baseUrl = () => `${scheme}://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
+  const baseUrl = () => `${scheme}://${formatHostPort(host, boundPort)}`;
 
   const wait = (ms: number) =>
     new Promise<void>((resolve) => {

@@ -39,6 +39,7 @@ export {
   type ServerEvent,
   startNeutronRpcServer,
 } from './neutron-rpc.js';
+export { promSample, promValue } from './prometheus.js';
 export {
   freeLowPort,
   type RabbitNode,
@@ -48,3 +49,4 @@ export {
   startRabbitNode,
   waitUntil,
 } from './rabbitmq.js';
+export { type UnixHttpAnswer, unixHttpGet } from './unix-http.js';

@@ -35,10 +35,24 @@ interface RawValue {
   readonly origin: Origin;
 }
 
+/** A file holding a secret that every user of the machine can read. */
+export interface ExposedSecretFile {
+  readonly file: string;
+  /** The option whose secret it holds (`metadata_proxy_shared_secret`, `nova_client_priv_key`...). */
+  readonly option: string;
+  /** Permission bits, e.g. 0o644. */
+  readonly mode: number;
+}
+
 export interface LoadedConfig<S extends Schema> {
   readonly config: ConfigOf<S>;
-  /** Problems an operator must see (unknown options, deprecated names, world-readable files). */
+  /** Problems an operator must see (unknown options, deprecated names). */
   readonly warnings: readonly string[];
+  /**
+   * Secret files anyone can read: the `--<secret>-file` files read, and the files named by options marked
+   * secretFile. Reported, not refused (as for config files): the program logs each with its own code.
+   */
+  readonly exposedSecretFiles: readonly ExposedSecretFile[];
   /** Where each option's effective value came from (for --print-config). */
   readonly origins: Readonly<Record<keyof S, string>>;
   /** Files read, in order. */
@@ -68,17 +82,18 @@ export function envName(d: OptionDef, prefix = 'NMP_'): string {
 
 /** Declare the schema's flags, plus --config-file, --config-dir and the `--<secret>-file` companions. */
 export function addSchemaOptions<T>(y: Argv<T>, schema: Schema): Argv<T> {
+  // No option takes `array: true`: yargs' arrays are greedy, so `--config-file F status` would read
+  // `status` as a second file and lose the command. Repeating a flag still collects every value (yargs'
+  // duplicate-arguments-array), which is the oslo way: `--config-file A --config-file B`.
   let out = y
     .option('config-file', {
       type: 'string',
-      array: true,
       requiresArg: true,
       describe: 'oslo-style INI file (repeatable; later files win)',
       group: 'Configuration:',
     })
     .option('config-dir', {
       type: 'string',
-      array: true,
       requiresArg: true,
       describe: 'directory whose *.conf files are read after --config-file, in name order',
       group: 'Configuration:',
@@ -96,17 +111,13 @@ export function addSchemaOptions<T>(y: Argv<T>, schema: Schema): Argv<T> {
     }
     const flag = flagName(d);
     if (!flag) continue;
-    const describe = `${d.help} [default: ${showDefault(d)}]`;
+    // Choices are checked by the loader, not by yargs: its message for a bad one is two lines, ours is
+    // one, in the same shape as every other bad value ("flag --x = 'v': expected one of a, b").
+    const choices = d.choices ? ` [choices: ${d.choices.join(', ')}]` : '';
+    const describe = `${d.help}${choices} [default: ${showDefault(d)}]`;
     if (d.kind === 'bool') out = out.option(flag, { type: 'boolean', describe, group });
-    else if (d.kind === 'list') out = out.option(flag, { type: 'string', array: true, describe, group });
-    else
-      out = out.option(flag, {
-        type: 'string',
-        requiresArg: true,
-        describe,
-        group,
-        ...(d.choices ? { choices: [...d.choices] } : {}),
-      });
+    else if (d.kind === 'list') out = out.option(flag, { type: 'string', describe, group });
+    else out = out.option(flag, { type: 'string', requiresArg: true, describe, group });
   }
   return out;
 }
@@ -131,6 +142,7 @@ export function loadConfig<S extends Schema>(schema: S, options: LoadOptions): L
     for (const old of d.deprecatedNames ?? []) byIni.set(`${d.group.toLowerCase()}\0${old}`, key);
   }
 
+  const exposedSecretFiles: ExposedSecretFile[] = [];
   const raw = new Map<keyof S, RawValue>();
   for (const [key, d] of Object.entries(schema)) {
     raw.set(key, { text: defaultText(d), origin: { kind: 'default', where: 'default' } });
@@ -199,7 +211,8 @@ export function loadConfig<S extends Schema>(schema: S, options: LoadOptions): L
   for (const [key, d] of Object.entries(schema)) {
     if (d.secret) {
       const fileFlag = `${d.name.replace(/_/g, '-')}-file`;
-      const path = options.flags[fileFlag];
+      const given = options.flags[fileFlag];
+      const path = Array.isArray(given) ? given[given.length - 1] : given;
       if (typeof path === 'string') {
         let text: string;
         try {
@@ -209,6 +222,8 @@ export function loadConfig<S extends Schema>(schema: S, options: LoadOptions): L
             `--${fileFlag} ${path}: cannot read: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
           );
         }
+        const exposed = exposedFile(path, d.name);
+        if (exposed) exposedSecretFiles.push(exposed);
         raw.set(key, { text, origin: { kind: 'flag', where: `--${fileFlag}` } });
       }
       continue;
@@ -219,14 +234,16 @@ export function loadConfig<S extends Schema>(schema: S, options: LoadOptions): L
     if (value === undefined) continue;
     if (d.kind === 'bool' && typeof value === 'boolean') {
       raw.set(key, { text: String(value), origin: { kind: 'flag', where: `--${flag}` } });
-    } else if (d.kind === 'list' && Array.isArray(value)) {
-      const items = value
+    } else if (d.kind === 'list') {
+      const items = (Array.isArray(value) ? value : [value])
         .flatMap((v) => String(v).split(','))
         .map((v) => v.trim())
         .filter((v) => v !== '');
       raw.set(key, { text: items.join(','), origin: { kind: 'flag', where: `--${flag}` } });
     } else {
-      raw.set(key, { text: String(value), origin: { kind: 'flag', where: `--${flag}` } });
+      // A repeated single-valued flag: the last one wins, as with oslo's and argparse's flags.
+      const last = Array.isArray(value) ? value[value.length - 1] : value;
+      raw.set(key, { text: String(last), origin: { kind: 'flag', where: `--${flag}` } });
     }
   }
 
@@ -279,14 +296,30 @@ export function loadConfig<S extends Schema>(schema: S, options: LoadOptions): L
       throw new ConfigError(`${describeOrigin(r.origin, d)} = ${showValue(d, r.text)}: ${problem}`);
     config[key] = Array.isArray(parsed) ? Object.freeze([...parsed]) : parsed;
     origins[key] = r.origin.where;
+    if (d.secretFile && typeof parsed === 'string' && parsed !== '') {
+      const exposed = exposedFile(parsed, d.name);
+      if (exposed) exposedSecretFiles.push(exposed);
+    }
   }
   return {
     config: Object.freeze(config) as ConfigOf<S>,
     warnings,
+    exposedSecretFiles,
     origins: origins as Record<keyof S, string>,
     files,
     ignored,
   };
+}
+
+/** The file when every user can read it; undefined when it is private (or missing: its reader says so). */
+function exposedFile(file: string, option: string): ExposedSecretFile | undefined {
+  let mode: number;
+  try {
+    mode = statSync(file).mode & 0o777;
+  } catch {
+    return undefined;
+  }
+  return (mode & 0o004) !== 0 ? { file, option, mode } : undefined;
 }
 
 function defaultText(d: OptionDef): string {

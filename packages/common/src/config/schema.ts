@@ -16,6 +16,8 @@ export interface OptionDef<T = unknown> {
   readonly help: string;
   /** Never accepted as a flag, never printed; may come from a file, the environment or `--<flag>-file`. */
   readonly secret: boolean;
+  /** The value names a file that holds a secret (a TLS key): the loader reports it when others can read it. */
+  readonly secretFile?: boolean;
   /** Flag name without dashes, or false for no flag. Defaults to the kebab-cased name. */
   readonly flag: string | false;
   readonly min?: number;
@@ -33,6 +35,7 @@ type Common<T> = {
   default: T;
   help: string;
   secret?: boolean;
+  secretFile?: boolean;
   flag?: string | false;
   deprecatedNames?: readonly string[];
   check?: (value: T) => string | undefined;
@@ -55,6 +58,7 @@ function def<T>(
     ...(o.choices ? { choices: o.choices } : {}),
     ...(o.deprecatedNames ? { deprecatedNames: o.deprecatedNames } : {}),
     ...(o.check ? { check: o.check } : {}),
+    ...(o.secretFile ? { secretFile: true } : {}),
   };
   return out;
 }

@@ -1,7 +1,7 @@
-/* Bind specifications as operators and neutron's haproxy configs write them. */
+/* Bind specifications as operators and neutron's haproxy configs write them, and addresses as we write them. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BindSpecError, listenHost, parseBind } from '../src/bind-address.js';
+import { BindSpecError, formatAddress, formatHostPort, listenHost, parseBind } from '../src/host-port.js';
 
 test('accepted forms', () => {
   assert.deepEqual(parseBind('169.254.169.254:80'), {
@@ -38,5 +38,21 @@ test('refused forms name the problem', () => {
       (e: unknown) => e instanceof BindSpecError && why.test(e.message),
       spec,
     );
+  }
+});
+
+test('host:port as written everywhere: IPv6 in brackets, zone only where it means something', () => {
+  assert.equal(formatHostPort('169.254.169.254', 80), '169.254.169.254:80');
+  assert.equal(formatHostPort('::', 9697), '[::]:9697');
+  assert.equal(formatHostPort('fe80::a9fe:a9fe', 80, 'tap0'), '[fe80::a9fe:a9fe%tap0]:80');
+  assert.equal(formatHostPort('10.0.0.1', 80, 'tap0'), '10.0.0.1:80');
+  assert.equal(formatAddress({ address: '127.0.0.1', port: 8080 }), '127.0.0.1:8080');
+  assert.equal(formatAddress({ address: 'fe80::a9fe:a9fe%2', port: 80 }), '[fe80::a9fe:a9fe]:80');
+  assert.equal(formatAddress('/run/x.sock'), '/run/x.sock');
+  assert.equal(formatAddress(null), 'null');
+  // What is written reads back as the same bind.
+  for (const spec of ['169.254.169.254:80', '[::]:9697', '[fe80::a9fe:a9fe%tap0]:80']) {
+    const b = parseBind(spec);
+    assert.equal(formatHostPort(b.host, b.port, b.zone), spec);
   }
 });

@@ -19,7 +19,9 @@
  *      at least as much as a header does, so token clients (the AWS SDK) need not send it too.
  */
 import { ConfigError, ERRORS, type ErrorSpec } from '@nmp/common';
-import type { ProxyIdentity } from './header-policy.js';
+import { type ProxyIdentity, TOKEN_TTL_HEADER } from '../header-names.js';
+import type { RequiredHeader, SsrfSettings, TokenMode } from './options.js';
+import { canonicalPath, PathRules } from './paths.js';
 import {
   generateNodeKey,
   loadNodeKey,
@@ -29,22 +31,8 @@ import {
   TOKEN_TTL_MIN,
   type TokenBinding,
 } from './session-token.js';
-import type { RequiredHeader, SsrfSettings, TokenMode } from './ssrf-options.js';
-import { canonicalPath, PathRules } from './ssrf-paths.js';
 
 export const TOKEN_PATH = '/latest/api/token';
-/** Header names as EC2 spells them (the token answer's TTL header is matched by the hop-limit rule). */
-export const TOKEN_HEADER = 'X-aws-ec2-metadata-token';
-export const TOKEN_TTL_HEADER = 'X-aws-ec2-metadata-token-ttl-seconds';
-
-/**
- * Request headers that never reach the agent or Nova, whatever the token mode: header-policy's
- * agentRequestHeaders drops them along with the identity headers.
- */
-export const TOKEN_HEADERS: ReadonlySet<string> = new Set([
-  TOKEN_HEADER.toLowerCase(),
-  TOKEN_TTL_HEADER.toLowerCase(),
-]);
 
 /** The policy's failures: entries of @nmp/common's ERRORS table, one code per reason. */
 export const SSRF_ERRORS = {
@@ -280,27 +268,39 @@ function refuse(reason: SsrfRefusalReason, extra: Record<string, unknown>): Ssrf
   };
 }
 
+export interface TokenKey {
+  /** The node key that signs tokens; undefined when token mode is off. */
+  readonly key: Buffer | undefined;
+  /** For the log (a key file others can read). */
+  readonly warnings: readonly string[];
+}
+
 /**
- * The policy for validated settings, with the node key read from token_key_file (created if missing) or
- * generated. Run once at start, at the edge: it reads a file. Warnings are for the log.
+ * The node key token mode needs: read from token_key_file (created if missing), or generated when no file
+ * is named; none when tokens are off. Run once at start, at the edge and as root: it reads a file.
  */
-export function createSsrfPolicy(settings: SsrfSettings): {
-  policy: SsrfPolicy;
-  warnings: readonly string[];
-} {
-  if (settings.tokenMode === 'off') return { policy: new SsrfPolicy({ settings }), warnings: [] };
-  let key: Buffer;
-  let warnings: readonly string[] = [];
-  if (settings.tokenKeyFile === '') key = generateNodeKey();
-  else {
-    try {
-      const loaded = loadNodeKey(settings.tokenKeyFile);
-      key = loaded.key;
-      warnings = loaded.warnings;
-    } catch (err) {
-      if (err instanceof NodeKeyError) throw new ConfigError(`[metadata_ssrf] ${err.message}`);
-      throw err;
-    }
+export function loadTokenKey(settings: SsrfSettings): TokenKey {
+  if (settings.tokenMode === 'off') return { key: undefined, warnings: [] };
+  if (settings.tokenKeyFile === '') return { key: generateNodeKey(), warnings: [] };
+  try {
+    const loaded = loadNodeKey(settings.tokenKeyFile);
+    return { key: loaded.key, warnings: loaded.warnings };
+  } catch (err) {
+    if (err instanceof NodeKeyError) throw new ConfigError(`[metadata_ssrf] ${err.message}`);
+    throw err;
   }
-  return { policy: new SsrfPolicy({ settings, tokens: new SessionTokens(key) }), warnings };
+}
+
+/**
+ * The policy for validated settings and a node key: loadTokenKey's by default, or the one the daemon's
+ * supervisor loaded and handed to its unprivileged worker. Warnings are for the log.
+ */
+export function createSsrfPolicy(
+  settings: SsrfSettings,
+  key: TokenKey = loadTokenKey(settings),
+): { policy: SsrfPolicy; warnings: readonly string[] } {
+  if (settings.tokenMode !== 'off' && key.key === undefined)
+    throw new TypeError(`token_mode ${settings.tokenMode} needs a node key`);
+  const tokens = key.key === undefined ? undefined : new SessionTokens(key.key);
+  return { policy: new SsrfPolicy({ settings, ...(tokens ? { tokens } : {}) }), warnings: key.warnings };
 }

@@ -13,7 +13,7 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, fstatSync, linkSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
-import type { ProxyMode } from './header-policy.js';
+import type { ProxyMode } from '../header-names.js';
 
 export const TOKEN_VERSION = 1;
 /** Bytes of key material the node key has (and the least a key file must hold). */

@@ -1,9 +1,12 @@
 /*
- * Bind specifications as operators and neutron write them: `169.254.169.254:80`, `0.0.0.0:9697`,
- * `[::]:9697` (dual-stack), `[fe80::a9fe:a9fe%tap0]:80` (link-local needs its interface), `:::9697`
- * (haproxy's form: the last colon separates the port).
+ * Addresses with a port, both ways, for every program here.
+ * - Reading: bind specifications as operators and neutron write them: `169.254.169.254:80`, `0.0.0.0:9697`,
+ *   `[::]:9697` (dual-stack), `[fe80::a9fe:a9fe%tap0]:80` (link-local needs its interface), `:::9697`
+ *   (haproxy's form: the last colon separates the port).
+ * - Writing: `127.0.0.1:80`, `[::]:9697`, `[fe80::a9fe:a9fe%tap0]:80`, in logs, status, URLs and bind
+ *   specifications.
  */
-import { isIP } from 'node:net';
+import { type AddressInfo, isIP } from 'node:net';
 
 export interface BindAddress {
   readonly host: string;
@@ -60,4 +63,28 @@ export function parseBind(spec: string, interfaceName?: string): BindAddress {
 /** The host string Node's listen() takes, with the zone appended for link-local addresses. */
 export function listenHost(b: BindAddress): string {
   return b.zone !== undefined ? `${b.host}%${b.zone}` : b.host;
+}
+
+/** `host:port`, with an IPv6 host (and its zone, when given) in brackets: `[fe80::1%tap0]:80`. */
+export function formatHostPort(host: string, port: number | string, zone?: string): string {
+  if (!host.includes(':')) return `${host}:${port}`;
+  return zone === undefined || zone === '' ? `[${host}]:${port}` : `[${host}%${zone}]:${port}`;
+}
+
+/**
+ * How a socket is named in status, logs and answers: `127.0.0.1:80`, `[::]:9697`, `[fe80::a9fe:a9fe]:80`
+ * (as /proc shows them). A link-local zone is left out: outside the socket's namespace the kernel's
+ * interface index would be resolved to the name of an unrelated device; the bind specification names the
+ * right one. A string (a UNIX socket path) or null (not listening) is shown as it is.
+ */
+export function formatAddress(
+  a:
+    | Pick<AddressInfo, 'address' | 'port'>
+    | { address: string; port: number; family?: string }
+    | string
+    | null,
+): string {
+  if (a === null || typeof a === 'string') return String(a);
+  const pct = a.address.indexOf('%');
+  return formatHostPort(pct === -1 ? a.address : a.address.slice(0, pct), a.port);
 }

@@ -6,8 +6,9 @@
  * ssrfSettings() validates the combination once, at the edge, into the frozen settings the policy takes.
  */
 import { ConfigError, HOP_BY_HOP_HEADERS, IDENTITY_HEADERS, opt } from '@nmp/common';
+import { TOKEN_HEADERS } from '../header-names.js';
+import { PathRuleError, PathRules } from './paths.js';
 import { TOKEN_TTL_MAX, TOKEN_TTL_MIN } from './session-token.js';
-import { PathRuleError, PathRules } from './ssrf-paths.js';
 
 export const TOKEN_MODES = ['off', 'optional', 'required'] as const;
 export type TokenMode = (typeof TOKEN_MODES)[number];
@@ -104,7 +105,6 @@ export interface SsrfConfig {
   readonly pathDeny: readonly string[];
 }
 
-const TOKEN_HEADER_NAMES = new Set(['x-aws-ec2-metadata-token', 'x-aws-ec2-metadata-token-ttl-seconds']);
 /** Headers the proxy removes or rewrites itself, or that frame the request: useless as a required header. */
 const UNUSABLE_HEADERS = new Set(['host', 'content-length', 'expect', 'cookie', 'authorization']);
 
@@ -122,7 +122,7 @@ export function parseRequiredHeader(text: string): RequiredHeader | undefined {
   if (
     IDENTITY_HEADERS.has(lower) ||
     HOP_BY_HOP_HEADERS.has(lower) ||
-    TOKEN_HEADER_NAMES.has(lower) ||
+    TOKEN_HEADERS.has(lower) ||
     UNUSABLE_HEADERS.has(lower)
   ) {
     throw new ConfigError(`${name} cannot be required (the proxy strips or interprets it)`);

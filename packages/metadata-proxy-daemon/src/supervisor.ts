@@ -15,43 +15,48 @@
  *   worker crash: a new worker is forked (with backoff) and every attachment opened again.
  *
  * Operations on one namespace are serialised; helpers run at most attach_concurrency at a time.
+ *
+ * This file keeps the attachments; the rest has its own: the worker process (worker-process.ts), the
+ * control socket (control-server.ts), namespace watching (namespace-watch.ts), the admin socket
+ * (daemon-admin.ts), the queues (concurrency.ts), listener helpers (listener-helper.ts, batch-helper.ts).
  */
-import { type ChildProcess, fork } from 'node:child_process';
-import { chmodSync, existsSync, type FSWatcher, mkdirSync, unlinkSync, watch } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
-import { dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { type Logger, SERVICE_NODE_FLAGS } from '@nmp/common';
-import { type BindAddress, parseBind } from '@nmp/ns-metadata-proxy';
+import type { BindAddress, Logger } from '@nmp/common';
+import { parseBind, probeSocket } from '@nmp/common';
 import { BatchOpener, runBatchHelper } from './batch-helper.js';
+import { KeyedQueue, Semaphore } from './concurrency.js';
+import { ControlServer } from './control-server.js';
+import { DaemonAdmin } from './daemon-admin.js';
 import {
   HelperError,
   type HelperResult,
-  NETNS_DIR,
   type NetnsExec,
   type NetnsId,
   namespaceId,
   runListenerHelper,
 } from './listener-helper.js';
+import { NamespaceWatch } from './namespace-watch.js';
 import {
   type AttachMode,
   type AttachmentState,
   type AttachmentStatus,
   type AttachSpec,
-  type ControlResponse,
   type DaemonHealth,
   ProtocolError,
-  parseRequest,
 } from './protocol.js';
 import { loadState, StateFile } from './state-file.js';
-import type { WorkerReply, WorkerRequest, WorkerSettings, WorkerStats } from './worker.js';
+import type { WorkerSettings, WorkerStats } from './worker.js';
+import { WorkerProcess } from './worker-process.js';
 
-export const WORKER_PATH = fileURLToPath(new URL('./worker.js', import.meta.url));
+export { WORKER_PATH } from './worker-process.js';
 
 export interface DaemonSettings {
   readonly controlSocket: string;
   readonly stateFile: string;
   readonly worker: WorkerSettings;
+  /** The SSRF node key (loaded by the supervisor, as root), handed to the worker at its start. */
+  readonly tokenKey?: Buffer;
+  /** The admin socket (/metrics of the worker and the supervisor, /healthz, /readyz); '' or absent: none. */
+  readonly adminSocket?: string;
   /** Ids the worker runs as (undefined: the daemon's own). */
   readonly workerUid?: number;
   readonly workerGid?: number;
@@ -76,28 +81,6 @@ interface Attachment {
   retryAt: number;
 }
 
-const MAX_LINE = 64 * 1024;
-
-/** At most `n` tasks at once. */
-class Semaphore {
-  #free: number;
-  readonly #queue: (() => void)[] = [];
-  constructor(n: number) {
-    this.#free = n;
-  }
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.#free > 0) this.#free--;
-    else await new Promise<void>((r) => this.#queue.push(r));
-    try {
-      return await task();
-    } finally {
-      const next = this.#queue.shift();
-      if (next) next();
-      else this.#free++;
-    }
-  }
-}
-
 function sameSpec(a: AttachSpec, b: AttachSpec): boolean {
   return (
     a.id === b.id &&
@@ -112,19 +95,15 @@ export class MetadataProxyDaemon {
   readonly #s: DaemonSettings;
   readonly #log: Logger;
   readonly #attachments = new Map<string, Attachment>();
-  readonly #locks = new Map<string, Promise<unknown>>();
+  /** Operations on one namespace, one after the other. */
+  readonly #locks = new KeyedQueue();
   readonly #helpers: Semaphore;
   readonly #state: StateFile;
   readonly #batch: BatchOpener | undefined;
-  #control: Server | undefined;
-  #worker: ChildProcess | undefined;
-  #workerReady: Promise<void> | undefined;
-  #seq = 0;
-  readonly #pending = new Map<number, (reply: WorkerReply) => void>();
-  #workerRestarts = 0;
-  #watcher: FSWatcher | undefined;
-  #checkTimer: NodeJS.Timeout | undefined;
-  #watchDebounce: NodeJS.Timeout | undefined;
+  readonly #worker: WorkerProcess;
+  readonly #control: ControlServer;
+  readonly #namespaces: NamespaceWatch;
+  #admin: DaemonAdmin | undefined;
   #checking = false;
   #stopping = false;
   /** Resolves when the attachments of the file have all been tried once. */
@@ -150,23 +129,48 @@ export class MetadataProxyDaemon {
         Math.min(2, settings.attachConcurrency),
       );
     this.#state = new StateFile(settings.stateFile, () => [...this.#attachments.values()].map((a) => a.spec));
+    this.#worker = new WorkerProcess({
+      settings: settings.worker,
+      ...(settings.tokenKey ? { tokenKey: settings.tokenKey } : {}),
+      ...(settings.workerUid !== undefined ? { uid: settings.workerUid } : {}),
+      ...(settings.workerGid !== undefined ? { gid: settings.workerGid } : {}),
+      logger: settings.logger,
+      // What the dead worker served is gone until the new one has it again.
+      onExit: () => {
+        for (const a of this.#attachments.values())
+          if (a.state === 'listening') this.#setState(a, 'attaching');
+      },
+      onRestart: () => this.#restoreAll([...this.#attachments.keys()]),
+    });
+    this.#control = new ControlServer(settings.controlSocket, this);
+    this.#namespaces = new NamespaceWatch(
+      settings.namespaceCheckIntervalMs,
+      () => void this.#checkNamespaces(),
+    );
   }
 
   get workerPid(): number | undefined {
-    return this.#worker?.pid;
+    return this.#worker.pid;
   }
 
   /** Fork the worker, open the control socket, then restore the file's attachments (see `restored`). */
   async start(): Promise<void> {
-    await this.#claimControlSocket();
+    await this.#control.claim();
     const loaded = loadState(this.#s.stateFile);
     for (const r of loaded.rejected) this.#log.warn({ entry: r }, 'attachments file: entry ignored');
     for (const spec of loaded.attachments) this.#attachments.set(spec.namespace, this.#newAttachment(spec));
-    await this.#startWorker();
-    await this.#listenControl();
-    this.#watchNamespaces();
-    this.#checkTimer = setInterval(() => void this.#checkNamespaces(), this.#s.namespaceCheckIntervalMs);
-    this.#checkTimer.unref();
+    await this.#worker.start();
+    await this.#control.listen();
+    if (this.#s.adminSocket) {
+      this.#admin = new DaemonAdmin({
+        workerMetrics: () => this.#worker.metrics(),
+        workerRunning: () => this.#worker.running,
+        workerRestarts: () => this.#worker.restarts,
+        attachmentStates: () => [...this.#attachments.values()].map((a) => a.state),
+      });
+      await this.#admin.listen(this.#s.adminSocket);
+    }
+    this.#namespaces.start();
     this.restored = this.#restoreAll(loaded.attachments.map((s) => s.namespace));
     void this.restored.then((r) =>
       this.#log.info({ ...r, total: loaded.attachments.length }, 'attachments restored'),
@@ -175,26 +179,10 @@ export class MetadataProxyDaemon {
 
   async stop(): Promise<void> {
     this.#stopping = true;
-    clearInterval(this.#checkTimer);
-    clearTimeout(this.#watchDebounce);
-    this.#watcher?.close();
-    if (this.#control) {
-      await new Promise<void>((r) => this.#control!.close(() => r()));
-      try {
-        unlinkSync(this.#s.controlSocket);
-      } catch {
-        // already gone
-      }
-    }
-    const worker = this.#worker;
-    if (worker && worker.exitCode === null && worker.signalCode === null) {
-      const exited = new Promise<void>((r) => worker.once('exit', () => r()));
-      if (worker.connected) worker.disconnect();
-      else worker.kill('SIGTERM');
-      const kill = setTimeout(() => worker.kill('SIGKILL'), 12_000);
-      await exited;
-      clearTimeout(kill);
-    }
+    this.#namespaces.stop();
+    await this.#control.close();
+    await this.#admin?.close();
+    await this.#worker.stop();
   }
 
   // ---- operations (what the control socket offers) ----
@@ -266,7 +254,7 @@ export class MetadataProxyDaemon {
     return {
       daemon: {
         pid: process.pid,
-        workerPid: this.#worker?.pid,
+        workerPid: this.#worker.pid,
         agentSocket: this.#s.worker.socketPath,
         agentReachable,
         attachments: attachments.length,
@@ -319,7 +307,7 @@ export class MetadataProxyDaemon {
     const handles = result.listeners.map((l) => l.handle);
     try {
       for (const l of result.listeners) {
-        const reply = await this.#workerRequest(
+        const reply = await this.#worker.request(
           {
             op: 'listen',
             seq: 0,
@@ -333,7 +321,7 @@ export class MetadataProxyDaemon {
         a.listening.push(reply.address ?? l.address);
       }
     } catch (err) {
-      await this.#workerRequest({ op: 'close', seq: 0, key: a.spec.namespace }).catch(() => {});
+      await this.#worker.request({ op: 'close', seq: 0, key: a.spec.namespace }).catch(() => {});
       a.listening = [];
       throw err;
     } finally {
@@ -346,19 +334,12 @@ export class MetadataProxyDaemon {
 
   async #closeListeners(a: Attachment): Promise<void> {
     if (a.state === 'listening' || a.state === 'attaching' || a.listening.length > 0)
-      await this.#workerRequest({ op: 'close', seq: 0, key: a.spec.namespace }).catch(() => {});
+      await this.#worker.request({ op: 'close', seq: 0, key: a.spec.namespace }).catch(() => {});
     a.listening = [];
   }
 
-  async #locked<T>(namespace: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.#locks.get(namespace) ?? Promise.resolve();
-    const next = previous.then(fn, fn);
-    const tail = next.catch(() => {});
-    this.#locks.set(namespace, tail);
-    void tail.then(() => {
-      if (this.#locks.get(namespace) === tail) this.#locks.delete(namespace);
-    });
-    return next;
+  #locked<T>(namespace: string, fn: () => Promise<T>): Promise<T> {
+    return this.#locks.run(namespace, fn);
   }
 
   /** (Re)open the given attachments as a restart or a new worker needs; failures are kept and retried. */
@@ -398,29 +379,12 @@ export class MetadataProxyDaemon {
 
   // ---- namespaces that vanish ----
 
-  #watchNamespaces(): void {
-    if (this.#watcher || !existsSync(NETNS_DIR)) return;
-    try {
-      this.#watcher = watch(NETNS_DIR, { persistent: false }, () => {
-        clearTimeout(this.#watchDebounce);
-        this.#watchDebounce = setTimeout(() => void this.#checkNamespaces(), 100);
-        this.#watchDebounce.unref();
-      });
-      this.#watcher.on('error', () => {
-        this.#watcher?.close();
-        this.#watcher = undefined;
-      });
-    } catch {
-      // periodic checks still run
-    }
-  }
-
   /** Drop listeners of vanished namespaces; try missing and failed ones again when due. */
   async #checkNamespaces(): Promise<void> {
     if (this.#checking || this.#stopping) return;
     this.#checking = true;
     try {
-      this.#watchNamespaces();
+      this.#namespaces.watch();
       const now = Date.now();
       const work: Promise<unknown>[] = [];
       for (const a of this.#attachments.values()) {
@@ -469,7 +433,7 @@ export class MetadataProxyDaemon {
   async #statuses(list: readonly Attachment[]): Promise<AttachmentStatus[]> {
     let stats: WorkerStats | undefined;
     try {
-      const reply = await this.#workerRequest({ op: 'stats', seq: 0 }, undefined, 5_000);
+      const reply = await this.#worker.request({ op: 'stats', seq: 0 }, undefined, 5_000);
       if (reply.ok) stats = reply.stats;
     } catch {
       // worker down: nothing is listening
@@ -494,168 +458,4 @@ export class MetadataProxyDaemon {
       };
     });
   }
-
-  // ---- the worker ----
-
-  #startWorker(): Promise<void> {
-    const child = fork(WORKER_PATH, [JSON.stringify(this.#s.worker)], {
-      // The supervisor's node flags, and the services' own whatever started the supervisor.
-      execArgv: [...new Set([...process.execArgv, ...SERVICE_NODE_FLAGS])],
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      serialization: 'json',
-      ...(this.#s.workerUid !== undefined ? { uid: this.#s.workerUid } : {}),
-      ...(this.#s.workerGid !== undefined ? { gid: this.#s.workerGid } : {}),
-    });
-    this.#worker = child;
-    const startedAt = Date.now();
-    this.#workerReady = new Promise<void>((resolve, reject) => {
-      const onExit = (code: number | null, signal: string | null) =>
-        reject(new Error(`serving worker exited at start (${signal ?? code})`));
-      child.once('exit', onExit);
-      this.#pending.set(0, () => {
-        child.off('exit', onExit);
-        resolve();
-      });
-    });
-    child.on('message', (reply: WorkerReply) => {
-      const done = this.#pending.get(reply.seq);
-      if (done) {
-        this.#pending.delete(reply.seq);
-        done(reply);
-      }
-    });
-    child.once('exit', (code, signal) => {
-      const failed: WorkerReply = { seq: -1, ok: false, error: 'the serving worker exited' };
-      for (const [seq, done] of this.#pending) if (seq !== 0) done({ ...failed, seq });
-      this.#pending.clear();
-      if (this.#stopping || this.#worker !== child) return;
-      this.#log.error({ code, signal, pid: child.pid }, 'serving worker exited: starting a new one');
-      if (Date.now() - startedAt > 60_000) this.#workerRestarts = 0;
-      const delay = Math.min(30_000, 500 * 2 ** this.#workerRestarts++);
-      for (const a of this.#attachments.values()) if (a.state === 'listening') this.#setState(a, 'attaching');
-      setTimeout(() => {
-        if (this.#stopping) return;
-        this.#startWorker()
-          .then(() => this.#restoreAll([...this.#attachments.keys()]))
-          .catch((err: unknown) => this.#log.error({ err }, 'serving worker did not start'));
-      }, delay).unref();
-    });
-    return this.#workerReady;
-  }
-
-  async #workerRequest(request: WorkerRequest, handle?: Server, timeoutMs = 30_000): Promise<WorkerReply> {
-    await this.#workerReady;
-    const worker = this.#worker;
-    if (!worker?.connected) throw new Error('the serving worker is not running');
-    const seq = ++this.#seq;
-    return new Promise<WorkerReply>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(seq);
-        reject(new Error(`the serving worker did not answer ${request.op} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.#pending.set(seq, (reply) => {
-        clearTimeout(timer);
-        resolve(reply);
-      });
-      worker.send({ ...request, seq }, handle, {}, (err: Error | null) => {
-        if (!err) return;
-        clearTimeout(timer);
-        this.#pending.delete(seq);
-        reject(err);
-      });
-    });
-  }
-
-  // ---- the control socket ----
-
-  /** Refuse to start beside a running daemon; remove a stale socket file. */
-  async #claimControlSocket(): Promise<void> {
-    const path = this.#s.controlSocket;
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    if (existsSync(path)) {
-      if (await probeSocket(path))
-        throw new Error(`another daemon answers on ${path}; refusing to start a second one`);
-      unlinkSync(path);
-    }
-  }
-
-  async #listenControl(): Promise<void> {
-    const path = this.#s.controlSocket;
-    const server = createServer((socket) => this.#serveControl(socket));
-    const umask = process.umask(0o177);
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(path, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-    } finally {
-      process.umask(umask);
-    }
-    chmodSync(path, 0o600);
-    this.#control = server;
-  }
-
-  #serveControl(socket: Socket): void {
-    let buf = '';
-    let queue = Promise.resolve();
-    socket.setEncoding('utf8');
-    socket.on('error', () => {});
-    socket.on('data', (chunk: string) => {
-      buf += chunk;
-      if (buf.length > MAX_LINE && buf.indexOf('\n') === -1) {
-        socket.end(`${JSON.stringify({ ok: false, error: 'request line too long' })}\n`);
-        socket.destroy();
-        return;
-      }
-      let nl = buf.indexOf('\n');
-      while (nl !== -1) {
-        const line = buf.slice(0, nl).trim();
-        buf = buf.slice(nl + 1);
-        nl = buf.indexOf('\n');
-        if (line === '') continue;
-        queue = queue.then(async () => {
-          const answer = await this.#answer(line);
-          if (socket.writable) socket.write(`${JSON.stringify(answer)}\n`);
-        });
-      }
-    });
-  }
-
-  async #answer(line: string): Promise<ControlResponse> {
-    try {
-      const request = parseRequest(line);
-      switch (request.op) {
-        case 'attach': {
-          const { op: _op, ...spec } = request;
-          return { ok: true, attachment: await this.attach(spec) };
-        }
-        case 'detach': {
-          const detached = await this.detach(request);
-          return detached ? { ok: true, detached } : { ok: true };
-        }
-        case 'list':
-          return { ok: true, ...(await this.list()) };
-      }
-    } catch (err) {
-      return { ok: false, error: (err as Error).message ?? String(err) };
-    }
-  }
-}
-
-/** Whether something accepts connections on a UNIX socket (1 s at most). */
-export function probeSocket(path: string, timeoutMs = 1_000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    const done = (ok: boolean) => {
-      clearTimeout(timer);
-      s.destroy();
-      resolve(ok);
-    };
-    const timer = setTimeout(() => done(false), timeoutMs);
-    s.once('connect', () => done(true));
-    s.once('error', () => done(false));
-  });
 }
