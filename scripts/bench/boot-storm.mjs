@@ -1,16 +1,30 @@
 #!/usr/bin/env node
 // `npm run bench:boot-storm`: N instances (default 1,000), each with its own source address on loopback
 // (127.20.x.y: the whole 127/8 is local, no root needed), all booting at once, each running cloud-init's
-// read sequence with a new connection per request, through proxy -> agent (Neutron resolver behind the port
-// cache) -> nova-metadata-dev, with a fake Keystone + Neutron answering port lookups after 2 ms.
-// Reports the time to the last answer, failed or wrong answers, and how many port lookups reached Neutron.
+// read sequence with a new connection per request, through proxy -> agent (resolver behind the port
+// cache) -> nova-metadata-dev. The resolver (--resolver):
+//   neutron  the REST resolver against a fake Keystone + Neutron answering port lookups after 2 ms;
+//   rpc      the RPC resolver over a throwaway RabbitMQ node to neutron's own MetadataRpcCallback
+//            (python3-neutron, the lab's python server) whose core plugin answers after 2 ms.
+// Reports the time to the last answer, failed or wrong answers, and how many port lookups reached Neutron;
+// then the resolver's own per-lookup latency (p50/p99 of uncached lookups, one at a time and 50 at once).
 // Each run starts every process afresh (empty cache).
 import { fork, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { loadConfig, silentLogger } from '@nmp/common';
+import { AGENT_COMPAT, agentSchema, createNeutronResolver, createRpcResolver } from '@nmp/metadata-agent';
 import { FAKE_DEFAULTS } from '@nmp/openstack-fakes';
+import {
+  neutronPythonSkipReason,
+  rabbitSkipReason,
+  startNeutronRpcServer,
+  startRabbitNode,
+} from '@nmp/testkit';
 import { cpuTimesOf, machineBusySeconds, startChain, waitForQuiet } from './chain.mjs';
 import { summariseProfileFile } from './cpuprofile-summary.mjs';
 import {
@@ -25,11 +39,16 @@ import {
   textTable,
 } from './lib.mjs';
 
-const USAGE = `usage: npm run bench:boot-storm -- [--instances N] [--runs N] [--latency-ms MS] [--json]
+const USAGE = `usage: npm run bench:boot-storm -- [--resolver neutron|rpc] [--instances N] [--runs N] [--latency-ms MS] [--json]
+
+  --resolver R     neutron (REST, fake OpenStack; default) or rpc (RabbitMQ + neutron's python RPC server)
 
   --instances N    instances booting at once (default 1000, at most 60000)
   --runs N         runs, each with fresh processes; medians reported (default 3)
-  --latency-ms MS  delay of every fake Neutron answer (default 2)
+  --latency-ms MS  delay of every Neutron answer (fake REST, or the RPC server's core plugin; default 2)
+  --lookups N      uncached lookups timed per latency phase after the runs (default 1000; 0 = none)
+  --rpc-workers N  --resolver rpc: neutron-server RPC worker processes consuming q-plugin (default 2, as
+                   neutron's rpc_workers on a small controller)
   --json           print the summary as one JSON line on stdout (progress goes to stderr)
   --profile        run proxy, agent and Nova with --cpu-prof; summarise run 1 into docs/profiles/boot-storm-*.md
   --no-write       with --profile: print the summaries instead of writing docs/profiles/
@@ -170,6 +189,9 @@ async function main() {
       instances: { type: 'string', default: '1000' },
       runs: { type: 'string', default: '3' },
       'latency-ms': { type: 'string', default: '2' },
+      resolver: { type: 'string', default: 'neutron' },
+      lookups: { type: 'string', default: '1000' },
+      'rpc-workers': { type: 'string', default: '2' },
       json: { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
       'no-write': { type: 'boolean', default: false },
@@ -191,7 +213,9 @@ async function main() {
     !Number.isInteger(runs) ||
     runs < 1 ||
     runs > 20 ||
-    !(latencyMs >= 0)
+    !(latencyMs >= 0) ||
+    !['neutron', 'rpc'].includes(values.resolver) ||
+    !(Number(values.lookups) >= 0)
   ) {
     process.stderr.write(`boot-storm: bad arguments\n\n${USAGE}`);
     process.exit(2);
@@ -201,11 +225,15 @@ async function main() {
   const dir = resultsDir(`storm-${stamp()}`);
   const topo = writeTopology(dir, n);
   log(
-    `boot storm: ${n} instances, fake Neutron latency ${latencyMs} ms, ${runs} run(s); logs in ${relative(ROOT, dir)}/`,
+    `boot storm: ${n} instances, resolver ${values.resolver}, Neutron latency ${latencyMs} ms, ${runs} run(s); logs in ${relative(ROOT, dir)}/`,
   );
 
-  const fake = await startFake(topo.portsFile, latencyMs);
+  const fake =
+    values.resolver === 'rpc'
+      ? await startRpcBackend(topo, latencyMs, log, Number(values['rpc-workers']))
+      : await startRestBackend(topo, latencyMs);
   const results = [];
+  let latency;
   try {
     for (let run = 1; run <= runs; run++) {
       await fake.reset();
@@ -217,22 +245,10 @@ async function main() {
         logDir,
         ...(values.profile ? { cpuProf: join(logDir, 'profiles') } : {}),
         instancesFile: topo.instancesFile,
-        agentArgs: [
-          '--resolver',
-          'neutron',
-          '--neutron-auth-url',
-          fake.authUrl,
-          '--neutron-username',
-          FAKE_DEFAULTS.username,
-          '--neutron-user-domain-name',
-          FAKE_DEFAULTS.userDomainName,
-          '--neutron-project-name',
-          FAKE_DEFAULTS.projectName,
-          '--neutron-project-domain-name',
-          FAKE_DEFAULTS.projectDomainName,
-        ],
-        agentEnv: { NMP_NEUTRON__PASSWORD: FAKE_DEFAULTS.password },
+        agentArgs: fake.agentArgs,
+        agentEnv: fake.agentEnv,
       });
+      if (fake.waitForAgent) await fake.waitForAgent(chain);
       try {
         const specFile = join(logDir, 'client.json');
         writeFileSync(
@@ -256,10 +272,10 @@ async function main() {
         r.cpuS.clients = r.clientCpuS;
         const ours = Object.values(r.cpuS).reduce((a, b) => a + b, 0);
         r.otherCpuShare = Math.max(0, (busy1 - busy0 - ours) / r.elapsedS);
-        const { counts, portQueries } = await fake.counts();
+        const { counts, maxForOneAddress } = await fake.counts();
         r.neutron = counts;
         r.lookupsPerInstance = counts.portLookups / n;
-        r.maxLookupsForOneAddress = maxPerAddress(portQueries);
+        r.maxLookupsForOneAddress = maxForOneAddress;
         r.memory = { agent: memoryOf(chain.agent.pid), proxy: memoryOf(chain.proxy.pid) };
         results.push(r);
         log(
@@ -277,11 +293,20 @@ async function main() {
       }
       if (values.profile && run === 1) profiles(logDir, n, results[0], !values['no-write'], log);
     }
+    if (Number(values.lookups) > 0) {
+      latency = await fake.latency(topo.instances, Number(values.lookups));
+      log(
+        `  per-lookup latency (${values.resolver}, uncached): one at a time p50 ${fmt.ms(latency.serial.p50)} ms, p99 ${fmt.ms(latency.serial.p99)} ms; ` +
+          `50 at once p50 ${fmt.ms(latency.concurrent.p50)} ms, p99 ${fmt.ms(latency.concurrent.p99)} ms`,
+      );
+    }
   } finally {
     await fake.stop();
   }
   const summary = {
     instances: n,
+    resolver: values.resolver,
+    lookupLatency: latency,
     neutronLatencyMs: latencyMs,
     sequence: SEQUENCE,
     version: VERSION,
@@ -356,6 +381,169 @@ function maxPerAddress(queries) {
     if (ip) per.set(ip, (per.get(ip) ?? 0) + 1);
   }
   return Math.max(0, ...per.values());
+}
+
+/** p50/p99 (ms) of `count` uncached lookups of the storm's addresses, one at a time and 50 at once. */
+async function timeLookups(resolver, instances, count) {
+  const query = (k) => ({ mode: 'network', id: NETWORK_ID, ip: instances[k % instances.length].ip });
+  const one = async (k) => {
+    const t0 = performance.now();
+    await resolver.resolve(query(k), { noCache: true });
+    return performance.now() - t0;
+  };
+  for (let k = 0; k < 20; k++) await one(k); // warm-up: connections, token, JIT
+  const serial = [];
+  for (let k = 0; k < count; k++) serial.push(await one(k));
+  const concurrent = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 50 }, async () => {
+      while (next < count) concurrent.push(await one(next++));
+    }),
+  );
+  return { count, serial: quantiles(serial), concurrent: quantiles(concurrent) };
+}
+
+function quantiles(values) {
+  const s = [...values].sort((a, b) => a - b);
+  const q = (p) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
+  return { p50: q(0.5), p99: q(0.99), max: s[s.length - 1] };
+}
+
+/** The REST resolver's backend: the fake Keystone + Neutron. */
+async function startRestBackend(topo, latencyMs) {
+  const fake = await startFake(topo.portsFile, latencyMs);
+  return {
+    agentArgs: [
+      '--resolver',
+      'neutron',
+      '--neutron-auth-url',
+      fake.authUrl,
+      '--neutron-username',
+      FAKE_DEFAULTS.username,
+      '--neutron-user-domain-name',
+      FAKE_DEFAULTS.userDomainName,
+      '--neutron-project-name',
+      FAKE_DEFAULTS.projectName,
+      '--neutron-project-domain-name',
+      FAKE_DEFAULTS.projectDomainName,
+    ],
+    agentEnv: { NMP_NEUTRON__PASSWORD: FAKE_DEFAULTS.password },
+    reset: () => fake.reset(),
+    async counts() {
+      const { counts, portQueries } = await fake.counts();
+      return { counts, maxForOneAddress: maxPerAddress(portQueries) };
+    },
+    async latency(instances, count) {
+      const resolver = createNeutronResolver(
+        {
+          authUrl: fake.authUrl,
+          authType: 'password',
+          username: FAKE_DEFAULTS.username,
+          password: FAKE_DEFAULTS.password,
+          userDomainName: FAKE_DEFAULTS.userDomainName,
+          projectName: FAKE_DEFAULTS.projectName,
+          projectDomainName: FAKE_DEFAULTS.projectDomainName,
+        },
+        silentLogger(),
+      );
+      try {
+        return await timeLookups(resolver, instances, count);
+      } finally {
+        await resolver.close();
+      }
+    },
+    stop: () => fake.stop(),
+  };
+}
+
+/** The RPC resolver's backend: a throwaway RabbitMQ node and neutron's own RPC server code (python). */
+async function startRpcBackend(topo, latencyMs, log, workers) {
+  const reason = rabbitSkipReason() ?? neutronPythonSkipReason();
+  if (reason) throw new Error(`--resolver rpc needs RabbitMQ and python3-neutron: ${reason}`);
+  const rabbit = await startRabbitNode(undefined);
+  const servers = [];
+  try {
+    const password = randomBytes(12).toString('base64url');
+    await rabbit.addUser('bench', password);
+    const url = rabbit.url('bench', password);
+    const { ports } = JSON.parse(readFileSync(topo.portsFile, 'utf8'));
+    // Like neutron-server's rpc_workers: processes consuming q-plugin side by side. They print no line
+    // per call (that costs their CPU); they count calls per address themselves.
+    for (let i = 0; i < Math.max(1, workers || 1); i++) {
+      const server = await startNeutronRpcServer(undefined, {
+        transportUrl: url,
+        ports,
+        topics: i === 0 ? ['plugin', 'reports'] : ['plugin'],
+        host: `neutron-server-${i}`,
+      });
+      servers.push(server);
+      await server.setDelay(latencyMs);
+      await server.command({ cmd: 'quiet', on: true });
+    }
+    log(
+      `  RabbitMQ node ${rabbit.nodeName} on 127.0.0.1:${rabbit.port}; neutron RPC workers (python) ${servers.map((s) => s.pid).join(', ')}`,
+    );
+    return {
+      agentArgs: ['--resolver', 'rpc'],
+      agentEnv: { NMP_TRANSPORT_URL: url },
+      async waitForAgent(chain) {
+        // Lookups arriving first would wait for the broker connection (they may): the storm is to
+        // measure lookups, not the connection set-up.
+        const deadline = Date.now() + 15_000;
+        while (!/"code":"MDA_RPC_CONNECTED"/.test(readFileSync(join(chain.logDir, 'agent.log'), 'utf8'))) {
+          if (Date.now() > deadline) throw new Error('the agent did not connect to RabbitMQ within 15 s');
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      },
+      async reset() {
+        for (const s of servers) await s.command({ cmd: 'reset_stats' });
+      },
+      async counts() {
+        // Calls are spread over the workers: add up their per-address counts.
+        const per = new Map();
+        let calls = 0;
+        for (const s of servers) {
+          calls += Number((await s.command({ cmd: 'stats' })).get_ports_calls);
+          for (const [ip, c] of Object.entries((await s.command({ cmd: 'per_address' })).per_address))
+            per.set(ip, (per.get(ip) ?? 0) + c);
+        }
+        return {
+          counts: { portLookups: calls, tokenRequests: 0 },
+          maxForOneAddress: Math.max(0, ...per.values()),
+        };
+      },
+      async latency(instances, count) {
+        const cfg = loadConfig(agentSchema, {
+          flags: { resolver: 'rpc' },
+          env: { NMP_TRANSPORT_URL: url },
+          compat: AGENT_COMPAT,
+        }).config;
+        const parts = createRpcResolver(
+          {
+            config: { ...cfg, reportInterval: 0 },
+            routerCacheTtlMs: 30_000,
+            facts: { version: 'bench', socketPath: '', novaHost: '', novaPort: 0 },
+          },
+          silentLogger(),
+        );
+        parts.broker.start();
+        try {
+          return await timeLookups(parts.resolver, instances, count);
+        } finally {
+          await parts.resolver.close();
+        }
+      },
+      async stop() {
+        for (const s of servers) await s.stop();
+        await rabbit.cleanup();
+      },
+    };
+  } catch (err) {
+    for (const s of servers) await s.stop();
+    await rabbit.cleanup();
+    throw err;
+  }
 }
 
 main().then(

@@ -110,7 +110,7 @@ test('metadata-proxy-daemon attach: --bind repeated collects every bind and swal
 
 for (const [cli, program, args, flag, choices] of [
   [CLI.proxy, 'ns-metadata-proxy', ['--log-level', 'bogus'], 'log-level', 'trace, debug'],
-  [CLI.agent, 'metadata-agent', ['--resolver', 'bogus'], 'resolver', 'auto, '],
+  [CLI.agent, 'metadata-agent', ['--resolver', 'bogus'], 'resolver', 'auto, rpc, neutron, inventory, ovn'],
   [HOOKS, 'metadata-hooks', ['--proxy-mode', 'bogus', 'status'], 'proxy-mode', 'process, daemon'],
   [HOOKS, 'metadata-hooks', ['status', '--hop-limit', 'bogus'], 'hop-limit', 'off, token, all'],
   [DAEMON, 'metadata-proxy-daemon', ['--netns-exec', 'bogus', 'status'], 'netns-exec', 'nsenter, ip'],

@@ -191,6 +191,24 @@ export const ERRORS = {
     message: 'The instance lookup service is temporarily unavailable. Please try again later.',
     doc: 'Neutron (or Keystone) did not answer, answered 5xx, or timed out while looking up the port.',
   },
+  MDA_ERR_RPC_TIMEOUT: {
+    status: 503,
+    level: 'error',
+    message: 'The instance lookup service is temporarily unavailable. Please try again later.',
+    doc: 'resolver = rpc: RabbitMQ took the get_ports call but no neutron-server answered within rpc_lookup_timeout (neutron-server down, overloaded, or not consuming q-plugin).',
+  },
+  MDA_ERR_RPC_UNAVAILABLE: {
+    status: 503,
+    level: 'error',
+    message: 'The instance lookup service is temporarily unavailable. Please try again later.',
+    doc: 'resolver = rpc: no connection to any RabbitMQ host of transport_url within rpc_lookup_timeout (broker down, network cut, refused credentials), or no queue is bound to q-plugin (no neutron-server on this control_exchange and vhost).',
+  },
+  MDA_ERR_RPC_REMOTE_ERROR: {
+    status: 503,
+    level: 'error',
+    message: 'The instance lookup service is temporarily unavailable. Please try again later.',
+    doc: "resolver = rpc: neutron-server answered get_ports with an exception; the log line has its class and message, neutron-server's log the traceback.",
+  },
   MDA_ERR_NOVA_UNREACHABLE: {
     status: 503,
     level: 'error',

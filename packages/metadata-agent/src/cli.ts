@@ -24,8 +24,11 @@ import { MetadataAgent } from './agent.js';
 import { AgentMetrics } from './metrics.js';
 import { AGENT_COMPAT, agentSchema, socketModeFor } from './options.js';
 import { Readiness } from './readiness.js';
-import { ConfigReloader, effectiveLevel, logConfigWarnings } from './reload.js';
-import { buildResolver, selectResolver } from './resolver-factory.js';
+import { type AgentConfig, ConfigReloader, effectiveLevel, logConfigWarnings } from './reload.js';
+import { buildResolver, chooseResolver } from './resolver-factory.js';
+import { effectiveRpcConfig } from './rpc/create.js';
+import { RpcMetrics } from './rpc/metrics.js';
+import { describeTransport } from './rpc/transport-url.js';
 import { UpstreamTelemetry } from './upstream-observer.js';
 import { VERSION } from './version.js';
 
@@ -64,6 +67,7 @@ async function main(): Promise<void> {
   if (flags['print-config']) {
     for (const w of loaded.warnings) process.stderr.write(`${PROGRAM}: warning: ${w}\n`);
     process.stdout.write(describeConfig(agentSchema, loaded));
+    process.stdout.write(describeChoice(config));
     return;
   }
   process.title = PROGRAM;
@@ -78,18 +82,38 @@ async function main(): Promise<void> {
   // The probes are wired once the agent and the resolver exist (below).
   let probeNova: (timeoutMs: number) => Promise<void> = () => Promise.reject(new Error('starting'));
   let probeResolver: (timeoutMs: number) => Promise<void> = probeNova;
-  let resolverHealth: (() => string | undefined) | undefined;
+  let resolverHealth: () => string | undefined = () => undefined;
   const readiness = new Readiness({
     windowMs: config.readinessWindow * 1000,
     probeTimeoutMs: PROBE_TIMEOUT_MS,
     probeNova: (ms) => probeNova(ms),
     probeResolver: (ms) => probeResolver(ms),
-    resolverHealth: () => resolverHealth?.(),
+    resolverHealth: () => resolverHealth(),
   });
 
-  const parts = await buildResolver(config, logger, new UpstreamTelemetry(metrics, readiness));
-  resolverHealth = parts.health;
+  // The RPC families exist only when RPC is the resolver (a REST node has no broker to report on).
+  const rpcMetrics = chooseResolver(config).kind === 'rpc' ? new RpcMetrics(metrics.registry) : undefined;
+  const parts = await buildResolver(config, logger, new UpstreamTelemetry(metrics, readiness), {
+    facts: {
+      version: VERSION,
+      socketPath: config.socketPath,
+      novaHost: config.novaHost,
+      novaPort: config.novaPort,
+    },
+    ...(rpcMetrics ? { rpcObserver: rpcMetrics } : {}),
+  });
+  if (parts.health) resolverHealth = parts.health;
   parts.registerMetrics?.(metrics.registry);
+  const rpc = parts.rpc;
+  if (rpc) {
+    rpcMetrics?.setSources({
+      broker: () => rpc.broker.stats,
+      client: () => rpc.client.stats,
+      ...(rpc.reporter ? { reports: () => rpc.reporter!.stats } : {}),
+    });
+    // Connecting starts now; lookups arriving first wait for it (within rpc_lookup_timeout).
+    rpc.broker.start();
+  }
   const me = userInfo();
   const agent = new MetadataAgent({
     socketPath: config.socketPath,
@@ -166,11 +190,15 @@ async function main(): Promise<void> {
     reloader.reload().catch((err: unknown) => logger.error({ err }, 'configuration reload crashed'));
   });
 
+  // As neutron's agent: the first state report once the socket serves.
+  rpc?.reporter?.start();
+
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     readiness.stopping = true;
+    rpc?.reporter?.stop();
     logger.info({ signal, inFlight: agent.handler.inFlight }, 'stopping');
     agent
       .close(10_000)
@@ -194,13 +222,31 @@ async function main(): Promise<void> {
       socket: config.socketPath,
       admin: admin.addresses,
       nova: agent.nova.origin,
-      resolver: selectResolver(config),
+      resolver: parts.kind,
+      ...(rpc ? { transport: rpc.transport, reportInterval: config.reportInterval } : {}),
       version: VERSION,
     },
     'metadata-agent listening',
   );
   // Supervisors and operators wait for this line: out at once, not with the next batch.
   logger.flush();
+}
+
+/** The --print-config lines that say which resolver (and for rpc, which broker) the agent would use. */
+function describeChoice(config: AgentConfig): string {
+  let choice: ReturnType<typeof chooseResolver>;
+  try {
+    choice = chooseResolver(config);
+  } catch (err) {
+    return `# resolver: none: ${(err as Error).message}\n`;
+  }
+  let out = `# resolver: ${choice.kind} (${choice.reason})\n`;
+  if (choice.kind === 'rpc') {
+    const { url, config: c } = effectiveRpcConfig(config);
+    out += `# transport: ${describeTransport(url, c.rabbitSsl)}, exchange ${c.controlExchange}`;
+    out += `, reports every ${c.reportInterval} s${c.reportInterval === 0 ? ' (off)' : ''}\n`;
+  }
+  return out;
 }
 
 runMain(PROGRAM, main);

@@ -225,6 +225,9 @@ function noteUpstream(readiness: Readiness, failure: MetadataError): void {
       if ((failure.details as { cached?: unknown }).cached !== true) readiness.markResolver();
       return;
     case 'MDA_ERR_RESOLVER_UNAVAILABLE':
+    case 'MDA_ERR_RPC_TIMEOUT':
+    case 'MDA_ERR_RPC_UNAVAILABLE':
+    case 'MDA_ERR_RPC_REMOTE_ERROR':
       readiness.resolverFailed(failure);
       return;
     case 'MDA_ERR_NOVA_UNREACHABLE':

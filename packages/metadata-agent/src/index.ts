@@ -89,11 +89,40 @@ export {
 export { InventoryResolver } from './resolver/inventory-resolver.js';
 export { lookupTarget, type NeutronPort, pickPort } from './resolver/port-match.js';
 export {
+  type BuildExtras,
   buildResolver,
+  chooseResolver,
+  type ResolverChoice,
   type ResolverKind,
   type ResolverParts,
-  selectResolver,
 } from './resolver-factory.js';
+export {
+  AGENT_TYPE_METADATA,
+  addressFilters,
+  adminContext,
+  BrokerConnection,
+  buildMessage,
+  createRpcResolver,
+  decodeEnvelope,
+  decodeReply,
+  describeTransport,
+  effectiveRpcConfig,
+  encodeEnvelope,
+  getPortsRequest,
+  PLUGIN_TOPIC,
+  parseTransportUrl,
+  REPORT_STATE_VERSION,
+  REPORTS_TOPIC,
+  RpcClient,
+  type RpcConfig,
+  RpcMetrics,
+  type RpcParts,
+  RpcResolver,
+  routerFilters,
+  rpcSchema,
+  StateReporter,
+  type TransportUrl,
+} from './rpc/index.js';
 export { InstanceSigner } from './signer.js';
 export { type UpstreamName, type UpstreamObserver, UpstreamTelemetry } from './upstream-observer.js';
 export { VERSION } from './version.js';

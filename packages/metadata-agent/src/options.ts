@@ -6,6 +6,7 @@ import { type CompatibilityList, opt } from '@nmp/common';
 import { parseAdminBind } from './admin-server.js';
 import { resolverSchema } from './neutron/options.js';
 import { ovnResolverSchema } from './ovn/options.js';
+import { rpcSchema } from './rpc/options.js';
 
 export const agentOptions = {
   statePath: opt.string({
@@ -132,9 +133,10 @@ export const agentOptions = {
 
 /**
  * Everything the agent reads: its own options plus the resolvers' (DEFAULT resolver/cache, [neutron]
- * Keystone, [ovn]/[ovs] Southbound).
+ * Keystone, neutron.conf's transport_url / [oslo_messaging_rabbit] / [AGENT] for RPC, and [ovn]/[ovs] for the
+ * OVN Southbound).
  */
-export const agentSchema = { ...agentOptions, ...resolverSchema, ...ovnResolverSchema };
+export const agentSchema = { ...agentOptions, ...resolverSchema, ...rpcSchema, ...ovnResolverSchema };
 
 /**
  * Options found in neutron's files (metadata_agent.ini, and neutron.conf when it is passed too, as
@@ -145,11 +147,8 @@ export const AGENT_COMPAT: CompatibilityList = {
   ignored: [
     // neutron's metadata agent and agents in general
     'DEFAULT.external_pids',
-    'DEFAULT.host',
     'DEFAULT.rpc_workers',
     'DEFAULT.rpc_state_report_workers',
-    'DEFAULT.rpc_response_timeout',
-    'DEFAULT.rpc_response_max_timeout',
     'DEFAULT.interface_driver',
     'AGENT.*',
     'ovs.*',
@@ -185,8 +184,6 @@ export const AGENT_COMPAT: CompatibilityList = {
     'DEFAULT.rate_limit_except_level',
     'DEFAULT.fatal_deprecations',
     // oslo.messaging, oslo.service, oslo.concurrency and neutron-server's own settings in neutron.conf
-    'DEFAULT.transport_url',
-    'DEFAULT.control_exchange',
     'DEFAULT.rpc_conn_pool_size',
     'DEFAULT.conn_pool_min_size',
     'DEFAULT.conn_pool_ttl',
@@ -213,6 +210,23 @@ export const AGENT_COMPAT: CompatibilityList = {
     'DEFAULT.l3_ha',
     'DEFAULT.router_distributed',
     'DEFAULT.notify_nova_on_port_*',
+    'DEFAULT.ipam_driver',
+    'DEFAULT.max_l3_agents_per_router',
+    'DEFAULT.allow_automatic_l3agent_failover',
+    'DEFAULT.allow_automatic_dhcp_failover',
+    'DEFAULT.external_dns_driver',
+    'DEFAULT.router_scheduler_driver',
+    'DEFAULT.network_scheduler_driver',
+    'DEFAULT.enable_new_agents',
+    'DEFAULT.enable_traditional_dhcp',
+    'DEFAULT.vlan_transparent',
+    'DEFAULT.filter_validation',
+    'DEFAULT.periodic_interval',
+    'DEFAULT.periodic_fuzzy_delay',
+    'DEFAULT.api_extensions_path',
+    'DEFAULT.wsgi_*',
+    'DEFAULT.use_ssl',
+    'DEFAULT.lock_path',
     'oslo_concurrency.*',
     'oslo_messaging_*.*',
     'oslo_policy.*',
@@ -230,8 +244,22 @@ export const AGENT_COMPAT: CompatibilityList = {
     'cors.*',
     'ssl.*',
     'experimental.*',
+    'oslo_reports.*',
+    'service_providers.*',
+    'octavia.*',
+    'ovs_driver.*',
+    'sriov_driver.*',
+    'network_log.*',
   ],
   notes: {
+    'DEFAULT.rpc_response_timeout':
+      'port lookups over RPC have their own deadline, rpc_lookup_timeout (an instance must not wait for neutron_lib back-off)',
+    'DEFAULT.rpc_response_max_timeout':
+      'port lookups over RPC have their own deadline, rpc_lookup_timeout (an instance must not wait for neutron_lib back-off)',
+    'oslo_messaging_rabbit.rabbit_transient_quorum_queue':
+      "the agent's reply queue is its own: classic, non-durable, removed by x-expires",
+    'oslo_messaging_rabbit.use_queue_manager':
+      "the agent's reply queue is named reply_<uuid> as oslo's default",
     'DEFAULT.metadata_workers':
       'one process serves every request on one event loop; the work per request is waiting on Nova and Neutron, not CPU',
     'DEFAULT.cache_url':

@@ -7,6 +7,9 @@
  * Traffic keeps the times fresh at no cost. An idle agent would go stale, so a check that finds a time
  * older than the window probes that upstream first (GET / on Nova; a lookup that cannot match on the
  * resolver) - at most one probe per upstream at a time, bounded by the probe timeout.
+ *
+ * A resolver that knows it cannot work (resolver = rpc without a broker connection) is not ready at once,
+ * however recent its last answer: cached answers may still be served, but new instances would get 503.
  */
 import { MetadataError } from '@nmp/common';
 
@@ -20,8 +23,9 @@ export interface ReadinessOptions {
   /** Resolves when the resolver answered (found or not found) without its cache. */
   readonly probeResolver: (timeoutMs: number) => Promise<void>;
   /**
-   * A resolver that knows its own state (the OVN index: Southbound connected or not) says why it is not
-   * current; that makes it not ready whatever its recent answers (which may come from a stale copy).
+   * A reason the resolver cannot work right now whatever its recent answers say (resolver = rpc: no broker
+   * connection; resolver = ovn: the Southbound is not connected and answers come from a stale copy), or
+   * undefined. Checked on every readiness check; costs nothing otherwise.
    */
   readonly resolverHealth?: () => string | undefined;
   readonly now?: () => number;
@@ -95,7 +99,9 @@ export class Readiness {
     const now = this.#now();
     const stale: Promise<void>[] = [];
     if (now - this.#nova > this.#o.windowMs) stale.push(this.#probe('nova'));
-    if (now - this.#resolver > this.#o.windowMs) stale.push(this.#probe('resolver'));
+    // No probe that is known to fail (it would only make /readyz wait for its timeout).
+    if (now - this.#resolver > this.#o.windowMs && this.#o.resolverHealth?.() === undefined)
+      stale.push(this.#probe('resolver'));
     await Promise.all(stale);
     const nova = this.#upstream('nova');
     const resolver = this.#upstream('resolver');

@@ -1,10 +1,14 @@
 /*
  * Builds the resolver the configuration asks for: the static inventory (in memory, no cache needed),
- * Neutron's API behind the port cache, or the OVN Southbound's monitored index (local: no cache either).
- * `resolver = auto` picks ovn when [ovn] ovn_sb_connection is set, else neutron when [neutron] auth_url is.
- * buildResolver() also hands back the parts the agent's wiring needs: the uncached resolver (readiness
- * probes), the cache and the Neutron resolver (their figures feed the metrics), the inventory (SIGHUP
- * re-reads it), and a resolver's own health and metrics when it has them.
+ * neutron-server over RPC or Neutron's REST API (both behind the port cache), or the OVN Southbound's
+ * monitored index (local: no cache either). `resolver = auto` (the default) picks by what the files set, so
+ * that stock files select what neutron's own agent would use: ovn when [ovn] ovn_sb_connection is set (an
+ * OVN chassis, whose neutron.conf may hold a transport_url too), else rpc when transport_url is set, else
+ * neutron when [neutron] auth_url is set, else a ConfigError saying what to set; an explicit `resolver =`
+ * always wins. buildResolver() also hands back the parts the agent's wiring needs: the uncached resolver
+ * (readiness probes), the cache and the Neutron resolver (their figures feed the metrics), the inventory
+ * (SIGHUP re-reads it), the RPC parts (state reports, connection state), and a resolver's own health and
+ * metrics when it has them.
  */
 import { ConfigError, type InstanceResolver, type Logger, type Registry } from '@nmp/common';
 import { createNeutronResolver } from './neutron/create.js';
@@ -14,16 +18,29 @@ import type { OvnResolverConfig } from './ovn/options.js';
 import { OvnMetadataService } from './ovn/ovn-service.js';
 import { CachingResolver } from './resolver/caching-resolver.js';
 import { InventoryResolver } from './resolver/inventory-resolver.js';
+import { createRpcResolver, type ReportFacts, type RpcParts } from './rpc/create.js';
+import type { RpcConfig } from './rpc/options.js';
+import type { RpcObserver } from './rpc/rpc-client.js';
 import type { UpstreamObserver } from './upstream-observer.js';
 
+export type ResolverKind = 'rpc' | 'neutron' | 'inventory' | 'ovn';
+
+export interface ResolverChoice {
+  readonly kind: ResolverKind;
+  /** Why, for the start-up line and --print-config. */
+  readonly reason: string;
+}
+
 export interface ResolverParts {
+  readonly kind: ResolverKind;
   /** What the handler asks. */
   readonly resolver: InstanceResolver;
-  /** The same without the cache (readiness probes must reach Neutron). */
+  /** The same without the cache (readiness probes must reach the upstream). */
   readonly uncached: InstanceResolver;
   readonly cache?: CachingResolver;
   readonly neutron?: NeutronResolver;
   readonly inventory?: InventoryResolver;
+  readonly rpc?: RpcParts;
   readonly ovn?: OvnMetadataService;
   /** Why the resolver cannot answer currently (for /readyz), undefined when it can. */
   readonly health?: () => string | undefined;
@@ -31,29 +48,38 @@ export interface ResolverParts {
   readonly registerMetrics?: (registry: Registry) => void;
 }
 
-export type ResolverKind = 'neutron' | 'inventory' | 'ovn';
+export interface BuildExtras {
+  /** What the state reports say about the agent (resolver = rpc). */
+  readonly facts?: ReportFacts;
+  readonly rpcObserver?: RpcObserver;
+}
 
-/** What `resolver` (auto included) means for this configuration. */
-export function selectResolver(config: ResolverConfig & Partial<OvnResolverConfig>): ResolverKind {
-  if (config.resolver !== 'auto') return config.resolver;
-  if (config.ovnSbConnection) return 'ovn';
-  if (config.neutronAuthUrl) return 'neutron';
+type FactoryConfig = ResolverConfig & Partial<RpcConfig> & Partial<OvnResolverConfig>;
+
+/** Which resolver the configuration selects (resolver = auto decides by what is set). */
+export function chooseResolver(config: FactoryConfig): ResolverChoice {
+  if (config.resolver !== 'auto') return { kind: config.resolver, reason: 'resolver is set' };
+  if (config.ovnSbConnection) return { kind: 'ovn', reason: '[ovn] ovn_sb_connection is set' };
+  if (config.transportUrl) return { kind: 'rpc', reason: 'transport_url is set' };
+  if (config.neutronAuthUrl) return { kind: 'neutron', reason: '[neutron] auth_url is set' };
   throw new ConfigError(
-    'no resolver configured: set [ovn] ovn_sb_connection (OVN), [neutron] auth_url (Neutron API), or resolver = inventory with inventory_file',
+    'no port lookup configured: set transport_url (neutron.conf: RPC to neutron-server over RabbitMQ), [ovn] ovn_sb_connection (ML2/OVN), or [neutron] auth_url and its credentials (REST with Keystone), or resolver = inventory with inventory_file',
   );
 }
 
 export async function buildResolver(
-  config: ResolverConfig & OvnResolverConfig,
+  config: FactoryConfig,
   logger: Logger,
   observer?: UpstreamObserver,
+  extras: BuildExtras = {},
 ): Promise<ResolverParts> {
-  const kind = selectResolver(config);
+  const { kind } = chooseResolver(config);
   if (kind === 'ovn') {
-    if (config.ovnSbConnection === '') throw new ConfigError('resolver = ovn needs [ovn] ovn_sb_connection');
+    if (!isOvnConfig(config)) throw new ConfigError('resolver = ovn needs [ovn] ovn_sb_connection');
     const ovn = new OvnMetadataService({ config, logger });
     void ovn.start();
     return {
+      kind,
       resolver: ovn.resolver,
       uncached: ovn.resolver,
       ovn,
@@ -64,12 +90,42 @@ export async function buildResolver(
   if (kind === 'inventory') {
     if (config.inventoryFile === '') throw new ConfigError('resolver = inventory needs inventory_file');
     const inventory = await InventoryResolver.fromFile(config.inventoryFile);
-    return { resolver: inventory, uncached: inventory, inventory };
+    return { kind, resolver: inventory, uncached: inventory, inventory };
+  }
+  if (kind === 'rpc') {
+    if (!isRpcConfig(config))
+      throw new ConfigError('resolver = rpc needs transport_url (as in neutron.conf)');
+    const rpc = createRpcResolver(
+      {
+        config,
+        routerCacheTtlMs: Math.round(config.routerCacheTtl * 1000),
+        facts: extras.facts ?? { version: 'unknown', socketPath: '', novaHost: '', novaPort: 0 },
+        ...(extras.rpcObserver ? { observer: extras.rpcObserver } : {}),
+      },
+      logger,
+    );
+    const cache = new CachingResolver(rpc.resolver, portCacheOptions(config));
+    return {
+      kind,
+      resolver: cache,
+      uncached: rpc.resolver,
+      cache,
+      rpc,
+      health: () => (rpc.broker.connected ? undefined : `no connection to RabbitMQ (${rpc.transport})`),
+    };
   }
   const neutron = createNeutronResolver(
     { ...neutronResolverOptions(config), ...(observer ? { observer } : {}) },
     logger,
   );
   const cache = new CachingResolver(neutron, portCacheOptions(config));
-  return { resolver: cache, uncached: neutron, cache, neutron };
+  return { kind, resolver: cache, uncached: neutron, cache, neutron };
+}
+
+function isRpcConfig(c: FactoryConfig): c is ResolverConfig & RpcConfig {
+  return typeof c.transportUrl === 'string' && c.transportUrl !== '' && typeof c.controlExchange === 'string';
+}
+
+function isOvnConfig(c: FactoryConfig): c is ResolverConfig & OvnResolverConfig {
+  return typeof c.ovnSbConnection === 'string' && c.ovnSbConnection !== '';
 }

@@ -29,7 +29,7 @@ import {
   resolverSchema,
   tokensUrl,
 } from '../src/neutron/index.js';
-import { selectResolver } from '../src/resolver-factory.js';
+import { chooseResolver } from '../src/resolver-factory.js';
 
 const topo = generatePorts({ networks: 2, instancesPerNetwork: 20 });
 const inst = topo.instances;
@@ -371,9 +371,9 @@ describe('configuration', () => {
     assert.equal(o.connectTimeoutMs, 3000);
     assert.equal(o.routerCacheTtlMs, 60_000);
     assert.equal(o.projectId, undefined);
-    // resolver = auto (the default) means neutron when [neutron] auth_url is set.
+    // resolver = auto (the default) means neutron when [neutron] auth_url is set (and nothing else is).
     assert.equal(loaded.config.resolver, 'auto');
-    assert.equal(selectResolver(loaded.config), 'neutron');
+    assert.equal(chooseResolver(loaded.config).kind, 'neutron');
     assert.deepEqual(portCacheOptions(loaded.config), { ttlMs: 2500, negativeTtlMs: 500, maxEntries: 10000 });
     assert.throws(
       () => loadConfig(resolverSchema, { flags: { 'neutron-interface': 'sideways' }, env: {} }),

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { type TestContext, test } from 'node:test';
 import { ConfigError, type LookupQuery, MetadataError, parseForwardedFor, silentLogger } from '@nmp/common';
 import { freeLowPort, OVN_SB_SCHEMA, requireTools, runCommand } from '@nmp/testkit';
-import { OvnMetadataService, selectResolver } from '../src/index.js';
+import { chooseResolver, OvnMetadataService } from '../src/index.js';
 import {
   agentConfig,
   DB,
@@ -334,21 +334,21 @@ test('before the first load: 503, and the reason', async (t) => {
 });
 
 test('resolver = auto: ovn when [ovn] ovn_sb_connection is set, then neutron, else a clear error', () => {
-  assert.equal(selectResolver(agentConfig({ 'ovn-sb-connection': 'tcp:10.0.0.1:6642' })), 'ovn');
+  assert.equal(chooseResolver(agentConfig({ 'ovn-sb-connection': 'tcp:10.0.0.1:6642' })).kind, 'ovn');
   assert.equal(
-    selectResolver(
+    chooseResolver(
       agentConfig({ 'ovn-sb-connection': 'tcp:10.0.0.1:6642', 'neutron-auth-url': 'http://k:5000/v3' }),
-    ),
+    ).kind,
     'ovn',
   );
-  assert.equal(selectResolver(agentConfig({ 'neutron-auth-url': 'http://k:5000/v3' })), 'neutron');
+  assert.equal(chooseResolver(agentConfig({ 'neutron-auth-url': 'http://k:5000/v3' })).kind, 'neutron');
   assert.equal(
-    selectResolver(agentConfig({ resolver: 'neutron', 'ovn-sb-connection': 'tcp:10.0.0.1:6642' })),
+    chooseResolver(agentConfig({ resolver: 'neutron', 'ovn-sb-connection': 'tcp:10.0.0.1:6642' })).kind,
     'neutron',
   );
-  assert.equal(selectResolver(agentConfig({ resolver: 'inventory' })), 'inventory');
+  assert.equal(chooseResolver(agentConfig({ resolver: 'inventory' })).kind, 'inventory');
   assert.throws(
-    () => selectResolver(agentConfig({})),
+    () => chooseResolver(agentConfig({})).kind,
     (e: unknown) => e instanceof ConfigError && /ovn_sb_connection/.test(e.message),
   );
   assert.throws(() => agentConfig({ 'ovn-sb-connection': 'ptcp:6642' }), ConfigError);

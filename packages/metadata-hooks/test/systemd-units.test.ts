@@ -21,7 +21,7 @@ test('agent unit: restart on failure, no capabilities, socket directory writable
     'NoNewPrivileges=yes',
     'ProtectSystem=strict',
     'ReadWritePaths=/var/lib/neutron',
-    'ExecStart=/usr/bin/node --max-semi-space-size=2 --heap-growing-percent=50 --v8-pool-size=1 /opt/nmp/packages/metadata-agent/dist/src/cli.js --config-file /etc/neutron/metadata_agent.ini',
+    'ExecStart=/usr/bin/node --max-semi-space-size=2 --heap-growing-percent=50 --v8-pool-size=1 /opt/nmp/packages/metadata-agent/dist/src/cli.js --config-file /etc/neutron/neutron.conf --config-file /etc/neutron/metadata_agent.ini',
   ])
     assert.match(u, new RegExp(`^${line.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
   assert.doesNotMatch(u, /^MemoryDenyWriteExecute/m);

@@ -11,8 +11,8 @@ import { loadConfig } from '@nmp/common';
 import {
   AGENT_COMPAT,
   agentSchema,
+  chooseResolver,
   probeIntervalMs,
-  selectResolver,
   southboundTls,
 } from '@nmp/metadata-agent';
 import { parseRemotes } from '@nmp/ovsdb';
@@ -24,7 +24,7 @@ test("the agent reads neutron's OVN metadata agent file unchanged", () => {
   const loaded = loadConfig(agentSchema, { flags: { 'config-file': [INI] }, env: {}, compat: AGENT_COMPAT });
   assert.deepEqual(loaded.warnings, []);
   const c = loaded.config;
-  assert.equal(selectResolver(c), 'ovn');
+  assert.equal(chooseResolver(c).kind, 'ovn');
   assert.deepEqual(
     parseRemotes(c.ovnSbConnection).map((r) => r.text),
     ['ssl:192.0.2.1:6642', 'ssl:192.0.2.2:6642', 'ssl:[2001:db8::3]:6642'],

@@ -1,6 +1,7 @@
 /*
  * @nmp/testkit: helpers shared by the test suites. `netns.ts` is the harness for tests that run as root
- * inside real network namespaces (skipped with a reason otherwise).
+ * inside real network namespaces (skipped with a reason otherwise); `rabbitmq.ts` starts a throwaway
+ * RabbitMQ node; `neutron-rpc.ts` runs neutron's own RPC server code (Debian's python3-neutron) on it.
  */
 
 export { captureLogs, type LogCapture } from './logs.js';
@@ -27,6 +28,18 @@ export {
   type VethOptions,
 } from './netns.js';
 export {
+  DEBIAN_PYTHON,
+  type GetPortsEvent,
+  NEUTRON_RPC_SERVER_SCRIPT,
+  type NeutronRpcServer,
+  type NeutronRpcServerOptions,
+  neutronPythonSkipReason,
+  type ReportEvent,
+  requireNeutronPython,
+  type ServerEvent,
+  startNeutronRpcServer,
+} from './neutron-rpc.js';
+export {
   type NeutronPortSpec,
   OVN_SANDBOX_FILES,
   OVN_SANDBOX_TOOLS,
@@ -35,7 +48,6 @@ export {
 } from './ovn-sandbox.js';
 export { type SbPortSpec, sbOps, uuidRef } from './ovn-sb.js';
 export {
-  freeLowPort,
   makeTestPki,
   OVN_NB_SCHEMA,
   OVN_SB_SCHEMA,
@@ -47,5 +59,14 @@ export {
   startOvsdbCluster,
   VSWITCH_SCHEMA,
 } from './ovsdb-server.js';
+export { freeLowPort } from './ports.js';
 export { promSample, promValue } from './prometheus.js';
+export {
+  type RabbitNode,
+  type RabbitOptions,
+  rabbitSkipReason,
+  requireRabbit,
+  startRabbitNode,
+  waitUntil,
+} from './rabbitmq.js';
 export { type UnixHttpAnswer, unixHttpGet } from './unix-http.js';

@@ -9,13 +9,12 @@
  * it fails the test instead: there everything must run.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomInt } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { runCommand, sleep } from './netns.js';
+import { freeLowPort } from './ports.js';
 
 export const OVN_SB_SCHEMA = '/usr/share/ovn/ovn-sb.ovsschema';
 export const OVN_NB_SCHEMA = '/usr/share/ovn/ovn-nb.ovsschema';
@@ -70,20 +69,6 @@ export function requireTools(
     throw new Error(`${message} (running as root, as CI does: these tests must run)`);
   t.skip(message);
   return false;
-}
-
-/** A free loopback TCP port below the ephemeral range (32768-60999 is crowded while the suite runs). */
-export async function freeLowPort(): Promise<number> {
-  for (let i = 0; i < 200; i++) {
-    const port = randomInt(20_000, 32_000);
-    const ok = await new Promise<boolean>((resolve) => {
-      const srv = createServer();
-      srv.once('error', () => resolve(false));
-      srv.listen({ port, host: '127.0.0.1', exclusive: true }, () => srv.close(() => resolve(true)));
-    });
-    if (ok) return port;
-  }
-  throw new Error('no free TCP port found below 32000');
 }
 
 export interface SslFiles {

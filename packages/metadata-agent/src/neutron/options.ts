@@ -35,8 +35,8 @@ export const resolverSchema = {
   resolver: opt.enum({
     name: 'resolver',
     default: 'auto',
-    choices: ['auto', 'neutron', 'inventory', 'ovn'] as const,
-    help: "Where ports are looked up: Neutron's API ([neutron] section), a static inventory file, or the OVN Southbound ([ovn] section); auto: ovn when [ovn] ovn_sb_connection is set, else neutron when [neutron] auth_url is set",
+    choices: ['auto', 'rpc', 'neutron', 'inventory', 'ovn'] as const,
+    help: 'Where ports are looked up: rpc (neutron-server over RabbitMQ, transport_url), neutron (the REST API with Keystone, [neutron] section), inventory (a static file) or ovn (the OVN Southbound, [ovn] section); auto = ovn when [ovn] ovn_sb_connection is set, else rpc when transport_url is set, else neutron when [neutron] auth_url is set',
   }),
   inventoryFile: opt.string({
     name: 'inventory_file',
