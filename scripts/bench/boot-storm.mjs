@@ -38,6 +38,7 @@ import {
   stamp,
   textTable,
 } from './lib.mjs';
+import { STORM_PROJECT, stormInstance, stormNovaInstance } from './storm-instances.mjs';
 
 const USAGE = `usage: npm run bench:boot-storm -- [--resolver neutron|rpc] [--instances N] [--runs N] [--latency-ms MS] [--json]
 
@@ -65,19 +66,7 @@ const SEQUENCE = [
   'vendor_data2.json',
   'network_data.json',
 ];
-const PROJECT = 'c0ffee00aabbccddeeff001122334455';
-const hex = (n, w) => n.toString(16).padStart(w, '0');
-
-/** Instance k: its address (127.20.0.1 ...), uuid, port and MAC. */
-export function stormInstance(k) {
-  return {
-    ip: `127.20.${Math.floor(k / 250)}.${(k % 250) + 1}`,
-    uuid: `5707a000-0000-4000-8000-${hex(k, 12)}`,
-    portId: `5707b000-0000-4000-8000-${hex(k, 12)}`,
-    mac: `fa:16:3e:20:${hex(k >> 8, 2)}:${hex(k & 255, 2)}`,
-    name: `storm-${k}`,
-  };
-}
+const PROJECT = STORM_PROJECT;
 
 function writeTopology(dir, n) {
   const instances = Array.from({ length: n }, (_, k) => stormInstance(k));
@@ -91,21 +80,7 @@ function writeTopology(dir, n) {
     device_owner: 'compute:nova',
     project_id: PROJECT,
   }));
-  const nova = instances.map((i) => ({
-    uuid: i.uuid,
-    project_id: PROJECT,
-    name: i.name,
-    hostname: i.name,
-    user_data: `#cloud-config\nhostname: ${i.name}\n`,
-    vendor_data: { nmp: { environment: 'boot-storm' } },
-    vendor_data2: { target: { instance: i.name } },
-    network_data: {
-      links: [{ id: 'tap0', vif_id: i.portId, type: 'ovs', mtu: 1450, ethernet_mac_address: i.mac }],
-      networks: [{ id: 'network0', type: 'ipv4_dhcp', link: 'tap0', network_id: NETWORK_ID }],
-      services: [],
-    },
-    fixed_ips: [i.ip],
-  }));
+  const nova = instances.map((i) => stormNovaInstance(i, NETWORK_ID, 1450));
   const portsFile = join(dir, 'ports.json');
   const instancesFile = join(dir, 'instances.json');
   writeFileSync(portsFile, JSON.stringify({ ports }));

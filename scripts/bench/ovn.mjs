@@ -34,6 +34,7 @@ import {
   stamp,
   textTable,
 } from './lib.mjs';
+import { STORM_PROJECT, stormInstance, stormNovaInstance } from './storm-instances.mjs';
 
 const USAGE = `usage: npm run bench:ovn -- [--ports N] [--networks N] [--instances N] [--runs N] [--no-neutron] [--json]
 
@@ -50,20 +51,9 @@ const USAGE = `usage: npm run bench:ovn -- [--ports N] [--networks N] [--instanc
 `;
 
 const VERSION = '2018-08-27';
-const PROJECT = 'c0ffee00aabbccddeeff001122334455';
+const PROJECT = STORM_PROJECT;
 const CHASSIS = 'hv-bench';
 const hex = (n, w) => n.toString(16).padStart(w, '0');
-
-/** The storm's instance k (the same scheme as boot-storm.mjs: its own loopback source address). */
-function stormInstance(k) {
-  return {
-    ip: `127.20.${Math.floor(k / 250)}.${(k % 250) + 1}`,
-    uuid: `5707a000-0000-4000-8000-${hex(k, 12)}`,
-    portId: `5707b000-0000-4000-8000-${hex(k, 12)}`,
-    mac: `fa:16:3e:20:${hex(k >> 8, 2)}:${hex(k & 255, 2)}`,
-    name: `storm-${k}`,
-  };
-}
 
 const networkId = (n) => (n === 0 ? NETWORK_ID : `0b0e0000-0000-4000-8000-${hex(n, 12)}`);
 
@@ -308,22 +298,8 @@ async function bootStorm(remote, instances, dir, run, log) {
   writeFileSync(
     instancesFile,
     JSON.stringify({
-      instances: all.map((i) => ({
-        uuid: i.uuid,
-        project_id: PROJECT,
-        name: i.name,
-        hostname: i.name,
-        user_data: `#cloud-config\nhostname: ${i.name}\n`,
-        // The same documents as boot-storm.mjs, so that the two storms compare.
-        vendor_data: { nmp: { environment: 'boot-storm' } },
-        vendor_data2: { target: { instance: i.name } },
-        network_data: {
-          links: [{ id: 'tap0', vif_id: i.portId, type: 'ovs', mtu: 1442, ethernet_mac_address: i.mac }],
-          networks: [{ id: 'network0', type: 'ipv4_dhcp', link: 'tap0', network_id: NETWORK_ID }],
-          services: [],
-        },
-        fixed_ips: [i.ip],
-      })),
+      // The same documents as boot-storm.mjs (MTU as on a geneve network), so that the two storms compare.
+      instances: all.map((i) => stormNovaInstance(i, NETWORK_ID, 1442)),
     }),
   );
   const chain = await startChain({

@@ -1,10 +1,12 @@
 /*
  * What every command-line program here shares: yargs set up strictly (an unknown or malformed flag is a
- * one-line error and exit 2, not a wall of help), --version from the package, and a top-level runner
- * that turns ConfigError and other start-up failures into that same one-line shape.
+ * one-line error and exit 2, not a wall of help), --version from the package, a top-level runner that
+ * turns ConfigError and other start-up failures into that same one-line shape, and the orderly stop on
+ * SIGTERM / SIGINT that every service makes.
  */
 import yargs, { type Argv } from 'yargs';
 import { ConfigError } from './config/load.js';
+import type { Logger } from './logger.js';
 
 export class UsageError extends Error {
   readonly exitCode = 2;
@@ -48,4 +50,35 @@ export function runMain(program: string, main: () => Promise<void>): void {
     process.stderr.write(`${program}: ${e?.message ?? String(err)}\n`);
     process.exitCode = 1;
   });
+}
+
+/**
+ * SIGTERM and SIGINT stop the service once: a `stopping` line (with `fields()`, e.g. requests in flight),
+ * then `shutdown`, then `stopped` and exit status 0, or `error while stopping` and 1. A second signal while
+ * stopping changes nothing.
+ */
+export function stopOnSignals(
+  logger: Logger,
+  shutdown: () => Promise<unknown>,
+  fields: () => Record<string, unknown> = () => ({}),
+): void {
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal, ...fields() }, 'stopping');
+    shutdown().then(
+      () => {
+        logger.info('stopped');
+        logger.flush();
+        process.exitCode = 0;
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'error while stopping');
+        process.exitCode = 1;
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
 }

@@ -15,7 +15,7 @@ export {
   adminRequestListener,
   type ReadyAnswer,
 } from './admin-listener.js';
-export { createCli, runMain, UsageError } from './cli.js';
+export { createCli, runMain, stopOnSignals, UsageError } from './cli.js';
 export { type IniEntry, IniSyntaxError, parseIni } from './config/ini.js';
 export {
   addSchemaOptions,

@@ -18,6 +18,7 @@ import {
   loadConfig,
   MetadataError,
   runMain,
+  stopOnSignals,
 } from '@nmp/common';
 import { AdminServer } from './admin-server.js';
 import { MetadataAgent } from './agent.js';
@@ -193,28 +194,16 @@ async function main(): Promise<void> {
   // As neutron's agent: the first state report once the socket serves.
   rpc?.reporter?.start();
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    readiness.stopping = true;
-    rpc?.reporter?.stop();
-    logger.info({ signal, inFlight: agent.handler.inFlight }, 'stopping');
-    agent
-      .close(10_000)
-      .then(() => admin.close())
-      .then(() => {
-        logger.info('stopped');
-        logger.flush();
-        process.exitCode = 0;
-      })
-      .catch((err: unknown) => {
-        logger.error({ err }, 'error while stopping');
-        process.exitCode = 1;
-      });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  stopOnSignals(
+    logger,
+    async () => {
+      readiness.stopping = true;
+      rpc?.reporter?.stop();
+      await agent.close(10_000);
+      await admin.close();
+    },
+    () => ({ inFlight: agent.handler.inFlight }),
+  );
 
   // Last: whoever waits for this line may signal us at once.
   logger.info(

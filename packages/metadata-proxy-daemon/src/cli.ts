@@ -19,6 +19,7 @@ import {
   loadConfig,
   packageVersion,
   runMain,
+  stopOnSignals,
 } from '@nmp/common';
 import { describeServing, loadTokenKey, proxyIdentity, servingSettings } from '@nmp/ns-metadata-proxy';
 import { daemonOptions } from './options.js';
@@ -97,24 +98,7 @@ async function serve(config: DaemonConfig, warnings: readonly string[]): Promise
     },
     'metadata-proxy-daemon ready',
   );
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'stopping');
-    daemon
-      .stop()
-      .then(() => {
-        logger.info('stopped');
-        logger.flush();
-      })
-      .catch((err: unknown) => {
-        logger.error({ err }, 'error while stopping');
-        process.exitCode = 1;
-      });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  stopOnSignals(logger, () => daemon.stop());
 }
 
 async function main(): Promise<void> {

@@ -19,6 +19,7 @@ import {
   loadConfig,
   parseBind,
   runMain,
+  stopOnSignals,
   UsageError,
 } from '@nmp/common';
 import { HaproxyConfigError, type HaproxyMetadataConfig, readHaproxyConfig } from './haproxy-config.js';
@@ -141,31 +142,20 @@ async function main(): Promise<void> {
   // Supervisors and operators wait for this line: out at once, not with the next batch.
   logger.flush();
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal, inFlight: proxy.handler.inFlight }, 'stopping');
-    Promise.all([proxy.close(10_000), admin?.close()])
-      .then(() => {
-        if (config.pidFile !== '') {
-          try {
-            unlinkSync(config.pidFile);
-          } catch {
-            // After dropping root the pid file's directory may not be ours; a stale file is harmless.
-          }
+  stopOnSignals(
+    logger,
+    async () => {
+      await Promise.all([proxy.close(10_000), admin?.close()]);
+      if (config.pidFile !== '') {
+        try {
+          unlinkSync(config.pidFile);
+        } catch {
+          // After dropping root the pid file's directory may not be ours; a stale file is harmless.
         }
-        logger.info('stopped');
-        logger.flush();
-        process.exitCode = 0;
-      })
-      .catch((err: unknown) => {
-        logger.error({ err }, 'error while stopping');
-        process.exitCode = 1;
-      });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+      }
+    },
+    () => ({ inFlight: proxy.handler.inFlight }),
+  );
 }
 
 /**

@@ -23,6 +23,7 @@ import {
   loadConfig,
   packageVersion,
   runMain,
+  stopOnSignals,
 } from '@nmp/common';
 import { LocalOvs, OvnSouthbound, probeIntervalMs, southboundTls } from '@nmp/metadata-agent';
 import { PROVISIONER_COMPAT, provisionerSchema } from './options.js';
@@ -145,24 +146,7 @@ async function main(): Promise<void> {
     logger.info({ signal: 'SIGHUP' }, 'resyncing');
     provisioner.resync().catch((err: unknown) => logger.error({ err }, 'resync crashed'));
   });
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'stopping');
-    shutdown()
-      .then(() => {
-        logger.info('stopped');
-        logger.flush();
-        process.exitCode = 0;
-      })
-      .catch((err: unknown) => {
-        logger.error({ err }, 'error while stopping');
-        process.exitCode = 1;
-      });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  stopOnSignals(logger, shutdown);
   await started;
   // Last: whoever waits for this line may rely on the first resync being done.
   logger.info({ networks: provisioner.status().length }, `${PROGRAM} running`);
