@@ -9,7 +9,7 @@
 // Reports the time to the last answer, failed or wrong answers, and how many port lookups reached Neutron;
 // then the resolver's own per-lookup latency (p50/p99 of uncached lookups, one at a time and 50 at once).
 // Each run starts every process afresh (empty cache).
-import { fork, spawn } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -25,7 +25,7 @@ import {
   startNeutronRpcServer,
   startRabbitNode,
 } from '@nmp/testkit';
-import { cpuTimesOf, machineBusySeconds, startChain, waitForQuiet } from './chain.mjs';
+import { startChain, waitForQuiet } from './chain.mjs';
 import { summariseProfileFile } from './cpuprofile-summary.mjs';
 import {
   fmt,
@@ -38,7 +38,7 @@ import {
   stamp,
   textTable,
 } from './lib.mjs';
-import { STORM_PROJECT, stormInstance, stormNovaInstance } from './storm-instances.mjs';
+import { runStorm, STORM_PROJECT, stormInstance, stormNovaInstance } from './storm-instances.mjs';
 
 const USAGE = `usage: npm run bench:boot-storm -- [--resolver neutron|rpc] [--instances N] [--runs N] [--latency-ms MS] [--json]
 
@@ -131,33 +131,6 @@ function startFake(portsFile, latencyMs) {
   });
 }
 
-function runClient(specFile, timeoutMs) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [fileURLToPath(new URL('./storm-client.mjs', import.meta.url)), specFile],
-      {
-        cwd: ROOT,
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    );
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      try {
-        if (code !== 0) throw new Error(`exit ${signal ?? code}`);
-        resolve(JSON.parse(out.trim().split('\n').pop()));
-      } catch (e) {
-        reject(new Error(`storm client failed: ${e.message}`));
-      }
-    });
-  });
-}
-
 async function main() {
   const { values } = parseArgs({
     options: {
@@ -225,28 +198,7 @@ async function main() {
       });
       if (fake.waitForAgent) await fake.waitForAgent(chain);
       try {
-        const specFile = join(logDir, 'client.json');
-        writeFileSync(
-          specFile,
-          JSON.stringify({
-            url: chain.proxyUrl,
-            version: VERSION,
-            timeoutMs: 10_000,
-            instances: topo.instances.map(({ ip, uuid }) => ({ ip, uuid })),
-          }),
-        );
-        const procs = [chain.proxy, chain.agent, chain.nova];
-        const cpu0 = procs.map((p) => cpuTimesOf(p.pid));
-        const busy0 = machineBusySeconds();
-        const r = await runClient(specFile, 120_000);
-        const busy1 = machineBusySeconds();
-        const cpu1 = procs.map((p) => cpuTimesOf(p.pid));
-        r.cpuS = Object.fromEntries(
-          procs.map((p, i) => [p.name, cpu1[i].user + cpu1[i].sys - cpu0[i].user - cpu0[i].sys]),
-        );
-        r.cpuS.clients = r.clientCpuS;
-        const ours = Object.values(r.cpuS).reduce((a, b) => a + b, 0);
-        r.otherCpuShare = Math.max(0, (busy1 - busy0 - ours) / r.elapsedS);
+        const r = await runStorm(chain, topo.instances, { logDir, version: VERSION });
         const { counts, maxForOneAddress } = await fake.counts();
         r.neutron = counts;
         r.lookupsPerInstance = counts.portLookups / n;

@@ -11,7 +11,7 @@
 //    at once, through ns-metadata-proxy (X-OVN-Network-ID) -> metadata-agent (resolver ovn) ->
 //    nova-metadata-dev. Time to the last answer, wrong answers, and Southbound requests the agent sent
 //    during the storm (nmp_ovn_southbound_requests_total: lookups must send none).
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join, relative } from 'node:path';
@@ -21,7 +21,7 @@ import { loadConfig, silentLogger } from '@nmp/common';
 import { agentSchema, OvnMetadataService } from '@nmp/metadata-agent';
 import { OvsdbClient } from '@nmp/ovsdb';
 import { OvsdbServer, sbOps } from '@nmp/testkit';
-import { cpuTimesOf, machineBusySeconds, startChain, waitForQuiet } from './chain.mjs';
+import { startChain, waitForQuiet } from './chain.mjs';
 import {
   fmt,
   machineInfo,
@@ -34,7 +34,7 @@ import {
   stamp,
   textTable,
 } from './lib.mjs';
-import { STORM_PROJECT, stormInstance, stormNovaInstance } from './storm-instances.mjs';
+import { runStorm, STORM_PROJECT, stormInstance, stormNovaInstance } from './storm-instances.mjs';
 
 const USAGE = `usage: npm run bench:ovn -- [--ports N] [--networks N] [--instances N] [--runs N] [--no-neutron] [--json]
 
@@ -265,31 +265,6 @@ function adminGet(socketPath, path) {
 
 const metric = (text, name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
 
-function runClient(specFile, timeoutMs) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [fileURLToPath(new URL('./storm-client.mjs', import.meta.url)), specFile],
-      {
-        cwd: ROOT,
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    );
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      try {
-        if (code !== 0) throw new Error(`exit ${signal ?? code}`);
-        resolve(JSON.parse(out.trim().split('\n').pop()));
-      } catch (e) {
-        reject(new Error(`storm client failed: ${e.message}`));
-      }
-    });
-  });
-}
-
 async function bootStorm(remote, instances, dir, run, log) {
   const logDir = join(dir, `storm-${run}`);
   mkdirSync(logDir, { recursive: true });
@@ -319,29 +294,7 @@ async function bootStorm(remote, instances, dir, run, log) {
     }
     const readyS = (Date.now() - t0) / 1000;
     const before = metric((await adminGet(admin, '/metrics')).body, 'nmp_ovn_southbound_requests_total');
-    const specFile = join(logDir, 'client.json');
-    writeFileSync(
-      specFile,
-      JSON.stringify({
-        url: chain.proxyUrl,
-        version: VERSION,
-        timeoutMs: 10_000,
-        instances: all.map(({ ip, uuid }) => ({ ip, uuid })),
-      }),
-    );
-    const procs = [chain.proxy, chain.agent, chain.nova];
-    const cpu0 = procs.map((p) => cpuTimesOf(p.pid));
-    const busy0 = machineBusySeconds();
-    const r = await runClient(specFile, 120_000);
-    const busy1 = machineBusySeconds();
-    const cpu1 = procs.map((p) => cpuTimesOf(p.pid));
-    r.cpuS = Object.fromEntries(
-      procs.map((p, i) => [p.name, cpu1[i].user + cpu1[i].sys - cpu0[i].user - cpu0[i].sys]),
-    );
-    r.cpuS.clients = r.clientCpuS;
-    const ours = Object.values(r.cpuS).reduce((a, b) => a + b, 0);
-    // Cores the rest of the machine used meanwhile: on two cores, others' load slows a storm down.
-    r.otherCpuShare = Math.max(0, (busy1 - busy0 - ours) / r.seconds);
+    const r = await runStorm(chain, all, { logDir, version: VERSION });
     const m = (await adminGet(admin, '/metrics')).body;
     r.readyS = readyS;
     r.dbRequests = metric(m, 'nmp_ovn_southbound_requests_total') - before;

@@ -1,5 +1,12 @@
-// The instances of the boot storms (boot-storm.mjs, ovn.mjs): the same addressing and the same Nova
-// documents in both, so that their figures compare. Instance k asks from its own loopback address.
+// What the boot storms (boot-storm.mjs, ovn.mjs) share, so that their figures compare: the instances (the
+// same addressing and Nova documents; instance k asks from its own loopback address) and one measured storm.
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { cpuTimesOf, machineBusySeconds } from './chain.mjs';
+import { ROOT } from './lib.mjs';
+
 export const STORM_PROJECT = 'c0ffee00aabbccddeeff001122334455';
 
 const hex = (n, w) => n.toString(16).padStart(w, '0');
@@ -32,4 +39,63 @@ export function stormNovaInstance(i, networkId, mtu) {
     },
     fixed_ips: [i.ip],
   };
+}
+
+/**
+ * One storm against a running chain (chain.mjs): every instance runs cloud-init's sequence from its own
+ * address (storm-client.mjs, in a process of its own). Returns the client's summary plus the CPU seconds of
+ * proxy, agent, Nova and the clients, and the share of a core the rest of the machine used meanwhile (on
+ * two cores, others' load slows a storm down).
+ */
+export async function runStorm(chain, instances, { logDir, version, timeoutMs = 120_000 }) {
+  const specFile = join(logDir, 'client.json');
+  writeFileSync(
+    specFile,
+    JSON.stringify({
+      url: chain.proxyUrl,
+      version,
+      timeoutMs: 10_000,
+      instances: instances.map(({ ip, uuid }) => ({ ip, uuid })),
+    }),
+  );
+  const procs = [chain.proxy, chain.agent, chain.nova];
+  const cpu0 = procs.map((p) => cpuTimesOf(p.pid));
+  const busy0 = machineBusySeconds();
+  const r = await runClient(specFile, timeoutMs);
+  const busy1 = machineBusySeconds();
+  const cpu1 = procs.map((p) => cpuTimesOf(p.pid));
+  r.cpuS = Object.fromEntries(
+    procs.map((p, i) => [p.name, cpu1[i].user + cpu1[i].sys - cpu0[i].user - cpu0[i].sys]),
+  );
+  r.cpuS.clients = r.clientCpuS;
+  const ours = Object.values(r.cpuS).reduce((a, b) => a + b, 0);
+  r.otherCpuShare = Math.max(0, (busy1 - busy0 - ours) / r.elapsedS);
+  return r;
+}
+
+function runClient(specFile, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [fileURLToPath(new URL('./storm-client.mjs', import.meta.url)), specFile],
+      {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      try {
+        if (code !== 0) throw new Error(`exit ${signal ?? code}`);
+        resolve(JSON.parse(out.trim().split('\n').pop()));
+      } catch (e) {
+        reject(new Error(`storm client failed: ${e.message}`));
+      }
+    });
+  });
 }
