@@ -69,6 +69,8 @@ export class AgentHandler {
   readonly #readiness: Readiness | undefined;
   /** Requests being served (for graceful shutdown and metrics). */
   inFlight = 0;
+  /** Set while the agent stops: every answer closes its connection (the proxy opens a fresh one). */
+  draining = false;
 
   constructor(options: AgentHandlerOptions) {
     this.#o = options;
@@ -86,6 +88,7 @@ export class AgentHandler {
       path: (req.url ?? '/').slice(0, 1024),
     };
     this.inFlight++;
+    if (this.draining) res.shouldKeepAlive = false;
     this.#serve(req, res, trace)
       .catch((err: unknown) => this.#fail(res, trace, err))
       .finally(() => {

@@ -159,6 +159,15 @@ export class BrokerConnection extends EventEmitter {
     });
   }
 
+  /** Resolves once connected, or after `timeoutMs` (or at close) either way. */
+  whenConnected(timeoutMs: number): Promise<void> {
+    if (this.#state === 'up' || this.#state === 'closed') return Promise.resolve();
+    return this.channel(Date.now() + timeoutMs).then(
+      () => undefined,
+      () => undefined,
+    );
+  }
+
   /** The channel for calls if connected now, else undefined. */
   get current(): amqpTypes.Channel | undefined {
     return this.#state === 'up' ? this.#channel : undefined;
