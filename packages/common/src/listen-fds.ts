@@ -31,13 +31,14 @@ const VARIABLES = ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES'] as const;
 /**
  * The listening descriptors passed to this process, as sd_listen_fds_with_names() returns them (none when
  * LISTEN_PID names another process). Removes the variables from `env`. Throws a ConfigError when they are
- * malformed or a descriptor is not a socket: a service started with broken activation must say so, not
- * bind a second socket of its own.
+ * malformed or a descriptor is not open: a service started with broken activation must say so, not bind
+ * a second socket of its own. (A hand-over may pass other descriptors than sockets, e.g. the proxy's pid
+ * file; serving a descriptor that is no listening socket fails in listenOnInherited.)
  */
 export function takeInheritedListeners(
   env: NodeJS.ProcessEnv = process.env,
   pid: number = process.pid,
-  isSocket: (fd: number) => boolean = fdIsSocket,
+  isOpen: (fd: number) => boolean = fdIsOpen,
 ): InheritedListener[] {
   const listenPid = env.LISTEN_PID;
   const listenFds = env.LISTEN_FDS;
@@ -55,15 +56,16 @@ export function takeInheritedListeners(
   const out: InheritedListener[] = [];
   for (let i = 0; i < n; i++) {
     const fd = SD_LISTEN_FDS_START + i;
-    if (!isSocket(fd)) throw new ConfigError(`LISTEN_FDS=${n}: descriptor ${fd} is not an open socket`);
+    if (!isOpen(fd)) throw new ConfigError(`LISTEN_FDS=${n}: descriptor ${fd} is not open`);
     out.push({ fd, name: named && given[i] !== '' ? given[i]! : 'unknown' });
   }
   return out;
 }
 
-function fdIsSocket(fd: number): boolean {
+function fdIsOpen(fd: number): boolean {
   try {
-    return fstatSync(fd).isSocket();
+    fstatSync(fd);
+    return true;
   } catch {
     return false;
   }

@@ -52,6 +52,12 @@ export interface MetadataAgentOptions {
   readonly inheritedFrom?: 'systemd' | 'predecessor';
 }
 
+/**
+ * How long a stop waits for a connection that has not been answered yet to send its request (ms): a
+ * request on its way arrives well within it; a silent connection is cut after it.
+ */
+export const UNANSWERED_GRACE_MS = 500;
+
 /** The name of the agent's socket among passed descriptors (FileDescriptorName= of the .socket unit). */
 export const METADATA_SOCKET_NAME = 'metadata';
 
@@ -108,15 +114,15 @@ export class MetadataAgent {
   };
 
   /**
-   * Close every connection that is idle after an answer. One that has not been answered yet is left
-   * alone: its request may be in the socket's buffer already, and closing it would fail a request the
-   * proxy cannot safely send again (a POST); it is answered, with `Connection: close`.
+   * Close every connection that is idle after an answer. One that has not been answered yet gets
+   * UNANSWERED_GRACE_MS first: its request may be in the socket's buffer already, and closing it would
+   * fail a request the proxy cannot safely send again (a POST); it is answered, with `Connection: close`.
    */
-  #closeQuietConnections(): void {
+  #closeQuietConnections(since: number): void {
     for (const socket of this.#sockets) {
       const res = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
       if (res == null) {
-        if (socket.bytesWritten > 0) socket.destroy();
+        if (socket.bytesWritten > 0 || Date.now() - since >= UNANSWERED_GRACE_MS) socket.destroy();
       } else if (!res.headersSent) res.shouldKeepAlive = false;
     }
   }
@@ -159,10 +165,11 @@ export class MetadataAgent {
   async close(deadlineMs = 10_000, options: { keepSocket?: boolean } = {}): Promise<void> {
     if (this.#listening) {
       this.handler.draining = true;
+      const since = Date.now();
       const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-      this.#closeQuietConnections();
+      this.#closeQuietConnections(since);
       // A connection whose request ends during the stop becomes quiet too: sweep until all are gone.
-      const sweep = setInterval(() => this.#closeQuietConnections(), 50);
+      const sweep = setInterval(() => this.#closeQuietConnections(since), 50);
       const timer = setTimeout(() => this.server.closeAllConnections(), deadlineMs);
       timer.unref();
       await closed;
