@@ -17,6 +17,7 @@ import {
   createCli,
   createLogger,
   loadConfig,
+  notifySystemd,
   packageVersion,
   runMain,
   stopOnSignals,
@@ -98,6 +99,8 @@ async function serve(config: DaemonConfig, warnings: readonly string[]): Promise
     },
     'metadata-proxy-daemon ready',
   );
+  // Type=notify: systemd counts the daemon started once its attachments are served again.
+  void daemon.restored.then(() => notifySystemd(['READY=1'], logger));
   stopOnSignals(logger, () => daemon.stop());
 }
 
