@@ -6,7 +6,7 @@
  */
 import yargs, { type Argv } from 'yargs';
 import { ConfigError } from './config/load.js';
-import { type PassedDescriptor, startSuccessor } from './handover.js';
+import { type PassedDescriptor, type Successor, startSuccessor } from './handover.js';
 import type { Logger } from './logger.js';
 
 export class UsageError extends Error {
@@ -64,6 +64,10 @@ export interface HandOverSteps {
   readonly retire: () => Promise<unknown>;
   /** How long the successor may take to serve (default 30 s). */
   readonly timeoutMs?: number;
+  /** What else the successor needs before it can serve (the daemon's attachments and their sockets). */
+  readonly handOff?: (successor: Successor) => Promise<void>;
+  /** The hand-over failed after handOff began: serve as before. */
+  readonly resume?: () => Promise<void>;
 }
 
 /**
@@ -111,7 +115,7 @@ export function stopOnSignals(
       { signal: 'SIGUSR2', listeners: fds.map((d) => d.name), ...fields() },
       'handing over to a new process',
     );
-    let successor: ReturnType<typeof startSuccessor>;
+    let successor: Successor;
     try {
       successor = startSuccessor({ fds, timeoutMs: handOver.timeoutMs ?? 30_000 });
     } catch (err) {
@@ -119,7 +123,8 @@ export function stopOnSignals(
       logger.error({ code: 'NMP_HANDOVER_FAILED', err }, 'hand-over failed; still serving');
       return;
     }
-    successor.ready.then(
+    const handedOff = handOver.handOff ? handOver.handOff(successor) : Promise.resolve();
+    Promise.all([handedOff, successor.ready]).then(
       () => {
         successor.release();
         logger.info(
@@ -129,10 +134,20 @@ export function stopOnSignals(
         void finish(handOver.retire());
       },
       (err: unknown) => {
-        stopping = false;
+        try {
+          process.kill(successor.pid, 'SIGKILL');
+        } catch {
+          // gone already
+        }
         logger.error(
           { code: 'NMP_HANDOVER_FAILED', successor: successor.pid, error: (err as Error).message },
           'hand-over failed; still serving',
+        );
+        void (handOver.resume?.() ?? Promise.resolve()).then(
+          () => {
+            stopping = false;
+          },
+          (e: unknown) => logger.error({ err: e }, 'could not resume after the failed hand-over'),
         );
       },
     );

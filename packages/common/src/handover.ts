@@ -20,6 +20,8 @@ import type { Logger } from './logger.js';
 
 /** Set in the successor's environment: its parent is a predecessor waiting for "ready". */
 const HANDOVER_VARIABLE = 'NMP_HANDOVER';
+/** The successor listens for the predecessor's messages (none sent before: they would be lost). */
+const HELLO = 'handover-hello';
 const READY = 'handover-ready';
 
 export interface PassedDescriptor {
@@ -79,6 +81,10 @@ export function startSuccessor(options: SuccessorOptions): Successor {
   );
   const listeners: Array<(message: unknown, handle: unknown) => void> = [];
   let settled = false;
+  let greeted: () => void = () => {};
+  const hello = new Promise<void>((resolve) => {
+    greeted = resolve;
+  });
   const ready = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(
       () => fail(new Error(`the successor did not serve within ${options.timeoutMs} ms`)),
@@ -96,7 +102,12 @@ export function startSuccessor(options: SuccessorOptions): Successor {
       fail(new Error(`the successor exited before serving (${signal ?? `status ${code}`})`)),
     );
     child.on('message', (message: unknown, handle: unknown) => {
-      if ((message as { op?: unknown } | null)?.op === READY) {
+      const op = (message as { op?: unknown } | null)?.op;
+      if (op === HELLO) {
+        greeted();
+        return;
+      }
+      if (op === READY) {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
@@ -111,12 +122,15 @@ export function startSuccessor(options: SuccessorOptions): Successor {
   return {
     pid: child.pid ?? -1,
     ready,
-    send: (message, handle) =>
-      new Promise((resolve, reject) => {
+    send: async (message, handle) => {
+      await Promise.race([hello, ready]);
+      if (settled) throw new Error('the successor is gone');
+      await new Promise<void>((resolve, reject) => {
         child.send(message as object, handle as never, (err: Error | null) =>
           err ? reject(err) : resolve(),
         );
-      }),
+      });
+    },
     onMessage: (l) => listeners.push(l),
     release: () => {
       child.removeAllListeners('exit');
@@ -143,8 +157,19 @@ export function takePredecessor(env: NodeJS.ProcessEnv = process.env): Predecess
   const marked = env[HANDOVER_VARIABLE] === '1';
   delete env[HANDOVER_VARIABLE];
   if (!marked || typeof process.send !== 'function') return undefined;
+  // Kept until someone listens: the predecessor may send before this process has set everything up.
+  const early: Array<[unknown, unknown]> = [];
+  const listeners: Array<(message: unknown, handle: unknown) => void> = [];
+  process.on('message', (message: unknown, handle: unknown) => {
+    if (listeners.length === 0) early.push([message, handle]);
+    for (const l of listeners) l(message, handle);
+  });
+  process.send({ op: HELLO, pid: process.pid });
   return {
-    onMessage: (l) => process.on('message', l),
+    onMessage: (l) => {
+      listeners.push(l);
+      for (const [m, h] of early.splice(0)) l(m, h);
+    },
     send: (message) => process.send?.(message as object),
     async ready(logger) {
       await notifySystemd([`MAINPID=${process.pid}`, 'READY=1'], logger);
