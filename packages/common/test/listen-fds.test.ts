@@ -5,6 +5,7 @@
  * in which a connection is refused.
  */
 import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -193,4 +194,64 @@ test('hand-over: a successor that fails is reported and this process keeps its l
   await assert.rejects(successor.ready, /exited before serving \(status 3\)/);
   assert.equal(await ask(path), 'still here');
   assert.throws(() => startSuccessor({ fds: [{ name: 'a:b', fd: 0 }], timeoutMs: 1 }), /free of ':'/);
+});
+
+/** A stand-in for systemd's notification socket: prints every datagram, closes passed descriptors (the barrier). */
+const FAKE_NOTIFY = `
+import array, os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+print('bound', flush=True)
+while True:
+    msg, anc, _, _ = s.recvmsg(4096, socket.CMSG_SPACE(64))
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds = array.array('i')
+            fds.frombytes(data[: len(data) - len(data) % 4])
+            for fd in fds:
+                os.close(fd)
+    print(msg.decode().replace(chr(10), ' '), flush=True)
+`;
+
+test('under systemd (NOTIFY_SOCKET), the successor tells it MAINPID= and READY=1 before the predecessor retires', async (t) => {
+  const notify = spawnSync('systemd-notify', ['--help'], { encoding: 'utf8' });
+  if (notify.status !== 0) {
+    if (process.getuid?.() === 0) throw new Error('systemd-notify is missing (apt-get install systemd)');
+    t.skip('systemd-notify is not installed');
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'nmp-hov-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const notifySocket = join(dir, 'notify');
+  const fake = spawn('/usr/bin/python3', ['-c', FAKE_NOTIFY, notifySocket], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.after(() => fake.kill('SIGKILL'));
+  let heard = '';
+  fake.stdout!.on('data', (d: Buffer) => {
+    heard += d.toString();
+  });
+  for (let i = 0; i < 100 && !heard.includes('bound'); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(heard.includes('bound'), 'the fake notification socket is up');
+
+  const script = join(dir, 'successor.mjs');
+  writeFileSync(script, SUCCESSOR);
+  const server = createServer((s) => s.end('predecessor'));
+  await listenOnSocketPath(server, join(dir, 'n.sock'), { what: 'test socket', mode: 0o600 });
+  t.after(() => server.close());
+  const successor = startSuccessor({
+    fds: [{ name: 'test', fd: listenerFd(server)! }],
+    timeoutMs: 20_000,
+    env: { ...process.env, NOTIFY_SOCKET: notifySocket },
+    argv: [process.execPath, script],
+  });
+  t.after(() => {
+    try {
+      process.kill(successor.pid, 'SIGKILL');
+    } catch {}
+  });
+  await successor.ready;
+  successor.release();
+  // Told before "ready" reached us: systemd knows the new main process before the old one exits.
+  assert.match(heard, new RegExp(`^MAINPID=${successor.pid} READY=1$`, 'm'));
 });
