@@ -61,6 +61,13 @@ export const resolverSchema = {
     min: 0,
     help: 'Seconds a "no such port" answer is reused',
   }),
+  lookupOutageGrace: opt.float({
+    name: 'lookup_outage_grace',
+    default: 0.25,
+    min: 0,
+    max: 5,
+    help: 'While the lookup service is known unreachable (resolver = rpc: no broker connection after a failure; neutron: Keystone or Neutron refused or could not be connected to), a port not in the cache waits at most this many seconds for it to come back, then gets 503 at once; a connected but silent server still gets rpc_lookup_timeout ([neutron] timeout)',
+  }),
   routerCacheTtl: opt.float({
     name: 'router_cache_ttl',
     default: 30,
@@ -252,6 +259,7 @@ export function neutronResolverOptions(c: ResolverConfig): NeutronResolverOption
     timeoutMs: Math.round(c.neutronTimeout * 1000),
     connectTimeoutMs: Math.round(c.neutronConnectTimeout * 1000),
     routerCacheTtlMs: Math.round(c.routerCacheTtl * 1000),
+    outageGraceMs: Math.round(c.lookupOutageGrace * 1000),
   };
 }
 
