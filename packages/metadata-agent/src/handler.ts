@@ -122,6 +122,12 @@ export class AgentHandler {
     }
     trace.instance = identity.instanceId;
     trace.status = answer.status;
+    if (identity.staleAgeMs !== undefined) {
+      // Answered from the last verified lookup during an outage ([cache] serve_stale_on_outage): said so.
+      trace.code = 'MDA_STALE_ANSWER';
+      trace.level = 'warn';
+      trace.detail = { staleAgeS: Math.round(identity.staleAgeMs / 1000), port: identity.portId };
+    }
     if (answer.status === 403) {
       // The instance gets Nova's own 403; the operator gets the likely cause, never the secret.
       trace.code = 'MDA_ERR_NOVA_FORBIDDEN';

@@ -198,7 +198,7 @@ export class PortResolver implements InstanceResolver {
   async #resolveOnRouter(query: LookupQuery, noCache: boolean, deadline: number): Promise<InstanceIdentity> {
     const router = await this.#routerNetworks(query.id, noCache, deadline);
     try {
-      return pickPort(await this.#portsOn(router.networks, query, deadline), query);
+      return await this.#pickOn(router.networks, query, deadline);
     } catch (err) {
       // Not found through a remembered network list: the router may have gained an interface since.
       const stale = Date.now() - router.fetchedAt >= this.#s.routerRecheckAfterMs;
@@ -211,7 +211,23 @@ export class PortResolver implements InstanceResolver {
         throw err;
       const fresh = await this.#routerNetworks(query.id, true, deadline);
       if (sameSet(fresh.networks, router.networks)) throw err;
-      return pickPort(await this.#portsOn(fresh.networks, query, deadline), query);
+      return await this.#pickOn(fresh.networks, query, deadline);
+    }
+  }
+
+  /** Router mode: the instance on one of `networks`; a not-found says which networks were searched. */
+  async #pickOn(
+    networks: readonly string[],
+    query: LookupQuery,
+    deadline: number,
+  ): Promise<InstanceIdentity> {
+    const ports = await this.#portsOn(networks, query, deadline);
+    try {
+      return pickPort(ports, query);
+    } catch (err) {
+      if (err instanceof MetadataError && err.status === 404)
+        throw new MetadataError(err.code, { ...err.details, networks: [...networks] });
+      throw err;
     }
   }
 
