@@ -51,7 +51,7 @@ async function haproxyCompat(argv: readonly string[]): Promise<void> {
     proxyCommand: process.env.NMP_NS_METADATA_PROXY_COMMAND ?? '',
   } as HooksConfig);
   const file = args.configFiles[0]!;
-  const parsed = await checkHaproxyConfig(program[program.length - 1]!, file);
+  const parsed = await checkHaproxyConfig(file);
   if (args.checkOnly) {
     say(`Configuration file is valid (${parsed.mode} ${parsed.id})`);
     return;
