@@ -24,10 +24,11 @@ import {
   runMain,
   UsageError,
 } from '@nmp/common';
+// Both are small: haproxy-drop-in.ts needs only node's fs and command.ts; systemd-units.ts nothing but
+// @nmp/common's run-time flags.
+import { DROP_IN_DEFAULTS } from './haproxy-drop-in.js';
 import type { HooksConfig } from './hook-records.js';
 import { hooksOptions } from './options.js';
-// systemd-units.ts is small and has no imports of its own but @nmp/common's run-time flags.
-import { DROP_IN_DEFAULTS } from './haproxy-drop-in.js';
 import { DEFAULT_UNIT_SETTINGS, renderUnits } from './systemd-units.js';
 
 // What a command does is loaded when that command runs: `--help`, `status` or the haproxy drop-in do not

@@ -9,8 +9,9 @@
  * that call, so while bundling it is rewritten to `require('x')`, which esbuild bundles and still runs
  * at the first call; the banner gives the bundle a `require` for node's own modules.
  */
-import { builtinModules } from 'node:module';
+
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
 import { join } from 'node:path';
 import { build, type Plugin } from 'esbuild';
 import { entryPoints, REPO_ROOT, shippedPackages } from './layout.js';
@@ -76,7 +77,9 @@ export async function bundlePrograms(treeRoot: string, version: string): Promise
       throw new BundleError(`${entry}: ${result.warnings.map((w) => w.text).join('; ')}`);
     for (const [file, output] of Object.entries(result.metafile.outputs)) {
       // node: names are node's own (node:sqlite, which undici's optional cache store asks for, is newer than node 20).
-      const outside = output.imports.filter((i) => i.external && !BUILTINS.has(i.path) && !i.path.startsWith('node:'));
+      const outside = output.imports.filter(
+        (i) => i.external && !BUILTINS.has(i.path) && !i.path.startsWith('node:'),
+      );
       if (outside.length > 0)
         throw new BundleError(`${file} would load ${outside.map((i) => i.path).join(', ')} at run time`);
     }

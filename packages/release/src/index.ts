@@ -3,7 +3,7 @@
  * tarball, each with the programs bundled, their own Node.js runtime, units, man pages and example
  * configuration, and SHA256SUMS. Not shipped itself.
  */
-export { type BundledModule, bundlePrograms } from './bundle.js';
+
 export {
   buildRelease,
   DEFAULT_MAINTAINER,
@@ -11,6 +11,7 @@ export {
   type ReleaseOptions,
   statePaths,
 } from './build.js';
+export { type BundledModule, bundlePrograms } from './bundle.js';
 export { checkDebianVersion, controlFile, copyrightFile, md5sums } from './debian.js';
 export { sampleIni } from './examples.js';
 export { DEB_PREFIX, entryPoints, PROGRAMS, type ProgramSpec, REPO_ROOT } from './layout.js';

@@ -11,6 +11,7 @@
 import { SERVICE_NODE_FLAGS } from '@nmp/common';
 import type { ProgramSpec } from './layout.js';
 
+// biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a template.
 const FIND_TREE = ['self=$(readlink -f "$0") || exit 127', 'bin=${self%/*}'];
 
 export function programWrapper(p: ProgramSpec): string {
