@@ -5,7 +5,7 @@
  */
 import type { OptionDef, Schema } from '@nmp/common';
 
-function valueOf(d: OptionDef): string {
+function defaultText(d: OptionDef): string {
   if (d.secret) return '';
   if (Array.isArray(d.default)) return d.default.join(', ');
   return String(d.default);
@@ -36,7 +36,7 @@ export function sampleIni(header: readonly string[], schema: Schema): string {
       const kind = d.kind === 'enum' ? (d.choices ?? []).join(' | ') : d.kind;
       const notes = [d.help.endsWith('.') ? d.help : `${d.help}.`, `(${kind})`];
       if (d.secret) notes.push('Secret: keep this file unreadable to others, or use the environment file.');
-      out.push('', ...wrap(notes.join(' ')).map((l) => `# ${l}`), `#${d.name} = ${valueOf(d)}`.trimEnd());
+      out.push('', ...wrap(notes.join(' ')).map((l) => `# ${l}`), `#${d.name} = ${defaultText(d)}`.trimEnd());
     }
   }
   return `${out.join('\n')}\n`;
