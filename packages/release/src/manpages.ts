@@ -29,7 +29,7 @@ export function parseHelp(help: string): ParsedHelp {
   const description: string[] = [];
   const sections: { title: string; entries: { term: string; text: string }[]; text: string[] }[] = [];
   for (const line of lines) {
-    const title = /^([A-Z][A-Za-z ]*):$/.exec(line);
+    const title = /^(\S.*):$/.exec(line);
     if (title) {
       sections.push({ title: title[1]!, entries: [], text: [] });
       continue;
