@@ -8,13 +8,21 @@
  *   metadata-hooks l3 add <router-id> [--ipv6 | --no-ipv6]
  *   metadata-hooks l3 remove <router-id>
  *   metadata-hooks status [--json]
- *   metadata-hooks render-units [--output-dir DIR] [--check]
+ *   metadata-hooks render-units [--output-dir DIR] [--check] [--layout tree|release]
  *   metadata-hooks haproxy-compat -f <neutron haproxy config>      (also when invoked as `haproxy`)
  *   metadata-hooks haproxy-kill <signal> <pid>                     (also when invoked as `haproxy-kill`)
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { addSchemaOptions, createCli, loadConfig, packageVersion, runMain, UsageError } from '@nmp/common';
+import {
+  addSchemaOptions,
+  createCli,
+  loadConfig,
+  packageVersion,
+  releaseRoot,
+  runMain,
+  UsageError,
+} from '@nmp/common';
 import type { HooksConfig } from './hook-records.js';
 import { hooksOptions } from './options.js';
 // systemd-units.ts is small and has no imports of its own but @nmp/common's run-time flags.
@@ -30,6 +38,8 @@ const haproxyCompatModule = () => import('./haproxy-compat.js');
 
 const PROGRAM = 'metadata-hooks';
 const VERSION = packageVersion(import.meta.url);
+/** Set when we run from a release tree: render-units then defaults to that tree's programs. */
+const RELEASE_ROOT = releaseRoot(import.meta.url);
 
 const say = (m: string) => process.stdout.write(`${m}\n`);
 
@@ -51,7 +61,7 @@ async function haproxyCompat(argv: readonly string[]): Promise<void> {
     proxyCommand: process.env.NMP_NS_METADATA_PROXY_COMMAND ?? '',
   } as HooksConfig);
   const file = args.configFiles[0]!;
-  const parsed = await checkHaproxyConfig(program[program.length - 1]!, file);
+  const parsed = await checkHaproxyConfig(file);
   if (args.checkOnly) {
     say(`Configuration file is valid (${parsed.mode} ${parsed.id})`);
     return;
@@ -202,17 +212,29 @@ async function main(): Promise<void> {
             default: false,
             describe: 'compare instead of writing; exit 1 on drift',
           })
-          .option('node', { type: 'string', default: DEFAULT_UNIT_SETTINGS.node, describe: 'path of node' })
+          .option('layout', {
+            choices: ['tree', 'release'] as const,
+            default: RELEASE_ROOT === undefined ? ('tree' as const) : ('release' as const),
+            describe:
+              'tree: run node on a built repository; release: run the programs of a release tree (its bin/)',
+          })
+          .option('node', {
+            type: 'string',
+            default: DEFAULT_UNIT_SETTINGS.node,
+            describe: 'path of node (layout tree)',
+          })
           .option('install-dir', {
             type: 'string',
-            default: DEFAULT_UNIT_SETTINGS.installDir,
-            describe: 'where the nmp repository is installed',
+            default: RELEASE_ROOT ?? DEFAULT_UNIT_SETTINGS.installDir,
+            describe:
+              'where nmp is installed (the repository, or the release tree: /usr/lib/nmp for the package)',
           })
           .option('user', { type: 'string', default: DEFAULT_UNIT_SETTINGS.user })
           .option('group', { type: 'string', default: DEFAULT_UNIT_SETTINGS.group })
           .option('config-dir', { type: 'string', default: DEFAULT_UNIT_SETTINGS.configDir }),
       (a) => {
         const units = renderUnits({
+          layout: a.layout,
           node: a.node,
           installDir: a.installDir,
           user: a.user,
