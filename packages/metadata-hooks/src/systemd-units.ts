@@ -79,10 +79,10 @@ function programCommand(s: UnitSettings, program: ProgramName): string {
   ].join(' ');
 }
 
-/** Where the unit points `systemctl help` at: the repository's docs, or the release's man page. */
+/** Where the unit points `systemctl help` at: the repository's docs, or the release's man page (section 8). */
 function documentation(s: UnitSettings, program: ProgramName): string {
   return s.layout === 'release'
-    ? `Documentation=man:${program}(1)`
+    ? `Documentation=man:${program}(8)`
     : `Documentation=file://${s.installDir}/docs/deployment.md`;
 }
 

@@ -108,7 +108,7 @@ test('release layout: every unit starts the release tree bin/ program (its own n
   for (const [name, program] of Object.entries(programs)) {
     const u = units.get(name)!;
     assert.match(u, new RegExp(`^ExecStart=/usr/lib/nmp/bin/${program} --config-file `, 'm'), name);
-    assert.match(u, new RegExp(`^Documentation=man:${program}\\(1\\)$`, 'm'), name);
+    assert.match(u, new RegExp(`^Documentation=man:${program}\\(8\\)$`, 'm'), name);
     assert.doesNotMatch(u, /\/usr\/bin\/node|dist\/src|\/opt\/nmp/, name);
   }
   assert.match(
