@@ -65,6 +65,8 @@ export interface ReleaseOptions {
   readonly sourceDateEpoch?: number;
   readonly nodeLicense?: string;
   readonly maintainer?: string;
+  /** Build the tarball too (default true; the Debian package is always built). */
+  readonly tarball?: boolean;
   /** Keep the staging directory (for inspection); its path is in the result. */
   readonly keepWork?: boolean;
   readonly log?: (message: string) => void;
@@ -73,7 +75,7 @@ export interface ReleaseOptions {
 export interface ReleaseArtefacts {
   readonly version: string;
   readonly deb: string;
-  readonly tarball: string;
+  readonly tarball?: string;
   readonly sums: string;
   readonly workDir?: string;
 }
@@ -380,12 +382,22 @@ export async function buildRelease(o: ReleaseOptions = {}): Promise<ReleaseArtef
     log(
       `${basename(debFile)}: ${(statSync(debFile).size / 1e6).toFixed(1)} MB, installed ${(size / 1024).toFixed(1)} MB (${Date.now() - t} ms)`,
     );
-    t = Date.now();
-    buildTarball(join(work, 'tar'), top, tarFile, epoch);
-    log(`${basename(tarFile)}: ${(statSync(tarFile).size / 1e6).toFixed(1)} MB (${Date.now() - t} ms)`);
+    const built = [debFile];
+    if (o.tarball !== false) {
+      t = Date.now();
+      buildTarball(join(work, 'tar'), top, tarFile, epoch);
+      log(`${basename(tarFile)}: ${(statSync(tarFile).size / 1e6).toFixed(1)} MB (${Date.now() - t} ms)`);
+      built.push(tarFile);
+    }
     const sums = join(outDir, 'SHA256SUMS');
-    writeFileSync(sums, [debFile, tarFile].map((f) => `${sha256(f)}  ${basename(f)}\n`).join(''));
-    return { version, deb: debFile, tarball: tarFile, sums, ...(o.keepWork ? { workDir: work } : {}) };
+    writeFileSync(sums, built.map((f) => `${sha256(f)}  ${basename(f)}\n`).join(''));
+    return {
+      version,
+      deb: debFile,
+      ...(o.tarball !== false ? { tarball: tarFile } : {}),
+      sums,
+      ...(o.keepWork ? { workDir: work } : {}),
+    };
   } finally {
     if (!o.keepWork) rmSync(work, { recursive: true, force: true });
   }

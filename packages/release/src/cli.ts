@@ -22,6 +22,11 @@ async function main(): Promise<void> {
     })
     .option('node-license', { type: 'string', describe: "node's LICENSE file, if not found beside it" })
     .option('maintainer', { type: 'string', describe: 'the Maintainer field' })
+    .option('tarball', {
+      type: 'boolean',
+      default: true,
+      describe: 'also build the tarball (--no-tarball: only the .deb)',
+    })
     .option('keep-work', { type: 'boolean', default: false, describe: 'keep the staging directory' })
     .parseAsync();
   if (a.sourceDateEpoch !== undefined && !(a.sourceDateEpoch >= 0))
@@ -33,10 +38,11 @@ async function main(): Promise<void> {
     ...(a.sourceDateEpoch !== undefined ? { sourceDateEpoch: a.sourceDateEpoch } : {}),
     ...(a.nodeLicense !== undefined ? { nodeLicense: a.nodeLicense } : {}),
     ...(a.maintainer !== undefined ? { maintainer: a.maintainer } : {}),
+    tarball: a.tarball,
     keepWork: a.keepWork,
     log: (m) => process.stdout.write(`${PROGRAM}: ${m}\n`),
   });
-  process.stdout.write(`${r.deb}\n${r.tarball}\n${r.sums}\n`);
+  process.stdout.write(`${[r.deb, r.tarball, r.sums].filter((f) => f !== undefined).join('\n')}\n`);
   if (r.workDir) process.stdout.write(`staging kept in ${r.workDir}\n`);
   process.stdout.write(`${PROGRAM}: done in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
 }

@@ -41,6 +41,8 @@ export function normalizeTree(
   modes: ReadonlyMap<string, number> = new Map(),
 ): void {
   const entries = listFiles(root);
+  // The root too: it is the archive's `./` (made under the builder's umask like everything else).
+  chmodSync(root, 0o755);
   for (const e of entries) {
     const abs = join(root, e.path);
     if (e.type === 'symlink') continue;
