@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SERVICE_NODE_FLAGS } from '@nmp/common';
-import { CLI, freePort, NETWORK_ID, SAMPLE_DIR, startNode, waitForConnect } from './lib.mjs';
+import { CLI, freePort, NETWORK_ID, programsOf, SAMPLE_DIR, startNode, waitForConnect } from './lib.mjs';
 
 /**
  * options:
@@ -21,9 +21,12 @@ import { CLI, freePort, NETWORK_ID, SAMPLE_DIR, startNode, waitForConnect } from
  *                 chain.startProxy(name, sameOptions) starts another one on the same agent
  *  logLevel       agent and proxy log level (default info)
  *  nodeArgs       extra node flags for agent and proxy, after the services' own (SERVICE_NODE_FLAGS)
+ *  releaseRoot    run agent and proxy from this release tree (its bundles and its own node) instead of
+ *                 the build tree; Nova always comes from the build tree
  */
 export async function startChain(options) {
   const { logDir } = options;
+  const programs = programsOf(options.releaseRoot);
   const secret = randomBytes(24).toString('base64url');
   const env = { ...process.env, NMP_METADATA_PROXY_SHARED_SECRET: secret };
   // Agent and proxy run as the units and the hooks start them; extra flags come after (the last one wins).
@@ -67,7 +70,7 @@ export async function startChain(options) {
 
     chain.agent = startNode(
       'agent',
-      CLI.agent,
+      programs.agent,
       [
         '--metadata-proxy-socket',
         chain.socketPath,
@@ -86,7 +89,12 @@ export async function startChain(options) {
         '--log-file',
         join(logDir, 'agent.log'),
       ],
-      { env: { ...env, ...(options.agentEnv ?? {}) }, logDir, nodeArgs: [...extra, ...prof('agent')] },
+      {
+        env: { ...env, ...(options.agentEnv ?? {}) },
+        logDir,
+        nodeArgs: [...extra, ...prof('agent')],
+        node: programs.node,
+      },
     );
     started.push(chain.agent);
     await waitForConnect({ path: chain.socketPath }, 'metadata-agent', { alive: () => chain.agent.alive() });
@@ -96,7 +104,7 @@ export async function startChain(options) {
       const host = p.host ?? '127.0.0.1';
       const proc = startNode(
         name,
-        CLI.proxy,
+        programs.proxy,
         [
           '--bind',
           `${host}:${port}`,
@@ -109,7 +117,7 @@ export async function startChain(options) {
           join(logDir, `${name}.log`),
           ...(p.args ?? []),
         ],
-        { env, logDir, nodeArgs: [...extra, ...prof(name)], wrap: p.wrap ?? [] },
+        { env, logDir, nodeArgs: [...extra, ...prof(name)], wrap: p.wrap ?? [], node: programs.node },
       );
       started.push(proc);
       // Inside a namespace the caller waits (it knows how to look in there).

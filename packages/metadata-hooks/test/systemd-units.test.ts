@@ -168,3 +168,39 @@ test('systemd-analyze verify accepts every generated unit (and a router drop-in 
   // Warnings (an unknown key, an address it cannot parse) do not change the status: none may appear.
   assert.equal(`${r.stdout}${r.stderr}`.trim(), '', 'systemd-analyze had something to say');
 });
+
+test('release layout: every unit starts the release tree bin/ program (its own node and flags), man page as docs', () => {
+  const units = renderUnits({
+    node: '/usr/bin/node',
+    installDir: '/usr/lib/nmp',
+    layout: 'release',
+    user: 'neutron',
+    group: 'neutron',
+    configDir: '/etc/neutron',
+    statePath: '/var/lib/neutron',
+  });
+  const programs: Record<string, string> = {
+    'nmp-metadata-agent.service': 'metadata-agent',
+    'nmp-ns-metadata-proxy@.service': 'ns-metadata-proxy',
+    'nmp-metadata-proxy-daemon.service': 'metadata-proxy-daemon',
+    'nmp-ovn-metadata-provisioner.service': 'ovn-metadata-provisioner',
+  };
+  for (const [name, program] of Object.entries(programs)) {
+    const u = units.get(name)!;
+    assert.match(u, new RegExp(`^ExecStart=/usr/lib/nmp/bin/${program} --config-file `, 'm'), name);
+    assert.match(u, new RegExp(`^Documentation=man:${program}\\(8\\)$`, 'm'), name);
+    assert.doesNotMatch(u, /\/usr\/bin\/node|dist\/src|\/opt\/nmp/, name);
+  }
+  for (const [name, program] of Object.entries({
+    'nmp-metadata-agent.socket': 'metadata-agent',
+    'nmp-ns-metadata-proxy@.socket': 'ns-metadata-proxy',
+  })) {
+    const u = units.get(name)!;
+    assert.match(u, new RegExp(`^Documentation=man:${program}\\(8\\)$`, 'm'), name);
+    assert.doesNotMatch(u, /\/opt\/nmp/, name);
+  }
+  assert.match(
+    units.get('nmp-metadata-agent.service')!,
+    /^EnvironmentFile=-\/etc\/nmp\/metadata-agent\.env$/m,
+  );
+});
