@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SERVICE_NODE_FLAGS } from '@nmp/common';
-import { CLI, freePort, NETWORK_ID, SAMPLE_DIR, startNode, waitForConnect } from './lib.mjs';
+import { BARE, CLI, freePort, NETWORK_ID, SAMPLE_DIR, startNode, waitForConnect } from './lib.mjs';
 
 /**
  * options:
@@ -180,5 +180,48 @@ export async function waitForQuiet(maxS) {
     const busy = (machineBusySeconds() - b0) * 2;
     const waited = (Date.now() - t0) / 1000;
     if (busy < 0.25 || waited >= maxS) return waited - 0.5;
+  }
+}
+
+/**
+ * The bare chain of `npm run bench -- --compare-bare` (issue 22): scripts/bench/bare/proxy.mjs (TCP) ->
+ * its own UNIX socket -> scripts/bench/bare/agent.mjs -> the same Nova as `chain`, with the same secret,
+ * inventory and node flags as ours, so that only the code in the two hops differs.
+ * options: chain (a started chain), inventoryFile, nodeArgs (extra, after SERVICE_NODE_FLAGS).
+ * Returns {proxy, agent, proxyUrl, stop()}.
+ */
+export async function startBareChain({ chain, inventoryFile, nodeArgs = [] }) {
+  const env = { ...process.env, NMP_METADATA_PROXY_SHARED_SECRET: chain.secret };
+  const flags = [...SERVICE_NODE_FLAGS, ...nodeArgs];
+  const socketPath = join(chain.logDir, 'bare-agent.sock');
+  const started = [];
+  const bare = {
+    processes: started,
+    async stop() {
+      for (const p of [...started].reverse()) await p.stop();
+    },
+  };
+  try {
+    bare.agent = startNode(
+      'bare-agent',
+      BARE.agent,
+      [socketPath, inventoryFile ?? join(SAMPLE_DIR, 'inventory.json'), chain.novaUrl],
+      { env, logDir: chain.logDir, nodeArgs: flags },
+    );
+    started.push(bare.agent);
+    await waitForConnect({ path: socketPath }, 'bare agent', { alive: () => bare.agent.alive() });
+    const port = await freePort();
+    bare.proxy = startNode('bare-proxy', BARE.proxy, [String(port), socketPath, NETWORK_ID], {
+      env,
+      logDir: chain.logDir,
+      nodeArgs: flags,
+    });
+    started.push(bare.proxy);
+    await waitForConnect({ host: '127.0.0.1', port }, 'bare proxy', { alive: () => bare.proxy.alive() });
+    bare.proxyUrl = `http://127.0.0.1:${port}`;
+    return bare;
+  } catch (err) {
+    await bare.stop();
+    throw err;
   }
 }
