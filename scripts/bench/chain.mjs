@@ -21,6 +21,8 @@ import { BARE, CLI, freePort, NETWORK_ID, SAMPLE_DIR, startNode, waitForConnect 
  *                 chain.startProxy(name, sameOptions) starts another one on the same agent
  *  logLevel       agent and proxy log level (default info)
  *  nodeArgs       extra node flags for agent and proxy, after the services' own (SERVICE_NODE_FLAGS)
+ *  agentWrap      a command the agent runs under (e.g. valgrind's, scripts/bench/callgrind.mjs)
+ *  startTimeoutMs how long each process may take to come up (default 15 s)
  */
 export async function startChain(options) {
   const { logDir } = options;
@@ -86,10 +88,18 @@ export async function startChain(options) {
         '--log-file',
         join(logDir, 'agent.log'),
       ],
-      { env: { ...env, ...(options.agentEnv ?? {}) }, logDir, nodeArgs: [...extra, ...prof('agent')] },
+      {
+        env: { ...env, ...(options.agentEnv ?? {}) },
+        logDir,
+        nodeArgs: [...extra, ...prof('agent')],
+        wrap: options.agentWrap ?? [],
+      },
     );
     started.push(chain.agent);
-    await waitForConnect({ path: chain.socketPath }, 'metadata-agent', { alive: () => chain.agent.alive() });
+    await waitForConnect({ path: chain.socketPath }, 'metadata-agent', {
+      alive: () => chain.agent.alive(),
+      timeoutMs: options.startTimeoutMs,
+    });
 
     chain.startProxy = async (name, p = {}) => {
       const port = p.port ?? (await freePort());
@@ -187,12 +197,22 @@ export async function waitForQuiet(maxS) {
  * The bare chain of `npm run bench -- --compare-bare` (issue 22): scripts/bench/bare/proxy.mjs (TCP) ->
  * its own UNIX socket -> scripts/bench/bare/agent.mjs -> the same Nova as `chain`, with the same secret,
  * inventory and node flags as ours, so that only the code in the two hops differs.
- * options: chain (a started chain), inventoryFile, nodeArgs (extra, after SERVICE_NODE_FLAGS).
+ * options: chain (a started chain), inventoryFile, nodeArgs (extra, after SERVICE_NODE_FLAGS), cpuProf
+ * (directory: --cpu-prof into it, bare-proxy.cpuprofile and bare-agent.cpuprofile), wrap ({proxy?, agent?}:
+ * a command each runs under, e.g. valgrind's), startTimeoutMs (per process, default 15 s).
  * Returns {proxy, agent, proxyUrl, stop()}.
  */
-export async function startBareChain({ chain, inventoryFile, nodeArgs = [] }) {
+export async function startBareChain({
+  chain,
+  inventoryFile,
+  nodeArgs = [],
+  cpuProf,
+  wrap = {},
+  startTimeoutMs,
+}) {
   const env = { ...process.env, NMP_METADATA_PROXY_SHARED_SECRET: chain.secret };
-  const flags = [...SERVICE_NODE_FLAGS, ...nodeArgs];
+  const prof = (name) =>
+    cpuProf ? ['--cpu-prof', '--cpu-prof-dir', cpuProf, '--cpu-prof-name', `${name}.cpuprofile`] : [];
   const socketPath = join(chain.logDir, 'bare-agent.sock');
   const started = [];
   const bare = {
@@ -206,18 +226,30 @@ export async function startBareChain({ chain, inventoryFile, nodeArgs = [] }) {
       'bare-agent',
       BARE.agent,
       [socketPath, inventoryFile ?? join(SAMPLE_DIR, 'inventory.json'), chain.novaUrl],
-      { env, logDir: chain.logDir, nodeArgs: flags },
+      {
+        env,
+        logDir: chain.logDir,
+        nodeArgs: [...SERVICE_NODE_FLAGS, ...nodeArgs, ...prof('bare-agent')],
+        wrap: wrap.agent ?? [],
+      },
     );
     started.push(bare.agent);
-    await waitForConnect({ path: socketPath }, 'bare agent', { alive: () => bare.agent.alive() });
+    await waitForConnect({ path: socketPath }, 'bare agent', {
+      alive: () => bare.agent.alive(),
+      timeoutMs: startTimeoutMs,
+    });
     const port = await freePort();
     bare.proxy = startNode('bare-proxy', BARE.proxy, [String(port), socketPath, NETWORK_ID], {
       env,
       logDir: chain.logDir,
-      nodeArgs: flags,
+      nodeArgs: [...SERVICE_NODE_FLAGS, ...nodeArgs, ...prof('bare-proxy')],
+      wrap: wrap.proxy ?? [],
     });
     started.push(bare.proxy);
-    await waitForConnect({ host: '127.0.0.1', port }, 'bare proxy', { alive: () => bare.proxy.alive() });
+    await waitForConnect({ host: '127.0.0.1', port }, 'bare proxy', {
+      alive: () => bare.proxy.alive(),
+      timeoutMs: startTimeoutMs,
+    });
     bare.proxyUrl = `http://127.0.0.1:${port}`;
     return bare;
   } catch (err) {

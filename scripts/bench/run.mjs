@@ -65,6 +65,8 @@ const USAGE = `usage: npm run bench -- [options]
   --profile            also CPU-profile proxy, agent and Nova under 50-connection load (docs/profiles/)
   --profile-only       only the profile (no benchmark, docs/benchmarks.md untouched)
   --profile-duration S seconds of load while profiling (default 10)
+  --profile-dir DIR    where the profile summaries go (default docs/profiles); with --compare-bare the
+                       bare proxy and agent are profiled too, under the same load (bare-proxy.md, bare-agent.md)
   --out FILE           where the report goes (default docs/benchmarks.md)
   --no-write           print only; write neither the report nor docs/profiles
   --report-from FILE   measure nothing: write the report again from a run's results.json (after editing
@@ -112,6 +114,7 @@ function parseOptions() {
       profile: { type: 'boolean', default: false },
       'profile-only': { type: 'boolean', default: false },
       'profile-duration': { type: 'string', default: '10' },
+      'profile-dir': { type: 'string', default: 'docs/profiles' },
       out: { type: 'string', default: 'docs/benchmarks.md' },
       'no-write': { type: 'boolean', default: false },
       'report-from': { type: 'string' },
@@ -157,6 +160,7 @@ function parseOptions() {
     profile: values.profile || values['profile-only'],
     benchmark: !values['profile-only'],
     profileDurationS: num('profile-duration', 1, 120),
+    profileDir: resolve(ROOT, values['profile-dir']),
     out: resolve(ROOT, values.out),
     write: !values['no-write'],
     reportFrom: values['report-from'],
@@ -501,48 +505,77 @@ async function profile(opts, runDir) {
     logLevel: opts.logLevel,
     nodeArgs: opts.nodeArgs,
   });
+  let bare;
   try {
+    if (opts.compareBare)
+      bare = await startBareChain({
+        chain,
+        inventoryFile: join(SAMPLE_DIR, 'inventory.json'),
+        nodeArgs: opts.nodeArgs,
+        cpuProf: profDir,
+      });
     const body = (await get(chain.proxyUrl + PATHS['instance-id'])).body;
     if (!EXPECT['instance-id'](body)) throw new Error(`profile chain: unexpected answer ${body}`);
-    log(`profiling: 50 connections, instance-id, ${opts.profileDurationS} s (after a 2 s warm-up)`);
-    const spec = {
-      url: chain.proxyUrl + PATHS['instance-id'],
-      connections: 50,
-      expectBody: body,
-      tool: opts.loadTool,
-    };
-    await runLoad({ ...spec, durationS: 2 });
-    const r = await measure(
-      'chain instance-id c=50 (profiled)',
-      { ...spec, durationS: opts.profileDurationS },
-      [chain.proxy, chain.agent, chain.nova],
-      {},
-      opts.quietS,
-    );
+    const loads = [['chain', chain.proxyUrl, [chain.proxy, chain.agent, chain.nova]]];
+    if (bare) {
+      const viaBare = (await get(bare.proxyUrl + PATHS['instance-id'])).body;
+      if (viaBare !== body) throw new Error(`profile bare chain: unexpected answer ${viaBare}`);
+      loads.push(['bare', bare.proxyUrl, [bare.proxy, bare.agent, chain.nova]]);
+    }
+    const rps = {};
+    for (const [target, url, procs] of loads) {
+      log(
+        `profiling ${target}: 50 connections, instance-id, ${opts.profileDurationS} s (after a 2 s warm-up)`,
+      );
+      const spec = {
+        url: url + PATHS['instance-id'],
+        connections: 50,
+        expectBody: body,
+        tool: opts.loadTool,
+      };
+      await runLoad({ ...spec, durationS: 2 });
+      const r = await measure(
+        `${target} instance-id c=50 (profiled)`,
+        { ...spec, durationS: opts.profileDurationS },
+        procs,
+        {},
+        opts.quietS,
+      );
+      rps[target] = r.rps;
+    }
+    await bare?.stop();
     await chain.stop();
     const summaries = {};
-    for (const name of ['proxy', 'agent', 'nova']) {
+    const names = ['proxy', 'agent', 'nova', ...(bare ? ['bare-proxy', 'bare-agent'] : [])];
+    for (const name of names) {
       const file = join(profDir, `${name}.cpuprofile`);
       if (!existsSync(file)) {
         log(`no profile written for ${name} (${file}); did it exit cleanly on SIGTERM?`);
         continue;
       }
+      const target = name.startsWith('bare-') ? 'bare' : 'chain';
+      const what =
+        name === 'nova' && bare
+          ? `both loads (ours, then the bare chain's), ${fmt.int(rps.chain)} and ${fmt.int(rps.bare)} req/s while profiled`
+          : `${target === 'bare' ? 'the bare chain (scripts/bench/bare/)' : 'chain'} instance-id, 50 connections, ${opts.profileDurationS} s, ${fmt.int(rps[target])} req/s while profiled`;
       summaries[name] = summariseProfileFile(file, {
         title: `${name}: CPU profile under 50-connection load`,
-        context: `\`npm run bench -- --profile\`, ${new Date().toISOString().slice(0, 10)}: chain instance-id, 50 connections, ${opts.profileDurationS} s, ${fmt.int(r.rps)} req/s while profiled (profiling slows it down); node ${process.version}.`,
+        context: `\`npm run bench -- --profile${bare ? ' --compare-bare' : ''}\`, ${new Date().toISOString().slice(0, 10)}: ${what} (profiling slows it down); node ${process.version}.`,
         foldedFile: join(profDir, `${name}.folded`),
         svgFile: join(profDir, `${name}.svg`),
       });
       if (opts.write) {
-        const mdFile = join(ROOT, 'docs/profiles', `${name}.md`);
+        mkdirSync(opts.profileDir, { recursive: true });
+        const mdFile = join(opts.profileDir, `${name}.md`);
         writeFileSync(mdFile, summaries[name].markdown);
         log(`wrote ${relative(ROOT, mdFile)} (flame graph: ${relative(ROOT, join(profDir, `${name}.svg`))})`);
       } else {
         process.stdout.write(`${summaries[name].markdown}\n`);
       }
     }
-    return { dir: relative(ROOT, profDir), rps: r.rps, summaries };
+    return { dir: relative(ROOT, profDir), rps: rps.chain, summaries };
   } finally {
+    await bare?.stop();
     await chain.stop();
     trimLogs(runDir);
   }
