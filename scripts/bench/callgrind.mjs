@@ -9,6 +9,7 @@
 //
 //   node scripts/bench/callgrind.mjs [--targets ours,bare] [--processes proxy,agent] [--requests N]
 //                                    [--warmup N] [--connections C] [--new-connections] [--rounds R]
+//                                    [--blocks B] [--tree DIR (ours from another built tree)]
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -21,11 +22,13 @@ const { values } = parseArgs({
   options: {
     targets: { type: 'string', default: 'ours,bare' },
     processes: { type: 'string', default: 'proxy,agent' },
-    requests: { type: 'string', default: '5000' },
-    warmup: { type: 'string', default: '3000' },
+    requests: { type: 'string', default: '3000' },
+    warmup: { type: 'string', default: '6000' },
     connections: { type: 'string', default: '10' },
     'new-connections': { type: 'boolean', default: false },
     rounds: { type: 'string', default: '1' },
+    blocks: { type: 'string', default: '3' },
+    tree: { type: 'string' },
     path: { type: 'string', default: '/latest/meta-data/instance-id' },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -44,6 +47,14 @@ const opts = {
   connections: Number(values.connections),
   newConnections: values['new-connections'],
   rounds: Number(values.rounds),
+  blocks: Number(values.blocks),
+  /** Our agent and proxy from another built tree (an A/B of two builds). */
+  cli: values.tree
+    ? {
+        agent: join(values.tree, 'packages/metadata-agent/dist/src/cli.js'),
+        proxy: join(values.tree, 'packages/ns-metadata-proxy/dist/src/cli.js'),
+      }
+    : undefined,
   path: values.path,
 };
 for (const t of opts.targets) if (!['ours', 'bare'].includes(t)) throw new Error(`unknown target ${t}`);
@@ -94,16 +105,24 @@ function control(args) {
   if (r.status !== 0) throw new Error(`callgrind_control ${args.join(' ')}: ${r.stderr}${r.stdout}`);
 }
 
-/** Ir of the last dump of `prefix` (callgrind writes <prefix>.<n> per dump). */
+/**
+ * Ir of the last dump (callgrind writes <base>.<n>-<thread> per dump and thread with --separate-threads):
+ * {main, all}. The main thread runs the requests; the others are V8's (optimising compiler, GC) and
+ * libuv's (file writes).
+ */
 function lastDumpInstructions(dir, base) {
-  const dumps = readdirSync(dir)
-    .filter((f) => f.startsWith(`${base}.`) && /\.\d+$/.test(f))
-    .sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop()));
-  const file = join(dir, dumps.at(-1));
-  const text = readFileSync(file, 'utf8');
-  const m = /^(?:totals|summary):\s+(\d+)/m.exec(text);
-  if (!m) throw new Error(`no totals in ${file}`);
-  return Number(m[1]);
+  const files = readdirSync(dir).filter((f) => f.startsWith(`${base}.`) && /\.\d+-\d+$/.test(f));
+  const last = Math.max(...files.map((f) => Number(/\.(\d+)-\d+$/.exec(f)[1])));
+  let main = 0;
+  let all = 0;
+  for (const f of files.filter((x) => Number(/\.(\d+)-\d+$/.exec(x)[1]) === last)) {
+    const text = readFileSync(join(dir, f), 'utf8');
+    const m = /^(?:totals|summary):\s+(\d+)/m.exec(text);
+    if (!m) throw new Error(`no totals in ${f}`);
+    all += Number(m[1]);
+    if (f.endsWith('-01')) main = Number(m[1]);
+  }
+  return { main, all };
 }
 
 async function measureOne(target, name, round) {
@@ -113,6 +132,7 @@ async function measureOne(target, name, round) {
     'valgrind',
     '--tool=callgrind',
     '--smc-check=all-non-file',
+    '--separate-threads=yes',
     `--callgrind-out-file=${join(dir, base)}`,
   ];
   const chain = await startChain({
@@ -120,6 +140,7 @@ async function measureOne(target, name, round) {
     proxy: target === 'ours' && name === 'proxy' ? { wrap } : undefined,
     agentWrap: target === 'ours' && name === 'agent' ? wrap : undefined,
     startTimeoutMs: 120_000,
+    ...(opts.cli ? { cli: opts.cli } : {}),
   });
   let bare;
   try {
@@ -138,15 +159,19 @@ async function measureOne(target, name, round) {
     const url = `${target === 'ours' ? chain.proxyUrl : bare.proxyUrl}${opts.path}`;
     const proc = target === 'ours' ? chain[name] : bare[name];
     await load(url, opts.warmup, opts.connections);
-    control(['-z', String(proc.pid)]);
-    const t0 = Date.now();
-    await load(url, opts.requests, opts.connections);
-    control(['-d', String(proc.pid)]);
-    const ir = lastDumpInstructions(dir, base);
-    log(
-      `  ${target} ${name} round ${round}: ${Math.round(ir / opts.requests).toLocaleString('en-US')} instructions per request (${opts.requests} requests in ${((Date.now() - t0) / 1000).toFixed(1)} s)`,
-    );
-    return ir / opts.requests;
+    // Blocks of requests, each counted on its own: when the last ones agree, the JIT has settled.
+    let ir;
+    for (let block = 1; block <= opts.blocks; block++) {
+      control(['-z', String(proc.pid)]);
+      const t0 = Date.now();
+      await load(url, opts.requests, opts.connections);
+      control(['-d', String(proc.pid)]);
+      ir = lastDumpInstructions(dir, base);
+      log(
+        `  ${target} ${name} round ${round} block ${block}: ${Math.round(ir.main / opts.requests).toLocaleString('en-US')} instructions per request on the main thread, ${Math.round(ir.all / opts.requests).toLocaleString('en-US')} in all threads (${opts.requests} requests in ${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+      );
+    }
+    return ir.main / opts.requests;
   } finally {
     await bare?.stop(30_000);
     await chain.stop(30_000);
@@ -174,7 +199,7 @@ const rows = opts.processes.map((name) => {
   ];
 });
 process.stdout.write(
-  `${textTable(['process', 'ours instructions/request', 'bare instructions/request', 'ours/bare'], rows)}\n`,
+  `${textTable(['process', 'ours (main thread, last block)', 'bare', 'ours/bare'], rows)}\n`,
 );
 process.stdout.write(`${JSON.stringify({ opts, results })}\n`);
 // bench-results/callgrind-*/ keep the dumps, for callgrind_annotate.

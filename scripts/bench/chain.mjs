@@ -23,6 +23,7 @@ import { BARE, CLI, freePort, NETWORK_ID, SAMPLE_DIR, startNode, waitForConnect 
  *  nodeArgs       extra node flags for agent and proxy, after the services' own (SERVICE_NODE_FLAGS)
  *  agentWrap      a command the agent runs under (e.g. valgrind's, scripts/bench/callgrind.mjs)
  *  startTimeoutMs how long each process may take to come up (default 15 s)
+ *  cli            {agent?, proxy?}: other builds' cli.js to run (an A/B of two trees)
  */
 export async function startChain(options) {
   const { logDir } = options;
@@ -69,7 +70,7 @@ export async function startChain(options) {
 
     chain.agent = startNode(
       'agent',
-      CLI.agent,
+      options.cli?.agent ?? CLI.agent,
       [
         '--metadata-proxy-socket',
         chain.socketPath,
@@ -106,7 +107,7 @@ export async function startChain(options) {
       const host = p.host ?? '127.0.0.1';
       const proc = startNode(
         name,
-        CLI.proxy,
+        options.cli?.proxy ?? CLI.proxy,
         [
           '--bind',
           `${host}:${port}`,
