@@ -6,7 +6,12 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ERRORS, envName, flagName } from '../packages/common/dist/src/index.js';
-import { AGENT_COMPAT, agentSchema, LIVE_OPTIONS } from '../packages/metadata-agent/dist/src/index.js';
+import {
+  AGENT_COMPAT,
+  agentSchema,
+  LIVE_OPTIONS,
+  NEUTRON_CREDENTIAL_OPTIONS,
+} from '../packages/metadata-agent/dist/src/index.js';
 import { hooksOptions } from '../packages/metadata-hooks/dist/src/index.js';
 import { proxyOptions } from '../packages/ns-metadata-proxy/dist/src/index.js';
 import { provisionerOwnOptions } from '../packages/ovn-provisioner/dist/src/index.js';
@@ -78,7 +83,7 @@ function settersOf(d) {
 }
 
 /** One table per INI section, options in schema order. */
-function optionTables(schema, { live = [] } = {}) {
+function optionTables(schema, { live = [], liveWithNeutron = [] } = {}) {
   const groups = new Map();
   for (const [key, d] of Object.entries(schema)) {
     const list = groups.get(d.group) ?? [];
@@ -101,6 +106,7 @@ function optionTables(schema, { live = [] } = {}) {
         );
       if (d.secret) notes.push('Secret: never printed or logged.');
       if (live.includes(key)) notes.push('Applied on SIGHUP.');
+      if (liveWithNeutron.includes(key)) notes.push('Applied on SIGHUP with resolver = neutron.');
       const help = [d.help.endsWith('.') ? d.help : `${d.help}.`, ...notes].join(' ');
       out.push(
         `| \`${d.name}\` | ${cell(typeOf(d))} | ${cell(defaultOf(d))} | ${cell(settersOf(d))} | ${cell(help)} |`,
@@ -158,10 +164,11 @@ Reads neutron's \`metadata_agent.ini\` (reference.md §11 names), usually as
 chassis neutron's \`neutron_ovn_metadata_agent.ini\` instead, whose \`[ovn]\` and \`[ovs]\` options are below
 (setting \`[ovn] ovn_sb_connection\` selects the OVN resolver).
 \`kill -HUP\` re-reads the same sources: the options marked "Applied on SIGHUP" take effect at once (and
-the inventory file is re-read); a changed option of any other kind is named in a warning and keeps its
+the inventory file is re-read; with \`resolver = neutron\` changed \`[neutron]\` credentials are used for a
+Keystone login at once); a changed option of any other kind is named in a warning and keeps its
 running value until a restart; a file that does not load is refused with one error line and nothing changes.
 
-${optionTables(agentSchema, { live: LIVE_OPTIONS })}
+${optionTables(agentSchema, { live: LIVE_OPTIONS, liveWithNeutron: NEUTRON_CREDENTIAL_OPTIONS })}
 Accepted without effect, and not warned about: neutron's and oslo's options commonly found in the same
 files (\`*\` matches any characters). They are listed in one \`MDA_CONFIG_IGNORED\` line at start.
 

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SERVICE_NODE_FLAGS } from '@nmp/common';
-import { BARE, CLI, freePort, NETWORK_ID, SAMPLE_DIR, startNode, waitForConnect } from './lib.mjs';
+import { BARE, CLI, freePort, NETWORK_ID, programsOf, SAMPLE_DIR, startNode, waitForConnect } from './lib.mjs';
 
 /**
  * options:
@@ -23,10 +23,13 @@ import { BARE, CLI, freePort, NETWORK_ID, SAMPLE_DIR, startNode, waitForConnect 
  *  nodeArgs       extra node flags for agent and proxy, after the services' own (SERVICE_NODE_FLAGS)
  *  agentWrap      a command the agent runs under (e.g. valgrind's, scripts/bench/callgrind.mjs)
  *  startTimeoutMs how long each process may take to come up (default 15 s)
- *  cli            {agent?, proxy?}: other builds' cli.js to run (an A/B of two trees)
+ *  cli            {agent?, proxy?}: other builds' cli.js to run (an A/B of two trees; before releaseRoot's)
+ *  releaseRoot    run agent and proxy from this release tree (its bundles and its own node) instead of
+ *                 the build tree; Nova always comes from the build tree
  */
 export async function startChain(options) {
   const { logDir } = options;
+  const programs = programsOf(options.releaseRoot);
   const secret = randomBytes(24).toString('base64url');
   const env = { ...process.env, NMP_METADATA_PROXY_SHARED_SECRET: secret };
   // Agent and proxy run as the units and the hooks start them; extra flags come after (the last one wins).
@@ -70,7 +73,7 @@ export async function startChain(options) {
 
     chain.agent = startNode(
       'agent',
-      options.cli?.agent ?? CLI.agent,
+      options.cli?.agent ?? programs.agent,
       [
         '--metadata-proxy-socket',
         chain.socketPath,
@@ -94,6 +97,7 @@ export async function startChain(options) {
         logDir,
         nodeArgs: [...extra, ...prof('agent')],
         wrap: options.agentWrap ?? [],
+        node: programs.node,
       },
     );
     started.push(chain.agent);
@@ -107,7 +111,7 @@ export async function startChain(options) {
       const host = p.host ?? '127.0.0.1';
       const proc = startNode(
         name,
-        options.cli?.proxy ?? CLI.proxy,
+        options.cli?.proxy ?? programs.proxy,
         [
           '--bind',
           `${host}:${port}`,
@@ -120,7 +124,7 @@ export async function startChain(options) {
           join(logDir, `${name}.log`),
           ...(p.args ?? []),
         ],
-        { env, logDir, nodeArgs: [...extra, ...prof(name)], wrap: p.wrap ?? [] },
+        { env, logDir, nodeArgs: [...extra, ...prof(name)], wrap: p.wrap ?? [], node: programs.node },
       );
       started.push(proc);
       // Inside a namespace the caller waits (it knows how to look in there).

@@ -110,14 +110,32 @@ function installExitHook() {
 }
 
 /**
+ * The agent's and the proxy's CLI and the node that runs them: this build tree's, or a release tree's
+ * (an unpacked tarball or /usr/lib/nmp: its bundles at the same paths, its own runtime in bin/node).
+ */
+export function programsOf(releaseRoot) {
+  if (releaseRoot === undefined) return { node: process.execPath, agent: CLI.agent, proxy: CLI.proxy };
+  return {
+    node: join(releaseRoot, 'bin', 'node'),
+    agent: join(releaseRoot, 'packages/metadata-agent/dist/src/cli.js'),
+    proxy: join(releaseRoot, 'packages/ns-metadata-proxy/dist/src/cli.js'),
+  };
+}
+
+/**
  * Start a long-running node program. stdout/stderr go to `<logDir>/<name>.out` (a file, so that a full
  * pipe never slows it down). Returns a handle with pid, stop() and a description of how it died, if it did.
  */
-export function startNode(name, script, args, { env = process.env, logDir, nodeArgs = [], wrap = [] } = {}) {
+export function startNode(
+  name,
+  script,
+  args,
+  { env = process.env, logDir, nodeArgs = [], wrap = [], node = process.execPath } = {},
+) {
   installExitHook();
   const outFile = join(logDir, `${name}.out`);
   const fd = openSync(outFile, 'a');
-  const argv = [...wrap, process.execPath, ...nodeArgs, script, ...args];
+  const argv = [...wrap, node, ...nodeArgs, script, ...args];
   const child = spawn(argv[0], argv.slice(1), { cwd: ROOT, env, stdio: ['ignore', fd, fd] });
   closeSync(fd);
   let exited = null;

@@ -189,7 +189,7 @@ export const ERRORS = {
     status: 503,
     level: 'error',
     message: 'The instance lookup service is temporarily unavailable. Please try again later.',
-    doc: 'Neutron (or Keystone) did not answer, answered 5xx, or timed out while looking up the port.',
+    doc: 'Neutron (or Keystone) did not answer, answered 5xx, or timed out while looking up the port; or Keystone refused the [neutron] credentials, or the token has no network endpoint in its catalog (then lookups get this at once until the agent asks Keystone again, at retryAt: docs/neutron.md "Tokens").',
   },
   MDA_ERR_RPC_TIMEOUT: {
     status: 503,

@@ -90,7 +90,7 @@ export {
   type ValueOptions,
 } from './metrics.js';
 export { isNeutronId, NEUTRON_ID_PATTERN } from './neutron-id.js';
-export { packageVersion } from './package-version.js';
+export { packageVersion, releaseRoot } from './package-version.js';
 export {
   type InstanceIdentity,
   type InstanceResolver,

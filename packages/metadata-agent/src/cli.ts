@@ -185,6 +185,7 @@ async function main(): Promise<void> {
     readiness,
     metrics,
     ...(parts.inventory ? { inventory: parts.inventory } : {}),
+    ...(parts.neutron ? { neutron: parts.neutron } : {}),
   });
   process.on('SIGHUP', () => {
     logger.info({ signal: 'SIGHUP' }, 'reloading the configuration');

@@ -77,6 +77,7 @@ export {
   effectiveLevel,
   LIVE_OPTIONS,
   logConfigWarnings,
+  NEUTRON_CREDENTIAL_OPTIONS,
   type ReloadOutcome,
   type ReloadTargets,
 } from './reload.js';

@@ -14,7 +14,8 @@
  *   nmp_upstream_duration_seconds{upstream,outcome} Nova / Neutron / Keystone calls (answered|failed)
  *   nmp_upstream_last_answer_timestamp_seconds{upstream="nova|resolver"}   what /readyz looks at
  *   nmp_port_cache_{hits,negative_hits,misses,coalesced,refreshes,evictions}_total, nmp_port_cache_entries
- *   nmp_keystone_tokens_issued_total, nmp_neutron_reauthentications_total, nmp_neutron_lookup_failures_total
+ *   nmp_keystone_tokens_issued_total, nmp_keystone_auth_failures_total, nmp_neutron_reauthentications_total,
+ *   nmp_neutron_lookup_failures_total
  *   nmp_agent_config_reloads_total{result}, nmp_agent_config_last_reload_success_timestamp_seconds
  *   nmp_agent_info{version}
  *   process_* and nodejs_* (addProcessMetrics of @nmp/common), when enabled
@@ -55,6 +56,7 @@ export interface MetricSources {
 
 interface NeutronStats {
   readonly tokensIssued: number;
+  readonly authFailures: number;
   readonly reauthentications: number;
   readonly failures: number;
 }
@@ -184,7 +186,16 @@ export class AgentMetrics implements UpstreamObserver {
           return stats ? pick(stats) : 0;
         },
       });
-    neutronCounter('nmp_keystone_tokens_issued_total', 'Keystone tokens obtained', (s) => s.tokensIssued);
+    neutronCounter(
+      'nmp_keystone_tokens_issued_total',
+      'Keystone tokens issued to the agent (every 201, whether its catalog was usable or not)',
+      (s) => s.tokensIssued,
+    );
+    neutronCounter(
+      'nmp_keystone_auth_failures_total',
+      'Keystone logins that gave no token (credentials refused, Keystone errors)',
+      (s) => s.authFailures,
+    );
     neutronCounter(
       'nmp_neutron_reauthentications_total',
       'Times Neutron refused the token (401) and the agent authenticated again',

@@ -1,8 +1,10 @@
 /*
  * SIGHUP: read the configuration again (same flags, files, environment and secret files as at start) and
  * apply what can change while serving: the shared secret (a rotation), the log level, the readiness
- * window, and the inventory file's contents. Options that need a restart (socket, Nova address, resolver,
- * cache sizes...) keep their running values and one warning names them.
+ * window, the inventory file's contents, and with resolver = neutron the [neutron] credentials (changed
+ * ones are used for a login at once, even while a refused login is being waited out; unchanged ones let a
+ * catalog that lacked the network endpoint be read again at once). Options that need a restart (socket,
+ * Nova address, resolver, cache sizes...) keep their running values and one warning names them.
  *
  * All or nothing: if the files do not load, or the inventory does not parse, one error line says why and
  * the running configuration stays, entirely. Nothing here touches the listening socket or a connection,
@@ -11,6 +13,9 @@
 import { statSync } from 'node:fs';
 import type { ConfigOf, LoadedConfig, Logger } from '@nmp/common';
 import type { AgentMetrics } from './metrics.js';
+import { checkCredentials } from './neutron/create.js';
+import type { KeystoneAuthOptions, ReloadAction } from './neutron/keystone-session.js';
+import { neutronResolverOptions } from './neutron/options.js';
 import { agentSchema } from './options.js';
 import type { Readiness } from './readiness.js';
 import type { InventoryResolver } from './resolver/inventory-resolver.js';
@@ -23,6 +28,24 @@ type Key = keyof AgentSchema;
 /** Options a reload applies; every other change waits for a restart. */
 export const LIVE_OPTIONS: readonly Key[] = ['sharedSecret', 'logLevel', 'debug', 'readinessWindow'];
 
+/** The [neutron] credentials: applied by a reload when resolver = neutron (a restart otherwise). */
+export const NEUTRON_CREDENTIAL_OPTIONS: readonly Key[] = [
+  'neutronAuthUrl',
+  'neutronAuthType',
+  'neutronUsername',
+  'neutronUserId',
+  'neutronPassword',
+  'neutronProjectName',
+  'neutronProjectId',
+  'neutronUserDomainName',
+  'neutronUserDomainId',
+  'neutronProjectDomainName',
+  'neutronProjectDomainId',
+  'neutronApplicationCredentialId',
+  'neutronApplicationCredentialName',
+  'neutronApplicationCredentialSecret',
+];
+
 export interface ReloadTargets {
   readonly signer: InstanceSigner;
   readonly logger: Logger;
@@ -30,6 +53,8 @@ export interface ReloadTargets {
   readonly inventory?: InventoryResolver;
   readonly readiness?: Readiness;
   readonly metrics?: AgentMetrics;
+  /** resolver = neutron: told the credentials after every reload (NeutronResolver.reloadCredentials). */
+  readonly neutron?: { reloadCredentials(auth: KeystoneAuthOptions): ReloadAction };
 }
 
 export interface ReloadOutcome {
@@ -81,6 +106,8 @@ export class ConfigReloader {
     let loaded: LoadedConfig<AgentSchema>;
     try {
       loaded = this.#load();
+      // Incomplete new credentials fail the whole reload, as at start (the running ones stay).
+      if (this.#t.neutron) checkCredentials(neutronResolverOptions(loaded.config));
       if (this.#t.inventory && loaded.config.inventoryFile === old.inventoryFile)
         await this.#t.inventory.reload();
     } catch (err) {
@@ -96,9 +123,10 @@ export class ConfigReloader {
     const applied: string[] = [];
     const restartNeeded: string[] = [];
     const merged: Record<string, unknown> = { ...old };
+    const live = this.#t.neutron ? [...LIVE_OPTIONS, ...NEUTRON_CREDENTIAL_OPTIONS] : LIVE_OPTIONS;
     for (const key of Object.keys(agentSchema) as Key[]) {
       if (same(old[key], next[key])) continue;
-      if (LIVE_OPTIONS.includes(key)) {
+      if (live.includes(key)) {
         merged[key] = next[key];
         applied.push(agentSchema[key].name);
       } else {
@@ -111,6 +139,7 @@ export class ConfigReloader {
     if (this.#t.readiness) this.#t.readiness.windowMs = config.readinessWindow * 1000;
     this.#config = config;
     this.#t.metrics?.reloaded(true);
+    const keystone = this.#t.neutron?.reloadCredentials(neutronResolverOptions(config)) ?? 'none';
 
     logConfigWarnings(loaded, config, log);
     if (restartNeeded.length > 0) {
@@ -125,6 +154,7 @@ export class ConfigReloader {
         applied,
         files: loaded.files,
         ...(this.#t.inventory ? { inventory: config.inventoryFile } : {}),
+        ...(keystone !== 'none' ? { keystone } : {}),
       },
       'configuration reloaded',
     );

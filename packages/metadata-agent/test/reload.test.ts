@@ -175,3 +175,43 @@ test('signals arriving during a reload are served by one more reload, not lost a
   assert.equal(f.reloader.config.sharedSecret, 'z');
   assert.equal(f.logs.lines().filter((l) => l.code === 'MDA_CONFIG_RELOADED').length, 2);
 });
+
+test('resolver = neutron: the [neutron] credentials apply (and are checked) on reload; otherwise they need a restart', async (t) => {
+  const neutron = (password: string, extra = 'user_domain_name = Default') =>
+    `metadata_proxy_shared_secret = s\n[neutron]\nauth_url = http://127.0.0.1:5000/v3\nusername = nmp\npassword = ${password}\n${extra}\nproject_name = service\nproject_domain_name = Default`;
+  const f = await fixture(t, neutron('old-pw'));
+  const told: Array<{ password?: string }> = [];
+  const withNeutron = new ConfigReloader(
+    () => loadConfig(agentSchema, { flags: { 'config-file': [f.conf] }, env: {}, compat: AGENT_COMPAT }),
+    f.reloader.config,
+    {
+      signer: f.signer,
+      logger: f.logs.logger,
+      neutron: {
+        reloadCredentials: (auth) => {
+          told.push(auth);
+          return auth.password === 'new-pw' ? 'login' : 'none';
+        },
+      },
+    },
+  );
+  writeFileSync(f.conf, settings(f.inventoryFile, neutron('new-pw')));
+  assert.deepEqual(await withNeutron.reload(), { ok: true, applied: ['password'], restartNeeded: [] });
+  assert.equal(told.at(-1)?.password, 'new-pw');
+  assert.equal(withNeutron.config.neutronPassword, 'new-pw');
+  const line = f.logs.lines().find((l) => l.code === 'MDA_CONFIG_RELOADED');
+  assert.equal(line?.keystone, 'login');
+  assert.ok(!f.logs.text().includes('new-pw') && !f.logs.text().includes('old-pw'));
+
+  // Incomplete credentials fail the reload as they would fail a start; nothing is applied or told.
+  writeFileSync(f.conf, settings(f.inventoryFile, neutron('newer-pw', '')));
+  const bad = await withNeutron.reload();
+  assert.equal(bad.ok, false);
+  assert.match(bad.error!, /\[neutron\] username needs user_domain_name/);
+  assert.equal(told.length, 1);
+  assert.equal(withNeutron.config.neutronPassword, 'new-pw');
+
+  // Another resolver: a changed password is a restart-only change, as before.
+  const outcome = await f.reloader.reload();
+  assert.deepEqual(outcome.restartNeeded, ['password', 'user_domain_name']);
+});

@@ -8,16 +8,27 @@
  *   metadata-hooks l3 add <router-id> [--ipv6 | --no-ipv6]
  *   metadata-hooks l3 remove <router-id>
  *   metadata-hooks status [--json]
- *   metadata-hooks render-units [--output-dir DIR] [--check]
+ *   metadata-hooks render-units [--output-dir DIR] [--check] [--layout tree|release]
+ *   metadata-hooks haproxy-drop-in enable|disable|status [--kill-script]
  *   metadata-hooks haproxy-compat -f <neutron haproxy config>      (also when invoked as `haproxy`)
  *   metadata-hooks haproxy-kill <signal> <pid>                     (also when invoked as `haproxy-kill`)
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { addSchemaOptions, createCli, loadConfig, packageVersion, runMain, UsageError } from '@nmp/common';
+import {
+  addSchemaOptions,
+  createCli,
+  loadConfig,
+  packageVersion,
+  releaseRoot,
+  runMain,
+  UsageError,
+} from '@nmp/common';
+// Both are small: haproxy-drop-in.ts needs only node's fs and command.ts; systemd-units.ts nothing but
+// @nmp/common's run-time flags.
+import { DROP_IN_DEFAULTS } from './haproxy-drop-in.js';
 import type { HooksConfig } from './hook-records.js';
 import { hooksOptions } from './options.js';
-// systemd-units.ts is small and has no imports of its own but @nmp/common's run-time flags.
 import { DEFAULT_UNIT_SETTINGS, renderUnits } from './systemd-units.js';
 
 // What a command does is loaded when that command runs: `--help`, `status` or the haproxy drop-in do not
@@ -30,12 +41,34 @@ const haproxyCompatModule = () => import('./haproxy-compat.js');
 
 const PROGRAM = 'metadata-hooks';
 const VERSION = packageVersion(import.meta.url);
+/** Set when we run from a release tree: render-units then defaults to that tree's programs. */
+const RELEASE_ROOT = releaseRoot(import.meta.url);
 
 const say = (m: string) => process.stdout.write(`${m}\n`);
+
+const HAPROXY_COMPAT_HELP = `${PROGRAM} haproxy-compat [-c] [-p PIDFILE] -f <neutron haproxy config>
+
+Behave as neutron's haproxy for its metadata proxy (also when run under the name haproxy: the haproxy drop-in): validate the file with the proxy's parser, start ns-metadata-proxy --haproxy-config FILE detached in the current namespace, wait until its pid file names a live process, and exit 0, or 1 with the proxy's output.
+
+Options:
+  -f FILE     the config neutron wrote ($state_path/ns-metadata-proxy/<id>.conf)
+  -c          only check the file
+  -p FILE     pid file (default: the file's pidfile)
+  -v          print the version
+  -h, --help  Show help
+
+Environment:
+  NMP_NS_METADATA_PROXY_COMMAND  the proxy to start (default: the one installed beside the hooks)
+  NMP_HAPROXY_COMPAT_LOG_DIR     where the proxy's output goes (default: <config>.log)
+`;
 
 async function haproxyCompat(argv: readonly string[]): Promise<void> {
   const { checkHaproxyConfig, parseHaproxyArgs, startFromHaproxyConfig } = await haproxyCompatModule();
   const { proxyProgram } = await import('./proxy-launch.js');
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(HAPROXY_COMPAT_HELP);
+    return;
+  }
   let args: ReturnType<typeof parseHaproxyArgs>;
   try {
     args = parseHaproxyArgs(argv);
@@ -51,7 +84,7 @@ async function haproxyCompat(argv: readonly string[]): Promise<void> {
     proxyCommand: process.env.NMP_NS_METADATA_PROXY_COMMAND ?? '',
   } as HooksConfig);
   const file = args.configFiles[0]!;
-  const parsed = await checkHaproxyConfig(program[program.length - 1]!, file);
+  const parsed = await checkHaproxyConfig(file);
   if (args.checkOnly) {
     say(`Configuration file is valid (${parsed.mode} ${parsed.id})`);
     return;
@@ -202,17 +235,29 @@ async function main(): Promise<void> {
             default: false,
             describe: 'compare instead of writing; exit 1 on drift',
           })
-          .option('node', { type: 'string', default: DEFAULT_UNIT_SETTINGS.node, describe: 'path of node' })
+          .option('layout', {
+            choices: ['tree', 'release'] as const,
+            default: RELEASE_ROOT === undefined ? ('tree' as const) : ('release' as const),
+            describe:
+              'tree: run node on a built repository; release: run the programs of a release tree (its bin/)',
+          })
+          .option('node', {
+            type: 'string',
+            default: DEFAULT_UNIT_SETTINGS.node,
+            describe: 'path of node (layout tree)',
+          })
           .option('install-dir', {
             type: 'string',
-            default: DEFAULT_UNIT_SETTINGS.installDir,
-            describe: 'where the nmp repository is installed',
+            default: RELEASE_ROOT ?? DEFAULT_UNIT_SETTINGS.installDir,
+            describe:
+              'where nmp is installed (the repository, or the release tree: /usr/lib/nmp for the package)',
           })
           .option('user', { type: 'string', default: DEFAULT_UNIT_SETTINGS.user })
           .option('group', { type: 'string', default: DEFAULT_UNIT_SETTINGS.group })
           .option('config-dir', { type: 'string', default: DEFAULT_UNIT_SETTINGS.configDir }),
       (a) => {
         const units = renderUnits({
+          layout: a.layout,
           node: a.node,
           installDir: a.installDir,
           user: a.user,
@@ -250,7 +295,61 @@ async function main(): Promise<void> {
         if (drift > 0) process.exitCode = 1;
       },
     )
-    .command('haproxy-compat', "behave as neutron's haproxy: -f <config> (see docs/deployment.md)")
+    .command(
+      'haproxy-drop-in <action>',
+      "enable: neutron's metadata haproxies become ours (dpkg-divert of /usr/sbin/haproxy); disable: undo; status",
+      (y) =>
+        y
+          .positional('action', { choices: ['enable', 'disable', 'status'] as const, demandOption: true })
+          .option('kill-script', {
+            type: 'boolean',
+            default: false,
+            describe:
+              'enable: also write <kill-scripts-path>/haproxy-kill (neutron releases whose rootwrap kills haproxy by executable; not needed from Zed)',
+          })
+          .option('haproxy', {
+            type: 'string',
+            default: DROP_IN_DEFAULTS.haproxy,
+            describe: 'the haproxy neutron runs',
+          })
+          .option('kill-scripts-path', {
+            type: 'string',
+            default: DROP_IN_DEFAULTS.killScriptsPath,
+            describe: "neutron's [AGENT] kill_scripts_path",
+          })
+          .option('release-root', {
+            type: 'string',
+            ...(RELEASE_ROOT !== undefined ? { default: RELEASE_ROOT } : {}),
+            describe: 'the installed nmp release tree whose bin/haproxy serves neutron (/usr/lib/nmp)',
+          })
+          .option('quiet', {
+            type: 'boolean',
+            default: false,
+            describe: 'say nothing unless something changes',
+          }),
+      (a) => {
+        done = import('./haproxy-drop-in.js').then(async (m) => {
+          if (a.releaseRoot === undefined)
+            throw new UsageError(
+              'not running from an installed release: give --release-root (e.g. /usr/lib/nmp), or see docs/deployment.md section 6',
+            );
+          const paths = {
+            haproxy: a.haproxy,
+            wrapper: join(a.releaseRoot, 'bin', 'haproxy'),
+            hooksProgram: join(a.releaseRoot, 'bin', PROGRAM),
+            killScriptsPath: a.killScriptsPath,
+            dpkgDivert: DROP_IN_DEFAULTS.dpkgDivert,
+          };
+          const quietSay = a.quiet ? () => {} : say;
+          if (a.action === 'enable') return m.enableDropIn(paths, { killScript: a.killScript }, say);
+          if (a.action === 'disable') return m.disableDropIn(paths, quietSay);
+          const state = await m.dropInState(paths);
+          for (const line of m.formatDropInState(state, paths)) quietSay(line);
+          if (state.state === 'partial') process.exitCode = 3;
+        });
+      },
+    )
+    .command('haproxy-compat', "behave as neutron's haproxy: -f <config> (--help: its options)")
     .command(
       'haproxy-kill <signal> <pid>',
       'kill script for neutron: signal pid only if it is our proxy',

@@ -23,8 +23,8 @@ import {
   statSync,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { withoutSecrets } from '@nmp/common';
+import { type HaproxyMetadataConfig, readHaproxyConfig } from '@nmp/ns-metadata-proxy/haproxy-config';
 import { processInfo, readPidFile } from './process-manager.js';
 
 export interface HaproxyCompatArgs {
@@ -60,20 +60,11 @@ export function parseHaproxyArgs(argv: readonly string[]): HaproxyCompatArgs {
   return { configFiles, checkOnly, version, ...(pidFile ? { pidFile } : {}) };
 }
 
-export interface ParsedHaproxy {
-  readonly pidFile?: string;
-  readonly mode: 'network' | 'router';
-  readonly id: string;
-  readonly binds: readonly { readonly host: string; readonly port: number; readonly interface?: string }[];
-}
+export type ParsedHaproxy = HaproxyMetadataConfig;
 
-/** Validate `file` with the proxy's own parser (loaded from beside the proxy CLI). */
-export async function checkHaproxyConfig(proxyCli: string, file: string): Promise<ParsedHaproxy> {
-  const parserPath = join(dirname(proxyCli), 'haproxy-config.js');
-  const mod = (await import(pathToFileURL(parserPath).href)) as {
-    readHaproxyConfig: (f: string) => Promise<ParsedHaproxy>;
-  };
-  return mod.readHaproxyConfig(file);
+/** Validate `file` with the proxy's own parser (the one `ns-metadata-proxy --haproxy-config` runs). */
+export function checkHaproxyConfig(file: string): Promise<ParsedHaproxy> {
+  return readHaproxyConfig(file);
 }
 
 export interface CompatLaunch {

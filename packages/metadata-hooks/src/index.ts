@@ -83,4 +83,10 @@ export {
   proxyStatus,
   statusOf,
 } from './proxy-status.js';
-export { DEFAULT_UNIT_SETTINGS, renderUnits, type UnitSettings } from './systemd-units.js';
+export {
+  DEFAULT_UNIT_SETTINGS,
+  PROGRAM_PACKAGES,
+  type ProgramName,
+  renderUnits,
+  type UnitSettings,
+} from './systemd-units.js';

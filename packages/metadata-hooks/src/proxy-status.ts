@@ -14,7 +14,6 @@ import { checkHaproxyConfig } from './haproxy-compat.js';
 import { HookError, type HookRecord, type HooksConfig, readRecord } from './hook-records.js';
 import { formatSocket, type ListeningSocket, listeningSockets } from './proc-sockets.js';
 import { activePid, processInfo, readPidFile } from './process-manager.js';
-import { proxyProgram } from './proxy-launch.js';
 
 export interface ProxyStatus {
   /**
@@ -183,7 +182,6 @@ async function neutronSpawned(config: HooksConfig): Promise<ProxyStatus[]> {
   } catch {
     return [];
   }
-  const program = proxyProgram(config);
   const out: ProxyStatus[] = [];
   for (const n of names.sort()) {
     const id = n.slice(0, -'.pid.haproxy'.length);
@@ -192,11 +190,9 @@ async function neutronSpawned(config: HooksConfig): Promise<ProxyStatus[]> {
     let identity: HookRecord['identity'] | undefined;
     let expected: string[] = [];
     try {
-      const parsed = await checkHaproxyConfig(
-        program[program.length - 1]!,
-        join(config.statePath, 'ns-metadata-proxy', `${id}.conf`),
-      );
-      identity = { mode: parsed.mode, id: parsed.id };
+      const parsed = await checkHaproxyConfig(join(config.statePath, 'ns-metadata-proxy', `${id}.conf`));
+      // Files under ns-metadata-proxy/ are the DHCP and L3 agents' (OVN's live under ovn-metadata-proxy/).
+      if (parsed.mode !== 'ovn') identity = { mode: parsed.mode, id: parsed.id };
       expected = parsed.binds.map((b) => formatSocket({ address: b.host, port: b.port }));
     } catch {
       // config gone or unreadable: report what the process shows

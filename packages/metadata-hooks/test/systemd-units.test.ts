@@ -88,3 +88,31 @@ test('OVN provisioner unit: root with the namespace and network capabilities, no
   ])
     assert.doesNotMatch(u, new RegExp(`^${forbidden}=`, 'm'));
 });
+
+test('release layout: every unit starts the release tree bin/ program (its own node and flags), man page as docs', () => {
+  const units = renderUnits({
+    node: '/usr/bin/node',
+    installDir: '/usr/lib/nmp',
+    layout: 'release',
+    user: 'neutron',
+    group: 'neutron',
+    configDir: '/etc/neutron',
+    statePath: '/var/lib/neutron',
+  });
+  const programs: Record<string, string> = {
+    'nmp-metadata-agent.service': 'metadata-agent',
+    'nmp-ns-metadata-proxy@.service': 'ns-metadata-proxy',
+    'nmp-metadata-proxy-daemon.service': 'metadata-proxy-daemon',
+    'nmp-ovn-metadata-provisioner.service': 'ovn-metadata-provisioner',
+  };
+  for (const [name, program] of Object.entries(programs)) {
+    const u = units.get(name)!;
+    assert.match(u, new RegExp(`^ExecStart=/usr/lib/nmp/bin/${program} --config-file `, 'm'), name);
+    assert.match(u, new RegExp(`^Documentation=man:${program}\\(8\\)$`, 'm'), name);
+    assert.doesNotMatch(u, /\/usr\/bin\/node|dist\/src|\/opt\/nmp/, name);
+  }
+  assert.match(
+    units.get('nmp-metadata-agent.service')!,
+    /^EnvironmentFile=-\/etc\/nmp\/metadata-agent\.env$/m,
+  );
+});

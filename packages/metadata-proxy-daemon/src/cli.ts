@@ -23,7 +23,13 @@ import {
 } from '@nmp/common';
 import { describeServing, loadTokenKey, proxyIdentity, servingSettings } from '@nmp/ns-metadata-proxy';
 import { daemonOptions } from './options.js';
-import { type AttachSpec, daemonClient, formatDaemonStatus } from './protocol.js';
+import {
+  type AttachSpec,
+  DaemonRequestError,
+  DaemonUnreachableError,
+  daemonClient,
+  formatDaemonStatus,
+} from './protocol.js';
 import { STATE_FILE_NAME } from './state-file.js';
 import { MetadataProxyDaemon } from './supervisor.js';
 import { type DaemonConfig, workerSettingsFor } from './worker-settings.js';
@@ -101,6 +107,19 @@ async function serve(config: DaemonConfig, warnings: readonly string[]): Promise
   stopOnSignals(logger, () => daemon.stop());
 }
 
+/** Why the daemon gave no status, with what to check; rethrows anything that is not about the daemon. */
+function unanswered(err: unknown, controlSocket: string): string {
+  if (err instanceof DaemonUnreachableError) {
+    const hint =
+      err.code === 'EACCES'
+        ? 'the control socket is root-only: run as root'
+        : 'is nmp-metadata-proxy-daemon.service running? (journalctl -u nmp-metadata-proxy-daemon)';
+    return `${err.message}; ${hint}`;
+  }
+  if (err instanceof DaemonRequestError) return `${err.message} (daemon_control_socket = ${controlSocket})`;
+  throw err;
+}
+
 async function main(): Promise<void> {
   let done: Promise<void> = Promise.resolve();
   const load = (flags: Record<string, unknown>) => loadConfig(daemonOptions, { flags, env: process.env });
@@ -116,18 +135,31 @@ async function main(): Promise<void> {
     })
     .command(
       'status',
-      'every attachment: namespace, id, listeners, health; exit 3 when one is unhealthy',
+      'every attachment: namespace, id, listeners, health; exit 3 when one is unhealthy or the daemon does not answer',
       (y) => y.option('json', { type: 'boolean', default: false }),
       (a) => {
         const { config } = load(a);
-        done = daemonClient.list(config.controlSocket).then(({ daemon, attachments }) => {
-          process.stdout.write(
-            a.json
-              ? `${JSON.stringify({ daemon, attachments }, null, 2)}\n`
-              : formatDaemonStatus(daemon, attachments),
-          );
-          if (!daemon.agentReachable || attachments.some((x) => !x.healthy)) process.exitCode = 3;
-        });
+        done = daemonClient.list(config.controlSocket).then(
+          ({ daemon, attachments }) => {
+            process.stdout.write(
+              a.json
+                ? `${JSON.stringify({ daemon, attachments }, null, 2)}\n`
+                : formatDaemonStatus(daemon, attachments),
+            );
+            if (!daemon.agentReachable || attachments.some((x) => !x.healthy)) process.exitCode = 3;
+          },
+          (err: unknown) => {
+            // A daemon that cannot be asked is unhealthy (3, as metadata-hooks status says of it), not a
+            // failure of this command (1).
+            const error = unanswered(err, config.controlSocket);
+            process.stdout.write(
+              a.json
+                ? `${JSON.stringify({ daemon: null, attachments: [], error }, null, 2)}\n`
+                : `daemon UNREACHABLE: ${error}\n`,
+            );
+            process.exitCode = 3;
+          },
+        );
       },
     )
     .command(

@@ -4,6 +4,7 @@
  * call, and can be told to expire tokens, fail (any status, connection reset, no answer) and be slow.
  *
  *   POST /v3/auth/tokens                        -> 201, X-Subject-Token, {"token": {..., "catalog": [...]}}
+ *   GET  /v3/auth/catalog                       -> {"catalog": [...]}      (X-Auth-Token required)
  *   GET  /v3                                    -> version document
  *   GET  /v2.0/ports?...                        -> {"ports": [...]}        (X-Auth-Token required)
  *   GET  /networking/<region>/<iface>/v2.0/ports   the same, reached through a catalog endpoint
@@ -47,6 +48,8 @@ export interface FakeOpenStackOptions {
   readonly interfaces?: readonly EndpointInterface[];
   /** Token lifetime (default 3600 s). */
   readonly tokenTtlSeconds?: number;
+  /** False: the catalog has no "network" service (default true; setNetworkInCatalog changes it). */
+  readonly networkInCatalog?: boolean;
   /** Delay before every Neutron answer (default 0). */
   readonly latencyMs?: number;
   /** Delay before every Keystone answer (default 0). */
@@ -63,6 +66,8 @@ export interface FakeCounts {
   tokenRequests: number;
   /** Tokens issued (201). */
   tokens: number;
+  /** GET /v3/auth/catalog, whatever the outcome. */
+  catalogRequests: number;
   /** GET .../v2.0/ports, whatever the outcome. */
   ports: number;
   /** Ports requests refused with 401 (no, unknown or expired token). */
@@ -97,6 +102,8 @@ export interface FakeOpenStack {
   issuedTokens(): string[];
   /** Make every token issued so far invalid (Neutron answers 401 until the client re-authenticates). */
   expireAllTokens(): void;
+  /** Register (true) or remove (false) neutron's "network" service in the catalog, for new answers. */
+  setNetworkInCatalog(present: boolean): void;
   /** Fail requests to a service until setFailure(null, service) or setFailure('reset'?...). */
   setFailure(failure: FakeFailure | null, service?: FakeService): void;
   setLatency(ms: number, service?: FakeService): void;
@@ -133,6 +140,7 @@ export function createFakeOpenStack(options: FakeOpenStackOptions = {}): FakeOpe
     interfaces: options.interfaces ?? ['public', 'internal', 'admin'],
     tokenTtlSeconds: options.tokenTtlSeconds ?? 3600,
   });
+  keystone.networkInCatalog = options.networkInCatalog ?? true;
 
   let ports: FakePort[] = normalisePorts(options.ports ?? []);
   const latency = { keystone: options.keystoneLatencyMs ?? 0, neutron: options.latencyMs ?? 0 };
@@ -188,6 +196,26 @@ export function createFakeOpenStack(options: FakeOpenStackOptions = {}): FakeOpe
         counts.tokens++;
         res.setHeader('X-Subject-Token', token.id);
         return send(res, 201, out);
+      } catch (err) {
+        if (err instanceof KeystoneError) {
+          if (err.status === 401) res.setHeader('WWW-Authenticate', `Keystone uri="${baseUrl()}/v3"`);
+          return send(res, err.status, err.body());
+        }
+        throw err;
+      }
+    }
+    if (path === '/v3/auth/catalog' || path === '/v3/auth/catalog/') {
+      if (req.method !== 'GET') return send(res, 405, '{"error":{"code":405,"title":"Method Not Allowed"}}');
+      counts.catalogRequests++;
+      await wait(latency.keystone);
+      if (fail('keystone', req, res)) return;
+      const header = req.headers['x-auth-token'];
+      try {
+        return send(
+          res,
+          200,
+          keystone.catalogFor(typeof header === 'string' ? header : undefined, baseUrl(), Date.now()),
+        );
       } catch (err) {
         if (err instanceof KeystoneError) {
           if (err.status === 401) res.setHeader('WWW-Authenticate', `Keystone uri="${baseUrl()}/v3"`);
@@ -332,6 +360,9 @@ export function createFakeOpenStack(options: FakeOpenStackOptions = {}): FakeOpe
     expireAllTokens(): void {
       keystone.expireAll(Date.now());
     },
+    setNetworkInCatalog(present: boolean): void {
+      keystone.networkInCatalog = present;
+    },
     setFailure(f: FakeFailure | null, service: FakeService = 'neutron'): void {
       if (service !== 'neutron') failure.keystone = f;
       if (service !== 'keystone') failure.neutron = f;
@@ -370,6 +401,7 @@ function emptyCounts(): FakeCounts {
   return {
     tokenRequests: 0,
     tokens: 0,
+    catalogRequests: 0,
     ports: 0,
     portsUnauthorized: 0,
     portLookups: 0,

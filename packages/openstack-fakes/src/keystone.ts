@@ -1,9 +1,10 @@
 /*
  * The Keystone v3 half of the fake: POST /v3/auth/tokens with the password and application_credential
  * methods, project scope by id or by name + domain, tokens with an expiry, and a service catalog whose
- * "network" service has one endpoint per region and interface. Only what a Keystone client of the
- * metadata agent touches is modelled, but that part follows Keystone's wire format (201, X-Subject-Token,
- * the token body, error bodies).
+ * "network" service has one endpoint per region and interface (or no network service at all, as in a cloud
+ * where neutron's endpoint was never registered), and GET /v3/auth/catalog for a token's current catalog.
+ * Only what a Keystone client of the metadata agent touches is modelled, but that part follows Keystone's
+ * wire format (201, X-Subject-Token, the token body, error bodies; checked against Debian's keystone).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 
@@ -86,7 +87,14 @@ export class KeystoneError extends Error {
   }
 
   body(): string {
-    const title = this.status === 400 ? 'Bad Request' : this.status === 401 ? 'Unauthorized' : 'Error';
+    const title =
+      this.status === 400
+        ? 'Bad Request'
+        : this.status === 401
+          ? 'Unauthorized'
+          : this.status === 403
+            ? 'Forbidden'
+            : 'Error';
     return JSON.stringify({ error: { code: this.status, message: this.message, title } });
   }
 }
@@ -100,6 +108,8 @@ export function endpointPath(region: string, iface: EndpointInterface): string {
 
 export class FakeKeystone {
   readonly tokens = new Map<string, IssuedToken>();
+  /** False: the catalog has no "network" service (neutron's endpoint not registered). */
+  networkInCatalog = true;
   #setup: KeystoneSetup;
 
   constructor(setup: KeystoneSetup) {
@@ -182,6 +192,18 @@ export class FakeKeystone {
     return { token, body: JSON.stringify(body) };
   }
 
+  /**
+   * GET /v3/auth/catalog: the current catalog for a valid token's project (Keystone answers 403 for an
+   * unscoped token). Throws KeystoneError 401 for a missing, unknown or expired token.
+   */
+  catalogFor(id: string | undefined, baseUrl: string, now: number): string {
+    const token = this.validate(id, now);
+    if (!token) throw new KeystoneError(401, UNAUTHORIZED);
+    if (token.projectId === undefined)
+      throw new KeystoneError(403, 'You are not authorized to perform the requested action.');
+    return JSON.stringify({ catalog: this.#catalog(baseUrl), links: { self: `${baseUrl}/v3/auth/catalog` } });
+  }
+
   /** The token behind an X-Auth-Token value, if it is valid now. */
   validate(id: string | undefined, now: number): IssuedToken | undefined {
     if (id === undefined || id === '') return undefined;
@@ -218,7 +240,9 @@ export class FakeKeystone {
           { id: 'e1', interface: 'public', region, region_id: region, url: `${baseUrl}/compute/v2.1` },
         ],
       },
-      { type: 'network', name: 'neutron', id: 'd0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0', endpoints },
+      ...(this.networkInCatalog
+        ? [{ type: 'network', name: 'neutron', id: 'd0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0', endpoints }]
+        : []),
       {
         type: 'identity',
         name: 'keystone',

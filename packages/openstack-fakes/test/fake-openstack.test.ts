@@ -160,6 +160,34 @@ describe('fake OpenStack', () => {
     );
   });
 
+  test('GET /v3/auth/catalog: the current catalog for a token (as Debian keystone 22 answers); 401 without one', async () => {
+    const catalog = async (auth: string | null) => {
+      const res = await fetch(`${fake.url}/v3/auth/catalog`, {
+        headers: auth ? { 'X-Auth-Token': auth } : {},
+      });
+      return {
+        status: res.status,
+        body: (await res.json()) as { catalog?: { type: string }[]; links?: { self: string } },
+      };
+    };
+    const types = (b: { catalog?: { type: string }[] }) => (b.catalog ?? []).map((s) => s.type);
+    const full = await catalog(tok);
+    assert.equal(full.status, 200);
+    assert.deepEqual(types(full.body), ['compute', 'network', 'identity']);
+    assert.equal(full.body.links?.self, `${fake.url}/v3/auth/catalog`);
+    // The catalog is read when asked, so the same token sees neutron's endpoint appear and go.
+    fake.setNetworkInCatalog(false);
+    try {
+      assert.deepEqual(types((await catalog(tok)).body), ['compute', 'identity']);
+      const body = (await (await token(fake)).json()) as { token: { catalog: { type: string }[] } };
+      assert.deepEqual(types(body.token), ['compute', 'identity']);
+    } finally {
+      fake.setNetworkInCatalog(true);
+    }
+    assert.equal((await catalog(null)).status, 401);
+    assert.equal((await catalog('bogus')).status, 401);
+  });
+
   test('ports: 401 without or with an unknown token', async () => {
     assert.equal((await ports('', null)).status, 401);
     assert.equal((await ports('', 'bogus')).status, 401);

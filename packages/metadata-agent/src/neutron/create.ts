@@ -6,7 +6,12 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError, type Logger } from '@nmp/common';
 import type { UpstreamObserver } from '../upstream-observer.js';
-import { type EndpointInterface, type KeystoneAuthOptions, KeystoneClient } from './keystone-session.js';
+import {
+  AUTH_RETRY_INITIAL_MS,
+  type EndpointInterface,
+  type KeystoneAuthOptions,
+  KeystoneClient,
+} from './keystone-session.js';
 import { NeutronResolver } from './neutron-resolver.js';
 import { NeutronPortClient } from './port-client.js';
 import { UpstreamHttp } from './upstream-http.js';
@@ -32,12 +37,19 @@ export interface NeutronResolverOptions extends KeystoneAuthOptions {
   readonly routerCacheSize?: number;
   /** Keep-alive connections per origin (default 32). */
   readonly maxConnections?: number;
+  /**
+   * Longest wait before asking Keystone again after a refused login or a catalog without a usable network
+   * endpoint (default 300000 ms; [neutron] auth_retry_max_interval).
+   */
+  readonly authRetryMaxMs?: number;
+  /** The first such wait, doubled after each failed try (default 5000 ms; for tests). */
+  readonly authRetryInitialMs?: number;
   /** Told about every Keystone and Neutron call (latency, answered or failed). */
   readonly observer?: UpstreamObserver;
 }
 
 export function createNeutronResolver(options: NeutronResolverOptions, logger: Logger): NeutronResolver {
-  validate(options);
+  checkCredentials(options);
   let ca = options.ca;
   if (ca === undefined && options.caFile) {
     try {
@@ -68,6 +80,10 @@ export function createNeutronResolver(options: NeutronResolverOptions, logger: L
     },
     log,
     timeoutMs,
+    {
+      initialMs: options.authRetryInitialMs ?? AUTH_RETRY_INITIAL_MS,
+      maxMs: options.authRetryMaxMs ?? 300_000,
+    },
   );
   if (options.insecure)
     log.warn('[neutron] insecure = true: Keystone and Neutron certificates are not verified');
@@ -85,7 +101,11 @@ export function createNeutronResolver(options: NeutronResolverOptions, logger: L
   );
 }
 
-function validate(o: NeutronResolverOptions): void {
+/**
+ * A ConfigError naming the [neutron] option when the credentials are incomplete for the auth type (or a URL
+ * is not http(s)); at start, and before a reload applies new credentials.
+ */
+export function checkCredentials(o: KeystoneAuthOptions & { readonly endpointOverride?: string }): void {
   const need = (ok: unknown, what: string) => {
     if (!ok) throw new ConfigError(`[neutron] ${what} (resolver = neutron, auth_type = ${o.authType})`);
   };

@@ -1,12 +1,16 @@
 /*
  * The Neutron resolver's public surface, for the agent's wiring (src/index.ts re-exports what it needs).
  */
-export { createNeutronResolver, type NeutronResolverOptions } from './create.js';
+export { checkCredentials, createNeutronResolver, type NeutronResolverOptions } from './create.js';
 export {
   apiBase,
+  catalogUrl,
   type EndpointInterface,
   type EndpointSelection,
   type KeystoneAuthOptions,
+  type KeystoneRetry,
+  type ReloadAction,
+  retryDelay,
   selectEndpoint,
   tokensUrl,
 } from './keystone-session.js';

@@ -20,7 +20,12 @@ import {
   type PortResolverStats,
   type PortSource,
 } from '../resolver/port-resolver.js';
-import { isUnavailable, type KeystoneClient } from './keystone-session.js';
+import {
+  isUnavailable,
+  type KeystoneAuthOptions,
+  type KeystoneClient,
+  type ReloadAction,
+} from './keystone-session.js';
 import type { NeutronPortClient, PortFilters } from './port-client.js';
 import type { UpstreamHttp } from './upstream-http.js';
 
@@ -28,6 +33,8 @@ export type NeutronResolverSettings = PortResolverSettings;
 
 export interface NeutronResolverStats extends PortResolverStats {
   readonly tokensIssued: number;
+  /** Keystone logins that gave no token (refused or failed). */
+  readonly authFailures: number;
   readonly reauthentications: number;
 }
 
@@ -89,10 +96,17 @@ export class NeutronResolver extends PortResolver {
   }
 
   override get stats(): NeutronResolverStats {
+    const keystone = this.#keystone.stats;
     return {
       ...super.stats,
-      tokensIssued: this.#keystone.stats.tokensIssued,
+      tokensIssued: keystone.tokensIssued,
+      authFailures: keystone.authFailures,
       reauthentications: this.#ports.stats.reauthentications,
     };
+  }
+
+  /** SIGHUP: the [neutron] credentials as reloaded (checked complete); see KeystoneClient.reload. */
+  reloadCredentials(auth: KeystoneAuthOptions): ReloadAction {
+    return this.#keystone.reload(auth);
   }
 }

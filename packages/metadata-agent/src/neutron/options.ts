@@ -222,6 +222,14 @@ export const resolverSchema = {
     flag: 'neutron-connect-timeout',
     help: 'Seconds to open a connection (TCP and TLS) to Keystone or Neutron',
   }),
+  neutronAuthRetryMaxInterval: opt.float({
+    name: 'auth_retry_max_interval',
+    group: G,
+    default: 300,
+    min: 1,
+    flag: 'neutron-auth-retry-max-interval',
+    help: "Longest wait, in seconds, before asking Keystone again after it refused the credentials (any 4xx: each refused login counts towards Keystone's account lockout) or the token's catalog had no usable network endpoint; the wait starts at 5 s and doubles after each failed try, one try at a time, and lookups get 503 meanwhile. A SIGHUP that changes the credentials logs in at once",
+  }),
 };
 
 export type ResolverConfig = ConfigOf<typeof resolverSchema>;
@@ -252,6 +260,7 @@ export function neutronResolverOptions(c: ResolverConfig): NeutronResolverOption
     timeoutMs: Math.round(c.neutronTimeout * 1000),
     connectTimeoutMs: Math.round(c.neutronConnectTimeout * 1000),
     routerCacheTtlMs: Math.round(c.routerCacheTtl * 1000),
+    authRetryMaxMs: Math.round(c.neutronAuthRetryMaxInterval * 1000),
   };
 }
 
