@@ -10,6 +10,7 @@
 //   node scripts/bench/callgrind.mjs [--targets ours,bare] [--processes proxy,agent] [--requests N]
 //                                    [--warmup N] [--connections C] [--new-connections] [--rounds R]
 //                                    [--blocks B] [--tree DIR (ours from another built tree)]
+//                                    [--log-level LEVEL (ours; default info)]
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -30,12 +31,13 @@ const { values } = parseArgs({
     blocks: { type: 'string', default: '3' },
     tree: { type: 'string' },
     path: { type: 'string', default: '/latest/meta-data/instance-id' },
+    'log-level': { type: 'string', default: 'info' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (values.help) {
   process.stdout.write(
-    'usage: node scripts/bench/callgrind.mjs [--targets ours,bare] [--processes proxy,agent] [--requests N] [--warmup N] [--connections C] [--new-connections] [--rounds R]\n',
+    'usage: node scripts/bench/callgrind.mjs [--targets ours,bare] [--processes proxy,agent] [--requests N] [--warmup N] [--connections C] [--new-connections] [--rounds R] [--blocks B] [--tree DIR] [--log-level LEVEL]\n',
   );
   process.exit(0);
 }
@@ -56,6 +58,8 @@ const opts = {
       }
     : undefined,
   path: values.path,
+  /** Our agent's and proxy's log level (info, as the targets require; warn: what logging costs). */
+  logLevel: values['log-level'],
 };
 for (const t of opts.targets) if (!['ours', 'bare'].includes(t)) throw new Error(`unknown target ${t}`);
 for (const p of opts.processes) if (!['proxy', 'agent'].includes(p)) throw new Error(`unknown process ${p}`);
@@ -137,6 +141,7 @@ async function measureOne(target, name, round) {
   ];
   const chain = await startChain({
     logDir: dir,
+    logLevel: opts.logLevel,
     proxy: target === 'ours' && name === 'proxy' ? { wrap } : undefined,
     agentWrap: target === 'ours' && name === 'agent' ? wrap : undefined,
     startTimeoutMs: 120_000,
