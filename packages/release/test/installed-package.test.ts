@@ -25,6 +25,7 @@ import {
   readlinkSync,
   rmSync,
   statSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -119,6 +120,40 @@ function backgroundBuild(args: readonly string[]): Build {
   return { done, output: () => out };
 }
 
+const LOCK = '/run/lock/nmp-installed-package-test';
+
+/**
+ * Waits (at most 25 minutes) until no other live process holds the machine's lock (a directory made
+ * atomically, with the holder's pid in it; a dead holder's lock is taken over), takes it, and returns
+ * its release.
+ */
+async function machineLock(t: { diagnostic(m: string): void }): Promise<() => void> {
+  const pidFile = join(LOCK, 'pid');
+  let said = false;
+  for (const end = Date.now() + 25 * 60_000; ; ) {
+    try {
+      mkdirSync(LOCK);
+      writeFileSync(pidFile, String(process.pid));
+      return () => rmSync(LOCK, { recursive: true, force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let holder = 0; // not written yet, or the lock just went
+    try {
+      holder = Number(readFileSync(pidFile, 'utf8')) || 0;
+    } catch {}
+    const age = Date.now() - (statSync(LOCK, { throwIfNoEntry: false })?.mtimeMs ?? 0);
+    if (holder > 0 ? !isProcessAlive(holder) : age > 10_000) {
+      rmSync(LOCK, { recursive: true, force: true });
+      continue;
+    }
+    if (Date.now() > end) throw new Error(`${LOCK} is still held by pid ${holder || '?'}`);
+    if (!said) t.diagnostic(`waiting for ${LOCK} (pid ${holder || '?'}: another run of this test)`);
+    said = true;
+    await sleep(holder > 0 ? 2000 : 200);
+  }
+}
+
 async function waitGone(pid: number, ms = 10_000): Promise<boolean> {
   for (const end = Date.now() + ms; Date.now() < end; ) {
     if (!isProcessAlive(pid)) return true;
@@ -136,6 +171,9 @@ test('the release as installed: .deb and tarball on this machine, without a syst
     t.skip(missing);
     return;
   }
+  // One run at a time per machine: another checkout's run of this test (a developer's beside CI) would
+  // have its package purged under it.
+  t.after(await machineLock(t));
   const dir = mkdtempSync(join(tmpdir(), 'nmp-installed-'));
   chmodSync(dir, 0o755); // the proxies run as nobody and must reach the agent's socket in here
   t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -177,6 +215,12 @@ test('the release as installed: .deb and tarball on this machine, without a syst
       const dropIn = readFileSync(`/etc/systemd/system/${u}.d/50-nmp-service-user.conf`, 'utf8');
       assert.match(dropIn, /^User=nmp$/m, u);
     }
+    // The agent's socket, held by systemd, belongs to the same user.
+    const socketDropIn = readFileSync(
+      '/etc/systemd/system/nmp-metadata-agent.socket.d/50-nmp-service-user.conf',
+      'utf8',
+    );
+    assert.match(socketDropIn, /^\[Socket\]\nSocketUser=nmp\nSocketGroup=nmp$/m);
     const owner = (p: string) => sh(['stat', '-c', '%U:%G %a', p]).stdout.trim();
     assert.equal(owner('/var/lib/nmp'), 'nmp:nmp 750');
     assert.equal(owner('/var/log/nmp'), 'nmp:adm 2750');
@@ -227,7 +271,10 @@ test('the release as installed: .deb and tarball on this machine, without a syst
     assert.ok(units.length >= 4, units.join(' '));
     const r = sh(['systemd-analyze', 'verify', ...units]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    for (const u of units) assert.match(readFileSync(u, 'utf8'), /^ExecStart=\/usr\/lib\/nmp\/bin\//m, u);
+    for (const u of units.filter((f) => f.endsWith('.service')))
+      assert.match(readFileSync(u, 'utf8'), /^ExecStart=\/usr\/lib\/nmp\/bin\//m, u);
+    const sockets = units.filter((f) => f.endsWith('.socket')).map((f) => f.slice(UNITS.length + 1));
+    assert.deepEqual(sockets.sort(), ['nmp-metadata-agent.socket', 'nmp-ns-metadata-proxy@.socket']);
   });
 
   const lab = await NetnsLab.create(t);
@@ -344,6 +391,20 @@ test('the release as installed: .deb and tarball on this machine, without a syst
     async () => {
       // The haproxy drop-in on at removal: prerm gives haproxy back.
       assert.equal(run('metadata-hooks', 'haproxy-drop-in', 'enable').code, 0);
+      // Enabled as an operator does (the agent with its socket, a proxy and its listeners): the links go
+      // with the purge. systemctl only writes links here, no systemd runs.
+      must([
+        'systemctl',
+        'enable',
+        'nmp-metadata-agent.service',
+        'nmp-ns-metadata-proxy@qdhcp-0a1b2c3d.service',
+        'nmp-ns-metadata-proxy@qdhcp-0a1b2c3d.socket',
+      ]);
+      for (const link of [
+        'sockets.target.wants/nmp-metadata-agent.socket',
+        'sockets.target.wants/nmp-ns-metadata-proxy@qdhcp-0a1b2c3d.socket',
+      ])
+        assert.ok(lstatSync(`/etc/systemd/system/${link}`).isSymbolicLink(), link);
       must(['dpkg', '-r', 'nmp']);
       assert.equal(installed(), 'config-files');
       assert.equal(existsSync(PREFIX), false);
