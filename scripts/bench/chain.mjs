@@ -7,7 +7,16 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SERVICE_NODE_FLAGS } from '@nmp/common';
-import { BARE, CLI, freePort, NETWORK_ID, programsOf, SAMPLE_DIR, startNode, waitForConnect } from './lib.mjs';
+import {
+  BARE,
+  CLI,
+  freePort,
+  NETWORK_ID,
+  programsOf,
+  SAMPLE_DIR,
+  startNode,
+  waitForConnect,
+} from './lib.mjs';
 
 /**
  * options:
