@@ -5,19 +5,10 @@
  * proxy is launched (a process per namespace, or listeners in the one daemon: proxy_mode) and how
  * namespaces are named.
  */
-import { opt } from '@nmp/common';
+import { opt, stateOptions } from '@nmp/common';
 
 export const hooksOptions = {
-  statePath: opt.string({
-    name: 'state_path',
-    default: '/var/lib/neutron',
-    help: 'Where neutron keeps its state',
-  }),
-  socketPath: opt.string({
-    name: 'metadata_proxy_socket',
-    default: '$state_path/metadata_proxy',
-    help: "The metadata agent's UNIX socket the proxies forward to",
-  }),
+  ...stateOptions,
   proxyUser: opt.string({
     name: 'metadata_proxy_user',
     default: '',
