@@ -113,6 +113,21 @@ export const hooksOptions = {
   }),
 };
 
+/**
+ * What `haproxy-compat` reads (neutron's haproxy, through the drop-in). neutron runs it with haproxy's
+ * arguments alone, so it has no --config-file and no flags of ours: these come from the environment
+ * (NMP_<OPTION>), set for the DHCP and L3 agents, or their defaults.
+ */
+export const haproxyCompatOptions = {
+  proxyCommand: hooksOptions.proxyCommand,
+  logDir: opt.string({
+    name: 'haproxy_compat_log_dir',
+    default: '',
+    flag: false,
+    help: "Directory for the proxies' output logs (<config file name>.log); empty = beside the config neutron wrote (neutron deletes the config, not the log)",
+  }),
+};
+
 /** `0x1`, `1`, `0x10` -> number within the 16-bit mark space; undefined when invalid. */
 export function parseMark(text: string): number | undefined {
   const t = text.trim();
