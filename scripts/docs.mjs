@@ -1,20 +1,28 @@
 #!/usr/bin/env node
 // Generated documentation: docs/errors.md from the error table in @nmp/common, docs/configuration.md from
-// the option schemas of the agent, the proxy and the hooks. Run after `npm run build`:
+// the option schemas of every program (PROGRAM_DOCS) and the shared fragments of @nmp/common. Run after
+// `npm run build`:
 //   node scripts/docs.mjs          rewrite the generated files
 //   node scripts/docs.mjs --check  exit 1 if a checked-in file differs from what the code says
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ERRORS, envName, flagName } from '../packages/common/dist/src/index.js';
+import {
+  ERRORS,
+  envName,
+  flagName,
+  loggingOptions,
+  stateOptions,
+} from '../packages/common/dist/src/index.js';
 import {
   AGENT_COMPAT,
   agentSchema,
   LIVE_OPTIONS,
   NEUTRON_CREDENTIAL_OPTIONS,
 } from '../packages/metadata-agent/dist/src/index.js';
-import { hooksOptions } from '../packages/metadata-hooks/dist/src/index.js';
+import { haproxyCompatOptions, hooksOptions } from '../packages/metadata-hooks/dist/src/index.js';
+import { daemonOptions } from '../packages/metadata-proxy-daemon/dist/src/index.js';
 import { proxyOptions } from '../packages/ns-metadata-proxy/dist/src/index.js';
-import { provisionerOwnOptions } from '../packages/ovn-provisioner/dist/src/index.js';
+import { provisionerSchema } from '../packages/ovn-provisioner/dist/src/index.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -83,30 +91,29 @@ function settersOf(d) {
 }
 
 /** One table per INI section, options in schema order. */
-function optionTables(schema, { live = [], liveWithNeutron = [] } = {}) {
+function optionTables(entries, { live = [], liveWithNeutron = [] } = {}) {
   const groups = new Map();
-  for (const [key, d] of Object.entries(schema)) {
+  for (const [key, d] of entries) {
     const list = groups.get(d.group) ?? [];
     list.push([key, d]);
     groups.set(d.group, list);
   }
   const out = [];
-  for (const [group, entries] of groups) {
+  for (const [group, list] of groups) {
     out.push(
       `#### \`[${group}]\``,
       '',
       '| option | type | default | flag, environment | what it does |',
       '| --- | --- | --- | --- | --- |',
     );
-    for (const [key, d] of entries) {
+    for (const [key, d] of list) {
       const notes = [];
       if (d.deprecatedNames?.length)
         notes.push(
           `Old name${d.deprecatedNames.length > 1 ? 's' : ''}: ${d.deprecatedNames.map((n) => `\`${n}\``).join(', ')}.`,
         );
       if (d.secret) notes.push('Secret: never printed or logged.');
-      if (live.includes(key)) notes.push('Applied on SIGHUP.');
-      if (liveWithNeutron.includes(key)) notes.push('Applied on SIGHUP with resolver = neutron.');
+      notes.push(...liveNotes(key, { live, liveWithNeutron }));
       const help = [d.help.endsWith('.') ? d.help : `${d.help}.`, ...notes].join(' ');
       out.push(
         `| \`${d.name}\` | ${cell(typeOf(d))} | ${cell(defaultOf(d))} | ${cell(settersOf(d))} | ${cell(help)} |`,
@@ -117,7 +124,127 @@ function optionTables(schema, { live = [], liveWithNeutron = [] } = {}) {
   return out.join('\n');
 }
 
-export function renderConfiguration() {
+function liveNotes(key, { live = [], liveWithNeutron = [] }) {
+  const notes = [];
+  if (live.includes(key)) notes.push('Applied on SIGHUP.');
+  if (liveWithNeutron.includes(key)) notes.push('Applied on SIGHUP with resolver = neutron.');
+  return notes;
+}
+
+/** GitHub's anchor of a heading. */
+const anchor = (title) =>
+  title
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+    .replace(/\s/g, '-');
+
+/**
+ * Option fragments of @nmp/common that several programs spread into their schemas: described once, in
+ * "Options several programs share", and referred to from each program that reads them.
+ */
+const FRAGMENTS = [
+  {
+    title: 'Logging',
+    options: loggingOptions,
+    text: 'Where and how much a program logs (one JSON object a line, pino).',
+  },
+  {
+    title: 'State directory and agent socket',
+    options: stateOptions,
+    text:
+      "neutron's `state_path` and the metadata agent's socket below it, named as in neutron's files: the agent " +
+      'listens there, the hooks, the daemon and the provisioner point their proxies at it. (ns-metadata-proxy ' +
+      'has no `state_path`: it is always started with the socket named, and has its own ' +
+      '`metadata_proxy_socket` below.)',
+  },
+];
+
+/**
+ * Every program (each `PROGRAMS` entry of @nmp/release) with what it reads: its schemas, each one a table
+ * set (the first is the program's INI schema; later ones are sub-sections, e.g. the hooks' haproxy-compat
+ * mode, which reads the environment only).
+ */
+export const PROGRAM_DOCS = [
+  {
+    name: 'metadata-agent',
+    source: 'metadata-agent src/options.ts, neutron/, rpc/ and ovn/options.ts',
+    parts: [
+      {
+        schema: agentSchema,
+        live: LIVE_OPTIONS,
+        liveWithNeutron: NEUTRON_CREDENTIAL_OPTIONS,
+        intro: `Reads neutron's \`metadata_agent.ini\` (reference.md §11 names), usually as
+\`--config-file /etc/neutron/neutron.conf --config-file /etc/neutron/metadata_agent.ini\`; on an ML2/OVN
+chassis neutron's \`neutron_ovn_metadata_agent.ini\` instead, whose \`[ovn]\` and \`[ovs]\` options are below
+(setting \`[ovn] ovn_sb_connection\` selects the OVN resolver).
+\`kill -HUP\` re-reads the same sources: the options marked "Applied on SIGHUP" take effect at once (and
+the inventory file is re-read; with \`resolver = neutron\` changed \`[neutron]\` credentials are used for a
+Keystone login at once); a changed option of any other kind is named in a warning and keeps its
+running value until a restart; a file that does not load is refused with one error line and nothing changes.`,
+        outro: agentCompatibility,
+      },
+    ],
+  },
+  {
+    name: 'ns-metadata-proxy',
+    source: 'ns-metadata-proxy src/options.ts and ssrf/options.ts',
+    parts: [
+      {
+        schema: proxyOptions,
+        intro: `Timeouts use the names of neutron's \`[metadata_haproxy]\` section and rate limits those of
+\`[metadata_rate_limiting]\`. \`--haproxy-config FILE\` takes binds, socket, id, pid file, user/group, timeouts and
+rate limits from the haproxy configuration neutron generated.`,
+      },
+    ],
+  },
+  {
+    name: 'metadata-hooks',
+    source: 'metadata-hooks src/options.ts',
+    parts: [
+      {
+        schema: hooksOptions,
+        intro: "Names are neutron's where neutron has the option (`dhcp_agent.ini`, `l3_agent.ini`).",
+      },
+      {
+        title: 'haproxy-compat',
+        schema: haproxyCompatOptions,
+        intro: `\`metadata-hooks haproxy-compat\`, which neutron runs as its haproxy once the drop-in is enabled
+(\`metadata-hooks haproxy-drop-in enable\`), is given haproxy's arguments only: it reads no config file and
+takes none of the flags above, only these from the environment (set them in the DHCP and L3 agents' units).`,
+      },
+    ],
+  },
+  {
+    name: 'metadata-proxy-daemon',
+    source: 'metadata-proxy-daemon src/options.ts',
+    parts: [
+      {
+        schema: daemonOptions,
+        intro: `One process serving instance metadata in many namespaces (\`proxy_mode = daemon\` of the hooks and the
+provisioner). What a listener does with a request is the per-namespace proxy's: its serving options are
+read here as they are, so one file configures both modes. What the proxy takes per process (\`bind\`,
+\`network_id\`, \`router_id\`, \`ovn_network_id\`, \`haproxy_config\`, \`pid_file\`) comes with each
+\`attach\` instead.`,
+      },
+    ],
+  },
+  {
+    name: 'ovn-metadata-provisioner',
+    source: 'ovn-provisioner src/options.ts',
+    parts: [
+      {
+        schema: provisionerSchema,
+        intro: `Reads the same files as the agent on an ML2/OVN chassis (\`neutron.conf\` and
+\`neutron_ovn_metadata_agent.ini\`): from them the options below, the agent's \`[ovn]\` Southbound and
+\`[ovs]\` options among them; every other agent option is accepted without effect (the shared secret is
+not even read).`,
+      },
+    ],
+  },
+];
+
+/** Accepted without effect: neutron's and oslo's options the agent's files hold. */
+function agentCompatibility() {
   // Grouped by section: `[DEFAULT]` lists option names, other sections are ignored whole.
   const bySection = new Map();
   for (const p of AGENT_COMPAT.ignored) {
@@ -138,7 +265,102 @@ export function renderConfiguration() {
   const notes = Object.entries(AGENT_COMPAT.notes ?? {})
     .map(([p, note]) => `- \`${p}\`: ${note}.`)
     .join('\n');
-  return `<!-- Generated by scripts/docs.mjs from the option schemas (metadata-agent src/options.ts and neutron/options.ts, ns-metadata-proxy src/options.ts, metadata-hooks src/options.ts); do not edit by hand. -->
+  return `Accepted without effect, and not warned about: neutron's and oslo's options commonly found in the same
+files (\`*\` matches any characters). They are listed in one \`MDA_CONFIG_IGNORED\` line at start.
+
+${ignored}
+
+These are accepted without effect too, with a word in that line:
+
+${notes}
+`;
+}
+
+/**
+ * The options of `entries` described elsewhere (`owner` maps each definition already described to where),
+ * as bullets: `- [where](#anchor): \`name\`, ...; \`[section]\` \`name\`, ...`.
+ */
+function references(entries, owner, live) {
+  const byOwner = new Map();
+  for (const [key, d] of entries) {
+    const o = owner.get(d);
+    const list = byOwner.get(o) ?? [];
+    list.push([key, d]);
+    byOwner.set(o, list);
+  }
+  const lines = [];
+  for (const [o, list] of byOwner) {
+    // [DEFAULT] first and unlabelled, then each other section after its name.
+    const groups = new Map([['DEFAULT', []]]);
+    for (const [key, d] of list) groups.set(d.group, [...(groups.get(d.group) ?? []), [key, d]]);
+    const parts = [...groups]
+      .filter(([, defs]) => defs.length > 0)
+      .map(([group, defs]) => {
+        const names = defs
+          .map(([key, d]) => {
+            const notes = liveNotes(key, live).map((n) => n.replace(/^A/, 'a').replace(/\.$/, ''));
+            return `\`${d.name}\`${notes.length ? ` (${notes.join('; ')})` : ''}`;
+          })
+          .join(', ');
+        return group === 'DEFAULT' ? names : `\`[${group}]\` ${names}`;
+      });
+    lines.push(`- [${o.title}](#${anchor(o.title)}): ${parts.join('; ')}`);
+  }
+  return lines.join('\n');
+}
+
+/**
+ * One part of a program's section: its intro, the options described elsewhere (by reference), then
+ * tables of the options described here for the first time.
+ */
+function renderPart(part, owner, here) {
+  const entries = Object.entries(part.schema);
+  const elsewhere = entries.filter(([, d]) => owner.has(d));
+  const own = entries.filter(([, d]) => !owner.has(d));
+  for (const [, d] of own) owner.set(d, here);
+  const out = [part.intro, ''];
+  if (elsewhere.length > 0)
+    out.push(
+      'Read as described elsewhere on this page:',
+      '',
+      references(elsewhere, owner, part),
+      '',
+      ...(own.length > 0 ? ['Its own options:', ''] : []),
+    );
+  if (own.length > 0) out.push(optionTables(own, part));
+  if (part.outro) out.push(part.outro());
+  return out.join('\n');
+}
+
+export function renderConfiguration() {
+  const owner = new Map(); // option definition -> { title } of the section that describes it
+  const readers = (def) =>
+    PROGRAM_DOCS.filter((p) => p.parts.some((part) => Object.values(part.schema).includes(def))).map(
+      (p) => p.name,
+    );
+  const shared = FRAGMENTS.map((f) => {
+    const entries = Object.entries(f.options);
+    const here = { title: f.title };
+    for (const [, d] of entries) owner.set(d, here);
+    const users = [...new Set(entries.flatMap(([, d]) => readers(d)))];
+    return `### ${f.title}
+
+${f.text} Read by ${users.join(', ')}.
+
+${optionTables(entries)}`;
+  }).join('\n');
+  const programs = PROGRAM_DOCS.map((p) => {
+    const parts = p.parts.map((part) => {
+      const here = { title: part.title ?? p.name };
+      const body = renderPart(part, owner, here);
+      return part.title ? `### ${part.title}\n\n${body}` : body;
+    });
+    return `## ${p.name}\n\n${parts.join('\n')}`;
+  }).join('\n');
+  return `<!-- Generated by scripts/docs.mjs from the option schemas (${[
+    'common src/config/shared-options.ts',
+    ...PROGRAM_DOCS.map((p) => p.source),
+  ].join('; ')}); do not edit by hand. -->
 # Configuration reference
 
 Every program reads oslo-style INI files, so neutron's own files work as they are:
@@ -157,48 +379,13 @@ Every program reads oslo-style INI files, so neutron's own files work as they ar
 - \`metadata-agent --print-config\` prints the effective configuration with where each value came from, secrets
   masked.
 
-## metadata-agent
+An option one program shares with another is described once, where it first appears (or under "Options
+several programs share"), and each other program that reads it refers there.
 
-Reads neutron's \`metadata_agent.ini\` (reference.md §11 names), usually as
-\`--config-file /etc/neutron/neutron.conf --config-file /etc/neutron/metadata_agent.ini\`; on an ML2/OVN
-chassis neutron's \`neutron_ovn_metadata_agent.ini\` instead, whose \`[ovn]\` and \`[ovs]\` options are below
-(setting \`[ovn] ovn_sb_connection\` selects the OVN resolver).
-\`kill -HUP\` re-reads the same sources: the options marked "Applied on SIGHUP" take effect at once (and
-the inventory file is re-read; with \`resolver = neutron\` changed \`[neutron]\` credentials are used for a
-Keystone login at once); a changed option of any other kind is named in a warning and keeps its
-running value until a restart; a file that does not load is refused with one error line and nothing changes.
+## Options several programs share
 
-${optionTables(agentSchema, { live: LIVE_OPTIONS, liveWithNeutron: NEUTRON_CREDENTIAL_OPTIONS })}
-Accepted without effect, and not warned about: neutron's and oslo's options commonly found in the same
-files (\`*\` matches any characters). They are listed in one \`MDA_CONFIG_IGNORED\` line at start.
-
-${ignored}
-
-These are accepted without effect too, with a word in that line:
-
-${notes}
-
-## ns-metadata-proxy
-
-Timeouts use the names of neutron's \`[metadata_haproxy]\` section and rate limits those of
-\`[metadata_rate_limiting]\`. \`--haproxy-config FILE\` takes binds, socket, id, pid file, user/group, timeouts and
-rate limits from the haproxy configuration neutron generated.
-
-${optionTables(proxyOptions)}
-## metadata-hooks
-
-Names are neutron's where neutron has the option (\`dhcp_agent.ini\`, \`l3_agent.ini\`).
-
-${optionTables(hooksOptions)}
-## ovn-metadata-provisioner
-
-Reads the same files as the agent on an ML2/OVN chassis (\`neutron.conf\` and \`neutron_ovn_metadata_agent.ini\`):
-from them \`state_path\`, \`metadata_proxy_socket\`, \`metadata_proxy_user\`/\`metadata_proxy_group\`, the logging
-options, and the agent's \`[ovn]\` Southbound and \`[ovs]\` options above (not \`ovn_lookup_scope\` or
-\`agent_down_time\`); every other agent option is accepted without effect (the shared secret is not even read).
-Its own options:
-
-${optionTables(provisionerOwnOptions)}`;
+${shared}
+${programs}`;
 }
 
 export const GENERATED = {

@@ -38,6 +38,7 @@ export {
   opt,
   type Schema,
 } from './config/schema.js';
+export { adminSocketOption, loggingOptions, stateOptions } from './config/shared-options.js';
 export {
   ERRORS,
   type ErrorCode,

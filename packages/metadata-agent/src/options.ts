@@ -2,23 +2,14 @@
  * The agent's configuration schema. Option names are neutron's metadata_agent.ini names (reference.md §11)
  * so an existing file works unchanged; what we add has names in the same style.
  */
-import { type CompatibilityList, opt } from '@nmp/common';
+import { adminSocketOption, type CompatibilityList, loggingOptions, opt, stateOptions } from '@nmp/common';
 import { parseAdminBind } from './admin-server.js';
 import { resolverSchema } from './neutron/options.js';
 import { ovnResolverSchema } from './ovn/options.js';
 import { rpcSchema } from './rpc/options.js';
 
 export const agentOptions = {
-  statePath: opt.string({
-    name: 'state_path',
-    default: '/var/lib/neutron',
-    help: 'Where neutron keeps its state',
-  }),
-  socketPath: opt.string({
-    name: 'metadata_proxy_socket',
-    default: '$state_path/metadata_proxy',
-    help: 'UNIX socket the proxies connect to',
-  }),
+  ...stateOptions,
   socketMode: opt.enum({
     name: 'metadata_proxy_socket_mode',
     default: 'deduce',
@@ -100,18 +91,10 @@ export const agentOptions = {
     min: 0,
     help: 'Largest request body accepted, in bytes (413 above)',
   }),
-  debug: opt.bool({ name: 'debug', default: false, help: 'Log at debug level' }),
-  logLevel: opt.enum({
-    name: 'log_level',
-    default: 'info',
-    choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const,
-    help: 'Log level (debug=True wins)',
-  }),
-  logFile: opt.string({ name: 'log_file', default: '', help: 'Log to this file instead of stdout' }),
-  adminSocket: opt.string({
-    name: 'admin_socket',
+  ...loggingOptions,
+  adminSocket: adminSocketOption({
     default: '$metadata_proxy_socket.admin',
-    help: "UNIX socket (mode 0600) serving /metrics, /healthz and /readyz, next to the proxies' socket by default; '' for none",
+    where: ", next to the proxies' socket by default; '' for none",
   }),
   adminBind: opt.string({
     name: 'admin_bind',

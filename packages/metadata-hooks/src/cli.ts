@@ -18,17 +18,19 @@ import { basename, dirname, join } from 'node:path';
 import {
   addSchemaOptions,
   createCli,
+  envName,
   loadConfig,
   packageVersion,
   releaseRoot,
   runMain,
+  type Schema,
   UsageError,
 } from '@nmp/common';
 // Both are small: haproxy-drop-in.ts needs only node's fs and command.ts; systemd-units.ts nothing but
 // @nmp/common's run-time flags.
 import { DROP_IN_DEFAULTS } from './haproxy-drop-in.js';
 import type { HooksConfig } from './hook-records.js';
-import { hooksOptions } from './options.js';
+import { haproxyCompatOptions, hooksOptions } from './options.js';
 import { DEFAULT_UNIT_SETTINGS, renderUnits } from './systemd-units.js';
 
 // What a command does is loaded when that command runs: `--help`, `status` or the haproxy drop-in do not
@@ -46,6 +48,15 @@ const RELEASE_ROOT = releaseRoot(import.meta.url);
 
 const say = (m: string) => process.stdout.write(`${m}\n`);
 
+/** `  NMP_X  what it does` lines, from the schema (the man page takes them from this help). */
+function environmentHelp(schema: Schema): string {
+  const names = Object.values(schema).map((d) => envName(d));
+  const width = Math.max(...names.map((n) => n.length));
+  return Object.values(schema)
+    .map((d, i) => `  ${names[i]!.padEnd(width)}  ${d.help}`)
+    .join('\n');
+}
+
 const HAPROXY_COMPAT_HELP = `${PROGRAM} haproxy-compat [-c] [-p PIDFILE] -f <neutron haproxy config>
 
 Behave as neutron's haproxy for its metadata proxy (also when run under the name haproxy: the haproxy drop-in): validate the file with the proxy's parser, start ns-metadata-proxy --haproxy-config FILE detached in the current namespace, wait until its pid file names a live process, and exit 0, or 1 with the proxy's output.
@@ -57,9 +68,8 @@ Options:
   -v          print the version
   -h, --help  Show help
 
-Environment:
-  NMP_NS_METADATA_PROXY_COMMAND  the proxy to start (default: the one installed beside the hooks)
-  NMP_HAPROXY_COMPAT_LOG_DIR     where the proxy's output goes (default: <config>.log)
+Environment (no config file is read in this mode):
+${environmentHelp(haproxyCompatOptions)}
 `;
 
 async function haproxyCompat(argv: readonly string[]): Promise<void> {
@@ -79,10 +89,9 @@ async function haproxyCompat(argv: readonly string[]): Promise<void> {
     say(`nmp ns-metadata-proxy (haproxy-compatible front end of metadata-hooks) version ${VERSION}`);
     return;
   }
-  // The proxy program comes from the environment or beside us; this mode reads no config of its own.
-  const program = proxyProgram({
-    proxyCommand: process.env.NMP_NS_METADATA_PROXY_COMMAND ?? '',
-  } as HooksConfig);
+  // neutron passes haproxy's arguments only: no config file, no flags of ours, the environment alone.
+  const settings = loadConfig(haproxyCompatOptions, { flags: {}, env: process.env }).config;
+  const program = proxyProgram(settings);
   const file = args.configFiles[0]!;
   const parsed = await checkHaproxyConfig(file);
   if (args.checkOnly) {
@@ -97,10 +106,8 @@ async function haproxyCompat(argv: readonly string[]): Promise<void> {
     configFile: file,
     pidFile,
     timeoutMs: 10_000,
-    // Beside the config unless NMP_HAPROXY_COMPAT_LOG_DIR says where (neutron deletes the .conf, not the log).
-    logFile: process.env.NMP_HAPROXY_COMPAT_LOG_DIR
-      ? join(process.env.NMP_HAPROXY_COMPAT_LOG_DIR, `${basename(file)}.log`)
-      : `${file}.log`,
+    // Beside the config unless haproxy_compat_log_dir says where (neutron deletes the .conf, not the log).
+    logFile: settings.logDir !== '' ? join(settings.logDir, `${basename(file)}.log`) : `${file}.log`,
   });
   process.stderr.write(`${PROGRAM}: ns-metadata-proxy ${parsed.mode} ${parsed.id} running (pid ${pid})\n`);
 }

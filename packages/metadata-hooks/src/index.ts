@@ -55,7 +55,7 @@ export {
   removeAddress,
   waitForDad,
 } from './namespace-addresses.js';
-export { hooksOptions, parseMark } from './options.js';
+export { haproxyCompatOptions, hooksOptions, parseMark } from './options.js';
 export {
   decodeProcAddress,
   formatSocket,

@@ -5,19 +5,10 @@
  * proxy is launched (a process per namespace, or listeners in the one daemon: proxy_mode) and how
  * namespaces are named.
  */
-import { opt } from '@nmp/common';
+import { opt, stateOptions } from '@nmp/common';
 
 export const hooksOptions = {
-  statePath: opt.string({
-    name: 'state_path',
-    default: '/var/lib/neutron',
-    help: 'Where neutron keeps its state',
-  }),
-  socketPath: opt.string({
-    name: 'metadata_proxy_socket',
-    default: '$state_path/metadata_proxy',
-    help: "The metadata agent's UNIX socket the proxies forward to",
-  }),
+  ...stateOptions,
   proxyUser: opt.string({
     name: 'metadata_proxy_user',
     default: '',
@@ -119,6 +110,21 @@ export const hooksOptions = {
     default: 5,
     min: 0,
     help: 'Seconds between SIGTERM and SIGKILL when stopping a proxy',
+  }),
+};
+
+/**
+ * What `haproxy-compat` reads (neutron's haproxy, through the drop-in). neutron runs it with haproxy's
+ * arguments alone, so it has no --config-file and no flags of ours: these come from the environment
+ * (NMP_<OPTION>), set for the DHCP and L3 agents, or their defaults.
+ */
+export const haproxyCompatOptions = {
+  proxyCommand: hooksOptions.proxyCommand,
+  logDir: opt.string({
+    name: 'haproxy_compat_log_dir',
+    default: '',
+    flag: false,
+    help: "Directory for the proxies' output logs (<config file name>.log); empty = beside the config neutron wrote (neutron deletes the config, not the log)",
   }),
 };
 

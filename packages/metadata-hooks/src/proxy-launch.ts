@@ -14,7 +14,7 @@ import { startProxy, stopProxy } from './process-manager.js';
  * The command that starts ns-metadata-proxy: the configured one, or the one installed beside us; a script
  * runs under this node with the services' flags.
  */
-export function proxyProgram(config: HooksConfig): string[] {
+export function proxyProgram(config: Pick<HooksConfig, 'proxyCommand'>): string[] {
   const path =
     config.proxyCommand !== ''
       ? config.proxyCommand

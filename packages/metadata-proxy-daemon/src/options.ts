@@ -4,7 +4,7 @@
  * so one ini file configures both modes. What is new is where the daemon keeps its state, its control
  * socket, how it enters namespaces and how often it looks for vanished ones.
  */
-import { opt } from '@nmp/common';
+import { opt, stateOptions } from '@nmp/common';
 import { proxyOptions } from '@nmp/ns-metadata-proxy';
 
 const {
@@ -14,21 +14,14 @@ const {
   ovnNetworkId: _ovnNetworkId,
   haproxyConfig: _haproxyConfig,
   pidFile: _pidFile,
+  // The proxy's own (a literal default: it has no state_path); the daemon's is below state_path.
+  socketPath: _socketPath,
   ...servingOptions
 } = proxyOptions;
 
 export const daemonOptions = {
-  statePath: opt.string({
-    name: 'state_path',
-    default: '/var/lib/neutron',
-    help: 'Where neutron keeps its state',
-  }),
+  ...stateOptions,
   ...servingOptions,
-  socketPath: opt.string({
-    name: 'metadata_proxy_socket',
-    default: '$state_path/metadata_proxy',
-    help: "The agent's UNIX socket every listener forwards to",
-  }),
   user: opt.string({
     name: 'metadata_proxy_user',
     default: '',

@@ -2,7 +2,7 @@
  * The proxy's configuration schema. Timeouts use the names of neutron's [metadata_haproxy] section and
  * rate limits those of [metadata_rate_limiting] (reference.md §11), so the same values carry over.
  */
-import { type ConfigOf, isNeutronId, opt, UsageError } from '@nmp/common';
+import { adminSocketOption, type ConfigOf, isNeutronId, loggingOptions, opt, UsageError } from '@nmp/common';
 import type { ProxyIdentity, ProxyMode } from './header-names.js';
 import { ssrfOptions } from './ssrf/options.js';
 
@@ -160,18 +160,10 @@ export const proxyOptions = {
     min: 1,
     help: 'Requests allowed per source in the burst window',
   }),
-  debug: opt.bool({ name: 'debug', default: false, help: 'Log at debug level' }),
-  logLevel: opt.enum({
-    name: 'log_level',
-    default: 'info',
-    choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const,
-    help: 'Log level (debug=True wins)',
-  }),
-  logFile: opt.string({ name: 'log_file', default: '', help: 'Log to this file instead of stdout' }),
-  adminSocket: opt.string({
-    name: 'admin_socket',
+  ...loggingOptions,
+  adminSocket: adminSocketOption({
     default: '',
-    help: 'UNIX socket (mode 0600) serving /metrics, /healthz and /readyz; empty = none. Never a TCP port: the proxy runs in a tenant namespace',
+    where: '; empty = none. Never a TCP port: the proxy runs in a tenant namespace',
   }),
   ...ssrfOptions,
 };

@@ -125,8 +125,11 @@ export function sourceDateEpoch(explicit?: number): number {
   return Number(commit);
 }
 
-/** The schema whose options each program reads from its INI files (for its man page). */
-const SCHEMAS: Readonly<Record<ProgramSpec['name'], Schema>> = {
+/**
+ * The schema whose options each program reads from its INI files (for its man page; the drift test checks
+ * that docs/configuration.md describes every option of each).
+ */
+export const PROGRAM_SCHEMAS: Readonly<Record<ProgramSpec['name'], Schema>> = {
   'metadata-agent': agentSchema,
   'ns-metadata-proxy': proxyOptions,
   'metadata-hooks': hooksOptions,
@@ -233,7 +236,7 @@ export async function buildRelease(o: ReleaseOptions = {}): Promise<ReleaseArtef
         date,
         help,
         subcommands,
-        schema: SCHEMAS[p.name],
+        schema: PROGRAM_SCHEMAS[p.name],
         files: FILES[p.name],
         seeAlso: seeAlso.filter((s) => !s.startsWith(`${p.name}(`)),
       });

@@ -7,6 +7,7 @@
 export {
   buildRelease,
   DEFAULT_MAINTAINER,
+  PROGRAM_SCHEMAS,
   type ReleaseArtefacts,
   type ReleaseOptions,
   statePaths,
