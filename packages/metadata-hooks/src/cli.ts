@@ -24,7 +24,7 @@ import {
   runMain,
   UsageError,
 } from '@nmp/common';
-// Both are small: haproxy-drop-in.ts needs only node's fs and command.ts; systemd-units.ts nothing but
+// Both are small: haproxy-drop-in.ts needs only node's fs and @nmp/host's run; systemd-units.ts nothing but
 // @nmp/common's run-time flags.
 import { DROP_IN_DEFAULTS } from './haproxy-drop-in.js';
 import type { HooksConfig } from './hook-records.js';
@@ -80,9 +80,7 @@ async function haproxyCompat(argv: readonly string[]): Promise<void> {
     return;
   }
   // The proxy program comes from the environment or beside us; this mode reads no config of its own.
-  const program = proxyProgram({
-    proxyCommand: process.env.NMP_NS_METADATA_PROXY_COMMAND ?? '',
-  } as HooksConfig);
+  const program = proxyProgram({ proxyCommand: process.env.NMP_NS_METADATA_PROXY_COMMAND ?? '' });
   const file = args.configFiles[0]!;
   const parsed = await checkHaproxyConfig(file);
   if (args.checkOnly) {

@@ -17,11 +17,10 @@
  * Pure functions over rows, so the rules are tested without a database.
  */
 import { canonicalIp, NEUTRON_ID_PATTERN, normaliseMac } from '@nmp/common';
+import { METADATA_V4_CIDR, METADATA_V6_CIDR } from '@nmp/host';
 import { addressesOf, EXT_CIDRS, EXT_DEVICE_OWNER, EXT_MTU, networkOfDatapath } from '@nmp/metadata-agent';
 import type { Row } from '@nmp/ovsdb';
 
-export const METADATA_V4_CIDR = '169.254.169.254/32';
-export const METADATA_V6_CIDR = 'fe80::a9fe:a9fe/64';
 export const METADATA_DEVICE_OWNER = 'network:distributed';
 /**
  * What a network id must look like before it goes into namespace and device names and `ip` arguments
