@@ -24,7 +24,7 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from '@nmp/common';
 import { ipv6Enabled, listNamespaces } from '@nmp/host';
-import { type LocalOvs, networkOfDatapath, type OvnSouthbound } from '@nmp/metadata-agent';
+import { type LocalOvs, networkOfDatapath, type OvnSouthbound } from '@nmp/ovn';
 import type { Row, RowChange } from '@nmp/ovsdb';
 import {
   isLocalVif,
