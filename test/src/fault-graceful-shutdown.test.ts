@@ -142,7 +142,7 @@ test('agent: SIGTERM with a slow Nova request in flight: it completes, new conne
   assert.ok(Date.now() - signalled < SLOW_MS + 2000, 'the agent took too long to exit');
 });
 
-test('agent: SIGTERM with a silent and a half-sent connection open: exit 0 at once, not at the deadline', async (t) => {
+test('agent: SIGTERM with a silent and a half-sent connection open: exit 0 after the short grace, not at the deadline', async (t) => {
   const dir = tempDir(t);
   const socketPath = join(dir, 'agent.sock');
   const agent = spawnCli(

@@ -8,8 +8,14 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ConfigError } from './config/load.js';
+import type { PassedDescriptor } from './handover.js';
 import { formatAddress } from './host-port.js';
+import { boundAs, listenerFd, listenOnInherited, unixSocketName } from './listen-fds.js';
 import { listenOnSocketPath, removeSocketFile } from './unix-socket.js';
+
+/** The names its descriptors carry in a hand-over. */
+export const ADMIN_UNIX = 'admin-unix';
+export const ADMIN_TCP = 'admin-tcp';
 
 export interface AdminRoutes {
   readonly metrics: { render(): Promise<string>; readonly contentType: string };
@@ -60,6 +66,23 @@ async function route(routes: AdminRoutes, req: IncomingMessage, res: ServerRespo
   }
 }
 
+/**
+ * Serve the handed-over descriptor when it is the address configured now; else close it (the
+ * configuration changed across the hand-over) and let the caller bind afresh. Whether it was adopted.
+ */
+async function adoptIf(
+  server: Server,
+  fd: number | undefined,
+  what: string,
+  matches: (address: string | AddressInfo | null) => boolean,
+): Promise<boolean> {
+  if (fd === undefined) return false;
+  await listenOnInherited(server, fd, what);
+  if (matches(server.address())) return true;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return false;
+}
+
 /** The routes as a request listener; a failing route answers 500 (or cuts an answer already started). */
 export function adminRequestListener(
   routes: AdminRoutes,
@@ -78,6 +101,8 @@ export class AdminListener {
   readonly #routes: AdminRoutes;
   readonly #servers: Server[] = [];
   readonly #paths: string[] = [];
+  /** Descriptor names of the servers, for a hand-over. */
+  readonly #named = new Map<Server, string>();
   /** Where it listens: socket paths and host:port, for the start-up log line. */
   readonly addresses: string[] = [];
 
@@ -85,29 +110,50 @@ export class AdminListener {
     this.#routes = routes;
   }
 
-  /** Listen on a UNIX socket (claimed as claimSocketPath does; default mode 0600). */
-  async listenUnix(path: string, what: string, mode = 0o600): Promise<void> {
-    await listenOnSocketPath(this.#server(), path, { what, mode });
+  /**
+   * Listen on a UNIX socket (claimed as claimSocketPath does; default mode 0600), or serve the one a
+   * predecessor handed over (`inheritedFd`, see handover.ts).
+   */
+  async listenUnix(path: string, what: string, mode = 0o600, inheritedFd?: number): Promise<void> {
+    const server = this.#server(ADMIN_UNIX);
+    const bound = inheritedFd === undefined ? undefined : unixSocketName(inheritedFd);
+    if (!(await adoptIf(server, inheritedFd, what, () => bound !== undefined && boundAs(bound, path))))
+      await listenOnSocketPath(server, path, { what, mode });
     this.#paths.push(path);
     this.addresses.push(path);
   }
 
-  /** Listen on a TCP address (the caller has checked it is loopback). */
-  async listenTcp(host: string, port: number, what: string): Promise<void> {
-    const server = this.#server();
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) =>
-        reject(new ConfigError(`${what}: cannot listen: ${err.code ?? err.message}`));
-      server.once('error', onError);
-      server.listen({ host, port }, () => {
-        server.off('error', onError);
-        resolve();
+  /** Listen on a TCP address (the caller has checked it is loopback), or serve a handed-over one. */
+  async listenTcp(host: string, port: number, what: string, inheritedFd?: number): Promise<void> {
+    const server = this.#server(ADMIN_TCP);
+    const same = (a: string | AddressInfo | null) =>
+      typeof a === 'object' && a !== null && a.port === port && a.address === host;
+    if (!(await adoptIf(server, inheritedFd, what, same)))
+      await new Promise<void>((resolve, reject) => {
+        const onError = (err: NodeJS.ErrnoException) =>
+          reject(new ConfigError(`${what}: cannot listen: ${err.code ?? err.message}`));
+        server.once('error', onError);
+        server.listen({ host, port }, () => {
+          server.off('error', onError);
+          resolve();
+        });
       });
-    });
     this.addresses.push(formatAddress(server.address() as AddressInfo));
   }
 
-  async close(): Promise<void> {
+  /** The listening descriptors, named (admin-unix, admin-tcp), for a hand-over to a successor. */
+  descriptors(): PassedDescriptor[] {
+    const out: PassedDescriptor[] = [];
+    for (const s of this.#servers) {
+      const fd = listenerFd(s);
+      const name = this.#named.get(s);
+      if (fd !== undefined && name !== undefined) out.push({ name, fd });
+    }
+    return out;
+  }
+
+  /** Stop serving; `keepPaths` after a hand-over: the socket files are the successor's. */
+  async close(options: { keepPaths?: boolean } = {}): Promise<void> {
     await Promise.all(
       this.#servers.map(
         (s) =>
@@ -118,16 +164,17 @@ export class AdminListener {
           }),
       ),
     );
-    await Promise.all(this.#paths.map(removeSocketFile));
+    if (!options.keepPaths) await Promise.all(this.#paths.map(removeSocketFile));
   }
 
-  #server(): Server {
+  #server(name: string): Server {
     const server = createServer(
       { requestTimeout: 10_000, headersTimeout: 10_000 },
       adminRequestListener(this.#routes),
     );
     server.keepAliveTimeout = 5_000;
     this.#servers.push(server);
+    this.#named.set(server, name);
     return server;
   }
 }

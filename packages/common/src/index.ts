@@ -10,12 +10,14 @@ export {
   parseForwardedFor,
 } from './address.js';
 export {
+  ADMIN_TCP,
+  ADMIN_UNIX,
   AdminListener,
   type AdminRoutes,
   adminRequestListener,
   type ReadyAnswer,
 } from './admin-listener.js';
-export { createCli, runMain, stopOnSignals, UsageError } from './cli.js';
+export { createCli, type HandOverSteps, runMain, stopOnSignals, UsageError } from './cli.js';
 export { type IniEntry, IniSyntaxError, parseIni } from './config/ini.js';
 export {
   addSchemaOptions,
@@ -46,6 +48,16 @@ export {
   TEXT_PLAIN,
 } from './errors.js';
 export {
+  notifySystemd,
+  ownCommand,
+  type PassedDescriptor,
+  type Predecessor,
+  type Successor,
+  type SuccessorOptions,
+  startSuccessor,
+  takePredecessor,
+} from './handover.js';
+export {
   type BindAddress,
   BindSpecError,
   formatAddress,
@@ -65,6 +77,16 @@ export {
   HOP_BY_HOP_HEADERS,
   IDENTITY_HEADERS,
 } from './identity-headers.js';
+export {
+  boundAs,
+  type InheritedListener,
+  InheritedListeners,
+  listenerFd,
+  listenOnInherited,
+  SD_LISTEN_FDS_START,
+  takeInheritedListeners,
+  unixSocketName,
+} from './listen-fds.js';
 export {
   addDetails,
   createLogger,

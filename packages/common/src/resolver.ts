@@ -21,6 +21,14 @@ export interface InstanceIdentity {
   readonly projectId: string;
   /** True when the answer came from a cache (a Nova 404 then earns one uncached re-lookup). */
   readonly cached: boolean;
+  /** The port that matched, and its network (when the resolver knows them). */
+  readonly portId?: string;
+  readonly networkId?: string;
+  /**
+   * Set when the answer is the last known one, served while the lookup service is unreachable
+   * ([cache] serve_stale_on_outage): how long ago a lookup last confirmed it (ms).
+   */
+  readonly staleAgeMs?: number;
 }
 
 export interface ResolveOptions {

@@ -4,9 +4,15 @@
  * by a dead process is removed; a socket someone still listens on is refused (two agents must not share
  * one path, the second would silently steal it); and anything that is not a socket is never removed (a
  * typo in a path must not delete a file).
+ *
+ * The socket is bound under a temporary name beside the path and renamed onto it. Besides making the
+ * replacement of a dead socket atomic, this keeps the path when the listener closes: node unlinks the
+ * name it bound when its listener closes, and after a hand-over (handover.ts) the path belongs to the
+ * successor, which serves the same socket. Whoever closes a listener for good removes the path itself
+ * (removeSocketFile).
  */
 import { lstatSync } from 'node:fs';
-import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
+import { chmod, lstat, mkdir, rename, unlink } from 'node:fs/promises';
 import { connect, type Server } from 'node:net';
 import { dirname } from 'node:path';
 import { ConfigError } from './config/load.js';
@@ -60,9 +66,13 @@ export interface SocketListenOptions extends ClaimOptions {
   readonly backlog?: number;
 }
 
+/** sun_path holds 108 bytes with the terminating NUL. */
+const MAX_SOCKET_PATH = 107;
+
 /**
  * Claim `path` and listen there. The file is created while the umask lets nobody but the owner connect,
- * then given `mode`, so there is no moment in which others could connect to an owner-only socket.
+ * then given `mode`, so there is no moment in which others could connect to an owner-only socket; it
+ * appears at `path` only then, renamed from a temporary name (see the top of this file).
  */
 export async function listenOnSocketPath(
   server: Server,
@@ -70,6 +80,10 @@ export async function listenOnSocketPath(
   options: SocketListenOptions,
 ): Promise<void> {
   await claimSocketPath(path, options);
+  const temporary = `${path}.~${process.pid}`;
+  // Too long for a temporary name: bound where it stays (closing then unlinks it, which only a hand-over minds).
+  const bindAt = Buffer.byteLength(temporary) <= MAX_SOCKET_PATH ? temporary : path;
+  if (bindAt !== path) await unlink(bindAt).catch(() => {});
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) =>
       reject(new ConfigError(`${options.what} ${path}: cannot listen: ${err.code ?? err.message}`));
@@ -77,15 +91,19 @@ export async function listenOnSocketPath(
     // bind(2) runs inside listen(): the umask only needs to cover this call.
     const umask = process.umask(0o177);
     try {
-      server.listen({ path, ...(options.backlog !== undefined ? { backlog: options.backlog } : {}) }, () => {
-        server.off('error', onError);
-        resolve();
-      });
+      server.listen(
+        { path: bindAt, ...(options.backlog !== undefined ? { backlog: options.backlog } : {}) },
+        () => {
+          server.off('error', onError);
+          resolve();
+        },
+      );
     } finally {
       process.umask(umask);
     }
   });
-  await chmod(path, options.mode);
+  await chmod(bindAt, options.mode);
+  if (bindAt !== path) await rename(bindAt, path);
 }
 
 /** After closing: remove the socket file if it is still there and still a socket. */
@@ -93,6 +111,6 @@ export async function removeSocketFile(path: string): Promise<void> {
   try {
     if (lstatSync(path).isSocket()) await unlink(path);
   } catch {
-    // Gone already (node unlinks a closed listener's path), or no longer ours to remove.
+    // Gone already, or no longer ours to remove.
   }
 }

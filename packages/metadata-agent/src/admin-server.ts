@@ -5,9 +5,18 @@
  * network) and/or a loopback TCP port (127.0.0.0/8 or ::1 of the root namespace, which no tenant
  * namespace shares). Any other bind address is refused at start.
  */
+import { closeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
-import { AdminListener, ConfigError, type Logger } from '@nmp/common';
+import {
+  ADMIN_TCP,
+  ADMIN_UNIX,
+  AdminListener,
+  ConfigError,
+  type InheritedListeners,
+  type Logger,
+  type PassedDescriptor,
+} from '@nmp/common';
 import type ipaddrModule from 'ipaddr.js';
 import type { ReadinessReport } from './readiness.js';
 
@@ -81,15 +90,29 @@ export class AdminServer {
     return this.#listener.addresses;
   }
 
-  async listen(): Promise<void> {
+  /**
+   * Listen, or serve what a predecessor handed over (its ADMIN_UNIX / ADMIN_TCP descriptors, see
+   * handover.ts); a handed-over descriptor this configuration does not use is closed.
+   */
+  async listen(inherited?: InheritedListeners): Promise<void> {
+    const unixFd = inherited?.take(ADMIN_UNIX);
+    const tcpFd = inherited?.take(ADMIN_TCP);
     // The socket is created owner-only and stays so (0600).
-    if (this.#o.socketPath !== '') await this.#listener.listenUnix(this.#o.socketPath, 'admin_socket');
+    if (this.#o.socketPath !== '')
+      await this.#listener.listenUnix(this.#o.socketPath, 'admin_socket', 0o600, unixFd);
+    else if (unixFd !== undefined) closeSync(unixFd);
     if (this.#bind !== undefined)
-      await this.#listener.listenTcp(this.#bind.host, this.#bind.port, `admin_bind ${this.#o.bind}`);
+      await this.#listener.listenTcp(this.#bind.host, this.#bind.port, `admin_bind ${this.#o.bind}`, tcpFd);
+    else if (tcpFd !== undefined) closeSync(tcpFd);
   }
 
-  close(): Promise<void> {
-    return this.#listener.close();
+  /** Its listening descriptors, for a hand-over. */
+  descriptors(): PassedDescriptor[] {
+    return this.#listener.descriptors();
+  }
+
+  close(options: { keepPaths?: boolean } = {}): Promise<void> {
+    return this.#listener.close(options);
   }
 }
 

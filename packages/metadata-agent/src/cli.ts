@@ -14,14 +14,17 @@ import {
   createCli,
   createLogger,
   describeConfig,
+  InheritedListeners,
   type LookupQuery,
   loadConfig,
   MetadataError,
   runMain,
   stopOnSignals,
+  takeInheritedListeners,
+  takePredecessor,
 } from '@nmp/common';
 import { AdminServer } from './admin-server.js';
-import { MetadataAgent } from './agent.js';
+import { METADATA_SOCKET_NAME, MetadataAgent } from './agent.js';
 import { AgentMetrics } from './metrics.js';
 import { AGENT_COMPAT, agentSchema, socketModeFor } from './options.js';
 import { Readiness } from './readiness.js';
@@ -72,6 +75,14 @@ async function main(): Promise<void> {
     return;
   }
   process.title = PROGRAM;
+  // Sockets passed by systemd (nmp-metadata-agent.socket) or by the agent this one replaces; read first,
+  // so that nothing started later inherits the variables.
+  const inherited = new InheritedListeners(takeInheritedListeners());
+  const predecessor = takePredecessor();
+  const socketFd =
+    inherited.take(METADATA_SOCKET_NAME) ??
+    // A .socket unit without FileDescriptorName=metadata: its one socket is ours.
+    (inherited.size === 1 && !predecessor ? inherited.takeAll()[0]!.fd : undefined);
   const logger = createLogger({
     name: PROGRAM,
     level: effectiveLevel(config),
@@ -125,6 +136,9 @@ async function main(): Promise<void> {
       group: String(me.gid),
     }),
     backlog: config.backlog,
+    ...(socketFd !== undefined
+      ? { inheritedFd: socketFd, inheritedFrom: predecessor ? 'predecessor' : 'systemd' }
+      : {}),
     sharedSecret: config.sharedSecret,
     resolver: parts.resolver,
     logger,
@@ -173,9 +187,10 @@ async function main(): Promise<void> {
   });
   await agent.listen();
   try {
-    await admin.listen();
+    await admin.listen(inherited);
+    inherited.checkAllTaken(PROGRAM, `'${METADATA_SOCKET_NAME}' (and the admin listeners of a hand-over)`);
   } catch (err) {
-    await agent.close(0);
+    await Promise.all([agent.close(0), admin.close()]);
     throw err;
   }
 
@@ -195,21 +210,34 @@ async function main(): Promise<void> {
   // As neutron's agent: the first state report once the socket serves.
   rpc?.reporter?.start();
 
+  const stop = async (handedOver: boolean) => {
+    readiness.stopping = true;
+    rpc?.reporter?.stop();
+    await agent.close(10_000, { keepSocket: handedOver });
+    await admin.close({ keepPaths: handedOver });
+  };
   stopOnSignals(
     logger,
-    async () => {
-      readiness.stopping = true;
-      rpc?.reporter?.stop();
-      await agent.close(10_000);
-      await admin.close();
-    },
+    () => stop(false),
     () => ({ inFlight: agent.handler.inFlight }),
+    {
+      descriptors: () => [...agent.descriptors(), ...admin.descriptors()],
+      retire: () => stop(true),
+    },
   );
+
+  if (predecessor && rpc) {
+    // The agent being replaced answers until this one can look ports up (bounded: an outage of the
+    // broker must not block the hand-over; the lookups then wait or fail as they would anyway).
+    await rpc.broker.whenConnected(Math.round(config.rpcConnectTimeout * 1000) + 5_000);
+  }
+  await predecessor?.ready(logger);
 
   // Last: whoever waits for this line may signal us at once.
   logger.info(
     {
       socket: config.socketPath,
+      ...(socketFd !== undefined ? { inherited: predecessor ? 'hand-over' : 'systemd' } : {}),
       admin: admin.addresses,
       nova: agent.nova.origin,
       resolver: parts.kind,

@@ -69,6 +69,8 @@ export class AgentHandler {
   readonly #readiness: Readiness | undefined;
   /** Requests being served (for graceful shutdown and metrics). */
   inFlight = 0;
+  /** Set while the agent stops: every answer closes its connection (the proxy opens a fresh one). */
+  draining = false;
 
   constructor(options: AgentHandlerOptions) {
     this.#o = options;
@@ -86,6 +88,7 @@ export class AgentHandler {
       path: (req.url ?? '/').slice(0, 1024),
     };
     this.inFlight++;
+    if (this.draining) res.shouldKeepAlive = false;
     this.#serve(req, res, trace)
       .catch((err: unknown) => this.#fail(res, trace, err))
       .finally(() => {
@@ -119,6 +122,12 @@ export class AgentHandler {
     }
     trace.instance = identity.instanceId;
     trace.status = answer.status;
+    if (identity.staleAgeMs !== undefined) {
+      // Answered from the last verified lookup during an outage ([cache] serve_stale_on_outage): said so.
+      trace.code = 'MDA_STALE_ANSWER';
+      trace.level = 'warn';
+      trace.detail = { staleAgeS: Math.round(identity.staleAgeMs / 1000), port: identity.portId };
+    }
     if (answer.status === 403) {
       // The instance gets Nova's own 403; the operator gets the likely cause, never the secret.
       trace.code = 'MDA_ERR_NOVA_FORBIDDEN';

@@ -14,6 +14,7 @@
  *   nmp_upstream_duration_seconds{upstream,outcome} Nova / Neutron / Keystone calls (answered|failed)
  *   nmp_upstream_last_answer_timestamp_seconds{upstream="nova|resolver"}   what /readyz looks at
  *   nmp_port_cache_{hits,negative_hits,misses,coalesced,refreshes,evictions}_total, nmp_port_cache_entries
+ *   nmp_port_cache_stale_{answers,refused,dropped}_total (serve_stale_on_outage)
  *   nmp_keystone_tokens_issued_total, nmp_keystone_auth_failures_total, nmp_neutron_reauthentications_total,
  *   nmp_neutron_lookup_failures_total
  *   nmp_agent_config_reloads_total{result}, nmp_agent_config_last_reload_success_timestamp_seconds
@@ -165,6 +166,21 @@ export class AgentMetrics implements UpstreamObserver {
       'nmp_port_cache_refreshes_total',
       'Uncached re-lookups (after Nova answered 404 to a cached identity)',
       (s) => s.refreshes,
+    );
+    cacheCounter(
+      'nmp_port_cache_stale_answers_total',
+      'Answers served from the last verified lookup while the lookup service was unreachable (serve_stale_on_outage)',
+      (s) => s.stale?.served ?? 0,
+    );
+    cacheCounter(
+      'nmp_port_cache_stale_refused_total',
+      'Last verified answers not served during an outage because they were older than stale_max_age',
+      (s) => s.stale?.refusedTooOld ?? 0,
+    );
+    cacheCounter(
+      'nmp_port_cache_stale_dropped_total',
+      'Last verified answers dropped because a later lookup contradicted them (port gone, address moved, Nova 404)',
+      (s) => s.stale?.contradicted ?? 0,
     );
     cacheCounter(
       'nmp_port_cache_evictions_total',

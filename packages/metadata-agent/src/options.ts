@@ -264,7 +264,8 @@ export const AGENT_COMPAT: CompatibilityList = {
       'one process serves every request on one event loop; the work per request is waiting on Nova and Neutron, not CPU',
     'DEFAULT.cache_url':
       'removed in neutron Queens; the port cache is set with port_cache_ttl and port_cache_size',
-    'cache.*': 'the port cache is always on: port_cache_ttl, port_cache_size, negative_cache_ttl',
+    'cache.*':
+      'the port cache is always on: port_cache_ttl, port_cache_size, negative_cache_ttl; [cache] reads serve_stale_on_outage and stale_max_age only',
     'ovn.ovsdb_retry_max_interval':
       'the Southbound client retries with its own back-off (1 s doubling to 8 s, as OVS does)',
     'ovn.ovsdb_log_level': 'the client logs through the agent log (log_level, debug)',

@@ -99,6 +99,7 @@ export async function buildResolver(
       {
         config,
         routerCacheTtlMs: Math.round(config.routerCacheTtl * 1000),
+        outageGraceMs: Math.round(config.lookupOutageGrace * 1000),
         facts: extras.facts ?? { version: 'unknown', socketPath: '', novaHost: '', novaPort: 0 },
         ...(extras.rpcObserver ? { observer: extras.rpcObserver } : {}),
       },

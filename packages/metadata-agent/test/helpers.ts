@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import type { InstanceResolver } from '@nmp/common';
+import type { InstanceIdentity, InstanceResolver } from '@nmp/common';
 import { captureLogs, type LogCapture } from '@nmp/testkit';
 import { MetadataAgent } from '../src/agent.js';
 import type { NovaClientOptions } from '../src/nova-client.js';
@@ -178,4 +178,10 @@ export function viaSocket(
     req.on('error', reject);
     req.end(options.body);
   });
+}
+
+/** An identity without the port and network it came from (what the instance-facing fields are). */
+export function withoutPort(identity: InstanceIdentity): InstanceIdentity {
+  const { portId: _port, networkId: _network, ...rest } = identity;
+  return rest;
 }

@@ -5,12 +5,12 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { ConfigError, MetadataError } from '@nmp/common';
 import { InventoryResolver } from '../src/resolver/inventory-resolver.js';
-import { INSTANCE, NET, PORTS, PROJECT, ROUTER, tempDir } from './helpers.js';
+import { INSTANCE, NET, PORTS, PROJECT, ROUTER, tempDir, withoutPort } from './helpers.js';
 
 const resolver = InventoryResolver.fromPorts(PORTS);
 
 test('network mode finds the instance by IP (v4 and v6)', async () => {
-  assert.deepEqual(await resolver.resolve({ mode: 'network', id: NET, ip: '10.0.0.5' }), {
+  assert.deepEqual(withoutPort(await resolver.resolve({ mode: 'network', id: NET, ip: '10.0.0.5' })), {
     instanceId: INSTANCE,
     projectId: PROJECT,
     cached: false,

@@ -16,6 +16,7 @@ import {
 } from '@nmp/openstack-fakes';
 import { createNeutronResolver, type NeutronResolverOptions } from '../src/neutron/index.js';
 import { CachingResolver, type CachingResolverOptions } from '../src/resolver/caching-resolver.js';
+import { withoutPort } from './helpers.js';
 
 async function start(
   t: TestContext,
@@ -122,10 +123,18 @@ describe('a port moved to another instance', () => {
     fake.movePort(moved.portId, 'new-instance', 'new-project');
 
     const first = await request(resolver, nova);
-    assert.deepEqual(first, { instanceId: 'new-instance', projectId: 'new-project', cached: false });
+    assert.deepEqual(withoutPort(first as InstanceIdentity), {
+      instanceId: 'new-instance',
+      projectId: 'new-project',
+      cached: false,
+    });
     assert.equal(fake.counts.portLookups, 2, 'exactly one uncached re-lookup');
     const second = await request(resolver, nova);
-    assert.deepEqual(second, { instanceId: 'new-instance', projectId: 'new-project', cached: true });
+    assert.deepEqual(withoutPort(second as InstanceIdentity), {
+      instanceId: 'new-instance',
+      projectId: 'new-project',
+      cached: true,
+    });
     assert.equal(fake.counts.portLookups, 2);
   });
 

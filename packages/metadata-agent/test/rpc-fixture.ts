@@ -44,7 +44,7 @@ export interface LabPort {
   status: string;
 }
 
-function port(
+export function labPort(
   id: string,
   network: string,
   mac: string,
@@ -79,10 +79,10 @@ export const VM_B = {
 };
 
 export const LAB_PORTS: LabPort[] = [
-  port('port-vm-a', NET_A, VM_A.mac, [VM_A.ip, '2001:db8:20::5'], VM_A.uuid),
-  port('port-vm-b', NET_B, VM_B.mac, [VM_B.ip], VM_B.uuid),
-  port('port-rtr-a', NET_A, 'fa:16:3e:20:00:01', ['10.20.0.1'], ROUTER, 'network:router_interface'),
-  port(
+  labPort('port-vm-a', NET_A, VM_A.mac, [VM_A.ip, '2001:db8:20::5'], VM_A.uuid),
+  labPort('port-vm-b', NET_B, VM_B.mac, [VM_B.ip], VM_B.uuid),
+  labPort('port-rtr-a', NET_A, 'fa:16:3e:20:00:01', ['10.20.0.1'], ROUTER, 'network:router_interface'),
+  labPort(
     'port-rtr-b',
     NET_B,
     'fa:16:3e:30:00:01',
@@ -90,7 +90,7 @@ export const LAB_PORTS: LabPort[] = [
     ROUTER,
     'network:router_interface_distributed',
   ),
-  port(
+  labPort(
     'port-dhcp-a',
     NET_A,
     'fa:16:3e:20:00:02',
@@ -99,7 +99,7 @@ export const LAB_PORTS: LabPort[] = [
     'network:dhcp',
   ),
   // Same address on another network: must never be picked for NET_A.
-  port('port-other', NET_B, 'fa:16:3e:30:00:05', [VM_A.ip], '33333333-cccc-4ccc-8ccc-333333333333'),
+  labPort('port-other', NET_B, 'fa:16:3e:30:00:05', [VM_A.ip], '33333333-cccc-4ccc-8ccc-333333333333'),
 ];
 
 export interface RpcLab {

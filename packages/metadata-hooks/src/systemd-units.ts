@@ -3,14 +3,23 @@
  *
  * - nmp-metadata-agent.service: the metadata agent, restarted on failure, sandboxed. It needs only its
  *   UNIX socket under /var/lib/neutron, outbound TCP to Nova, and no capabilities at all.
+ * - nmp-metadata-agent.socket: that UNIX socket, held by systemd (socket activation, LISTEN_FDS): a
+ *   restart of the agent (`systemctl restart`, an upgrade) closes no listener, the proxies' connections
+ *   wait in the backlog meanwhile and no request fails.
  * - nmp-ns-metadata-proxy@.service: one proxy in the network namespace named by the instance
  *   (`systemctl start nmp-ns-metadata-proxy@qdhcp-<network>`), joined with NetworkNamespacePath=.
  *   Its binds and id come from /etc/nmp/ns-metadata-proxy/<namespace>.ini. It runs as the unprivileged
  *   user from the start; CAP_NET_BIND_SERVICE (ambient) is what lets it bind port 80.
+ * - nmp-ns-metadata-proxy@.socket: that proxy's listeners, created by systemd inside the namespace
+ *   (NetworkNamespacePath= on a socket unit), so a restart of the proxy loses no connection either.
+ *   169.254.169.254:80 by default; router namespaces and the link-local address use a drop-in.
  * - nmp-metadata-proxy-daemon.service: proxy_mode = daemon, one process for every namespace. Its
  *   supervisor keeps root's CAP_SYS_ADMIN (to enter namespaces with setns), CAP_NET_BIND_SERVICE (port 80),
  *   CAP_SETUID/SETGID (to start the serving worker as metadata_proxy_user) and CAP_KILL; the worker that
- *   handles instance traffic has none of them. Settings: /etc/nmp/metadata-proxy-daemon.ini.
+ *   handles instance traffic has none of them. Settings: /etc/nmp/metadata-proxy-daemon.ini. Its
+ *   listeners live in hundreds of namespaces, which no .socket unit can list: `systemctl reload` hands
+ *   them to a new daemon instead (SIGUSR2), which tells systemd it is the main process now (Type=notify,
+ *   NotifyAccess=all, MAINPID=).
  * - nmp-ovn-metadata-provisioner.service: ML2/OVN chassis, the ovnmeta-<network> namespaces. Root with the
  *   capabilities for namespaces, veths and proxies, and no mount sandbox: `ip netns add` bind-mounts under
  *   /run/netns, which a private mount namespace would hide from everybody else.
@@ -120,7 +129,9 @@ function agentUnit(s: UnitSettings): string {
     '[Unit]',
     'Description=nmp metadata agent (instance metadata: namespace proxies -> Nova)',
     documentation(s, 'metadata-agent'),
-    'After=network-online.target',
+    "# The socket is systemd's (nmp-metadata-agent.socket): `systemctl restart` loses no request.",
+    'Requires=nmp-metadata-agent.socket',
+    'After=network-online.target nmp-metadata-agent.socket',
     'Wants=network-online.target',
     '',
     '[Service]',
@@ -133,6 +144,7 @@ function agentUnit(s: UnitSettings): string {
     'EnvironmentFile=-/etc/nmp/metadata-agent.env',
     '# The same two files as neutron-metadata-agent: transport_url (RPC to neutron-server) is in neutron.conf.',
     `ExecStart=${programCommand(s, 'metadata-agent')} --config-file ${s.configDir}/neutron.conf --config-file ${s.configDir}/metadata_agent.ini`,
+    'ExecReload=/bin/kill -HUP $MAINPID',
     'Restart=on-failure',
     'RestartSec=2s',
     'TimeoutStopSec=35s',
@@ -146,6 +158,69 @@ function agentUnit(s: UnitSettings): string {
     '',
     '[Install]',
     'WantedBy=multi-user.target',
+    'Also=nmp-metadata-agent.socket',
+    '',
+  ].join('\n');
+}
+
+function agentSocketUnit(s: UnitSettings): string {
+  return [
+    HEADER,
+    "# The agent's UNIX socket, held by systemd so that it outlives the agent: while the agent restarts,",
+    "# the proxies' connections wait in the backlog. Keep ListenStream= equal to metadata_proxy_socket;",
+    '# the agent checks that it is, and sets the mode metadata_proxy_socket_mode deduces.',
+    '[Unit]',
+    'Description=nmp metadata agent socket (the proxies connect here)',
+    documentation(s, 'metadata-agent'),
+    '',
+    '[Socket]',
+    `ListenStream=${s.statePath}/metadata_proxy`,
+    'FileDescriptorName=metadata',
+    `SocketUser=${s.user}`,
+    `SocketGroup=${s.group}`,
+    'SocketMode=0644',
+    'DirectoryMode=0755',
+    'Backlog=4096',
+    'RemoveOnStop=yes',
+    '',
+    '[Install]',
+    'WantedBy=sockets.target',
+    '',
+  ].join('\n');
+}
+
+function proxySocketTemplateUnit(s: UnitSettings): string {
+  return [
+    HEADER,
+    '# The listeners of nmp-ns-metadata-proxy@<namespace>.service, created by systemd inside the namespace,',
+    '# so that they outlive the proxy: a restart loses no connection. The proxy serves the sockets whose',
+    '# address matches one of its binds and binds the others itself. The default fits qdhcp- and ovnmeta-',
+    '# namespaces; add the link-local address, or replace the list in a router namespace, with a drop-in.',
+    "# The link-local scope is the tap device's index inside the namespace (systemd would look a name up",
+    '# outside it): ip -n qdhcp-<network> -o link show tapXXXXXXXX-XX | cut -d: -f1',
+    '#   systemctl edit nmp-ns-metadata-proxy@qdhcp-<network>.socket',
+    '#     [Socket]',
+    '#     ListenStream=[fe80::a9fe:a9fe]:80%%<index>',
+    '#   systemctl edit nmp-ns-metadata-proxy@qrouter-<router>.socket',
+    '#     [Socket]',
+    '#     ListenStream=',
+    '#     ListenStream=[::]:9697',
+    '[Unit]',
+    'Description=nmp ns-metadata-proxy listeners in network namespace %i',
+    documentation(s, 'ns-metadata-proxy'),
+    'ConditionPathExists=/run/netns/%i',
+    '',
+    '[Socket]',
+    'NetworkNamespacePath=/run/netns/%i',
+    'ListenStream=169.254.169.254:80',
+    '# The address may not be on an interface yet (or still in duplicate address detection).',
+    'FreeBind=yes',
+    'BindIPv6Only=both',
+    'Backlog=4096',
+    'FileDescriptorName=listen',
+    '',
+    '[Install]',
+    'WantedBy=sockets.target',
     '',
   ].join('\n');
 }
@@ -163,7 +238,9 @@ function proxyTemplateUnit(s: UnitSettings): string {
     '[Unit]',
     'Description=nmp ns-metadata-proxy in network namespace %i',
     documentation(s, 'ns-metadata-proxy'),
-    'After=network.target nmp-metadata-agent.service',
+    "# Its listeners are systemd's (nmp-ns-metadata-proxy@%i.socket): `systemctl restart` loses no request.",
+    'Wants=nmp-ns-metadata-proxy@%i.socket',
+    'After=network.target nmp-metadata-agent.service nmp-ns-metadata-proxy@%i.socket',
     'ConditionPathExists=/run/netns/%i',
     'ConditionPathExists=/etc/nmp/ns-metadata-proxy/%i.ini',
     '',
@@ -216,10 +293,16 @@ function daemonUnit(s: UnitSettings): string {
     'After=network.target nmp-metadata-agent.service',
     '',
     '[Service]',
-    'Type=simple',
+    '# Ready once the attachments are served again; after a hand-over the new daemon says MAINPID=.',
+    'Type=notify',
+    'NotifyAccess=all',
     '# Root: the supervisor enters namespaces to create listening sockets there. The serving worker it',
     '# starts runs as metadata_proxy_user with no capability.',
     `ExecStart=${programCommand(s, 'metadata-proxy-daemon')} --config-file /etc/nmp/metadata-proxy-daemon.ini`,
+    '# A new daemon (the code and configuration on disk now) takes over every listener, then this one',
+    '# finishes its requests and exits: an upgrade without a failed request. `restart` closes them.',
+    'ExecReload=/bin/kill -USR2 $MAINPID',
+    'TimeoutStartSec=300s',
     'Restart=on-failure',
     'RestartSec=2s',
     'TimeoutStopSec=20s',
@@ -284,7 +367,9 @@ function ovnProvisionerUnit(s: UnitSettings): string {
 export function renderUnits(settings: UnitSettings = DEFAULT_UNIT_SETTINGS): Map<string, string> {
   return new Map([
     ['nmp-metadata-agent.service', agentUnit(settings)],
+    ['nmp-metadata-agent.socket', agentSocketUnit(settings)],
     ['nmp-ns-metadata-proxy@.service', proxyTemplateUnit(settings)],
+    ['nmp-ns-metadata-proxy@.socket', proxySocketTemplateUnit(settings)],
     ['nmp-metadata-proxy-daemon.service', daemonUnit(settings)],
     ['nmp-ovn-metadata-provisioner.service', ovnProvisionerUnit(settings)],
   ]);

@@ -12,16 +12,22 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import {
+  ADMIN_UNIX,
   addSchemaOptions,
   ConfigError,
   createCli,
   createLogger,
+  InheritedListeners,
   loadConfig,
+  notifySystemd,
   packageVersion,
   runMain,
   stopOnSignals,
+  takeInheritedListeners,
+  takePredecessor,
 } from '@nmp/common';
 import { describeServing, loadTokenKey, proxyIdentity, servingSettings } from '@nmp/ns-metadata-proxy';
+import { CONTROL_FD } from './control-server.js';
 import { daemonOptions } from './options.js';
 import {
   type AttachSpec,
@@ -60,6 +66,13 @@ function resolveIds(user: string, group: string): { uid?: number; gid?: number }
 }
 
 async function serve(config: DaemonConfig, warnings: readonly string[]): Promise<void> {
+  // A daemon replacing another (SIGUSR2 / systemctl reload) gets its control and admin sockets passed,
+  // and its attachments over the hand-over channel.
+  const inherited = new InheritedListeners(takeInheritedListeners());
+  const predecessor = takePredecessor();
+  const controlFd = inherited.take(CONTROL_FD);
+  const adminFd = inherited.take(ADMIN_UNIX);
+  inherited.checkAllTaken(PROGRAM, `'${CONTROL_FD}' and '${ADMIN_UNIX}' (from the daemon it replaces)`);
   const level = config.debug ? 'debug' : config.logLevel;
   const logger = createLogger({
     name: PROGRAM,
@@ -90,7 +103,15 @@ async function serve(config: DaemonConfig, warnings: readonly string[]): Promise
     namespaceCheckIntervalMs: config.namespaceCheckInterval * 1000,
     logger,
   });
-  await daemon.start();
+  await daemon.start(
+    predecessor
+      ? {
+          predecessor,
+          ...(controlFd !== undefined ? { controlFd } : {}),
+          ...(adminFd !== undefined ? { adminFd } : {}),
+        }
+      : undefined,
+  );
   process.title = PROGRAM;
   logger.info(
     {
@@ -104,7 +125,18 @@ async function serve(config: DaemonConfig, warnings: readonly string[]): Promise
     },
     'metadata-proxy-daemon ready',
   );
-  stopOnSignals(logger, () => daemon.stop());
+  // Type=notify: systemd counts the daemon started once its attachments are served again. A successor
+  // serves the handed-over ones already: the old daemon may go (and systemd learns the new main pid).
+  if (predecessor) await predecessor.ready(logger);
+  else void daemon.restored.then(() => notifySystemd(['READY=1'], logger));
+  stopOnSignals(logger, () => daemon.stop(), undefined, {
+    descriptors: () => daemon.descriptors(),
+    handOff: (successor) => daemon.handOff(successor),
+    retire: () => daemon.retire(),
+    resume: () => daemon.resume(),
+    // A thousand namespaces' sockets go over two IPC hops; a cold start of the successor comes first.
+    timeoutMs: 180_000,
+  });
 }
 
 /** Why the daemon gave no status, with what to check; rethrows anything that is not about the daemon. */

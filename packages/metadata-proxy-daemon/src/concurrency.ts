@@ -39,4 +39,9 @@ export class KeyedQueue {
     });
     return next;
   }
+
+  /** Resolves once no task of any key is queued or running. */
+  async idle(): Promise<void> {
+    while (this.#tails.size > 0) await Promise.all([...this.#tails.values()]);
+  }
 }

@@ -6,7 +6,14 @@
  * daemon, and never removes anything that is not a socket.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { claimSocketPath, listenOnSocketPath, removeSocketFile } from '@nmp/common';
+import {
+  claimSocketPath,
+  listenerFd,
+  listenOnInherited,
+  listenOnSocketPath,
+  type PassedDescriptor,
+  removeSocketFile,
+} from '@nmp/common';
 import {
   type AttachMode,
   type AttachmentStatus,
@@ -24,6 +31,9 @@ const CONTROL_SOCKET = {
   dirMode: 0o700,
   busyHint: ' (another metadata-proxy-daemon); refusing to start a second one',
 } as const;
+
+/** The control socket's name among passed descriptors. */
+export const CONTROL_FD = 'control';
 
 /** What the control socket offers. */
 export interface ControlOperations {
@@ -47,17 +57,30 @@ export class ControlServer {
     return claimSocketPath(this.path, CONTROL_SOCKET);
   }
 
-  async listen(): Promise<void> {
+  /** Listen, or serve the socket the daemon this one replaces handed over (`inheritedFd`). */
+  async listen(inheritedFd?: number): Promise<void> {
     const server = createServer((socket) => this.#serve(socket));
-    await listenOnSocketPath(server, this.path, { ...CONTROL_SOCKET, mode: 0o600 });
+    if (inheritedFd !== undefined) await listenOnInherited(server, inheritedFd, CONTROL_SOCKET.what);
+    else await listenOnSocketPath(server, this.path, { ...CONTROL_SOCKET, mode: 0o600 });
     this.#server = server;
   }
 
-  async close(): Promise<void> {
+  /** The listening socket, for a hand-over. */
+  descriptor(): PassedDescriptor | undefined {
+    const fd = this.#server ? listenerFd(this.#server) : undefined;
+    return fd === undefined ? undefined : { name: CONTROL_FD, fd };
+  }
+
+  /**
+   * Stop accepting; resolves once the connections open have had their answers. `keepPath` in a
+   * hand-over: the socket (and its file) is the successor's.
+   */
+  async close(options: { keepPath?: boolean } = {}): Promise<void> {
     const server = this.#server;
     if (!server) return;
+    this.#server = undefined;
     await new Promise<void>((r) => server.close(() => r()));
-    await removeSocketFile(this.path);
+    if (!options.keepPath) await removeSocketFile(this.path);
   }
 
   #serve(socket: Socket): void {

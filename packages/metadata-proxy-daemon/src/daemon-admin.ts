@@ -9,7 +9,7 @@
  *   nmp_daemon_worker_up                  1 while a serving worker runs, else 0
  *   nmp_daemon_worker_restarts_total      serving workers started again after one exited
  */
-import { AdminListener, Registry } from '@nmp/common';
+import { AdminListener, type PassedDescriptor, Registry } from '@nmp/common';
 import type { AttachmentState } from './protocol.js';
 
 const STATES: readonly AttachmentState[] = ['listening', 'attaching', 'namespace-missing', 'failed'];
@@ -60,11 +60,16 @@ export class DaemonAdmin {
     });
   }
 
-  listen(path: string): Promise<void> {
-    return this.#listener.listenUnix(path, 'admin_socket');
+  /** Listen, or serve the socket a predecessor handed over. */
+  listen(path: string, inheritedFd?: number): Promise<void> {
+    return this.#listener.listenUnix(path, 'admin_socket', 0o600, inheritedFd);
   }
 
-  close(): Promise<void> {
-    return this.#listener.close();
+  descriptors(): PassedDescriptor[] {
+    return this.#listener.descriptors();
+  }
+
+  close(options: { keepPaths?: boolean } = {}): Promise<void> {
+    return this.#listener.close(options);
   }
 }

@@ -13,6 +13,12 @@
  *            or was replaced by a new one of the same name loses its listeners at once. A listening
  *            socket keeps its namespace alive, so without this a deleted namespace would live on, served.
  *   worker crash: a new worker is forked (with backoff) and every attachment opened again.
+ *   hand-over (SIGUSR2, `systemctl reload`): a new daemon is started with the control and admin sockets;
+ *            this one stops taking control requests, lets those in progress finish, and sends it every
+ *            attachment with the listening sockets its worker serves (taken back from the worker as raw
+ *            handles: nobody accepts on them on the way). The new daemon's worker serves them; only then
+ *            does the old worker stop accepting, finish its requests and exit, and this supervisor with it.
+ *            No listener is closed at any moment, so no connection is refused.
  *
  * Operations on one namespace are serialised; helpers run at most attach_concurrency at a time.
  *
@@ -20,7 +26,7 @@
  * control socket (control-server.ts), the admin socket (daemon-admin.ts), the queues (concurrency.ts), and
  * everything that deals with namespaces (netns/: watching them, and the listener helpers).
  */
-import type { BindAddress, Logger } from '@nmp/common';
+import type { BindAddress, Logger, PassedDescriptor, Predecessor, Successor } from '@nmp/common';
 import { parseBind, probeSocket } from '@nmp/common';
 import { KeyedQueue, Semaphore } from './concurrency.js';
 import { ControlServer } from './control-server.js';
@@ -43,6 +49,66 @@ import type { WorkerSettings, WorkerStats } from './worker.js';
 import { WorkerProcess } from './worker-process.js';
 
 export { WORKER_PATH } from './worker-process.js';
+
+/** An attachment as a daemon being replaced describes it to its successor. */
+interface HandedAttachment {
+  readonly spec: AttachSpec;
+  readonly state: AttachmentState;
+  readonly netns?: NetnsId;
+  readonly error?: string;
+  readonly since: string;
+}
+
+/** The messages of a hand-over, old daemon to new, before the new one serves. */
+type HandOffMessage =
+  | { readonly op: 'daemon-attachments'; readonly attachments: HandedAttachment[] }
+  | { readonly op: 'daemon-listener'; readonly namespace: string; readonly bind: string }
+  | { readonly op: 'daemon-handoff-done' };
+
+/** What the new daemon starts from when it replaces another (see `start`). */
+export interface DaemonTakeOver {
+  readonly predecessor: Predecessor;
+  /** The control and admin sockets, passed as descriptors. */
+  readonly controlFd?: number;
+  readonly adminFd?: number;
+  /** How long the predecessor may take to send its attachments (ms). */
+  readonly timeoutMs?: number;
+}
+
+/** Collect the predecessor's attachments and listening handles until it says it is done. */
+function receiveHandOff(
+  predecessor: Predecessor,
+  timeoutMs: number,
+): Promise<{ attachments: HandedAttachment[]; listeners: Map<string, Map<string, object>> }> {
+  return new Promise((resolve, reject) => {
+    let attachments: HandedAttachment[] = [];
+    const listeners = new Map<string, Map<string, object>>();
+    const timer = setTimeout(
+      () => reject(new Error(`the daemon being replaced sent no attachments within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    predecessor.onMessage((message, handle) => {
+      const m = message as HandOffMessage;
+      if (m?.op === 'daemon-attachments') attachments = m.attachments;
+      else if (m?.op === 'daemon-listener' && handle) {
+        const byBind = listeners.get(m.namespace) ?? new Map<string, object>();
+        listeners.set(m.namespace, byBind);
+        byBind.set(m.bind, handle as object);
+      } else if (m?.op === 'daemon-handoff-done') {
+        clearTimeout(timer);
+        resolve({ attachments, listeners });
+      }
+    });
+  });
+}
+
+function closeHandle(h: unknown): void {
+  try {
+    (h as { close?: () => void }).close?.();
+  } catch {
+    // closed already
+  }
+}
 
 export interface DaemonSettings {
   readonly controlSocket: string;
@@ -101,6 +167,8 @@ export class MetadataProxyDaemon {
   #admin: DaemonAdmin | undefined;
   #checking = false;
   #stopping = false;
+  /** A hand-over to a new daemon is under way: no control request, no namespace check here. */
+  #handingOver = false;
   /** Resolves when the attachments of the file have all been tried once. */
   restored: Promise<{ restored: number; missing: number; failed: number }> = Promise.resolve({
     restored: 0,
@@ -148,14 +216,42 @@ export class MetadataProxyDaemon {
     return this.#worker.pid;
   }
 
-  /** Fork the worker, open the control socket, then restore the file's attachments (see `restored`). */
-  async start(): Promise<void> {
-    await this.#control.claim();
-    const loaded = loadState(this.#s.stateFile);
-    for (const r of loaded.rejected) this.#log.warn({ entry: r }, 'attachments file: entry ignored');
-    for (const spec of loaded.attachments) this.#attachments.set(spec.namespace, this.#newAttachment(spec));
+  /**
+   * Fork the worker, open the control socket, then restore the file's attachments (see `restored`).
+   * With `takeOver`, this daemon replaces a running one: the attachments and their listening sockets come
+   * from it, the worker serves those sockets before the control socket is served (`restored` covers the
+   * attachments that came without sockets).
+   */
+  async start(takeOver?: DaemonTakeOver): Promise<void> {
+    let specs: AttachSpec[];
+    let handed: Map<string, Map<string, object>> = new Map();
+    if (takeOver) {
+      const received = await receiveHandOff(takeOver.predecessor, takeOver.timeoutMs ?? 60_000);
+      handed = received.listeners;
+      specs = received.attachments.map((h) => h.spec);
+      for (const h of received.attachments) {
+        const a = this.#newAttachment(h.spec);
+        a.netns = h.netns;
+        a.since = h.since;
+        if (h.state !== 'listening' && h.state !== 'attaching') this.#setState(a, h.state, h.error);
+        this.#attachments.set(h.spec.namespace, a);
+      }
+    } else {
+      await this.#control.claim();
+      const loaded = loadState(this.#s.stateFile);
+      for (const r of loaded.rejected) this.#log.warn({ entry: r }, 'attachments file: entry ignored');
+      specs = loaded.attachments;
+      for (const spec of specs) this.#attachments.set(spec.namespace, this.#newAttachment(spec));
+    }
     await this.#worker.start();
-    await this.#control.listen();
+    const adopted = new Set<string>();
+    for (const [namespace, byBind] of handed) {
+      const a = this.#attachments.get(namespace);
+      if (a && (await this.#serveHanded(a, byBind))) adopted.add(namespace);
+      else for (const h of byBind.values()) closeHandle(h);
+    }
+    if (takeOver) await this.#state.save();
+    await this.#control.listen(takeOver?.controlFd);
     if (this.#s.adminSocket) {
       this.#admin = new DaemonAdmin({
         workerMetrics: () => this.#worker.metrics(),
@@ -163,13 +259,118 @@ export class MetadataProxyDaemon {
         workerRestarts: () => this.#worker.restarts,
         attachmentStates: () => [...this.#attachments.values()].map((a) => a.state),
       });
-      await this.#admin.listen(this.#s.adminSocket);
+      await this.#admin.listen(this.#s.adminSocket, takeOver?.adminFd);
     }
     this.#namespaces.start();
-    this.restored = this.#restoreAll(loaded.attachments.map((s) => s.namespace));
+    const rest = specs.map((s) => s.namespace).filter((ns) => !adopted.has(ns));
+    this.restored = this.#restoreAll(rest).then((r) => ({ ...r, restored: r.restored + adopted.size }));
     void this.restored.then((r) =>
-      this.#log.info({ ...r, total: loaded.attachments.length }, 'attachments restored'),
+      this.#log.info(
+        { ...r, total: specs.length, ...(takeOver ? { handedOver: adopted.size } : {}) },
+        'attachments restored',
+      ),
     );
+  }
+
+  /** Serve the sockets a predecessor handed over for one attachment; false (nothing kept) if not all of them. */
+  async #serveHanded(a: Attachment, byBind: Map<string, object>): Promise<boolean> {
+    if (!a.spec.binds.every((b) => byBind.has(b))) return false;
+    a.listening = [];
+    try {
+      for (const bind of a.spec.binds) {
+        const reply = await this.#worker.request(
+          {
+            op: 'listen',
+            seq: 0,
+            key: a.spec.namespace,
+            identity: { mode: a.spec.mode, id: a.spec.id },
+            bind,
+          },
+          byBind.get(bind)!,
+        );
+        if (!reply.ok) throw new Error(`worker refused ${bind}: ${reply.error}`);
+        a.listening.push(reply.address ?? bind);
+      }
+    } catch (err) {
+      await this.#worker.request({ op: 'close', seq: 0, key: a.spec.namespace }).catch(() => {});
+      a.listening = [];
+      this.#log.warn(
+        { namespace: a.spec.namespace, error: (err as Error).message },
+        'handed-over listeners not served',
+      );
+      return false;
+    }
+    this.#setState(a, 'listening');
+    return true;
+  }
+
+  /** The control and admin sockets, for a hand-over to a new daemon. */
+  descriptors(): PassedDescriptor[] {
+    const control = this.#control.descriptor();
+    return [...(control ? [control] : []), ...(this.#admin?.descriptors() ?? [])];
+  }
+
+  /**
+   * The old daemon's part of a hand-over (the successor was started with descriptors()): stop taking
+   * control requests and wait for those in progress, then send every attachment and, for those being
+   * served, their listening sockets, still served here until the successor's worker has them.
+   */
+  async handOff(successor: Successor): Promise<void> {
+    this.#handingOver = true;
+    this.#namespaces.stop();
+    await this.#control.close({ keepPath: true });
+    await this.#locks.idle();
+    const all = [...this.#attachments.values()];
+    const attachments: HandedAttachment[] = all.map((a) => ({
+      spec: a.spec,
+      state: a.state,
+      ...(a.netns ? { netns: a.netns } : {}),
+      ...(a.error !== undefined ? { error: a.error } : {}),
+      since: a.since,
+    }));
+    await successor.send({ op: 'daemon-attachments', attachments } satisfies HandOffMessage);
+    let sockets = 0;
+    for (const a of all) {
+      if (a.state !== 'listening') continue;
+      for (const bind of a.spec.binds) {
+        const reply = await this.#worker.request({ op: 'export', seq: 0, key: a.spec.namespace, bind });
+        if (!reply.ok || reply.handle === undefined) {
+          this.#log.warn(
+            { namespace: a.spec.namespace, bind, error: reply.ok ? 'no handle' : reply.error },
+            'listener not handed over',
+          );
+          continue;
+        }
+        try {
+          await successor.send(
+            { op: 'daemon-listener', namespace: a.spec.namespace, bind } satisfies HandOffMessage,
+            reply.handle,
+          );
+          sockets++;
+        } finally {
+          // The successor has its own descriptor now; the worker keeps serving its own until it retires.
+          closeHandle(reply.handle);
+        }
+      }
+    }
+    await successor.send({ op: 'daemon-handoff-done' } satisfies HandOffMessage);
+    this.#log.info({ attachments: attachments.length, sockets }, 'attachments handed over');
+  }
+
+  /** After the successor serves: the worker finishes its requests and exits; the sockets' files stay. */
+  async retire(): Promise<void> {
+    this.#stopping = true;
+    await this.#admin?.close({ keepPaths: true });
+    await this.#worker.stop();
+  }
+
+  /** The hand-over failed: take control requests and watch namespaces again. */
+  async resume(): Promise<void> {
+    this.#handingOver = false;
+    if (this.#stopping) return;
+    await this.#control.claim();
+    await this.#control.listen();
+    this.#namespaces.start();
   }
 
   async stop(): Promise<void> {
@@ -376,7 +577,7 @@ export class MetadataProxyDaemon {
 
   /** Drop listeners of vanished namespaces; try missing and failed ones again when due. */
   async #checkNamespaces(): Promise<void> {
-    if (this.#checking || this.#stopping) return;
+    if (this.#checking || this.#stopping || this.#handingOver) return;
     this.#checking = true;
     try {
       this.#namespaces.watch();

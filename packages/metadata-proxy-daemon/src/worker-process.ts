@@ -36,7 +36,7 @@ export class WorkerProcess {
   #child: ChildProcess | undefined;
   #ready: Promise<void> | undefined;
   #seq = 0;
-  readonly #pending = new Map<number, (reply: WorkerReply) => void>();
+  readonly #pending = new Map<number, (reply: WorkerReply, handle?: unknown) => void>();
   /** Restarts since the worker last ran for a minute: the backoff's exponent. */
   #recentRestarts = 0;
   #restarts = 0;
@@ -88,33 +88,40 @@ export class WorkerProcess {
       ...(this.#o.tokenKey ? { tokenKey: this.#o.tokenKey.toString('hex') } : {}),
     };
     child.send(init);
-    child.on('message', (reply: WorkerReply) => {
+    child.on('message', (reply: WorkerReply, handle: unknown) => {
       const done = this.#pending.get(reply.seq);
       if (done) {
         this.#pending.delete(reply.seq);
-        done(reply);
+        done(reply, handle);
       }
     });
     child.once('exit', (code, signal) => this.#exited(child, startedAt, code, signal));
     return this.#ready;
   }
 
-  /** Send one request (with a socket handle to hand over, if any) and wait for its answer. */
-  async request(request: WorkerRequest, handle?: Server, timeoutMs = 30_000): Promise<WorkerReply> {
+  /**
+   * Send one request (with a socket handle to hand over, if any) and wait for its answer; a handle the
+   * worker sends back (op 'export') comes as `handle` on the answer.
+   */
+  async request(
+    request: WorkerRequest,
+    handle?: Server | object,
+    timeoutMs = 30_000,
+  ): Promise<WorkerReply & { handle?: unknown }> {
     await this.#ready;
     const child = this.#child;
     if (!child?.connected) throw new Error('the serving worker is not running');
     const seq = ++this.#seq;
-    return new Promise<WorkerReply>((resolve, reject) => {
+    return new Promise<WorkerReply & { handle?: unknown }>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(seq);
         reject(new Error(`the serving worker did not answer ${request.op} within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.#pending.set(seq, (reply) => {
+      this.#pending.set(seq, (reply, back) => {
         clearTimeout(timer);
-        resolve(reply);
+        resolve(back === undefined || back === null ? reply : { ...reply, handle: back });
       });
-      child.send({ ...request, seq }, handle, {}, (err: Error | null) => {
+      child.send({ ...request, seq }, handle as Server | undefined, {}, (err: Error | null) => {
         if (!err) return;
         clearTimeout(timer);
         this.#pending.delete(seq);

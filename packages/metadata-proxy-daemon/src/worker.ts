@@ -64,6 +64,8 @@ export type WorkerRequest =
       readonly bind: string;
     }
   | { readonly op: 'close'; readonly seq: number; readonly key: string }
+  /** The listening socket of one bind, sent back with the answer (a hand-over to a new daemon). */
+  | { readonly op: 'export'; readonly seq: number; readonly key: string; readonly bind: string }
   | { readonly op: 'stats'; readonly seq: number }
   | { readonly op: 'metrics'; readonly seq: number };
 
@@ -103,6 +105,8 @@ class ServedAttachment {
   readonly proxy: MetadataProxy;
   readonly handler: ProxyHandler;
   readonly servers = new Set<Server>();
+  /** The server of each bind specification. */
+  readonly byBind = new Map<string, Server>();
 
   constructor(
     readonly identity: ProxyIdentity,
@@ -126,13 +130,14 @@ class ServedAttachment {
   }
 
   /** A server for a handed-over listener: the namespace's proxy answers on it. */
-  serve(handle: object, backlog: number): Promise<Server> {
+  serve(handle: object, backlog: number, bind: string): Promise<Server> {
     const server = this.proxy.createServer();
     return new Promise((resolve, reject) => {
       server.once('error', reject);
       server.listen(handle, backlog, () => {
         server.off('error', reject);
         this.servers.add(server);
+        this.byBind.set(bind, server);
         resolve(server);
       });
     });
@@ -144,9 +149,9 @@ class ServedAttachment {
     return { listening, connections: this.proxy.connections, inFlight: this.handler.inFlight };
   }
 
-  /** Stop accepting now; in-flight requests finish in the background (deadline 10 s). */
-  close(): void {
-    void this.proxy.close(10_000).catch(() => {});
+  /** Stop accepting now; in-flight requests finish (deadline 10 s), in the background unless awaited. */
+  close(): Promise<void> {
+    return this.proxy.close(10_000).catch(() => {});
   }
 }
 
@@ -191,7 +196,7 @@ export class ServingWorker {
     return n;
   }
 
-  async handle(request: WorkerRequest, handle: unknown): Promise<WorkerReply> {
+  async handle(request: WorkerRequest, handle: unknown): Promise<WorkerReply & { handle?: object }> {
     try {
       switch (request.op) {
         case 'listen': {
@@ -201,18 +206,27 @@ export class ServingWorker {
             served !== undefined &&
             (served.identity.mode !== request.identity.mode || served.identity.id !== request.identity.id)
           ) {
-            served.close();
+            void served.close();
             served = undefined;
           }
           if (served === undefined) {
             served = new ServedAttachment(request.identity, this.#shared);
             this.#attachments.set(request.key, served);
           }
-          const server = await served.serve(handle as object, this.#settings.limits.backlog);
+          const server = await served.serve(handle as object, this.#settings.limits.backlog, request.bind);
           return { seq: request.seq, ok: true, address: formatAddress(server.address()) };
         }
+        case 'export': {
+          // The raw handle ('net.Native' over IPC): whoever receives it holds the socket without
+          // accepting on it, and this worker goes on serving it until it is told to close.
+          const server = this.#attachments.get(request.key)?.byBind.get(request.bind);
+          const raw = (server as unknown as { _handle?: object | null } | undefined)?._handle;
+          if (!server?.listening || !raw)
+            throw new Error(`${request.key}: nothing listens for ${request.bind}`);
+          return { seq: request.seq, ok: true, address: formatAddress(server.address()), handle: raw };
+        }
         case 'close': {
-          this.#attachments.get(request.key)?.close();
+          void this.#attachments.get(request.key)?.close();
           this.#attachments.delete(request.key);
           return { seq: request.seq, ok: true };
         }
@@ -236,14 +250,16 @@ export class ServingWorker {
       }
     } catch (err) {
       // A handle we could not serve must not stay open (it would hold the namespace's port).
-      (handle as { close?: () => void } | undefined)?.close?.();
+      if (request.op === 'listen') (handle as { close?: () => void } | undefined)?.close?.();
       return { seq: request.seq, ok: false, error: (err as Error).message ?? String(err) };
     }
   }
 
+  /** Stop accepting everywhere, let what is in flight finish (its answers need the agent pool), then close. */
   async close(): Promise<void> {
-    for (const a of this.#attachments.values()) a.close();
+    const closing = [...this.#attachments.values()].map((a) => a.close());
     this.#attachments.clear();
+    await Promise.all(closing);
     await this.agent.close().catch(() => {});
   }
 }
@@ -269,7 +285,9 @@ function serveForked(settings: WorkerSettings, tokenKey: Buffer | undefined): vo
   });
   const worker = new ServingWorker(settings, logger, tokenKey);
   process.on('message', (message: WorkerRequest, handle: unknown) => {
-    void worker.handle(message, handle).then((reply) => process.send?.(reply));
+    void worker
+      .handle(message, handle)
+      .then(({ handle: back, ...reply }) => process.send?.(reply, back as never));
   });
   // The supervisor is gone (or stopping us): finish what is in flight and leave.
   const stop = () => {

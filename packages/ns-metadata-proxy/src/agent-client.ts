@@ -24,7 +24,8 @@ export interface AgentClientOptions {
 /** Who hears about one request's outcome: the answer (then its body's end or break), or a failure. */
 export interface AgentExchange {
   onAgentResponse(res: IncomingMessage): void;
-  onAgentError(err: Error): void;
+  /** `request` is the one that failed (a retry may have replaced it since). */
+  onAgentError(err: Error, request: ClientRequest): void;
 }
 
 /** Idle connections are closed after this long, well before the agent's own keep-alive limit (65 s). */
@@ -39,6 +40,8 @@ export class AgentClient {
   readonly socketPath: string;
   readonly #agent: Agent;
   readonly #timeoutMs: number;
+  /** Makes a connection of its own for a request that must not share one (agent-retry.ts). */
+  readonly #connect: () => Socket;
 
   constructor(options: AgentClientOptions) {
     this.socketPath = options.socketPath;
@@ -55,13 +58,14 @@ export class AgentClient {
     // New connections only (not per request): bounded by connectTimeoutMs.
     const connectTimeoutMs = options.connectTimeoutMs ?? 5_000;
     const path = this.socketPath;
-    (this.#agent as unknown as { createConnection: () => Socket }).createConnection = () =>
-      connectBounded(path, connectTimeoutMs);
+    this.#connect = () => connectBounded(path, connectTimeoutMs);
+    (this.#agent as unknown as { createConnection: () => Socket }).createConnection = this.#connect;
   }
 
   /**
    * Send one request. `headers` is a flat [name, value, ...] list sent as it is (it must hold Host).
-   * Returns the request, which the caller destroys to abandon it (the instance went away).
+   * `fresh`: on a connection of its own, closed after the answer, instead of a pooled one (see
+   * agent-retry.ts). Returns the request, which the caller destroys to abandon it (the instance went away).
    */
   send(
     method: string,
@@ -69,14 +73,14 @@ export class AgentClient {
     headers: readonly string[],
     body: Buffer | null,
     exchange: AgentExchange,
+    fresh = false,
   ): ClientRequest {
-    const req = request({
-      agent: this.#agent,
-      socketPath: this.socketPath,
-      method,
-      path,
-      headers: headers as string[],
-    }) as PendingRequest;
+    const req = request(
+      fresh
+        ? // Without an agent node would still say keep-alive and leave the connection open.
+          { createConnection: this.#connect, method, path, headers: [...headers, 'connection', 'close'] }
+        : { agent: this.#agent, socketPath: this.socketPath, method, path, headers: headers as string[] },
+    ) as PendingRequest;
     // Module-level listeners reading the exchange off the request: no closures per request.
     req.exchange = exchange;
     req.timeoutMs = this.#timeoutMs;
@@ -116,7 +120,7 @@ function onResponse(this: PendingRequest, res: IncomingMessage): void {
 }
 
 function onError(this: PendingRequest, err: Error): void {
-  this.exchange.onAgentError(err);
+  this.exchange.onAgentError(err, this);
 }
 
 function onTimeout(this: PendingRequest): void {

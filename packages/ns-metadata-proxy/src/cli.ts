@@ -2,9 +2,15 @@
 /*
  * ns-metadata-proxy: runs inside a qdhcp-/qrouter- namespace, listens where instances send metadata
  * requests and forwards them to the metadata agent's UNIX socket with the network or router id stamped.
+ *
+ * Its listening sockets may be passed in instead of bound: by systemd (nmp-ns-metadata-proxy@.socket,
+ * created in the namespace) or by the proxy it replaces (SIGUSR2, handover.ts). A successor runs as the
+ * user its predecessor dropped to; it writes its pid through the pid file descriptor the first proxy
+ * opened as root, since it could not open the file any more.
  */
-import { unlinkSync, writeFileSync } from 'node:fs';
+import { ftruncateSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import {
+  ADMIN_UNIX,
   addSchemaOptions,
   type BindAddress,
   BindSpecError,
@@ -15,11 +21,15 @@ import {
   describeConfig,
   formatAddress,
   formatHostPort,
+  InheritedListeners,
   type LoadedConfig,
   loadConfig,
+  type PassedDescriptor,
   parseBind,
   runMain,
   stopOnSignals,
+  takeInheritedListeners,
+  takePredecessor,
   UsageError,
 } from '@nmp/common';
 import { HaproxyConfigError, type HaproxyMetadataConfig, readHaproxyConfig } from './haproxy-config.js';
@@ -57,7 +67,16 @@ async function main(): Promise<void> {
   }
 
   const identity = proxyIdentity(config);
-  if (config.bind.length === 0) throw new UsageError('at least one --bind ADDRESS:PORT is required');
+  // Read first, so that nothing started later inherits the variables.
+  const inherited = new InheritedListeners(takeInheritedListeners());
+  const predecessor = takePredecessor();
+  const pidFd = inherited.take(PID_FILE_FD);
+  const adminFd = inherited.take(ADMIN_UNIX);
+  // Every other passed descriptor is a listening socket (named 'listen' by a predecessor, after the
+  // .socket unit by systemd).
+  const passed = inherited.takeAll();
+  if (config.bind.length === 0 && passed.length === 0)
+    throw new UsageError('at least one --bind ADDRESS:PORT is required');
   let binds: BindAddress[];
   try {
     binds = config.bind.map((b) => parseBind(b));
@@ -101,7 +120,7 @@ async function main(): Promise<void> {
   });
   let addresses: Awaited<ReturnType<MetadataProxy['listen']>>;
   try {
-    addresses = await proxy.listen();
+    addresses = await proxy.listen(passed);
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
     throw new ConfigError(`cannot listen on ${e.address ?? '?'}:${e.port ?? '?'}: ${e.code ?? e.message}`);
@@ -113,13 +132,15 @@ async function main(): Promise<void> {
     // only through the file system, never from the tenant network this proxy listens on.
     admin = new metricsModule!.ProxyAdminServer({ socketPath: serving.adminSocket, metrics });
     try {
-      await admin.listen();
+      await admin.listen(adminFd);
     } catch (err) {
       await proxy.close(0);
       throw err;
     }
   }
-  if (config.pidFile !== '') writeFileSync(config.pidFile, `${process.pid}\n`);
+  // Opened while still root and kept: a successor (unprivileged by then) writes its pid through it.
+  const pidFile = config.pidFile === '' ? undefined : (pidFd ?? openSync(config.pidFile, 'w', 0o644));
+  if (pidFile !== undefined) writePid(pidFile);
   const ids = dropPrivileges(config.user, config.group);
   // The title replaces argv in /proc/<pid>/cmdline, where neutron and the hooks look for the id: keep the
   // id stamped, and with --haproxy-config the file (named after the network even when a router id is stamped).
@@ -127,9 +148,19 @@ async function main(): Promise<void> {
     config.haproxyConfig !== ''
       ? `${PROGRAM} ${identity.mode} ${identity.id} -f ${config.haproxyConfig}`
       : `${PROGRAM} ${identity.mode} ${identity.id}`;
+  const result = proxy.listenResult;
+  for (const a of result?.unused ?? [])
+    logger.warn(
+      { code: 'MDP_CONFIG_WARNING', address: formatAddress(a) },
+      'a passed listening socket matches no bind; closed',
+    );
+  await predecessor?.ready(logger);
   logger.info(
     {
       listen: addresses.map(formatAddress),
+      ...(result && result.inherited > 0
+        ? { inherited: `${result.inherited} (${predecessor ? 'hand-over' : 'systemd'})` }
+        : {}),
       agent: config.socketPath,
       uid: ids.uid,
       gid: ids.gid,
@@ -155,7 +186,24 @@ async function main(): Promise<void> {
       }
     },
     () => ({ inFlight: proxy.handler.inFlight }),
+    {
+      descriptors: () => {
+        const fds: PassedDescriptor[] = [...proxy.descriptors(), ...(admin?.descriptors() ?? [])];
+        if (pidFile !== undefined) fds.push({ name: PID_FILE_FD, fd: pidFile });
+        return fds;
+      },
+      // The sockets, the admin socket's path and the pid file (with the successor's pid) are its now.
+      retire: () => Promise.all([proxy.close(10_000), admin?.close({ keepPaths: true })]),
+    },
   );
+}
+
+/** The name of the pid file's descriptor in a hand-over. */
+const PID_FILE_FD = 'pidfile';
+
+function writePid(fd: number): void {
+  ftruncateSync(fd, 0);
+  writeSync(fd, `${process.pid}\n`, 0);
 }
 
 /**

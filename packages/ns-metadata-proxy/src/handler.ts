@@ -22,6 +22,7 @@ import {
   writeInfoLine,
 } from '@nmp/common';
 import { type AgentClient, type AgentExchange, agentError } from './agent-client.js';
+import { needsFreshConnection, retryOnFreshConnection } from './agent-retry.js';
 import type { ProxyIdentity } from './header-names.js';
 import { agentRequestHeaders, instanceResponseHeaders } from './header-policy.js';
 import type { ProxyMetrics } from './metrics.js';
@@ -65,6 +66,10 @@ export class ProxyResponse extends ServerResponse<IncomingMessage> implements Ag
   answer: AgentAnswer | undefined = undefined;
   /** Running while the instance does not read the answer (backpressure). */
   stall: NodeJS.Timeout | undefined = undefined;
+  /** The body sent to the agent (null for nearly all), kept for the one retry (agent-retry.ts). */
+  body: Buffer | null = null;
+  /** Sent a second time already. */
+  retried = false;
 
   onAgentResponse(answer: IncomingMessage): void {
     if (this.destroyed) {
@@ -83,13 +88,21 @@ export class ProxyResponse extends ServerResponse<IncomingMessage> implements Ag
     a.on('error', onAnswerBroken);
   }
 
-  onAgentError(err: Error): void {
-    // Already settled: the answer broke off (handled there) or the instance left (we cut it ourselves).
-    if (this.upstream === undefined) return;
+  onAgentError(err: Error, request: ClientRequest): void {
+    // Already settled: the answer broke off (handled there) or the instance left (we cut it ourselves),
+    // or an earlier try reports again after the retry replaced it.
+    if (this.upstream === undefined || request !== this.upstream) return;
     this.upstream = undefined;
     this.answer = undefined;
     if (this.destroyed) {
       this.code ??= 'client_closed';
+      return;
+    }
+    // The agent closed the connection before answering (a restart): once more, on a fresh one.
+    if (!this.retried && retryOnFreshConnection(this.method, err)) {
+      this.retried = true;
+      this.detail = { agentRetry: (err as { code?: string }).code };
+      this.handler?.forward(this.req, this, this.body, true);
       return;
     }
     this.handler?.fail(this, agentError(err));
@@ -210,6 +223,8 @@ export class ProxyHandler {
   readonly #logger: Logger;
   readonly clientTimeoutMs: number;
   inFlight = 0;
+  /** Set while the proxy stops: every answer closes its connection. */
+  draining = false;
 
   constructor(options: ProxyHandlerOptions) {
     this.#o = options;
@@ -230,6 +245,7 @@ export class ProxyHandler {
     res.path = (req.url ?? '').slice(0, 1024);
     res.src = forwardedForFromPeer(req.socket.remoteAddress) ?? '';
     this.inFlight++;
+    if (this.draining) res.shouldKeepAlive = false;
     res.on('close', onResponseClose);
 
     let refusal = checkRequest(req);
@@ -245,7 +261,7 @@ export class ProxyHandler {
     }
     refusal ??= this.#admit?.(res.src);
     const length = refusal === undefined ? bodyLength(req, this.#maxBodySize) : refusal;
-    if (length === 0) this.#forward(req, res, null);
+    if (length === 0) this.forward(req, res, null);
     else if (typeof length === 'number') this.#readBody(req, res);
     else this.fail(res, length);
   };
@@ -275,16 +291,25 @@ export class ProxyHandler {
       chunks.push(chunk);
     };
     const onEnd = () => {
-      if (!res.destroyed && !res.headersSent) this.#forward(req, res, Buffer.concat(chunks, size));
+      if (!res.destroyed && !res.headersSent) this.forward(req, res, Buffer.concat(chunks, size));
     };
     req.on('data', onData);
     req.once('end', onEnd);
   }
 
-  #forward(req: IncomingMessage, res: ProxyResponse, body: Buffer | null): void {
+  /** Stamp identity and send to the agent; `fresh` for the one retry (agent-retry.ts). */
+  forward(req: IncomingMessage, res: ProxyResponse, body: Buffer | null, fresh = false): void {
     const headers = agentRequestHeaders(req.rawHeaders, this.#o.identity, res.src, res.rid, body);
+    res.body = body;
     try {
-      res.upstream = this.#agent.send(res.method, req.url!, headers, body, res);
+      res.upstream = this.#agent.send(
+        res.method,
+        req.url!,
+        headers,
+        body,
+        res,
+        fresh || needsFreshConnection(res.method),
+      );
     } catch (err) {
       // node refuses, before sending, what HTTP/1.1 cannot carry (e.g. a control character in the path).
       res.upstream = undefined;

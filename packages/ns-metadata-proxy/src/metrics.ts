@@ -29,6 +29,7 @@ import {
   type Counter,
   type Histogram,
   type Labelled,
+  type PassedDescriptor,
   Registry,
 } from '@nmp/common';
 import type { ProxyMode } from './header-names.js';
@@ -226,11 +227,18 @@ export class ProxyAdminServer {
     return this.#o.socketPath;
   }
 
-  listen(): Promise<void> {
-    return this.#listener.listenUnix(this.#o.socketPath, 'admin_socket', this.#o.mode ?? 0o600);
+  /** Listen, or serve the socket a predecessor handed over (see handover.ts). */
+  listen(inheritedFd?: number): Promise<void> {
+    return this.#listener.listenUnix(this.#o.socketPath, 'admin_socket', this.#o.mode ?? 0o600, inheritedFd);
   }
 
-  close(): Promise<void> {
-    return this.#listener.close();
+  /** Its listening descriptor, for a hand-over. */
+  descriptors(): PassedDescriptor[] {
+    return this.#listener.descriptors();
+  }
+
+  /** `keepPaths` after a hand-over: the socket file is the successor's. */
+  close(options: { keepPaths?: boolean } = {}): Promise<void> {
+    return this.#listener.close(options);
   }
 }

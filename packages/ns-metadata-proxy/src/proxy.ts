@@ -19,9 +19,13 @@ import {
   type BindAddress,
   type ErrorCode,
   forwardedForFromPeer,
+  type InheritedListener,
   type Logger,
+  listenerFd,
   listenHost,
+  listenOnInherited,
   MetadataError,
+  type PassedDescriptor,
 } from '@nmp/common';
 import { AgentClient } from './agent-client.js';
 import { ProxyHandler, ProxyResponse } from './handler.js';
@@ -83,12 +87,35 @@ export interface MetadataProxyOptions {
   readonly metrics?: ProxyMetrics;
 }
 
+/**
+ * How long a stop waits for a connection that has not been answered yet to send its request (ms); a
+ * request on its way arrives well within it, a silent connection is cut after it.
+ */
+export const UNANSWERED_GRACE_MS = 500;
+
+export interface ListenResult {
+  readonly addresses: AddressInfo[];
+  /** How many of them are passed sockets (systemd's or a predecessor's). */
+  inherited: number;
+  /** Passed sockets no bind asked for (closed). */
+  readonly unused: AddressInfo[];
+}
+
+/** Whether a listening socket's address is the bind's (the link-local zone aside: one per namespace). */
+function sameAddress(a: AddressInfo, bind: BindAddress): boolean {
+  const pct = a.address.indexOf('%');
+  const host = (pct === -1 ? a.address : a.address.slice(0, pct)).toLowerCase();
+  return a.port === bind.port && host === bind.host.toLowerCase();
+}
+
 export class MetadataProxy {
   readonly handler: ProxyHandler;
   readonly agent: AgentClient;
   readonly servers: Server[] = [];
   readonly limits: ProxyLimits;
   readonly #o: MetadataProxyOptions;
+  /** What the last listen() did with passed sockets. */
+  listenResult: ListenResult | undefined = undefined;
   #connections = 0;
   /** Accepted client connections, for the graceful stop. */
   readonly #sockets = new Set<Socket>();
@@ -189,9 +216,33 @@ export class MetadataProxy {
     return server;
   }
 
-  async listen(): Promise<AddressInfo[]> {
-    const addresses: AddressInfo[] = [];
+  /**
+   * Listen on every bind address. Listening sockets passed by systemd (the .socket unit) or by the proxy
+   * this one replaces are served instead of binding, matched to the binds by address and port; with no
+   * bind configured, every passed socket is served. A passed socket no bind asks for is closed (the
+   * configuration changed across a hand-over), a bind no socket was passed for is bound here.
+   */
+  async listen(inherited: readonly InheritedListener[] = []): Promise<AddressInfo[]> {
+    const adopted: Array<{ server: Server; address: AddressInfo }> = [];
+    for (const l of inherited) {
+      const server = this.createServer();
+      await listenOnInherited(server, l.fd, `passed descriptor ${l.fd} (${l.name})`);
+      adopted.push({ server, address: server.address() as AddressInfo });
+    }
+    const result: ListenResult = { addresses: [], inherited: 0, unused: [] };
+    this.listenResult = result;
+    if (this.#o.binds.length === 0) {
+      for (const a of adopted) result.addresses.push(a.address);
+      result.inherited = adopted.length;
+      return result.addresses;
+    }
     for (const bind of this.#o.binds) {
+      const i = adopted.findIndex((a) => sameAddress(a.address, bind));
+      if (i >= 0) {
+        result.addresses.push(adopted.splice(i, 1)[0]!.address);
+        result.inherited++;
+        continue;
+      }
       const server = this.createServer();
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -203,9 +254,24 @@ export class MetadataProxy {
           },
         );
       });
-      addresses.push(server.address() as AddressInfo);
+      result.addresses.push(server.address() as AddressInfo);
     }
-    return addresses;
+    for (const a of adopted) {
+      result.unused.push(a.address);
+      this.servers.splice(this.servers.indexOf(a.server), 1);
+      await new Promise<void>((resolve) => a.server.close(() => resolve()));
+    }
+    return result.addresses;
+  }
+
+  /** The listening sockets, for a hand-over to a successor (which matches them to its binds by address). */
+  descriptors(): PassedDescriptor[] {
+    const out: PassedDescriptor[] = [];
+    for (const s of this.servers) {
+      const fd = listenerFd(s);
+      if (fd !== undefined) out.push({ name: 'listen', fd });
+    }
+    return out;
   }
 
   get connections(): number {
@@ -218,11 +284,15 @@ export class MetadataProxy {
   }
 
   /**
-   * Stop accepting, finish in-flight requests until the deadline, then cut the rest. A connection with
-   * no request in progress (idle keep-alive, or opened and silent) is closed at once, and each busy one
-   * as soon as its answer is out.
+   * Stop accepting, finish in-flight requests until the deadline, then cut the rest. Every answer from
+   * now on closes its connection; a connection idle after an answer is closed at once, and each busy one
+   * as soon as its answer is out. A connection that has not been answered yet gets UNANSWERED_GRACE_MS
+   * to send its request: it may be in the socket's buffer already, and an instance cannot know whether
+   * a request cut there was seen.
    */
   async close(deadlineMs = 10_000): Promise<void> {
+    this.handler.draining = true;
+    const started = Date.now();
     const closing = this.servers.map(
       (s) =>
         new Promise<void>((resolve) => {
@@ -232,7 +302,10 @@ export class MetadataProxy {
     );
     const sweep = () => {
       for (const socket of this.#sockets) {
-        if (!(socket as { _httpMessage?: unknown })._httpMessage) socket.destroy();
+        const res = (socket as { _httpMessage?: ProxyResponse | null })._httpMessage;
+        if (res == null) {
+          if (socket.bytesWritten > 0 || Date.now() - started >= UNANSWERED_GRACE_MS) socket.destroy();
+        } else if (!res.headersSent) res.shouldKeepAlive = false;
       }
     };
     sweep();

@@ -45,6 +45,7 @@ import {
   md5sums,
   sharedLibraryDepends,
   thirdPartyLicenses,
+  unitLists,
 } from './debian.js';
 import { sampleIni } from './examples.js';
 import { DEB_PREFIX, PROGRAMS, type ProgramSpec, REPO_ROOT } from './layout.js';
@@ -333,12 +334,9 @@ export async function buildRelease(o: ReleaseOptions = {}): Promise<ReleaseArtef
     for (const [name, data] of man) write(join(deb, 'usr/share/man', name), data);
     write(join(deb, 'usr/share/lintian/overrides/nmp'), debianFile('lintian-overrides'));
     const conffiles = [...CONFFILE_MODES.keys()].map((p) => `/${p}`);
-    const unitNames = [...units.keys()];
     const scripts = maintainerScripts({
       prefix: DEB_PREFIX,
-      units: unitNames,
-      stopUnits: unitNames.map((u) => u.replace('@.', '@*.')),
-      userUnits: ['nmp-metadata-agent.service', 'nmp-ns-metadata-proxy@.service'],
+      ...unitLists(units),
       statePaths: statePaths(),
     });
     for (const [name, text] of scripts) write(join(deb, 'DEBIAN', name), text, 0o755);

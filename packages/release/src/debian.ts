@@ -119,6 +119,24 @@ export interface ScriptLists {
 
 const SCRIPTS_DIR = fileURLToPath(new URL('../../debian/', import.meta.url));
 
+/**
+ * The unit lists of the maintainer scripts from the units the package installs (name -> text, as
+ * render-units makes them): prerm stops the sockets first (a service whose socket still listens is started
+ * again by the next connection), template instances by glob; the units that run as neutron, or make a
+ * socket neutron owns, get nmp's own user where there is no neutron user.
+ */
+export function unitLists(
+  units: ReadonlyMap<string, string>,
+): Pick<ScriptLists, 'units' | 'stopUnits' | 'userUnits'> {
+  const names = [...units.keys()];
+  const sockets = names.filter((u) => u.endsWith('.socket'));
+  return {
+    units: names,
+    stopUnits: [...sockets, ...names.filter((u) => !sockets.includes(u))].map((u) => u.replace('@.', '@*.')),
+    userUnits: names.filter((u) => /^(User|SocketUser)=neutron$/m.test(units.get(u)!)),
+  };
+}
+
 /** postinst, prerm and postrm with the lists filled in. */
 export function maintainerScripts(l: ScriptLists): Map<string, string> {
   const words = (xs: readonly string[]) => xs.map((x) => (/[*?]/.test(x) ? `'${x}'` : x)).join(' ');

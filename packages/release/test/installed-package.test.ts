@@ -177,6 +177,12 @@ test('the release as installed: .deb and tarball on this machine, without a syst
       const dropIn = readFileSync(`/etc/systemd/system/${u}.d/50-nmp-service-user.conf`, 'utf8');
       assert.match(dropIn, /^User=nmp$/m, u);
     }
+    // The agent's socket, held by systemd, belongs to the same user.
+    const socketDropIn = readFileSync(
+      '/etc/systemd/system/nmp-metadata-agent.socket.d/50-nmp-service-user.conf',
+      'utf8',
+    );
+    assert.match(socketDropIn, /^\[Socket\]\nSocketUser=nmp\nSocketGroup=nmp$/m);
     const owner = (p: string) => sh(['stat', '-c', '%U:%G %a', p]).stdout.trim();
     assert.equal(owner('/var/lib/nmp'), 'nmp:nmp 750');
     assert.equal(owner('/var/log/nmp'), 'nmp:adm 2750');
@@ -227,7 +233,10 @@ test('the release as installed: .deb and tarball on this machine, without a syst
     assert.ok(units.length >= 4, units.join(' '));
     const r = sh(['systemd-analyze', 'verify', ...units]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    for (const u of units) assert.match(readFileSync(u, 'utf8'), /^ExecStart=\/usr\/lib\/nmp\/bin\//m, u);
+    for (const u of units.filter((f) => f.endsWith('.service')))
+      assert.match(readFileSync(u, 'utf8'), /^ExecStart=\/usr\/lib\/nmp\/bin\//m, u);
+    const sockets = units.filter((f) => f.endsWith('.socket')).map((f) => f.slice(UNITS.length + 1));
+    assert.deepEqual(sockets.sort(), ['nmp-metadata-agent.socket', 'nmp-ns-metadata-proxy@.socket']);
   });
 
   const lab = await NetnsLab.create(t);
@@ -344,6 +353,20 @@ test('the release as installed: .deb and tarball on this machine, without a syst
     async () => {
       // The haproxy drop-in on at removal: prerm gives haproxy back.
       assert.equal(run('metadata-hooks', 'haproxy-drop-in', 'enable').code, 0);
+      // Enabled as an operator does (the agent with its socket, a proxy and its listeners): the links go
+      // with the purge. systemctl only writes links here, no systemd runs.
+      must([
+        'systemctl',
+        'enable',
+        'nmp-metadata-agent.service',
+        'nmp-ns-metadata-proxy@qdhcp-0a1b2c3d.service',
+        'nmp-ns-metadata-proxy@qdhcp-0a1b2c3d.socket',
+      ]);
+      for (const link of [
+        'sockets.target.wants/nmp-metadata-agent.socket',
+        'sockets.target.wants/nmp-ns-metadata-proxy@qdhcp-0a1b2c3d.socket',
+      ])
+        assert.ok(lstatSync(`/etc/systemd/system/${link}`).isSymbolicLink(), link);
       must(['dpkg', '-r', 'nmp']);
       assert.equal(installed(), 'config-files');
       assert.equal(existsSync(PREFIX), false);

@@ -10,10 +10,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadConfig, SERVICE_NODE_FLAGS } from '@nmp/common';
-import { hooksOptions } from '@nmp/metadata-hooks';
+import { hooksOptions, renderUnits } from '@nmp/metadata-hooks';
 import { daemonOptions } from '@nmp/metadata-proxy-daemon';
 import { statePaths } from '../src/build.js';
-import { checkDebianVersion, controlFile, copyrightFile, maintainerScripts, md5sums } from '../src/debian.js';
+import {
+  checkDebianVersion,
+  controlFile,
+  copyrightFile,
+  maintainerScripts,
+  md5sums,
+  unitLists,
+} from '../src/debian.js';
 import { sampleIni } from '../src/examples.js';
 import { entryPoints, PROGRAMS } from '../src/layout.js';
 import { parseHelp, renderManPage, roff } from '../src/manpages.js';
@@ -191,6 +198,39 @@ test('maintainer scripts: every placeholder filled, valid sh, the lists from the
     '/var/lib/neutron/nmp-metadata-proxy-daemon',
     '/var/lib/neutron/nmp-ovn-provisioner',
   ]);
+});
+
+test("maintainer scripts' unit lists from the release units: sockets stopped first, the agent's socket owned by the service user", () => {
+  const units = renderUnits({
+    layout: 'release',
+    installDir: '/usr/lib/nmp',
+    node: '/usr/lib/nmp/bin/node',
+    user: 'neutron',
+    group: 'neutron',
+    configDir: '/etc/neutron',
+    statePath: '/var/lib/neutron',
+  });
+  const l = unitLists(units);
+  assert.deepEqual(l.units, [...units.keys()]);
+  for (const u of ['nmp-metadata-agent.socket', 'nmp-ns-metadata-proxy@.socket'])
+    assert.ok(l.units.includes(u), u);
+  assert.deepEqual(l.stopUnits.slice(0, 2), ['nmp-metadata-agent.socket', 'nmp-ns-metadata-proxy@*.socket']);
+  assert.equal(l.stopUnits.length, l.units.length);
+  assert.ok(l.stopUnits.includes('nmp-ns-metadata-proxy@*.service'));
+  assert.deepEqual([...l.userUnits].sort(), [
+    'nmp-metadata-agent.service',
+    'nmp-metadata-agent.socket',
+    'nmp-ns-metadata-proxy@.service',
+  ]);
+  const scripts = maintainerScripts({ prefix: '/usr/lib/nmp', ...l, statePaths: statePaths() });
+  assert.match(
+    scripts.get('prerm')!,
+    /stop nmp-metadata-agent\.socket 'nmp-ns-metadata-proxy@\*\.socket' nmp-metadata-agent\.service /,
+  );
+  // Where there is no neutron user, postinst gives the socket a [Socket] drop-in, the services a [Service] one.
+  const postinst = scripts.get('postinst')!;
+  assert.match(postinst, /for unit in nmp-metadata-agent\.service nmp-metadata-agent\.socket /);
+  assert.match(postinst, /\*\.socket\) printf '%s\\n\[Socket\]\\nSocketUser=nmp\\nSocketGroup=nmp\\n'/);
 });
 
 test('md5sums: every file but DEBIAN/ and the conffiles', (t) => {

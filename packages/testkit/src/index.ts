@@ -69,4 +69,10 @@ export {
   startRabbitNode,
   waitUntil,
 } from './rabbitmq.js';
+export {
+  type HolderSockets,
+  SOCKET_HOLDER_SCRIPT,
+  type SocketHolder,
+  startSocketHolder,
+} from './socket-holder.js';
 export { type UnixHttpAnswer, unixHttpGet } from './unix-http.js';

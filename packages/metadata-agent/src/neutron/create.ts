@@ -33,6 +33,8 @@ export interface NeutronResolverOptions extends KeystoneAuthOptions {
   readonly connectTimeoutMs?: number;
   /** Router -> networks cache lifetime (default 30000 ms). */
   readonly routerCacheTtlMs?: number;
+  /** While Keystone or Neutron cannot be reached, how long a lookup waits before 503 (default 250 ms). */
+  readonly outageGraceMs?: number;
   /** Routers remembered at most (default 4096). */
   readonly routerCacheSize?: number;
   /** Keep-alive connections per origin (default 32). */
@@ -96,6 +98,7 @@ export function createNeutronResolver(options: NeutronResolverOptions, logger: L
       routerCacheTtlMs: options.routerCacheTtlMs ?? 30_000,
       routerCacheSize: options.routerCacheSize ?? 4096,
       routerRecheckAfterMs: 1000,
+      ...(options.outageGraceMs !== undefined ? { outageGraceMs: options.outageGraceMs } : {}),
     },
     log,
   );

@@ -40,6 +40,18 @@ export interface NeutronResolverStats extends PortResolverStats {
 
 const ROUTER_FIELDS: readonly string[] = ['network_id'];
 
+/**
+ * Failures that reached nothing (upstream-http.ts' reasons): Keystone or Neutron is known unreachable
+ * until a lookup gets through, and lookups meanwhile fail fast. A timeout on an open connection is not
+ * one: a slow server still gets the whole deadline.
+ */
+const UNREACHABLE_REASONS: ReadonlySet<string> = new Set([
+  'unreachable',
+  'connect timeout',
+  'name resolution',
+  'tls',
+]);
+
 /** GET /v2.0/ports with neutron's list filters (a repeated name is an OR over its values). */
 class RestPortSource implements PortSource {
   readonly #http: UpstreamHttp;
@@ -87,6 +99,7 @@ export class NeutronResolver extends PortResolver {
   ) {
     super(new RestPortSource(http, ports), settings, log, {
       isOutage: isUnavailable,
+      isUnreachable: (err) => UNREACHABLE_REASONS.has(err.details.reason as string),
       upstream: 'neutron',
       downMessage: 'neutron lookups failing; instances get 503 until it recovers',
       upMessage: 'neutron lookups working again',

@@ -61,6 +61,26 @@ export const resolverSchema = {
     min: 0,
     help: 'Seconds a "no such port" answer is reused',
   }),
+  serveStaleOnOutage: opt.bool({
+    name: 'serve_stale_on_outage',
+    group: 'cache',
+    default: false,
+    help: 'While the lookup service is unreachable, answer an instance from the last verified port lookup for its address (never after a lookup saw the port gone or the address on another port, never past stale_max_age; each such answer is logged as MDA_STALE_ANSWER and counted). Off by default: see docs/security.md for the risk',
+  }),
+  staleMaxAge: opt.float({
+    name: 'stale_max_age',
+    group: 'cache',
+    default: 600,
+    min: 1,
+    help: 'With serve_stale_on_outage: the oldest confirmation (seconds since a lookup last returned that answer) that may still be served',
+  }),
+  lookupOutageGrace: opt.float({
+    name: 'lookup_outage_grace',
+    default: 0.25,
+    min: 0,
+    max: 5,
+    help: 'While the lookup service is known unreachable (resolver = rpc: no broker connection after a failure; neutron: Keystone or Neutron refused or could not be connected to), a port not in the cache waits at most this many seconds for it to come back, then gets 503 at once; a connected but silent server still gets rpc_lookup_timeout ([neutron] timeout)',
+  }),
   routerCacheTtl: opt.float({
     name: 'router_cache_ttl',
     default: 30,
@@ -260,6 +280,7 @@ export function neutronResolverOptions(c: ResolverConfig): NeutronResolverOption
     timeoutMs: Math.round(c.neutronTimeout * 1000),
     connectTimeoutMs: Math.round(c.neutronConnectTimeout * 1000),
     routerCacheTtlMs: Math.round(c.routerCacheTtl * 1000),
+    outageGraceMs: Math.round(c.lookupOutageGrace * 1000),
     authRetryMaxMs: Math.round(c.neutronAuthRetryMaxInterval * 1000),
   };
 }
@@ -270,5 +291,8 @@ export function portCacheOptions(c: ResolverConfig): CachingResolverOptions {
     ttlMs: Math.round(c.portCacheTtl * 1000),
     negativeTtlMs: Math.round(c.negativeCacheTtl * 1000),
     maxEntries: c.portCacheSize,
+    ...(c.serveStaleOnOutage
+      ? { stale: { maxAgeMs: Math.round(c.staleMaxAge * 1000), maxEntries: Math.max(1, c.portCacheSize) } }
+      : {}),
   };
 }

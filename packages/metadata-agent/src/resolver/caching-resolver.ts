@@ -6,6 +6,11 @@
  * handler uses once when Nova answers 404 to a cached identity (a reused address must not keep serving the
  * previous instance). Answers served from the cache carry `cached: true`.
  *
+ * With `stale` ([cache] serve_stale_on_outage), a lookup that fails because the lookup service cannot be
+ * reached is answered from the last verified answer for the same key, within its max age and unless a
+ * later lookup contradicted it (last-known.ts has the safeguards); such answers carry `staleAgeMs`. A
+ * `noCache` lookup (the answer was doubted) is never answered so, and drops the last known answer.
+ *
  * Invariants:
  * - An answer obtained by a lookup that started earlier never overwrites one from a lookup that started
  *   later (a slow stale lookup cannot undo a refresh).
@@ -18,6 +23,14 @@ import {
   MetadataError,
   type ResolveOptions,
 } from '@nmp/common';
+import { LastKnownAnswers, type LastKnownSettings, type LastKnownStats } from './last-known.js';
+
+/** Failures that mean the lookup service could not be asked (not an answer such as "no such port"). */
+const OUTAGE_CODES: ReadonlySet<string> = new Set([
+  'MDA_ERR_RESOLVER_UNAVAILABLE',
+  'MDA_ERR_RPC_UNAVAILABLE',
+  'MDA_ERR_RPC_TIMEOUT',
+]);
 
 export interface CachingResolverOptions {
   /** Lifetime of a positive answer (ms). 0 disables caching (misses are still coalesced). */
@@ -28,6 +41,8 @@ export interface CachingResolverOptions {
   readonly maxEntries: number;
   /** Clock (ms); tests pass a fake one. */
   readonly now?: () => number;
+  /** Serve the last verified answer while the lookup service is unreachable (off when absent). */
+  readonly stale?: LastKnownSettings;
 }
 
 export interface CacheStats {
@@ -45,6 +60,8 @@ export interface CacheStats {
   readonly evictions: number;
   /** Entries currently held (expired ones included until touched). */
   readonly size: number;
+  /** serve_stale_on_outage: answers served, refused as too old, dropped as contradicted (absent when off). */
+  readonly stale?: LastKnownStats;
 }
 
 /** The cache key of a query: mode, network/router id, and the MAC when the lookup is by MAC, else the IP. */
@@ -132,6 +149,7 @@ export class CachingResolver implements InstanceResolver {
   readonly #now: () => number;
   readonly #entries: ExpiringLru<string, Entry>;
   readonly #flights = new Map<string, Flight>();
+  readonly #stale: LastKnownAnswers | undefined;
   #seq = 0;
   #hits = 0;
   #negativeHits = 0;
@@ -145,6 +163,7 @@ export class CachingResolver implements InstanceResolver {
     this.#negativeTtlMs = Math.max(0, options.negativeTtlMs);
     this.#now = options.now ?? Date.now;
     this.#entries = new ExpiringLru(Math.max(0, options.maxEntries));
+    this.#stale = options.stale ? new LastKnownAnswers(options.stale) : undefined;
   }
 
   get stats(): CacheStats {
@@ -156,6 +175,7 @@ export class CachingResolver implements InstanceResolver {
       refreshes: this.#refreshes,
       evictions: this.#entries.evictions,
       size: this.#entries.size,
+      ...(this.#stale ? { stale: this.#stale.stats } : {}),
     };
   }
 
@@ -169,6 +189,7 @@ export class CachingResolver implements InstanceResolver {
       }
       this.#refreshes++;
       this.#entries.delete(key);
+      this.#stale?.forget(key);
       return this.#lookup(key, query, true);
     }
     const slot = this.#entries.get(key, this.#now());
@@ -196,6 +217,7 @@ export class CachingResolver implements InstanceResolver {
 
   async close(): Promise<void> {
     this.#entries.clear();
+    this.#stale?.clear();
     await this.#inner.close();
   }
 
@@ -213,7 +235,10 @@ export class CachingResolver implements InstanceResolver {
           instanceId: identity.instanceId,
           projectId: identity.projectId,
           cached: false,
+          ...(identity.portId !== undefined ? { portId: identity.portId } : {}),
+          ...(identity.networkId !== undefined ? { networkId: identity.networkId } : {}),
         };
+        this.#stale?.confirmed(key, query, answer, this.#now());
         this.#entries.set(
           key,
           { found: true, identity: { ...answer, cached: true } },
@@ -226,9 +251,16 @@ export class CachingResolver implements InstanceResolver {
       },
       (err: unknown) => {
         // Only "no such instance" is an answer worth keeping; an outage (503) or a bug is retried next time.
-        if (err instanceof MetadataError && err.status === 404)
+        if (err instanceof MetadataError && err.status === 404) {
           this.#entries.set(key, { found: false, error: err }, this.#negativeTtlMs, this.#now(), seq);
+          const networks = (err.details.networks as string[] | undefined) ?? [query.id];
+          this.#stale?.refuted(key, query, query.mode === 'network' ? [query.id] : networks);
+        }
         this.#land(key, promise);
+        if (this.#stale && !fresh && err instanceof MetadataError && OUTAGE_CODES.has(err.code)) {
+          const last = this.#stale.answer(key, this.#now());
+          if (typeof last !== 'string') return last;
+        }
         throw err;
       },
     );

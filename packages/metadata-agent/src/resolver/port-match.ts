@@ -46,5 +46,11 @@ export function pickPort(ports: readonly NeutronPort[], query: LookupQuery): Ins
   }
   const port = withDevice[0]!;
   const projectId = port.project_id ?? port.tenant_id ?? '';
-  return { instanceId: port.device_id!, projectId, cached: false };
+  return {
+    instanceId: port.device_id!,
+    projectId,
+    cached: false,
+    ...(port.id !== undefined ? { portId: port.id } : {}),
+    networkId: port.network_id,
+  };
 }

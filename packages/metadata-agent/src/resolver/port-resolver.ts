@@ -14,6 +14,14 @@
  * rule shared with every resolver: a server that ignored a filter must not hand out another instance's
  * identity. The answer for one address is not cached here (CachingResolver does that); only router ->
  * networks is. One deadline covers the whole lookup, and an outage is logged once, not once per request.
+ *
+ * Fail fast: while neutron-server is known unreachable - the source's link says so (no broker
+ * connection after a failure), or the last lookup could not connect at all (refused, connect timeout,
+ * name resolution, TLS) - a lookup waits at most outageGraceMs for it to come back (a reconnect in
+ * progress), then fails at once with the outage's error, instead of holding the instance for the whole
+ * deadline. Without a link of its own, one lookup at a time goes on as a probe, with the full deadline,
+ * and its outcome ends the outage. A server that is reachable but slow or silent still gets the whole
+ * deadline: only a known outage is short-cut.
  */
 import {
   type InstanceIdentity,
@@ -34,6 +42,15 @@ export interface PortSource {
   routerInterfaces(router: string, deadline: number): Promise<NeutronPort[]>;
   /** Release connections; lookups in flight fail. */
   close(): Promise<void>;
+  /** What the source knows of its way to neutron-server without asking it (the broker connection). */
+  readonly link?: SourceLink;
+}
+
+export interface SourceLink {
+  /** No question can reach neutron-server now, and that is known (not merely: no connection yet). */
+  readonly down: boolean;
+  /** Resolves the next time the link is up. */
+  whenUp(): Promise<void>;
 }
 
 /** What an outage of the source looks like, and what the one log line per outage says. */
@@ -43,6 +60,10 @@ export interface OutageReporting {
   readonly upstream: string;
   readonly downMessage: string;
   readonly upMessage: string;
+  /** The failure means neutron-server could not be reached at all (no connection); known down until a lookup succeeds. */
+  readonly isUnreachable?: (err: MetadataError) => boolean;
+  /** The error a lookup gets at once while the link is down (`last`: the outage's latest error, if any). */
+  readonly linkDown?: () => MetadataError;
 }
 
 export interface PortResolverSettings {
@@ -54,6 +75,8 @@ export interface PortResolverSettings {
   readonly routerCacheSize: number;
   /** A not-found through a cached router network list at least this old re-reads the list (ms). */
   readonly routerRecheckAfterMs: number;
+  /** While neutron-server is known unreachable, how long a lookup waits for it before failing (ms). */
+  readonly outageGraceMs?: number;
 }
 
 export interface PortResolverStats {
@@ -61,6 +84,8 @@ export interface PortResolverStats {
   readonly routerLookups: number;
   readonly routerCacheHits: number;
   readonly failures: number;
+  /** Lookups failed at once because neutron-server was known unreachable. */
+  readonly failedFast: number;
 }
 
 interface RouterNetworks {
@@ -82,6 +107,11 @@ export class PortResolver implements InstanceResolver {
   #routerLookups = 0;
   #routerCacheHits = 0;
   #failures = 0;
+  #failedFast = 0;
+  /** The last failure that reached nothing (no link of the source's own): known down until an answer. */
+  #unreachable: MetadataError | undefined = undefined;
+  /** The lookup going on as the probe of an outage (sources without a link). */
+  #probe: Promise<unknown> | undefined = undefined;
 
   constructor(source: PortSource, settings: PortResolverSettings, log: Logger, outage: OutageReporting) {
     this.#source = source;
@@ -97,10 +127,54 @@ export class PortResolver implements InstanceResolver {
       routerLookups: this.#routerLookups,
       routerCacheHits: this.#routerCacheHits,
       failures: this.#failures,
+      failedFast: this.#failedFast,
     };
   }
 
-  async resolve(query: LookupQuery, options?: ResolveOptions): Promise<InstanceIdentity> {
+  resolve(query: LookupQuery, options?: ResolveOptions): Promise<InstanceIdentity> {
+    const link = this.#source.link;
+    if (link?.down || (link === undefined && this.#unreachable !== undefined))
+      return this.#whileUnreachable(query, options);
+    return this.#lookup(query, options);
+  }
+
+  /** A lookup while neutron-server is known unreachable: the grace, then an answer or 503 at once. */
+  async #whileUnreachable(query: LookupQuery, options?: ResolveOptions): Promise<InstanceIdentity> {
+    const graceMs = this.#s.outageGraceMs ?? 250;
+    const link = this.#source.link;
+    if (link) {
+      if (await within(link.whenUp(), graceMs)) return this.#lookup(query, options);
+      throw this.#failFast(this.#outage.linkDown?.() ?? this.#unreachable);
+    }
+    if (this.#probe === undefined) {
+      // This lookup is the probe: it goes on with the whole deadline whatever this caller waits.
+      const probe = this.#lookup(query, options);
+      this.#probe = probe;
+      const settle = () => {
+        if (this.#probe === probe) this.#probe = undefined;
+      };
+      probe.then(settle, settle);
+      // Its own answer when it comes within the grace; else 503 now, and the probe answers nobody.
+      probe.catch(() => {});
+      if (await within(probe, graceMs)) return probe;
+      throw this.#failFast(this.#unreachable);
+    }
+    await within(
+      this.#probe.catch(() => {}),
+      graceMs,
+    );
+    if (this.#unreachable === undefined) return this.#lookup(query, options);
+    throw this.#failFast(this.#unreachable);
+  }
+
+  #failFast(last: MetadataError | undefined): MetadataError {
+    this.#failedFast++;
+    this.#failures++;
+    const err = last ?? new MetadataError('MDA_ERR_RESOLVER_UNAVAILABLE', { reason: 'known unreachable' });
+    return new MetadataError(err.code, { ...err.details, failedFast: true });
+  }
+
+  async #lookup(query: LookupQuery, options?: ResolveOptions): Promise<InstanceIdentity> {
     const deadline = Date.now() + this.#s.timeoutMs;
     try {
       const identity =
@@ -124,7 +198,7 @@ export class PortResolver implements InstanceResolver {
   async #resolveOnRouter(query: LookupQuery, noCache: boolean, deadline: number): Promise<InstanceIdentity> {
     const router = await this.#routerNetworks(query.id, noCache, deadline);
     try {
-      return pickPort(await this.#portsOn(router.networks, query, deadline), query);
+      return await this.#pickOn(router.networks, query, deadline);
     } catch (err) {
       // Not found through a remembered network list: the router may have gained an interface since.
       const stale = Date.now() - router.fetchedAt >= this.#s.routerRecheckAfterMs;
@@ -137,7 +211,23 @@ export class PortResolver implements InstanceResolver {
         throw err;
       const fresh = await this.#routerNetworks(query.id, true, deadline);
       if (sameSet(fresh.networks, router.networks)) throw err;
-      return pickPort(await this.#portsOn(fresh.networks, query, deadline), query);
+      return await this.#pickOn(fresh.networks, query, deadline);
+    }
+  }
+
+  /** Router mode: the instance on one of `networks`; a not-found says which networks were searched. */
+  async #pickOn(
+    networks: readonly string[],
+    query: LookupQuery,
+    deadline: number,
+  ): Promise<InstanceIdentity> {
+    const ports = await this.#portsOn(networks, query, deadline);
+    try {
+      return pickPort(ports, query);
+    } catch (err) {
+      if (err instanceof MetadataError && err.status === 404)
+        throw new MetadataError(err.code, { ...err.details, networks: [...networks] });
+      throw err;
     }
   }
 
@@ -195,6 +285,7 @@ export class PortResolver implements InstanceResolver {
 
   #down(err: MetadataError): void {
     this.#failures++;
+    this.#unreachable = this.#outage.isUnreachable?.(err) ? err : undefined;
     if (!this.#healthy) return;
     this.#healthy = false;
     // One line per outage, not one per request: a boot storm against a dead upstream must not flood the log.
@@ -202,6 +293,7 @@ export class PortResolver implements InstanceResolver {
   }
 
   #up(): void {
+    this.#unreachable = undefined;
     if (this.#healthy) return;
     this.#healthy = true;
     this.#log.info({ upstream: this.#outage.upstream }, this.#outage.upMessage);
@@ -212,4 +304,21 @@ function sameSet(a: readonly string[], b: readonly string[]): boolean {
   if (a.length !== b.length) return false;
   const s = new Set(a);
   return b.every((x) => s.has(x));
+}
+
+/** Whether `p` settled within `ms` (its rejection counts as settled; `p` must not reject unhandled). */
+function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    p.then(
+      () => {
+        clearTimeout(timer);
+        resolve(true);
+      },
+      () => {
+        clearTimeout(timer);
+        resolve(true);
+      },
+    );
+  });
 }

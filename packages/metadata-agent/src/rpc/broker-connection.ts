@@ -102,6 +102,8 @@ export class BrokerConnection extends EventEmitter {
   #logged = new Set<string>();
   #exchangeWarned = false;
   #secrets: readonly string[];
+  /** Settles when the connection is (next) up; one for every waiter of an outage. */
+  #up: { promise: Promise<void>; resolve: () => void } | undefined;
 
   constructor(settings: BrokerSettings, log: Logger, shuffle = false) {
     super();
@@ -133,6 +135,29 @@ export class BrokerConnection extends EventEmitter {
     return this.#state === 'up';
   }
 
+  /**
+   * Not connected, and known not to be: a connection was lost or an attempt failed, and none has
+   * succeeded since (a reconnect may be under way). Not at start, before the first attempt ended.
+   */
+  get knownDown(): boolean {
+    return (
+      this.#state !== 'up' && this.#state !== 'closed' && (this.#everConnected || this.#connectFailures > 0)
+    );
+  }
+
+  /** Resolves once connected (at once when connected now). */
+  whenUp(): Promise<void> {
+    if (this.#state === 'up') return Promise.resolve();
+    if (this.#up === undefined) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => {
+        resolve = r;
+      });
+      this.#up = { promise, resolve };
+    }
+    return this.#up.promise;
+  }
+
   /** Start connecting (in the background; failures are logged and retried). */
   start(): void {
     if (this.#state !== 'idle') return;
@@ -157,6 +182,15 @@ export class BrokerConnection extends EventEmitter {
       };
       this.#waiters.add(waiter);
     });
+  }
+
+  /** Resolves once connected, or after `timeoutMs` (or at close) either way. */
+  whenConnected(timeoutMs: number): Promise<void> {
+    if (this.#state === 'up' || this.#state === 'closed') return Promise.resolve();
+    return this.channel(Date.now() + timeoutMs).then(
+      () => undefined,
+      () => undefined,
+    );
   }
 
   /** The channel for calls if connected now, else undefined. */
@@ -382,6 +416,8 @@ export class BrokerConnection extends EventEmitter {
       w.resolve(channel);
     }
     this.#waiters.clear();
+    this.#up?.resolve();
+    this.#up = undefined;
     this.emit('up', label);
   }
 

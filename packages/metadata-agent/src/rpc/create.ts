@@ -12,7 +12,7 @@ import { BrokerConnection } from './broker-connection.js';
 import { adminContext, hexId } from './envelope.js';
 import { type RpcConfig, tlsVersion, URL_QUERY_OPTIONS } from './options.js';
 import { RpcClient, type RpcObserver } from './rpc-client.js';
-import { RpcResolver } from './rpc-resolver.js';
+import { brokerLink, RpcResolver } from './rpc-resolver.js';
 import { StateReporter } from './state-reporter.js';
 import { describeTransport, parseTransportUrl, type TransportUrl } from './transport-url.js';
 
@@ -39,6 +39,8 @@ export interface ReportFacts {
 export interface RpcOptions {
   readonly config: RpcConfig;
   readonly routerCacheTtlMs: number;
+  /** While the broker is known unreachable, how long a lookup waits for it (ms). */
+  readonly outageGraceMs?: number;
   readonly facts: ReportFacts;
   readonly observer?: RpcObserver;
 }
@@ -180,6 +182,7 @@ export function createRpcResolver(options: RpcOptions, logger: Logger): RpcParts
       routerCacheTtlMs: options.routerCacheTtlMs,
       routerCacheSize: 4096,
       routerRecheckAfterMs: 1000,
+      outageGraceMs: options.outageGraceMs,
     },
     log,
     async () => {
@@ -187,6 +190,7 @@ export function createRpcResolver(options: RpcOptions, logger: Logger): RpcParts
       client.abortAll('the agent is stopping');
       await broker.close();
     },
+    brokerLink(broker),
   );
   const reporter =
     c.reportInterval > 0

@@ -22,7 +22,9 @@ import {
   type PortResolverSettings,
   type PortResolverStats,
   type PortSource,
+  type SourceLink,
 } from '../resolver/port-resolver.js';
+import type { BrokerConnection } from './broker-connection.js';
 import type { RpcRequest } from './envelope.js';
 import type { RpcClient } from './rpc-client.js';
 
@@ -56,10 +58,12 @@ export function getPortsRequest(filters: PortFilters): RpcRequest {
 class RpcPortSource implements PortSource {
   readonly #rpc: RpcClient;
   readonly #onClose: () => Promise<void>;
+  readonly link: SourceLink | undefined;
 
-  constructor(rpc: RpcClient, onClose: () => Promise<void>) {
+  constructor(rpc: RpcClient, onClose: () => Promise<void>, link?: SourceLink) {
     this.#rpc = rpc;
     this.#onClose = onClose;
+    this.link = link;
   }
 
   portsWithAddress(
@@ -92,13 +96,36 @@ class RpcPortSource implements PortSource {
   }
 }
 
+/** The broker connection as the lookups see it: down while known to be (fail fast), up again when connected. */
+export function brokerLink(broker: BrokerConnection): SourceLink {
+  return {
+    get down() {
+      return broker.knownDown;
+    },
+    whenUp: () => broker.whenUp(),
+  };
+}
+
 export class RpcResolver extends PortResolver {
-  constructor(rpc: RpcClient, settings: RpcResolverSettings, log: Logger, onClose: () => Promise<void>) {
-    super(new RpcPortSource(rpc, onClose), settings, log, {
+  /** `link`: the broker connection (brokerLink); while it is known down, lookups fail fast. */
+  constructor(
+    rpc: RpcClient,
+    settings: RpcResolverSettings,
+    log: Logger,
+    onClose: () => Promise<void>,
+    link?: SourceLink,
+  ) {
+    super(new RpcPortSource(rpc, onClose, link), settings, log, {
       isOutage: (err): err is MetadataError => err instanceof MetadataError && err.status === 503,
       upstream: 'neutron-rpc',
       downMessage: 'port lookups over RPC failing; instances get 503 until neutron-server answers again',
       upMessage: 'port lookups over RPC working again',
+      linkDown: () =>
+        new MetadataError('MDA_ERR_RPC_UNAVAILABLE', {
+          upstream: 'neutron-rpc',
+          method: 'get_ports',
+          reason: 'no connection to RabbitMQ (reconnecting); not waiting for it',
+        }),
     });
   }
 }
