@@ -5,6 +5,8 @@
 // uses shows here first: a package pulled in through a barrel costs its whole module graph.
 //   - short commands (`--version`, `--help`, `metadata-hooks status`): VmRSS and VmHWM read from
 //     /proc/self/status at the process's exit (a preload of a few lines, the same for both trees);
+//   - as root, `metadata-hooks dhcp add` (addresses and a proxy started in a qdhcp-style namespace the
+//     benchmark creates, through NetnsLab, and removes afterwards) and `dhcp remove`: VmRSS and VmHWM at exit;
 //   - `ovn-metadata-provisioner` started against a test Southbound and a local Open_vSwitch database
 //     (real ovsdb-server processes, two networks, no VIF on this chassis, so nothing is provisioned):
 //     VmRSS and VmHWM 2 s after its `running` line.
@@ -17,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SERVICE_NODE_FLAGS } from '@nmp/common';
-import { OvsdbServer, runCommand, sbOps, VSWITCH_SCHEMA } from '@nmp/testkit';
+import { NetnsLab, OvsdbServer, runCommand, sbOps, VSWITCH_SCHEMA } from '@nmp/testkit';
 import { fmt, machineInfo, mdTable, median, memoryOf, ROOT, requireBuilt, sleep } from './lib.mjs';
 
 const { values } = parseArgs({
@@ -147,6 +149,43 @@ async function databases() {
   return { sb, ovs };
 }
 
+const DHCP_NETWORK = '11111111-2222-4333-8444-5555555555aa';
+
+/** As root: a namespace named as the hooks expect (prefix + network id) with a veth pair for the DHCP port. */
+async function dhcpNamespace() {
+  if (process.getuid?.() !== 0) return undefined;
+  const lab = new NetnsLab();
+  const prefix = `${lab.prefix}-q`;
+  const ns = await lab.addNamespace(`${prefix}${DHCP_NETWORK}`, { exactName: true });
+  const device = lab.devName('t');
+  await lab.ip(ns, ['link', 'add', device, 'type', 'veth', 'peer', 'name', lab.devName('p')]);
+  await lab.ip(ns, ['link', 'set', device, 'up']);
+  await lab.ip(ns, ['link', 'set', lab.devName('p'), 'up']);
+  return { lab, prefix, device };
+}
+
+/** `dhcp add` (the proxy started) then `dhcp remove`, each to its end, in the benchmark's namespace. */
+async function dhcpAddRemove(root, env) {
+  const state = mkdtempSync(join(work, 'dhcp-'));
+  const common = ['--state-path', state, '--dhcp-namespace-prefix', env.dhcp.prefix];
+  try {
+    const add = await atExit(cli(root, 'metadata-hooks'), [
+      'dhcp',
+      'add',
+      DHCP_NETWORK,
+      '--device',
+      env.dhcp.device,
+      ...common,
+    ]);
+    const remove = await atExit(cli(root, 'metadata-hooks'), ['dhcp', 'remove', DHCP_NETWORK, ...common]);
+    if (add.code !== 0 || remove.code !== 0)
+      throw new Error(`metadata-hooks dhcp add/remove exited ${add.code}/${remove.code}`);
+    return [add, remove];
+  } finally {
+    rmSync(state, { recursive: true, force: true });
+  }
+}
+
 const CASES = [
   {
     key: 'prov-version',
@@ -174,6 +213,12 @@ const CASES = [
     run: (r, env) => atExit(cli(r, 'metadata-hooks'), ['status', '--state-path', env.hooksState]),
   },
   {
+    key: 'hooks-dhcp',
+    what: ['metadata-hooks dhcp add (proxy started)', 'metadata-hooks dhcp remove'],
+    root: true,
+    run: (r, env) => dhcpAddRemove(r, env),
+  },
+  {
     key: 'daemon-version',
     what: 'metadata-proxy-daemon --version',
     run: (r) => atExit(cli(r, 'metadata-proxy-daemon'), ['--version']),
@@ -182,36 +227,48 @@ const CASES = [
 
 const started = new Date();
 const load = [readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')];
-const env = { ...(await databases()), hooksState: mkdtempSync(join(work, 'hooks-')) };
-/** results[case][tree] = [{rssKb, hwmKb}] */
-const results = new Map(CASES.map((c) => [c.key, trees.map(() => [])]));
+const env = {
+  ...(await databases()),
+  hooksState: mkdtempSync(join(work, 'hooks-')),
+  dhcp: await dhcpNamespace(),
+};
+if (!env.dhcp) process.stderr.write('bench:rss: not root, so no metadata-hooks dhcp add/remove\n');
+const cases = CASES.filter((c) => !c.root || env.dhcp);
+/** results[case][tree] = [[{rssKb, hwmKb}] per row of the case] */
+const results = new Map(cases.map((c) => [c.key, trees.map(() => [])]));
 try {
   for (let round = 0; round < rounds; round++) {
-    for (const c of CASES) {
+    for (const c of cases) {
       // Every other round the other tree goes first.
       const order = round % 2 === 0 ? trees.map((_, i) => i) : trees.map((_, i) => i).reverse();
-      for (const i of order) results.get(c.key)[i].push(await c.run(trees[i].root, env));
+      for (const i of order) {
+        const r = await c.run(trees[i].root, env);
+        results.get(c.key)[i].push(Array.isArray(r) ? r : [r]);
+      }
     }
     process.stderr.write(`round ${round + 1}/${rounds} done\n`);
   }
 } finally {
   await env.sb.destroy();
   await env.ovs.destroy();
+  await env.dhcp?.lab.cleanup();
   rmSync(work, { recursive: true, force: true });
 }
 load.push(readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '));
 
 const header = ['command', ...trees.flatMap((t) => [`${t.name} VmRSS MB`, `${t.name} VmHWM MB`])];
 if (trees.length === 2) header.push('VmRSS after / before');
-const rows = CASES.map((c) => {
-  const per = results.get(c.key).map((runs) => ({
-    rss: median(runs.map((r) => r.rssKb)),
-    hwm: median(runs.map((r) => r.hwmKb)),
-  }));
-  const row = [c.what, ...per.flatMap((p) => [fmt.mb(p.rss), fmt.mb(p.hwm)])];
-  if (per.length === 2) row.push(fmt.ratio(per[1].rss / per[0].rss));
-  return row;
-});
+const rows = cases.flatMap((c) =>
+  [c.what].flat().map((what, part) => {
+    const per = results.get(c.key).map((runs) => ({
+      rss: median(runs.map((r) => r[part].rssKb)),
+      hwm: median(runs.map((r) => r[part].hwmKb)),
+    }));
+    const row = [what, ...per.flatMap((p) => [fmt.mb(p.rss), fmt.mb(p.hwm)])];
+    if (per.length === 2) row.push(fmt.ratio(per[1].rss / per[0].rss));
+    return row;
+  }),
+);
 const m = machineInfo();
 process.stdout.write(
   `npm run bench:rss${values.baseline ? ` -- --baseline ${values.baseline}` : ''} --rounds ${rounds}\n` +

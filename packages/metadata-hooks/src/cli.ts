@@ -24,7 +24,7 @@ import {
   runMain,
   UsageError,
 } from '@nmp/common';
-// Both are small: haproxy-drop-in.ts needs only node's fs and @nmp/host's run; systemd-units.ts nothing but
+// Both are small: haproxy-drop-in.ts needs only node's fs and @nmp/host/command; systemd-units.ts nothing but
 // @nmp/common's run-time flags.
 import { DROP_IN_DEFAULTS } from './haproxy-drop-in.js';
 import type { HooksConfig } from './hook-records.js';

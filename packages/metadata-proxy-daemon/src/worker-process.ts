@@ -9,7 +9,7 @@ import type { ChildProcess } from 'node:child_process';
 import type { Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { type Logger, SERVICE_NODE_FLAGS } from '@nmp/common';
-import { forkWithoutSecrets } from '@nmp/host';
+import { forkWithoutSecrets } from '@nmp/host/spawn';
 import type { WorkerReply, WorkerRequest, WorkerSettings } from './worker.js';
 
 export const WORKER_PATH = fileURLToPath(new URL('./worker.js', import.meta.url));

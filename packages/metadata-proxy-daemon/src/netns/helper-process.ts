@@ -7,7 +7,7 @@
  * What the messages mean is the caller's.
  */
 import type { Server } from 'node:net';
-import { spawnWithoutSecrets } from '@nmp/host';
+import { spawnWithoutSecrets } from '@nmp/host/spawn';
 import type { HelperMessage } from './hand-over.js';
 
 export interface HelperRun {
