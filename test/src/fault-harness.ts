@@ -237,8 +237,13 @@ export function procStats(pid: number): { rssKb: number; fds: number } {
 }
 
 export interface Outcome {
-  /** Milliseconds since the load started. */
+  /** Milliseconds since the load started, when the answer (or the failure) came. */
   readonly at: number;
+  /**
+   * When the request was sent (ms since the load started). On a busy machine an answer given before a
+   * fault may reach the client well after it: a window of the fault is the requests sent inside it.
+   */
+  readonly sent: number;
   /** HTTP status, or the error code when no answer came (a hang is 'timeout'). */
   readonly result: number | string;
 }
@@ -274,6 +279,7 @@ export function startLoad(
   const worker = async () => {
     while (!stopping && Date.now() < deadline) {
       let result: number | string;
+      const sent = Date.now() - started;
       try {
         const res = await pool.request({
           method: 'GET',
@@ -293,7 +299,7 @@ export function startLoad(
             ? 'timeout'
             : (e.code ?? e.name ?? 'error');
       }
-      outcomes.push({ at: Date.now() - started, result });
+      outcomes.push({ at: Date.now() - started, sent, result });
       if (typeof result !== 'number' || result >= 500) await sleep(10);
     }
   };

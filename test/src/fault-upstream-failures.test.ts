@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { type TestContext, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createFakeOpenStack, FAKE_DEFAULTS, type FakePort } from '@nmp/openstack-fakes';
 import { request } from 'undici';
 import {
@@ -176,6 +177,14 @@ test('Neutron down or hanging -> 503 through the chain; served again when it is 
 
   await openstack.listen();
   openstack.setFailure('hang', 'neutron');
+  // Neutron was known unreachable: this lookup is the outage's probe. Its caller gets 503 after the short
+  // grace (lookup_outage_grace) while the probe goes on to the deadline and finds a connected server.
+  const probe = await get(url);
+  assert.equal(probe.status, 503);
+  assert.equal(probe.body, unavailable);
+  assert.ok(probe.ms < 2500, `503 after ${probe.ms} ms`);
+  await sleep(Math.max(0, 1200 - probe.ms));
+  // A connected but silent server: the whole [neutron] timeout, not the fail-fast short cut.
   const hanging = await get(url);
   assert.equal(hanging.status, 503);
   assert.equal(hanging.body, unavailable);

@@ -146,6 +146,12 @@ function startLoad(socketPath: string, first = 1) {
   };
 }
 
+/** Waits (at most 8 s) until the load has sent `n` requests. */
+async function sentAtLeast(load: { nextNumber(): number }, n: number): Promise<void> {
+  const until = Date.now() + 8000;
+  while (load.nextNumber() < n && Date.now() < until) await sleep(50);
+}
+
 test('SIGHUP rotates the shared secret under load: no failure, no dropped connection, new signatures after', async (t) => {
   const dir = tempDir(t, 'nmp-sighup-');
   const nova = await startStandInNova(t);
@@ -158,7 +164,9 @@ test('SIGHUP rotates the shared secret under load: no failure, no dropped connec
   const load = startLoad(socket);
   let stopped = false;
   t.after(() => (stopped ? undefined : load.stop()));
+  // A second, and at least 100 requests: on a busy machine a second may hold only a few dozen.
   await sleep(1000);
+  await sentAtLeast(load, 100);
 
   writeConfig(conf, socket, nova.port, `metadata_proxy_shared_secret = ${NEW}`);
   const beforeSignal = load.nextNumber();
@@ -166,6 +174,7 @@ test('SIGHUP rotates the shared secret under load: no failure, no dropped connec
   await agent.waitFor(/"code":"MDA_CONFIG_RELOADED"/, 10_000);
   const afterReload = load.nextNumber();
   await sleep(1000);
+  await sentAtLeast(load, afterReload + 100);
   await load.stop();
   stopped = true;
 

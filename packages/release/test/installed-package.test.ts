@@ -25,6 +25,7 @@ import {
   readlinkSync,
   rmSync,
   statSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -119,6 +120,40 @@ function backgroundBuild(args: readonly string[]): Build {
   return { done, output: () => out };
 }
 
+const LOCK = '/run/lock/nmp-installed-package-test';
+
+/**
+ * Waits (at most 25 minutes) until no other live process holds the machine's lock (a directory made
+ * atomically, with the holder's pid in it; a dead holder's lock is taken over), takes it, and returns
+ * its release.
+ */
+async function machineLock(t: { diagnostic(m: string): void }): Promise<() => void> {
+  const pidFile = join(LOCK, 'pid');
+  let said = false;
+  for (const end = Date.now() + 25 * 60_000; ; ) {
+    try {
+      mkdirSync(LOCK);
+      writeFileSync(pidFile, String(process.pid));
+      return () => rmSync(LOCK, { recursive: true, force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let holder = 0; // not written yet, or the lock just went
+    try {
+      holder = Number(readFileSync(pidFile, 'utf8')) || 0;
+    } catch {}
+    const age = Date.now() - (statSync(LOCK, { throwIfNoEntry: false })?.mtimeMs ?? 0);
+    if (holder > 0 ? !isProcessAlive(holder) : age > 10_000) {
+      rmSync(LOCK, { recursive: true, force: true });
+      continue;
+    }
+    if (Date.now() > end) throw new Error(`${LOCK} is still held by pid ${holder || '?'}`);
+    if (!said) t.diagnostic(`waiting for ${LOCK} (pid ${holder || '?'}: another run of this test)`);
+    said = true;
+    await sleep(holder > 0 ? 2000 : 200);
+  }
+}
+
 async function waitGone(pid: number, ms = 10_000): Promise<boolean> {
   for (const end = Date.now() + ms; Date.now() < end; ) {
     if (!isProcessAlive(pid)) return true;
@@ -136,6 +171,9 @@ test('the release as installed: .deb and tarball on this machine, without a syst
     t.skip(missing);
     return;
   }
+  // One run at a time per machine: another checkout's run of this test (a developer's beside CI) would
+  // have its package purged under it.
+  t.after(await machineLock(t));
   const dir = mkdtempSync(join(tmpdir(), 'nmp-installed-'));
   chmodSync(dir, 0o755); // the proxies run as nobody and must reach the agent's socket in here
   t.after(() => rmSync(dir, { recursive: true, force: true }));
