@@ -10,7 +10,6 @@
 // then the resolver's own per-lookup latency (p50/p99 of uncached lookups, one at a time and 50 at once).
 // Each run starts every process afresh (empty cache).
 import { fork } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -19,12 +18,6 @@ import { parseArgs } from 'node:util';
 import { loadConfig, silentLogger } from '@nmp/common';
 import { AGENT_COMPAT, agentSchema, createNeutronResolver, createRpcResolver } from '@nmp/metadata-agent';
 import { FAKE_DEFAULTS } from '@nmp/openstack-fakes';
-import {
-  neutronPythonSkipReason,
-  rabbitSkipReason,
-  startNeutronRpcServer,
-  startRabbitNode,
-} from '@nmp/testkit';
 import { startChain, waitForQuiet } from './chain.mjs';
 import { summariseProfileFile } from './cpuprofile-summary.mjs';
 import {
@@ -38,6 +31,7 @@ import {
   stamp,
   textTable,
 } from './lib.mjs';
+import { startNeutronRpcBackend } from './rpc-backend.mjs';
 import { runStorm, STORM_PROJECT, stormInstance, stormNovaInstance } from './storm-instances.mjs';
 
 const USAGE = `usage: npm run bench:boot-storm -- [--resolver neutron|rpc] [--instances N] [--runs N] [--latency-ms MS] [--json]
@@ -386,91 +380,55 @@ async function startRestBackend(topo, latencyMs) {
 
 /** The RPC resolver's backend: a throwaway RabbitMQ node and neutron's own RPC server code (python). */
 async function startRpcBackend(topo, latencyMs, log, workers) {
-  const reason = rabbitSkipReason() ?? neutronPythonSkipReason();
-  if (reason) throw new Error(`--resolver rpc needs RabbitMQ and python3-neutron: ${reason}`);
-  const rabbit = await startRabbitNode(undefined);
-  const servers = [];
+  const { ports } = JSON.parse(readFileSync(topo.portsFile, 'utf8'));
+  let backend;
   try {
-    const password = randomBytes(12).toString('base64url');
-    await rabbit.addUser('bench', password);
-    const url = rabbit.url('bench', password);
-    const { ports } = JSON.parse(readFileSync(topo.portsFile, 'utf8'));
-    // Like neutron-server's rpc_workers: processes consuming q-plugin side by side. They print no line
-    // per call (that costs their CPU); they count calls per address themselves.
-    for (let i = 0; i < Math.max(1, workers || 1); i++) {
-      const server = await startNeutronRpcServer(undefined, {
-        transportUrl: url,
-        ports,
-        topics: i === 0 ? ['plugin', 'reports'] : ['plugin'],
-        host: `neutron-server-${i}`,
-      });
-      servers.push(server);
-      await server.setDelay(latencyMs);
-      await server.command({ cmd: 'quiet', on: true });
-    }
-    log(
-      `  RabbitMQ node ${rabbit.nodeName} on 127.0.0.1:${rabbit.port}; neutron RPC workers (python) ${servers.map((s) => s.pid).join(', ')}`,
-    );
-    return {
-      agentArgs: ['--resolver', 'rpc'],
-      agentEnv: { NMP_TRANSPORT_URL: url },
-      async waitForAgent(chain) {
-        // Lookups arriving first would wait for the broker connection (they may): the storm is to
-        // measure lookups, not the connection set-up.
-        const deadline = Date.now() + 15_000;
-        while (!/"code":"MDA_RPC_CONNECTED"/.test(readFileSync(join(chain.logDir, 'agent.log'), 'utf8'))) {
-          if (Date.now() > deadline) throw new Error('the agent did not connect to RabbitMQ within 15 s');
-          await new Promise((r) => setTimeout(r, 50));
-        }
-      },
-      async reset() {
-        for (const s of servers) await s.command({ cmd: 'reset_stats' });
-      },
-      async counts() {
-        // Calls are spread over the workers: add up their per-address counts.
-        const per = new Map();
-        let calls = 0;
-        for (const s of servers) {
-          calls += Number((await s.command({ cmd: 'stats' })).get_ports_calls);
-          for (const [ip, c] of Object.entries((await s.command({ cmd: 'per_address' })).per_address))
-            per.set(ip, (per.get(ip) ?? 0) + c);
-        }
-        return {
-          counts: { portLookups: calls, tokenRequests: 0 },
-          maxForOneAddress: Math.max(0, ...per.values()),
-        };
-      },
-      async latency(instances, count) {
-        const cfg = loadConfig(agentSchema, {
-          flags: { resolver: 'rpc' },
-          env: { NMP_TRANSPORT_URL: url },
-          compat: AGENT_COMPAT,
-        }).config;
-        const parts = createRpcResolver(
-          {
-            config: { ...cfg, reportInterval: 0 },
-            routerCacheTtlMs: 30_000,
-            facts: { version: 'bench', socketPath: '', novaHost: '', novaPort: 0 },
-          },
-          silentLogger(),
-        );
-        parts.broker.start();
-        try {
-          return await timeLookups(parts.resolver, instances, count);
-        } finally {
-          await parts.resolver.close();
-        }
-      },
-      async stop() {
-        for (const s of servers) await s.stop();
-        await rabbit.cleanup();
-      },
-    };
+    backend = await startNeutronRpcBackend({ ports, latencyMs, workers, log });
   } catch (err) {
-    for (const s of servers) await s.stop();
-    await rabbit.cleanup();
-    throw err;
+    throw new Error(`--resolver rpc: ${err.message}`);
   }
+  const { url } = backend;
+  return {
+    agentArgs: ['--resolver', 'rpc'],
+    agentEnv: { NMP_TRANSPORT_URL: url },
+    async waitForAgent(chain) {
+      // Lookups arriving first would wait for the broker connection (they may): the storm is to
+      // measure lookups, not the connection set-up.
+      const deadline = Date.now() + 15_000;
+      while (!/"code":"MDA_RPC_CONNECTED"/.test(readFileSync(join(chain.logDir, 'agent.log'), 'utf8'))) {
+        if (Date.now() > deadline) throw new Error('the agent did not connect to RabbitMQ within 15 s');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    reset: () => backend.reset(),
+    async counts() {
+      // Calls are spread over the workers: added up.
+      const { calls, maxForOneAddress } = await backend.counts();
+      return { counts: { portLookups: calls, tokenRequests: 0 }, maxForOneAddress };
+    },
+    async latency(instances, count) {
+      const cfg = loadConfig(agentSchema, {
+        flags: { resolver: 'rpc' },
+        env: { NMP_TRANSPORT_URL: url },
+        compat: AGENT_COMPAT,
+      }).config;
+      const parts = createRpcResolver(
+        {
+          config: { ...cfg, reportInterval: 0 },
+          routerCacheTtlMs: 30_000,
+          facts: { version: 'bench', socketPath: '', novaHost: '', novaPort: 0 },
+        },
+        silentLogger(),
+      );
+      parts.broker.start();
+      try {
+        return await timeLookups(parts.resolver, instances, count);
+      } finally {
+        await parts.resolver.close();
+      }
+    },
+    stop: () => backend.stop(),
+  };
 }
 
 main().then(

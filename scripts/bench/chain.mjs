@@ -7,7 +7,16 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SERVICE_NODE_FLAGS } from '@nmp/common';
-import { CLI, freePort, NETWORK_ID, programsOf, SAMPLE_DIR, startNode, waitForConnect } from './lib.mjs';
+import {
+  BARE,
+  CLI,
+  freePort,
+  NETWORK_ID,
+  programsOf,
+  SAMPLE_DIR,
+  startNode,
+  waitForConnect,
+} from './lib.mjs';
 
 /**
  * options:
@@ -21,6 +30,9 @@ import { CLI, freePort, NETWORK_ID, programsOf, SAMPLE_DIR, startNode, waitForCo
  *                 chain.startProxy(name, sameOptions) starts another one on the same agent
  *  logLevel       agent and proxy log level (default info)
  *  nodeArgs       extra node flags for agent and proxy, after the services' own (SERVICE_NODE_FLAGS)
+ *  agentWrap      a command the agent runs under (e.g. valgrind's, scripts/bench/callgrind.mjs)
+ *  startTimeoutMs how long each process may take to come up (default 15 s)
+ *  cli            {agent?, proxy?}: other builds' cli.js to run (an A/B of two trees; before releaseRoot's)
  *  releaseRoot    run agent and proxy from this release tree (its bundles and its own node) instead of
  *                 the build tree; Nova always comes from the build tree
  */
@@ -70,7 +82,7 @@ export async function startChain(options) {
 
     chain.agent = startNode(
       'agent',
-      programs.agent,
+      options.cli?.agent ?? programs.agent,
       [
         '--metadata-proxy-socket',
         chain.socketPath,
@@ -93,18 +105,22 @@ export async function startChain(options) {
         env: { ...env, ...(options.agentEnv ?? {}) },
         logDir,
         nodeArgs: [...extra, ...prof('agent')],
+        wrap: options.agentWrap ?? [],
         node: programs.node,
       },
     );
     started.push(chain.agent);
-    await waitForConnect({ path: chain.socketPath }, 'metadata-agent', { alive: () => chain.agent.alive() });
+    await waitForConnect({ path: chain.socketPath }, 'metadata-agent', {
+      alive: () => chain.agent.alive(),
+      timeoutMs: options.startTimeoutMs,
+    });
 
     chain.startProxy = async (name, p = {}) => {
       const port = p.port ?? (await freePort());
       const host = p.host ?? '127.0.0.1';
       const proc = startNode(
         name,
-        programs.proxy,
+        options.cli?.proxy ?? programs.proxy,
         [
           '--bind',
           `${host}:${port}`,
@@ -188,5 +204,70 @@ export async function waitForQuiet(maxS) {
     const busy = (machineBusySeconds() - b0) * 2;
     const waited = (Date.now() - t0) / 1000;
     if (busy < 0.25 || waited >= maxS) return waited - 0.5;
+  }
+}
+
+/**
+ * The bare chain of `npm run bench -- --compare-bare` (issue 22): scripts/bench/bare/proxy.mjs (TCP) ->
+ * its own UNIX socket -> scripts/bench/bare/agent.mjs -> the same Nova as `chain`, with the same secret,
+ * inventory and node flags as ours, so that only the code in the two hops differs.
+ * options: chain (a started chain), inventoryFile, nodeArgs (extra, after SERVICE_NODE_FLAGS), cpuProf
+ * (directory: --cpu-prof into it, bare-proxy.cpuprofile and bare-agent.cpuprofile), wrap ({proxy?, agent?}:
+ * a command each runs under, e.g. valgrind's), startTimeoutMs (per process, default 15 s).
+ * Returns {proxy, agent, proxyUrl, stop()}.
+ */
+export async function startBareChain({
+  chain,
+  inventoryFile,
+  nodeArgs = [],
+  cpuProf,
+  wrap = {},
+  startTimeoutMs,
+}) {
+  const env = { ...process.env, NMP_METADATA_PROXY_SHARED_SECRET: chain.secret };
+  const prof = (name) =>
+    cpuProf ? ['--cpu-prof', '--cpu-prof-dir', cpuProf, '--cpu-prof-name', `${name}.cpuprofile`] : [];
+  const socketPath = join(chain.logDir, 'bare-agent.sock');
+  const started = [];
+  const bare = {
+    processes: started,
+    async stop() {
+      for (const p of [...started].reverse()) await p.stop();
+    },
+  };
+  try {
+    bare.agent = startNode(
+      'bare-agent',
+      BARE.agent,
+      [socketPath, inventoryFile ?? join(SAMPLE_DIR, 'inventory.json'), chain.novaUrl],
+      {
+        env,
+        logDir: chain.logDir,
+        nodeArgs: [...SERVICE_NODE_FLAGS, ...nodeArgs, ...prof('bare-agent')],
+        wrap: wrap.agent ?? [],
+      },
+    );
+    started.push(bare.agent);
+    await waitForConnect({ path: socketPath }, 'bare agent', {
+      alive: () => bare.agent.alive(),
+      timeoutMs: startTimeoutMs,
+    });
+    const port = await freePort();
+    bare.proxy = startNode('bare-proxy', BARE.proxy, [String(port), socketPath, NETWORK_ID], {
+      env,
+      logDir: chain.logDir,
+      nodeArgs: [...SERVICE_NODE_FLAGS, ...nodeArgs, ...prof('bare-proxy')],
+      wrap: wrap.proxy ?? [],
+    });
+    started.push(bare.proxy);
+    await waitForConnect({ host: '127.0.0.1', port }, 'bare proxy', {
+      alive: () => bare.proxy.alive(),
+      timeoutMs: startTimeoutMs,
+    });
+    bare.proxyUrl = `http://127.0.0.1:${port}`;
+    return bare;
+  } catch (err) {
+    await bare.stop();
+    throw err;
   }
 }

@@ -31,6 +31,11 @@ export const CLI = {
   agent: join(ROOT, 'packages/metadata-agent/dist/src/cli.js'),
   proxy: join(ROOT, 'packages/ns-metadata-proxy/dist/src/cli.js'),
 };
+/** The bare chain of `npm run bench -- --compare-bare` (issue 22). */
+export const BARE = {
+  proxy: join(ROOT, 'scripts/bench/bare/proxy.mjs'),
+  agent: join(ROOT, 'scripts/bench/bare/agent.mjs'),
+};
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

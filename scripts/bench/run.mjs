@@ -11,13 +11,17 @@
 // profile of proxy, agent and Nova under 50-connection load, summarised into docs/profiles/.
 // As root, --netns adds the same load sent from inside an instance network namespace through a
 // qdhcp-style namespace where a second proxy listens on 169.254.169.254:80.
+// --compare-bare (issue 22) measures, instead of the direct baseline and the boot storm, a bare Node chain
+// (scripts/bench/bare/: a five-line proxy, a ten-line agent, the same Nova) alternately with ours, and
+// writes only its own section of docs/benchmarks.md (scripts/bench/compare-bare.mjs).
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SERVICE_NODE_FLAGS, signInstanceId } from '@nmp/common';
-import { cpuTimesOf, machineBusySeconds, startChain, waitForQuiet } from './chain.mjs';
+import { cpuTimesOf, machineBusySeconds, startBareChain, startChain, waitForQuiet } from './chain.mjs';
+import { compareBareTargets, printCompareBare, writeCompareBareSection } from './compare-bare.mjs';
 import { summariseProfileFile } from './cpuprofile-summary.mjs';
 import {
   fmt,
@@ -50,6 +54,10 @@ const USAGE = `usage: npm run bench -- [options]
                        per request that autocannon does; else autocannon, from npm)
   --node-args 'ARGS'   extra node flags for agent and proxy, e.g. '--max-semi-space-size=2' (experiments)
   --no-direct          skip the direct-to-Nova baseline
+  --compare-bare       measure a bare Node chain (scripts/bench/bare/: proxy -> UNIX socket -> agent -> the
+                       same Nova) alternately with ours, round by round, instead of the direct baseline and
+                       the boot storm; reports req/s, p50/p99, CPU µs per request per process of both and
+                       their ratios, and writes only that section of docs/benchmarks.md
   --netns              (root) also load from inside an instance namespace via a qdhcp-style namespace
   --no-boot-storm      skip the boot storm
   --storm-runs N       boot storm runs (default 3)
@@ -57,6 +65,8 @@ const USAGE = `usage: npm run bench -- [options]
   --profile            also CPU-profile proxy, agent and Nova under 50-connection load (docs/profiles/)
   --profile-only       only the profile (no benchmark, docs/benchmarks.md untouched)
   --profile-duration S seconds of load while profiling (default 10)
+  --profile-dir DIR    where the profile summaries go (default docs/profiles); with --compare-bare the
+                       bare proxy and agent are profiled too, under the same load (bare-proxy.md, bare-agent.md)
   --out FILE           where the report goes (default docs/benchmarks.md)
   --no-write           print only; write neither the report nor docs/profiles
   --report-from FILE   measure nothing: write the report again from a run's results.json (after editing
@@ -96,6 +106,7 @@ function parseOptions() {
       'node-args': { type: 'string', default: '' },
       'load-tool': { type: 'string', default: 'auto' },
       'no-direct': { type: 'boolean', default: false },
+      'compare-bare': { type: 'boolean', default: false },
       netns: { type: 'boolean', default: false },
       'no-boot-storm': { type: 'boolean', default: false },
       'storm-runs': { type: 'string', default: '3' },
@@ -103,6 +114,7 @@ function parseOptions() {
       profile: { type: 'boolean', default: false },
       'profile-only': { type: 'boolean', default: false },
       'profile-duration': { type: 'string', default: '10' },
+      'profile-dir': { type: 'string', default: 'docs/profiles' },
       out: { type: 'string', default: 'docs/benchmarks.md' },
       'no-write': { type: 'boolean', default: false },
       'report-from': { type: 'string' },
@@ -139,14 +151,16 @@ function parseOptions() {
     loadTool,
     connections,
     paths,
-    direct: !values['no-direct'],
+    direct: !values['no-direct'] && !values['compare-bare'],
+    compareBare: values['compare-bare'],
     netns: values.netns,
-    bootStorm: !values['no-boot-storm'] && !values['profile-only'],
+    bootStorm: !values['no-boot-storm'] && !values['profile-only'] && !values['compare-bare'],
     stormRuns: num('storm-runs', 1, 20),
     stormInstances: num('storm-instances', 1, 5000),
     profile: values.profile || values['profile-only'],
     benchmark: !values['profile-only'],
     profileDurationS: num('profile-duration', 1, 120),
+    profileDir: resolve(ROOT, values['profile-dir']),
     out: resolve(ROOT, values.out),
     write: !values['no-write'],
     reportFrom: values['report-from'],
@@ -209,14 +223,19 @@ function directHeaders(secret) {
   };
 }
 
-/** Check that chain and direct answer correctly and identically before measuring anything. */
-async function precheck(chain, opts) {
+/** Check that chain, direct and bare answer correctly and identically before measuring anything. */
+async function precheck(chain, opts, bare) {
   const expected = {};
   for (const name of opts.paths) {
     const viaChain = await get(chain.proxyUrl + PATHS[name]);
     if (viaChain.status !== 200) throw new Error(`chain ${name}: HTTP ${viaChain.status}: ${viaChain.body}`);
     if (!EXPECT[name](viaChain.body))
       throw new Error(`chain ${name}: answer is not about instance A: ${viaChain.body.slice(0, 200)}`);
+    if (bare) {
+      const viaBare = await get(bare.proxyUrl + PATHS[name]);
+      if (viaBare.status !== 200) throw new Error(`bare ${name}: HTTP ${viaBare.status}: ${viaBare.body}`);
+      if (viaBare.body !== viaChain.body) throw new Error(`${name}: chain and bare chain answers differ`);
+    }
     if (opts.direct) {
       const direct = await get(chain.novaUrl + PATHS[name], { headers: directHeaders(chain.secret) });
       if (direct.status !== 200) throw new Error(`direct ${name}: HTTP ${direct.status}: ${direct.body}`);
@@ -249,6 +268,7 @@ async function measure(label, spec, procs, loadOptions, quietS = 0) {
   const ours = Object.values(r.cpuS).reduce((a, b) => a + b, 0) + r.loadgenCpuS;
   r.otherCpuShare = Math.max(0, (busy1 - busy0 - ours) / r.elapsedS);
   r.waitedForQuietS = waited;
+  r.loadavg = loadAverage();
   const bad = r.non2xx + r.errors + r.timeouts + r.mismatches;
   log(
     `  ${label.padEnd(34)} ${fmt.int(r.rps).padStart(7)} req/s  p50 ${fmt.ms(r.p50).padStart(6)} ms  p99 ${fmt
@@ -262,6 +282,15 @@ async function measure(label, spec, procs, loadOptions, quietS = 0) {
   return r;
 }
 
+/** The 1-minute load average (how busy the machine was; the report says so). */
+function loadAverage() {
+  try {
+    return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
+  } catch {
+    return Number.NaN;
+  }
+}
+
 function summariseCell(runs) {
   return {
     runs,
@@ -269,6 +298,7 @@ function summariseCell(runs) {
     p50: median(runs.map((r) => r.p50)),
     p99: median(runs.map((r) => r.p99)),
     otherCpuShare: median(runs.map((r) => r.otherCpuShare)),
+    loadavg: median(runs.map((r) => r.loadavg)),
     failures: runs.reduce((n, r) => n + r.non2xx + r.errors + r.timeouts + r.mismatches, 0),
     cpuUsPerReq: Object.fromEntries(
       Object.keys(runs[0]?.cpuS ?? {}).map((k) => [
@@ -301,18 +331,24 @@ async function benchmark(opts, runDir) {
     results.cells[key].runs.push(r);
   };
   const procs = [chain.proxy, chain.agent, chain.nova];
+  let bare;
   try {
-    const expected = await precheck(chain, opts);
+    if (opts.compareBare) {
+      bare = await startBareChain({ chain, inventoryFile: inventory, nodeArgs: opts.nodeArgs });
+      procs.push(bare.proxy, bare.agent);
+    }
+    const expected = await precheck(chain, opts, bare);
     results.memory.idle = memoryAll(procs);
+    const url = { chain: chain.proxyUrl, direct: chain.novaUrl, bare: bare?.proxyUrl };
     const spec = (target, name, connections, durationS) => ({
-      url: (target === 'direct' ? chain.novaUrl : chain.proxyUrl) + PATHS[name],
+      url: url[target] + PATHS[name],
       connections,
       durationS,
       headers: target === 'direct' ? directHeaders(chain.secret) : {},
       expectBody: expected[name],
       tool: opts.loadTool,
     });
-    const targets = opts.direct ? ['chain', 'direct'] : ['chain'];
+    const targets = ['chain', ...(opts.direct ? ['direct'] : []), ...(bare ? ['bare'] : [])];
     if (opts.warmupS > 0) {
       log(`warm-up (${opts.warmupS} s per path and target)`);
       for (const name of opts.paths)
@@ -320,9 +356,11 @@ async function benchmark(opts, runDir) {
     }
     for (let run = 1; run <= opts.runs; run++) {
       log(`run ${run}/${opts.runs}`);
+      // Every other round in the opposite order, so that neither side always runs first.
+      const order = run % 2 === 1 ? targets : [...targets].reverse();
       for (const name of opts.paths)
         for (const c of opts.connections)
-          for (const target of targets)
+          for (const target of order)
             put(
               target,
               name,
@@ -343,6 +381,7 @@ async function benchmark(opts, runDir) {
       if (mem) results.memory.afterLoad['proxy (netns)'] = mem;
     }
   } finally {
+    await bare?.stop();
     await chain.stop();
     trimLogs(runDir);
   }
@@ -466,48 +505,77 @@ async function profile(opts, runDir) {
     logLevel: opts.logLevel,
     nodeArgs: opts.nodeArgs,
   });
+  let bare;
   try {
+    if (opts.compareBare)
+      bare = await startBareChain({
+        chain,
+        inventoryFile: join(SAMPLE_DIR, 'inventory.json'),
+        nodeArgs: opts.nodeArgs,
+        cpuProf: profDir,
+      });
     const body = (await get(chain.proxyUrl + PATHS['instance-id'])).body;
     if (!EXPECT['instance-id'](body)) throw new Error(`profile chain: unexpected answer ${body}`);
-    log(`profiling: 50 connections, instance-id, ${opts.profileDurationS} s (after a 2 s warm-up)`);
-    const spec = {
-      url: chain.proxyUrl + PATHS['instance-id'],
-      connections: 50,
-      expectBody: body,
-      tool: opts.loadTool,
-    };
-    await runLoad({ ...spec, durationS: 2 });
-    const r = await measure(
-      'chain instance-id c=50 (profiled)',
-      { ...spec, durationS: opts.profileDurationS },
-      [chain.proxy, chain.agent, chain.nova],
-      {},
-      opts.quietS,
-    );
+    const loads = [['chain', chain.proxyUrl, [chain.proxy, chain.agent, chain.nova]]];
+    if (bare) {
+      const viaBare = (await get(bare.proxyUrl + PATHS['instance-id'])).body;
+      if (viaBare !== body) throw new Error(`profile bare chain: unexpected answer ${viaBare}`);
+      loads.push(['bare', bare.proxyUrl, [bare.proxy, bare.agent, chain.nova]]);
+    }
+    const rps = {};
+    for (const [target, url, procs] of loads) {
+      log(
+        `profiling ${target}: 50 connections, instance-id, ${opts.profileDurationS} s (after a 2 s warm-up)`,
+      );
+      const spec = {
+        url: url + PATHS['instance-id'],
+        connections: 50,
+        expectBody: body,
+        tool: opts.loadTool,
+      };
+      await runLoad({ ...spec, durationS: 2 });
+      const r = await measure(
+        `${target} instance-id c=50 (profiled)`,
+        { ...spec, durationS: opts.profileDurationS },
+        procs,
+        {},
+        opts.quietS,
+      );
+      rps[target] = r.rps;
+    }
+    await bare?.stop();
     await chain.stop();
     const summaries = {};
-    for (const name of ['proxy', 'agent', 'nova']) {
+    const names = ['proxy', 'agent', 'nova', ...(bare ? ['bare-proxy', 'bare-agent'] : [])];
+    for (const name of names) {
       const file = join(profDir, `${name}.cpuprofile`);
       if (!existsSync(file)) {
         log(`no profile written for ${name} (${file}); did it exit cleanly on SIGTERM?`);
         continue;
       }
+      const target = name.startsWith('bare-') ? 'bare' : 'chain';
+      const what =
+        name === 'nova' && bare
+          ? `both loads (ours, then the bare chain's), ${fmt.int(rps.chain)} and ${fmt.int(rps.bare)} req/s while profiled`
+          : `${target === 'bare' ? 'the bare chain (scripts/bench/bare/)' : 'chain'} instance-id, 50 connections, ${opts.profileDurationS} s, ${fmt.int(rps[target])} req/s while profiled`;
       summaries[name] = summariseProfileFile(file, {
         title: `${name}: CPU profile under 50-connection load`,
-        context: `\`npm run bench -- --profile\`, ${new Date().toISOString().slice(0, 10)}: chain instance-id, 50 connections, ${opts.profileDurationS} s, ${fmt.int(r.rps)} req/s while profiled (profiling slows it down); node ${process.version}.`,
+        context: `\`npm run bench -- --profile${bare ? ' --compare-bare' : ''}\`, ${new Date().toISOString().slice(0, 10)}: ${what} (profiling slows it down); node ${process.version}.`,
         foldedFile: join(profDir, `${name}.folded`),
         svgFile: join(profDir, `${name}.svg`),
       });
       if (opts.write) {
-        const mdFile = join(ROOT, 'docs/profiles', `${name}.md`);
+        mkdirSync(opts.profileDir, { recursive: true });
+        const mdFile = join(opts.profileDir, `${name}.md`);
         writeFileSync(mdFile, summaries[name].markdown);
         log(`wrote ${relative(ROOT, mdFile)} (flame graph: ${relative(ROOT, join(profDir, `${name}.svg`))})`);
       } else {
         process.stdout.write(`${summaries[name].markdown}\n`);
       }
     }
-    return { dir: relative(ROOT, profDir), rps: r.rps, summaries };
+    return { dir: relative(ROOT, profDir), rps: rps.chain, summaries };
   } finally {
+    await bare?.stop();
     await chain.stop();
     trimLogs(runDir);
   }
@@ -885,6 +953,11 @@ async function main() {
       logLevel: saved.opts.logLevel ?? 'info',
       nodeArgs: saved.opts.nodeArgs ?? [],
     };
+    if (o.compareBare) {
+      writeCompareBareSection(opts.out, o, { ...saved, elapsedS: saved.elapsedS ?? Number.NaN });
+      log(`wrote the bare-chain section of ${relative(ROOT, opts.out)} from ${opts.reportFrom}`);
+      return;
+    }
     const targets = evaluateTargets(o, saved.results, saved.storm);
     writeFileSync(
       opts.out,
@@ -921,6 +994,7 @@ async function main() {
     );
     const m = memoryRows(results.memory);
     process.stdout.write(`${textTable(m.header, m.rows)}\n\n`);
+    if (opts.compareBare) process.stdout.write(printCompareBare(opts, results));
   }
   if (opts.bootStorm) {
     log('boot storm');
@@ -929,20 +1003,27 @@ async function main() {
   if (opts.profile) prof = await profile(opts, runDir);
   if (!opts.benchmark) return;
 
-  const targets = evaluateTargets(opts, results, storm);
-  process.stdout.write(
-    `${textTable(
-      ['target', 'goal', 'measured', 'met'],
-      targets.map((x) => [x.name, x.target, x.value, x.met ? 'yes' : 'NO']),
-    )}\n`,
-  );
+  const targets = opts.compareBare
+    ? compareBareTargets(opts, results)
+    : evaluateTargets(opts, results, storm);
+  if (!opts.compareBare)
+    process.stdout.write(
+      `${textTable(
+        ['target', 'goal', 'measured', 'met'],
+        targets.map((x) => [x.name, x.target, x.value, x.met ? 'yes' : 'NO']),
+      )}\n`,
+    );
   const elapsedS = (Date.now() - started) / 1000;
   const json = join(runDir, 'results.json');
   writeFileSync(
     json,
     JSON.stringify({ opts, machine, date, command, elapsedS, results, storm, targets, prof }, null, 2),
   );
-  if (opts.write) {
+  if (opts.write && opts.compareBare) {
+    // Only the comparison's own section: the rest of the page belongs to the full run.
+    writeCompareBareSection(opts.out, opts, { machine, results, command, date, elapsedS });
+    log(`\nwrote the bare-chain section of ${relative(ROOT, opts.out)} and ${relative(ROOT, json)}`);
+  } else if (opts.write) {
     writeFileSync(
       opts.out,
       report(opts, { machine, results, storm, targets, prof, command, date, elapsedS }),

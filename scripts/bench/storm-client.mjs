@@ -1,8 +1,11 @@
 // The boot storm's instances, in a process of their own: every instance, from its own source address,
 // runs cloud-init's read sequence (reference.md §8: /openstack twice, then meta_data.json, user_data,
 // vendor_data.json, vendor_data2.json, network_data.json), one request after the other, a new connection
-// for each; all instances start at once. Argument: a JSON file {url, version, instances: [{ip, uuid}],
-// timeoutMs}. Prints one JSON line: time to the last answer, failures, latency percentiles.
+// for each; all instances start at once. Argument: a JSON file {url, version, instances: [{ip, uuid, url?}],
+// timeoutMs, retries?, retryDelayMs?}: an instance's own url replaces the common one; with retries, a
+// request that failed is tried again up to that many times after retryDelayMs, as cloud-init's url_helper
+// does (its OpenStack datasource: retries 5, 1 s apart). Prints one JSON line: time to the last answer,
+// failures (requests that failed every try), failed tries, latency percentiles (of answered tries).
 
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -20,10 +23,10 @@ const SEQUENCE = [
 ];
 const HEADERS = { 'User-Agent': 'Cloud-Init/24.4', 'Accept-Encoding': 'gzip, deflate', Accept: '*/*' };
 
-function get(path, localAddress) {
+function get(base, path, localAddress) {
   const t = process.hrtime.bigint();
   return new Promise((resolve) => {
-    const req = request(`${spec.url}${path}`, { agent: false, localAddress, headers: HEADERS }, (res) => {
+    const req = request(`${base}${path}`, { agent: false, localAddress, headers: HEADERS }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
       res.on('end', () =>
@@ -46,16 +49,33 @@ const failures = [];
 let requests = 0;
 let lastAnswer = 0n;
 
+const retries = spec.retries ?? 0;
+const retryDelayMs = spec.retryDelayMs ?? 1000;
+const failedTries = [];
+let retried = 0;
+
 async function boot(inst) {
   for (const path of SEQUENCE) {
-    const r = await get(path, inst.ip);
+    for (let attempt = 0; ; attempt++) {
+      const r = await get(inst.url ?? spec.url, path, inst.ip);
+      lastAnswer = process.hrtime.bigint();
+      let ok = r.status === 200;
+      if (ok && path.endsWith('meta_data.json')) ok = r.body.includes(`"uuid": "${inst.uuid}"`);
+      if (ok && path === '/openstack') ok = r.body.includes(v);
+      if (ok) {
+        latencies.push(r.ms);
+        break;
+      }
+      const failure = { ip: inst.ip, path, status: r.status, error: r.error, body: r.body?.slice(0, 120) };
+      failedTries.push({ ...failure, at: Number(lastAnswer - t0) / 1e9 });
+      if (attempt >= retries) {
+        failures.push(failure);
+        break;
+      }
+      retried++;
+      await new Promise((resolve) => setTimeout(resolve, retryDelayMs));
+    }
     requests++;
-    lastAnswer = process.hrtime.bigint();
-    let ok = r.status === 200;
-    if (ok && path.endsWith('meta_data.json')) ok = r.body.includes(`"uuid": "${inst.uuid}"`);
-    if (ok && path === '/openstack') ok = r.body.includes(v);
-    if (ok) latencies.push(r.ms);
-    else failures.push({ ip: inst.ip, path, status: r.status, error: r.error, body: r.body?.slice(0, 120) });
   }
 }
 
@@ -73,6 +93,10 @@ process.stdout.write(
     requests,
     failed: failures.length,
     failureExamples: failures.slice(0, 10),
+    failedTries: failedTries.length,
+    retried,
+    failedTryExamples: failedTries.slice(0, 10),
+    failedTryTimes: failedTries.map((f) => Math.round(f.at * 10) / 10).slice(0, 2000),
     seconds: Number(lastAnswer - t0) / 1e9,
     elapsedS,
     clientCpuS: (cpu.user + cpu.system) / 1e6,

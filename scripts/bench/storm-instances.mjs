@@ -73,16 +73,19 @@ export async function runStorm(chain, instances, { logDir, version, timeoutMs = 
   return r;
 }
 
-function runClient(specFile, timeoutMs) {
+/** Run storm-client.mjs on a spec file (`wrap`: a command to run it under, e.g. ip netns exec NS). */
+export function runClient(specFile, timeoutMs, wrap = []) {
   return new Promise((resolve, reject) => {
-    const child = spawn(
+    const argv = [
+      ...wrap,
       process.execPath,
-      [fileURLToPath(new URL('./storm-client.mjs', import.meta.url)), specFile],
-      {
-        cwd: ROOT,
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    );
+      fileURLToPath(new URL('./storm-client.mjs', import.meta.url)),
+      specFile,
+    ];
+    const child = spawn(argv[0], argv.slice(1), {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     child.stdout.on('data', (d) => {
       out += d;

@@ -1,4 +1,8 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { addDetails, createLogger, writeInfoLine } from '../src/logger.js';
@@ -69,4 +73,67 @@ test("addDetails: a failure's details never replace the line's own fields", () =
     detailCode: 'Y',
     limit: 3,
   });
+});
+
+/** A child process that logs `count` lines to `file` (writeInfoLine and pino's warn in turn), then `ending`. */
+function logInChild(file: string, count: number, ending: string): Promise<number | null> {
+  const logger = new URL('../src/logger.js', import.meta.url).href;
+  const script = `
+    const { createLogger, writeInfoLine } = await import(${JSON.stringify(logger)});
+    const log = createLogger({ name: 'unit', file: ${JSON.stringify(file)} });
+    // The file is opened asynchronously; a service logs long after it is open.
+    await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < ${count}; i++) {
+      if (i % 7 === 3) log.warn({ i }, 'warned');
+      else writeInfoLine(log, '"i":' + i, '"request"');
+    }
+    ${ending}
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'inherit' });
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+function linesOf(file: string): Array<{ i: number; msg: string; level: string }> {
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+}
+
+test('a file logger writes every line, in order, when the process exits at once', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'nmp-log-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'a.log');
+  // 20,000 lines (about 1.3 MB): some chunks are still being written by the stream when exit() comes.
+  assert.equal(await logInChild(file, 20_000, 'process.exit(0);'), 0);
+  const lines = linesOf(file);
+  assert.equal(lines.length, 20_000);
+  lines.forEach((l, i) => {
+    assert.equal(l.i, i);
+    assert.equal(l.msg, i % 7 === 3 ? 'warned' : 'request');
+  });
+});
+
+test('a file logger writes its lines within the flush interval while the process runs', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'nmp-log-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'b.log');
+  // Three lines (far below a chunk), then the process stays up: the timer must push them out.
+  const exited = logInChild(
+    file,
+    3,
+    `const t0 = Date.now();
+     const { readFileSync } = await import('node:fs');
+     const poll = setInterval(() => {
+       let n = 0;
+       try { n = readFileSync(${JSON.stringify(file)}, 'utf8').split('\\n').filter(Boolean).length; } catch {}
+       if (n === 3 || Date.now() - t0 > 5000) process.exit(n === 3 ? 0 : 3);
+     }, 20);`,
+  );
+  // The child checked while it ran (before any exit handler): 0 when all three lines were in the file.
+  assert.equal(await exited, 0);
+  assert.deepEqual(
+    linesOf(file).map((l) => l.i),
+    [0, 1, 2],
+  );
 });

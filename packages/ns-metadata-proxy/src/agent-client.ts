@@ -7,8 +7,10 @@
  * (plus the compiler's memory) costs a proxy about 10 MB of its resident memory for one small parser per
  * process; node:http uses the llhttp built into node. One proxy runs per network, so that memory is
  * multiplied on a network node (issue 6: proxy <= 70 MB after load). The agent keeps undici for Nova.
+ * Measured again for issue 22 (scripts/bench/agent-clients.mjs, the hop on its own): an undici Pool
+ * used 0.87x the CPU per request of this client and 19 MB more resident memory after the load.
  */
-import { Agent, type ClientRequest, type IncomingMessage, request } from 'node:http';
+import { Agent, type ClientRequest, type IncomingMessage, type RequestOptions, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { MetadataError } from '@nmp/common';
 
@@ -38,7 +40,7 @@ export class AgentTimeoutError extends Error {
 
 export class AgentClient {
   readonly socketPath: string;
-  readonly #agent: Agent;
+  readonly #agent: ConnectionPool;
   readonly #timeoutMs: number;
   /** Makes a connection of its own for a request that must not share one (agent-retry.ts). */
   readonly #connect: () => Socket;
@@ -47,14 +49,17 @@ export class AgentClient {
     this.socketPath = options.socketPath;
     this.#timeoutMs = options.timeoutMs;
     const connections = options.connections ?? 128;
-    this.#agent = new Agent({
-      keepAlive: true,
-      maxSockets: connections,
-      maxFreeSockets: connections,
-      // The most recently used connection first: under light load the rest age out.
-      scheduling: 'lifo',
-      timeout: IDLE_MS,
-    });
+    this.#agent = new ConnectionPool(
+      {
+        keepAlive: true,
+        maxSockets: connections,
+        maxFreeSockets: connections,
+        // The most recently used connection first: under light load the rest age out.
+        scheduling: 'lifo',
+        timeout: IDLE_MS,
+      },
+      options.timeoutMs,
+    );
     // New connections only (not per request): bounded by connectTimeoutMs.
     const connectTimeoutMs = options.connectTimeoutMs ?? 5_000;
     const path = this.socketPath;
@@ -84,7 +89,9 @@ export class AgentClient {
     // Module-level listeners reading the exchange off the request: no closures per request.
     req.exchange = exchange;
     req.timeoutMs = this.#timeoutMs;
-    req.setTimeout(this.#timeoutMs, onTimeout);
+    req.once('timeout', onTimeout);
+    // A kept-alive connection got its timeout from the pool already; a new one gets it once connected.
+    if (!req.reusedSocket) req.setTimeout(this.#timeoutMs);
     req.once('response', onResponse);
     req.on('error', onError);
     req.end(body ?? undefined);
@@ -95,6 +102,91 @@ export class AgentClient {
   async close(): Promise<void> {
     this.#agent.destroy();
   }
+}
+
+/**
+ * node's http.Agent with a short path for what nearly every request finds: an idle connection to the
+ * agent's socket. node's own addRequest copies the request's options twice into new objects and works
+ * out the pool's key again for every request; with the per-request timer that went with it, that was
+ * about 50,000 instructions of the proxy's 270,000 per request (scripts/bench/callgrind.mjs).
+ * The short path does what node does with an idle connection, in its order: the most recently used one
+ * (LIFO; closed ones are skipped), reuseSocket(), a new async id for the connection, onSocket(), and the
+ * request's timeout on the connection. Everything else stays node's: new connections, the queue when all
+ * are busy, taking a connection back after its answer (keepSocketAlive(), with the agent's keep-alive
+ * hint, and node's 'free' handler), closing idle ones.
+ */
+class ConnectionPool extends Agent {
+  readonly #requestTimeoutMs: number;
+  /** The pool's key for our one socket path (node's getName of the first request's options). */
+  #name: string | undefined = undefined;
+
+  constructor(options: ConstructorParameters<typeof Agent>[0], requestTimeoutMs: number) {
+    super(options);
+    this.#requestTimeoutMs = requestTimeoutMs;
+  }
+
+  addRequest(req: ClientRequest, options: RequestOptions): void {
+    const pools = this as unknown as PoolState;
+    // Every request of an AgentClient has the same host, port and socket path, so the same key.
+    this.#name ??= this.getName({ ...options, ...(this as unknown as { options: object }).options });
+    const idle = pools.freeSockets[this.#name];
+    let socket: Socket | undefined;
+    if (idle !== undefined) {
+      do socket = idle.pop();
+      while (socket?.destroyed);
+      if (idle.length === 0) delete pools.freeSockets[this.#name];
+    }
+    if (socket === undefined) {
+      // node's own path: a new connection, or the queue when all are busy.
+      (Agent.prototype as unknown as AddRequest).addRequest.call(this, req, options);
+      return;
+    }
+    renewAsyncId(socket);
+    this.reuseSocket(socket, req);
+    const busy = pools.sockets[this.#name];
+    if (busy === undefined) pools.sockets[this.#name] = [socket];
+    else busy.push(socket);
+    (req as ClientRequest & { onSocket(s: Socket): void }).onSocket(socket);
+    socket.setTimeout(this.#requestTimeoutMs);
+  }
+}
+
+/** How ClientRequest hands itself to its agent (a method of http.Agent that @types/node does not list). */
+interface AddRequest {
+  addRequest(req: ClientRequest, options: RequestOptions): void;
+}
+
+/** The parts of http.Agent's state the short path shares with node's code (public fields of Agent). */
+interface PoolState {
+  freeSockets: Record<string, Socket[] | undefined>;
+  sockets: Record<string, Socket[] | undefined>;
+}
+
+/**
+ * What node's agent does to a connection it hands to a new request: a new async id for its handle, so
+ * that async_hooks and AsyncLocalStorage see the new request, not the first one, as its cause.
+ */
+function renewAsyncId(socket: Socket): void {
+  const handle = (socket as unknown as { _handle?: AsyncResettable | null })._handle;
+  if (handle === undefined || handle === null || typeof handle.asyncReset !== 'function') return;
+  handle.asyncReset({ type: handle.getProviderType(), handle });
+  const key = asyncIdSymbol(socket);
+  if (key !== undefined) (socket as unknown as Record<symbol, number>)[key] = handle.getAsyncId();
+}
+
+interface AsyncResettable {
+  asyncReset(resource: object): void;
+  getProviderType(): number;
+  getAsyncId(): number;
+}
+
+/** node's private key for a socket's async id (found once on a socket: node's agent sets it there too). */
+let asyncIdKey: symbol | null | undefined;
+function asyncIdSymbol(socket: Socket): symbol | undefined {
+  if (asyncIdKey === undefined)
+    asyncIdKey =
+      Object.getOwnPropertySymbols(socket).find((k) => k.description === 'async_id_symbol') ?? null;
+  return asyncIdKey ?? undefined;
 }
 
 /** A connection to the agent's socket that is destroyed if it is not up within `ms`. */

@@ -360,9 +360,19 @@ export class MetadataProxy {
     kind.note(src);
   }
 
-  /** The first-byte timer fired: a connection that has sent nothing is closed without an answer. */
-  silentTimeout(socket: Socket, src: string): void {
+  /**
+   * The first-byte timer fired: a connection that has sent nothing is closed without an answer. Timers
+   * run before the event loop reads sockets, so on a loop lagging more than the timeout (a boot storm
+   * of thousands of connections at once on a busy host) the timer of a connection whose request is
+   * already waiting to be read would fire first: the decision waits for this turn's reads
+   * (setImmediate runs after them), and only a connection that still has sent nothing is closed.
+   */
+  silentTimeout(socket: Socket, src: string, afterReads = false): void {
     if (socket.destroyed || socket.bytesRead > 0) return;
+    if (!afterReads) {
+      setImmediate(() => this.silentTimeout(socket, src, true));
+      return;
+    }
     this.#refuseConnection(this.#silent, src, socket);
   }
 

@@ -161,6 +161,31 @@ test('a connection that sends nothing is closed after the first-byte timeout, un
   assert.match(text, /^nmp_proxy_refused_total\{reason="source_connections"\} 0$/m);
 });
 
+test('a request sent in time but read late (the event loop lagging past the first-byte timeout) is served', async (t) => {
+  const { port, proxy, logs } = await proxyWith(t, {
+    firstByteTimeoutMs: 200,
+    requestTimeoutMs: 10_000,
+    keepAliveTimeoutMs: 10_000,
+  });
+  const late = await holdConnection(t, port, { localAddress: NEIGHBOUR });
+  // Accepted: its first-byte timer runs from now.
+  await until(() => proxy.connections === 1);
+  assert.equal(proxy.connections, 1);
+  late.socket.write('GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  // The loop is busy past the timeout: the request is in the socket, unread, when the timer comes due.
+  const busyUntil = Date.now() + 500;
+  while (Date.now() < busyUntil) {
+    // a storm's worth of work
+  }
+  await late.closed(3000);
+  assert.match(late.received(), /^HTTP\/1\.1 200 /, 'the request was answered');
+  assert.equal(
+    logs.lines().filter((l) => l.code === 'MDP_ERR_FIRST_BYTE_TIMEOUT').length,
+    0,
+    'closed as silent',
+  );
+});
+
 test('a keep-alive connection idle after its first request is the keep-alive timeout’s, not the first-byte one’s', async (t) => {
   const { port, proxy } = await hostileSetup(t, {
     limits: { firstByteTimeoutMs: 200, keepAliveTimeoutMs: 5_000 },

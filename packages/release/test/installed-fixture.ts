@@ -24,6 +24,14 @@ import { type NetnsLab, type NsChild, runCommand, sleep } from '@nmp/testkit';
 export const NOVA_CLI = fileURLToPath(new URL('../../../nova-metadata-dev/dist/src/cli.js', import.meta.url));
 export const PYTHON = '/usr/bin/python3';
 
+// An operator's PATH, not npm's: `npm test` puts every node_modules/.bin of the checkout first, where the
+// workspaces' own metadata-agent, metadata-hooks, ... are linked (after an `npm install` over a build), and
+// the installed programs would not be the ones found. Every child of this test inherits it.
+process.env.PATH = (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin')
+  .split(delimiter)
+  .filter((d) => !/(^|\/)node_modules\/\.bin\/?$/.test(d))
+  .join(delimiter);
+
 /** Every `node` a program could find: on PATH and the usual places, real files only. */
 export function systemNodes(): string[] {
   const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/bin', '/usr/local/bin', '/bin'];
