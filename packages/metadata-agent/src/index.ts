@@ -38,33 +38,13 @@ export {
   OVN_METADATA_UUID_NAMESPACE,
   uuid5,
 } from './ovn/liveness.js';
-export { DEFAULT_OVN_BRIDGE, LocalOvs, type LocalOvsOptions } from './ovn/local-ovs.js';
 export {
   livenessMaxDelaySeconds,
   type OvnResolverConfig,
   ovnResolverSchema,
-  probeIntervalMs,
-  southboundTls,
 } from './ovn/options.js';
 export { OvnMetadataService, OvnResolver, type OvnServiceOptions } from './ovn/ovn-service.js';
-export {
-  addressesOf,
-  EXT_CIDRS,
-  EXT_DEVICE_ID,
-  EXT_DEVICE_OWNER,
-  EXT_MTU,
-  EXT_PROJECT_ID,
-  type IndexedPort,
-  type LookupScope,
-  networkOfDatapath,
-  PortBindingIndex,
-} from './ovn/port-index.js';
-export {
-  METADATA_ID_KEY,
-  METADATA_SB_CFG_KEY,
-  OvnSouthbound,
-  type SouthboundOptions,
-} from './ovn/southbound.js';
+export { type IndexedPort, PortBindingIndex } from './ovn/port-index.js';
 export {
   Readiness,
   type ReadinessOptions,

@@ -7,8 +7,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MetadataError } from '@nmp/common';
+import { addressesOf, networkOfDatapath } from '@nmp/ovn';
 import type { Row, RowChange } from '@nmp/ovsdb';
-import { addressesOf, networkOfDatapath, PortBindingIndex } from '../src/index.js';
+import { PortBindingIndex } from '../src/index.js';
 
 const CH_ME = '11111111-0000-4000-8000-000000000001';
 const CH_OTHER = '11111111-0000-4000-8000-000000000002';

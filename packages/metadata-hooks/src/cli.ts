@@ -26,7 +26,7 @@ import {
   type Schema,
   UsageError,
 } from '@nmp/common';
-// Both are small: haproxy-drop-in.ts needs only node's fs and command.ts; systemd-units.ts nothing but
+// Both are small: haproxy-drop-in.ts needs only node's fs and @nmp/host/command; systemd-units.ts nothing but
 // @nmp/common's run-time flags.
 import { DROP_IN_DEFAULTS } from './haproxy-drop-in.js';
 import type { HooksConfig } from './hook-records.js';

@@ -7,7 +7,16 @@
  * Every step is idempotent, so an agent may repeat add on every sync.
  */
 import { rmSync } from 'node:fs';
-import { run } from './command.js';
+import {
+  ensureAddress,
+  METADATA_V4_CIDR,
+  METADATA_V6_CIDR,
+  namespaceExists,
+  removeAddress,
+  run,
+  stopProxy,
+  waitForDad,
+} from '@nmp/host';
 import { detachFromDaemon } from './daemon-attach.js';
 import {
   type AddResult,
@@ -25,15 +34,6 @@ import {
   writeRecord,
 } from './hook-records.js';
 import { removeHopLimitRules, syncHopLimit } from './hop-limit-rules.js';
-import {
-  ensureAddress,
-  METADATA_V4_CIDR,
-  METADATA_V6_CIDR,
-  namespaceExists,
-  removeAddress,
-  waitForDad,
-} from './namespace-addresses.js';
-import { stopProxy } from './process-manager.js';
 import { describeProxy, launch, proxyKind } from './proxy-launch.js';
 
 export interface DhcpAddOptions {

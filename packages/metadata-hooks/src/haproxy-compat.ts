@@ -10,22 +10,10 @@
  * `haproxy-kill <signal> <pid>` is the matching kill script for `<kill_scripts_path>/haproxy-kill`: rootwrap's
  * KillFilter for haproxy checks the executable name, which for our proxy is node, so neutron needs it.
  */
-import { spawn } from 'node:child_process';
-import {
-  closeSync,
-  lstatSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  rmSync,
-  statSync,
-} from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { withoutSecrets } from '@nmp/common';
+import { fileSize, logTail, processInfo, readPidFile, startDetached } from '@nmp/host';
 import { type HaproxyMetadataConfig, readHaproxyConfig } from '@nmp/ns-metadata-proxy/haproxy-config';
-import { processInfo, readPidFile } from './process-manager.js';
 
 export interface HaproxyCompatArgs {
   readonly configFiles: readonly string[];
@@ -80,48 +68,27 @@ export interface CompatLaunch {
 export async function startFromHaproxyConfig(l: CompatLaunch): Promise<number> {
   mkdirSync(dirname(l.logFile), { recursive: true });
   if (dirname(l.logFile) === dirname(l.configFile)) removeOrphanLogs(l.configFile);
-  const logStart = sizeOf(l.logFile);
-  const out = openSync(l.logFile, 'a', 0o640);
+  const logStart = fileSize(l.logFile);
   const before = readPidFile(l.pidFile);
   if (before !== undefined && !processInfo(before).alive) rmSync(l.pidFile, { force: true });
-  let exited: string | undefined;
-  try {
-    const child = spawn(
-      l.program[0]!,
-      [...l.program.slice(1), '--haproxy-config', l.configFile, '--pid-file', l.pidFile],
-      // neutron's environment may hold secrets; the proxy needs none.
-      { detached: true, stdio: ['ignore', out, out], env: withoutSecrets(process.env) },
-    );
-    child.once('exit', (code, signal) => {
-      exited = signal ?? `exit ${code}`;
-    });
-    child.once('error', (err) => {
-      exited = err.message;
-    });
-    child.unref();
-  } finally {
-    closeSync(out);
-  }
+  // neutron's environment may hold secrets; the proxy needs none (startDetached leaves them out).
+  const child = startDetached(
+    [...l.program, '--haproxy-config', l.configFile, '--pid-file', l.pidFile],
+    l.logFile,
+  );
   const deadline = Date.now() + l.timeoutMs;
   for (;;) {
     const pid = readPidFile(l.pidFile);
     if (pid !== undefined && pid !== before && processInfo(pid).alive) return pid;
+    const exited = child.ended();
     if (exited !== undefined || Date.now() >= deadline) {
-      const tail = readFileSync(l.logFile).subarray(logStart).toString('utf8').slice(-4000);
+      const tail = logTail(l.logFile, logStart);
       throw new Error(
         `ns-metadata-proxy ${exited !== undefined ? `exited (${exited})` : `did not write ${l.pidFile} in time`}` +
           (tail ? `:\n${tail}` : ''),
       );
     }
     await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function sizeOf(file: string): number {
-  try {
-    return statSync(file).size;
-  } catch {
-    return 0;
   }
 }
 

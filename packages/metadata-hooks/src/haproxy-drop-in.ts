@@ -28,7 +28,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { run } from './command.js';
+import { run } from '@nmp/host/command';
 
 export interface DropInPaths {
   /** The haproxy neutron runs (rootwrap's PATH finds it here). */

@@ -6,10 +6,9 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type ConfigOf, isNeutronId } from '@nmp/common';
+import { namespaceExists, type StartAction } from '@nmp/host';
 import type { IpFamily } from './iptables-rules.js';
-import { namespaceExists } from './namespace-addresses.js';
 import type { hooksOptions } from './options.js';
-import type { StartAction } from './process-manager.js';
 
 export type HooksConfig = ConfigOf<typeof hooksOptions>;
 

@@ -17,7 +17,7 @@
  * and then nothing behind a router in the guest reaches metadata at all (not even the TCP handshake).
  * Needs the xt_TTL / xt_HL targets (and xt_string for `token`); apply fails loudly without them.
  */
-import { inNamespace, run } from './command.js';
+import { inNamespace, run } from '@nmp/host';
 import type { HooksConfig } from './hook-records.js';
 import { type IpFamily, type OurChain, parseIptablesSave, planApply, planRemove } from './iptables-rules.js';
 

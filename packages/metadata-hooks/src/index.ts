@@ -1,8 +1,8 @@
 /*
  * @nmp/metadata-hooks: plumbing of instance metadata on a network node (DHCP and router namespaces,
- * iptables, proxy supervision) and the systemd units. The CLI is `metadata-hooks` (src/cli.ts).
+ * iptables, proxy supervision) and the systemd units. The CLI is `metadata-hooks` (src/cli.ts). Commands,
+ * namespace addresses and the proxy process manager are @nmp/host's.
  */
-export { CommandError, type CommandResult, run } from './command.js';
 export { type DaemonView, daemonView } from './daemon-attach.js';
 export { type DhcpAddOptions, dhcpAdd, dhcpRemove } from './dhcp-hooks.js';
 export {
@@ -45,16 +45,6 @@ export {
   removeMetadataRules,
 } from './iptables-rules.js';
 export { type L3AddOptions, l3Add, l3Remove } from './l3-hooks.js';
-export {
-  deviceAddresses,
-  ensureAddress,
-  ipv6Enabled,
-  METADATA_V4_CIDR,
-  METADATA_V6_CIDR,
-  namespaceExists,
-  removeAddress,
-  waitForDad,
-} from './namespace-addresses.js';
 export { haproxyCompatOptions, hooksOptions, parseMark } from './options.js';
 export {
   decodeProcAddress,
@@ -63,17 +53,6 @@ export {
   listeningSockets,
   parseProcNetTcp,
 } from './proc-sockets.js';
-export {
-  activePid,
-  launchHash,
-  type ProxyLaunch,
-  ProxyStartError,
-  processInfo,
-  readPidFile,
-  type StartAction,
-  startProxy,
-  stopProxy,
-} from './process-manager.js';
 export { proxyArgv, proxyProgram } from './proxy-launch.js';
 export {
   expectedSocket,

@@ -12,7 +12,7 @@
  * `iptables-save` shows none (and duplicates are deleted). Removal deletes the jumps to our chains and
  * our chains, and nothing else. Planning is pure (text in, text out) so it is tested without root.
  */
-import { inNamespace, run } from './command.js';
+import { inNamespace, run } from '@nmp/host';
 
 export type IpFamily = 4 | 6;
 export type Table = 'mangle' | 'nat' | 'filter';

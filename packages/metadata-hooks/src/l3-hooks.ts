@@ -7,6 +7,7 @@
  */
 import { rmSync } from 'node:fs';
 import { formatHostPort } from '@nmp/common';
+import { ipv6Enabled, namespaceExists, stopProxy } from '@nmp/host';
 import { detachFromDaemon } from './daemon-attach.js';
 import {
   type AddResult,
@@ -27,9 +28,7 @@ import {
   type MetadataRuleOptions,
   removeMetadataRules,
 } from './iptables-rules.js';
-import { ipv6Enabled, namespaceExists } from './namespace-addresses.js';
 import { parseMark } from './options.js';
-import { stopProxy } from './process-manager.js';
 import { describeProxy, launch, proxyKind } from './proxy-launch.js';
 
 export interface L3AddOptions {

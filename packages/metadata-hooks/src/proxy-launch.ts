@@ -1,47 +1,40 @@
 /*
  * Starting and stopping what serves a record's namespace, by proxy_mode: a proxy process of ours
- * (process-manager.ts), an attachment of the metadata-proxy-daemon (daemon-attach.ts), or nothing when the
+ * (@nmp/host's process manager), an attachment of the metadata-proxy-daemon (daemon-attach.ts), or nothing when the
  * proxy runs elsewhere (systemd). Switching between them stops the old one first, so two listeners never
  * fight for the port.
  */
-import { fileURLToPath } from 'node:url';
-import { SERVICE_NODE_FLAGS, withoutSecrets } from '@nmp/common';
+import {
+  proxyArgv as hostProxyArgv,
+  proxyProgram as hostProxyProgram,
+  startProxy,
+  stopProxy,
+} from '@nmp/host';
 import { attachToDaemon, detachFromDaemon } from './daemon-attach.js';
 import { type HookRecord, type HooksConfig, logFileFor, type ProxyAction } from './hook-records.js';
-import { startProxy, stopProxy } from './process-manager.js';
 
-/**
- * The command that starts ns-metadata-proxy: the configured one, or the one installed beside us; a script
- * runs under this node with the services' flags.
- */
+/** The command that starts ns-metadata-proxy: proxy_command, or the one installed beside us. */
 export function proxyProgram(config: Pick<HooksConfig, 'proxyCommand'>): string[] {
-  const path =
-    config.proxyCommand !== ''
-      ? config.proxyCommand
-      : fileURLToPath(new URL('../../../ns-metadata-proxy/dist/src/cli.js', import.meta.url));
-  return /\.(c|m)?js$/.test(path) ? [process.execPath, ...SERVICE_NODE_FLAGS, path] : [path];
+  return hostProxyProgram(config.proxyCommand);
 }
 
-/** Full argv of a proxy. */
+/** Full argv of a record's proxy. */
 export function proxyArgv(
   config: HooksConfig,
   identity: HookRecord['identity'],
   binds: readonly string[],
   pidFile: string,
 ): string[] {
-  return [
-    ...proxyProgram(config),
-    ...binds.flatMap((b) => ['--bind', b]),
-    identity.mode === 'network' ? '--network-id' : '--router-id',
-    identity.id,
-    '--metadata-proxy-socket',
-    config.socketPath,
-    '--pid-file',
+  return hostProxyArgv({
+    command: config.proxyCommand,
+    binds,
+    identity,
+    socketPath: config.socketPath,
     pidFile,
-    ...(config.proxyUser !== '' ? ['--metadata-proxy-user', config.proxyUser] : []),
-    ...(config.proxyGroup !== '' ? ['--metadata-proxy-group', config.proxyGroup] : []),
-    ...config.proxyConfigFiles.flatMap((f) => ['--config-file', f]),
-  ];
+    user: config.proxyUser,
+    group: config.proxyGroup,
+    configFiles: config.proxyConfigFiles,
+  });
 }
 
 export function proxyKind(config: HooksConfig, startProxy: boolean | undefined): HookRecord['proxy'] {
@@ -75,9 +68,8 @@ export async function launch(
       namespace: record.namespace,
       argv: proxyArgv(config, record.identity, record.binds, record.pidFile),
       pidFile: record.pidFile,
-      logFile: logFileFor(config, record.id),
       // The proxy needs no secret: none of ours (or of the caller's shell) reaches its environment.
-      env: withoutSecrets(process.env),
+      logFile: logFileFor(config, record.id),
     },
     { startTimeoutMs: config.startTimeout * 1000, killTimeoutMs: config.killTimeout * 1000 },
   );

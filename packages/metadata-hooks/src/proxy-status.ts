@@ -7,13 +7,12 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseBind } from '@nmp/common';
+import { activePid, processInfo, readPidFile, run } from '@nmp/host';
 import type { AttachMode, AttachmentStatus } from '@nmp/metadata-proxy-daemon/client';
-import { run } from './command.js';
 import { type DaemonView, daemonView } from './daemon-attach.js';
 import { checkHaproxyConfig } from './haproxy-compat.js';
 import { HookError, type HookRecord, type HooksConfig, readRecord } from './hook-records.js';
 import { formatSocket, type ListeningSocket, listeningSockets } from './proc-sockets.js';
-import { activePid, processInfo, readPidFile } from './process-manager.js';
 
 export interface ProxyStatus {
   /**

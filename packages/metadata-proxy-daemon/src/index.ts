@@ -5,18 +5,11 @@
  */
 
 export { formatAddress, probeSocket } from '@nmp/common';
-export { type BatchItem, BatchOpener, PYTHON_HELPER, RELAY_PATH, runBatchHelper } from './batch-helper.js';
-export {
-  HELPER_PATH,
-  HelperError,
-  type HelperOptions,
-  type HelperResult,
-  NETNS_DIR,
-  type NetnsExec,
-  type NetnsId,
-  namespaceId,
-  runListenerHelper,
-} from './listener-helper.js';
+export { HELPER_PATH, RELAY_PATH } from './helper-scripts.js';
+export { type BatchItem, BatchOpener, PYTHON_HELPER, runBatchHelper } from './netns/batch-helper.js';
+export { type HelperOptions, runListenerHelper } from './netns/listener-helper.js';
+export { HelperError, type HelperResult, type NetnsExec } from './netns/listeners.js';
+export { NETNS_DIR, type NetnsId, namespaceId } from './netns/namespace-id.js';
 export { daemonOptions } from './options.js';
 export {
   type AttachMode,

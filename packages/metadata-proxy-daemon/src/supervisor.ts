@@ -23,24 +23,19 @@
  * Operations on one namespace are serialised; helpers run at most attach_concurrency at a time.
  *
  * This file keeps the attachments; the rest has its own: the worker process (worker-process.ts), the
- * control socket (control-server.ts), namespace watching (namespace-watch.ts), the admin socket
- * (daemon-admin.ts), the queues (concurrency.ts), listener helpers (listener-helper.ts, batch-helper.ts).
+ * control socket (control-server.ts), the admin socket (daemon-admin.ts), the queues (concurrency.ts), and
+ * everything that deals with namespaces (netns/: watching them, and the listener helpers).
  */
 import type { BindAddress, Logger, PassedDescriptor, Predecessor, Successor } from '@nmp/common';
 import { parseBind, probeSocket } from '@nmp/common';
-import { BatchOpener, runBatchHelper } from './batch-helper.js';
 import { KeyedQueue, Semaphore } from './concurrency.js';
 import { ControlServer } from './control-server.js';
 import { DaemonAdmin } from './daemon-admin.js';
-import {
-  HelperError,
-  type HelperResult,
-  type NetnsExec,
-  type NetnsId,
-  namespaceId,
-  runListenerHelper,
-} from './listener-helper.js';
-import { NamespaceWatch } from './namespace-watch.js';
+import { BatchOpener, runBatchHelper } from './netns/batch-helper.js';
+import { runListenerHelper } from './netns/listener-helper.js';
+import { HelperError, type HelperResult, type NetnsExec } from './netns/listeners.js';
+import { type NetnsId, namespaceId } from './netns/namespace-id.js';
+import { NamespaceWatch } from './netns/namespace-watch.js';
 import {
   type AttachMode,
   type AttachmentState,

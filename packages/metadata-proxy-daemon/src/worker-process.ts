@@ -5,10 +5,11 @@
  * its sequence number, with a deadline), and started again with backoff when it exits. Whoever owns the
  * attachments is told when it died and when its replacement is ready, to open them again.
  */
-import { type ChildProcess, fork } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import type { Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { type Logger, SERVICE_NODE_FLAGS, withoutSecrets } from '@nmp/common';
+import { type Logger, SERVICE_NODE_FLAGS } from '@nmp/common';
+import { forkWithoutSecrets } from '@nmp/host/spawn';
 import type { WorkerReply, WorkerRequest, WorkerSettings } from './worker.js';
 
 export const WORKER_PATH = fileURLToPath(new URL('./worker.js', import.meta.url));
@@ -60,13 +61,12 @@ export class WorkerProcess {
 
   /** Fork and initialise; resolves when the worker says it is ready. */
   start(): Promise<void> {
-    const child = fork(WORKER_PATH, [], {
+    // It serves tenant traffic: no secret of the supervisor's environment goes with it.
+    const child = forkWithoutSecrets(WORKER_PATH, [], {
       // The supervisor's node flags, and the services' own whatever started the supervisor.
       execArgv: [...new Set([...process.execArgv, ...SERVICE_NODE_FLAGS])],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       serialization: 'json',
-      // It serves tenant traffic: no secret of the supervisor's environment goes with it.
-      env: withoutSecrets(process.env),
       ...(this.#o.uid !== undefined ? { uid: this.#o.uid } : {}),
       ...(this.#o.gid !== undefined ? { gid: this.#o.gid } : {}),
     });

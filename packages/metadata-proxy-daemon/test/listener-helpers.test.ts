@@ -10,8 +10,9 @@ import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { parseBind } from '@nmp/ns-metadata-proxy';
 import { NetnsLab, requireRoot } from '@nmp/testkit';
-import { runBatchHelper } from '../src/batch-helper.js';
-import { HelperError, type HelperResult, runListenerHelper } from '../src/listener-helper.js';
+import { runBatchHelper } from '../src/netns/batch-helper.js';
+import { runListenerHelper } from '../src/netns/listener-helper.js';
+import { HelperError, type HelperResult } from '../src/netns/listeners.js';
 import { daemonClient } from '../src/protocol.js';
 import { inParallel, startChain, startDaemon, waitForList } from './fixture.js';
 

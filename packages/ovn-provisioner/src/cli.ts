@@ -25,7 +25,7 @@ import {
   runMain,
   stopOnSignals,
 } from '@nmp/common';
-import { LocalOvs, OvnSouthbound, probeIntervalMs, southboundTls } from '@nmp/metadata-agent';
+import { LocalOvs, localOvsConnection, OvnSouthbound, southboundConnection } from '@nmp/ovn';
 import { PROVISIONER_COMPAT, provisionerSchema } from './options.js';
 import { OvnProvisioner } from './provisioner.js';
 import { DaemonLauncher, ProcessLauncher, type ProxyLauncher } from './proxy-launcher.js';
@@ -64,32 +64,14 @@ async function main(): Promise<void> {
   });
   for (const w of loaded.warnings) logger.warn({ code: 'MDA_CONFIG_WARNING' }, w);
 
-  const ovs = new LocalOvs({
-    remote: config.ovsConnection,
-    logger,
-    full: true,
-    timeoutMs: config.ovsTimeout * 1000,
-  });
+  const ovs = new LocalOvs({ ...localOvsConnection(config), logger, full: true });
   ovs.start();
-  let chassis = config.ovnChassisName;
-  while (chassis === '') {
-    try {
-      chassis = await ovs.waitForSystemId(30_000);
-    } catch (err) {
-      logger.warn(
-        { code: 'MDA_OVN_NO_CHASSIS', err: (err as Error).message },
-        'waiting for the chassis name',
-      );
-    }
-  }
+  // Waited for as long as it takes: without its name the chassis' ports cannot be told from others.
+  const chassis = config.ovnChassisName || (await ovs.chassisName());
   const sb = new OvnSouthbound({
-    remotes: config.ovnSbConnection,
-    ...(southboundTls(config) ? { tls: southboundTls(config)! } : {}),
-    leader: config.ovnSbLeader,
-    probeIntervalMs: probeIntervalMs(config),
+    ...southboundConnection(config),
     chassisName: chassis,
     scope: 'chassis',
-    index: false,
     localports: true,
     logger,
   });

@@ -17,11 +17,10 @@
  * Pure functions over rows, so the rules are tested without a database.
  */
 import { canonicalIp, NEUTRON_ID_PATTERN, normaliseMac } from '@nmp/common';
-import { addressesOf, EXT_CIDRS, EXT_DEVICE_OWNER, EXT_MTU, networkOfDatapath } from '@nmp/metadata-agent';
+import { METADATA_V4_CIDR, METADATA_V6_CIDR } from '@nmp/host';
+import { addressesOf, EXT_CIDRS, EXT_DEVICE_OWNER, EXT_MTU, externalId, networkOfDatapath } from '@nmp/ovn';
 import type { Row } from '@nmp/ovsdb';
 
-export const METADATA_V4_CIDR = '169.254.169.254/32';
-export const METADATA_V6_CIDR = 'fe80::a9fe:a9fe/64';
 export const METADATA_DEVICE_OWNER = 'network:distributed';
 /**
  * What a network id must look like before it goes into namespace and device names and `ip` arguments
@@ -53,12 +52,6 @@ export type NetworkPlan =
   | { readonly kind: 'provision'; readonly spec: NetworkSpec }
   | { readonly kind: 'teardown'; readonly network: string; readonly reason: string };
 
-function ext(row: Row, key: string): string | undefined {
-  const e = row.external_ids;
-  const v = e instanceof Map ? e.get(key) : undefined;
-  return typeof v === 'string' ? v : undefined;
-}
-
 /** Whether a Port_Binding is a VIF of this chassis (bound here, or here as an additional chassis). */
 export function isLocalVif(row: Row, chassis: string | undefined): boolean {
   if (chassis === undefined || !VIF_TYPES.includes(row.type as string)) return false;
@@ -71,7 +64,7 @@ export function isLocalVif(row: Row, chassis: string | undefined): boolean {
 /** The metadata port among a network's localports (see the top comment). */
 export function pickMetadataPort(localports: readonly Row[]): Row | undefined {
   const sorted = [...localports].sort((a, b) => String(a.logical_port).localeCompare(String(b.logical_port)));
-  return sorted.find((p) => ext(p, EXT_DEVICE_OWNER) === METADATA_DEVICE_OWNER) ?? sorted[0];
+  return sorted.find((p) => externalId(p, EXT_DEVICE_OWNER) === METADATA_DEVICE_OWNER) ?? sorted[0];
 }
 
 /** The EUI-64 link-local address of a MAC, with its /64 (what the kernel gives an interface with that MAC). */
@@ -132,7 +125,7 @@ export function planNetwork(
     }
   }
   if (v4.length === 0 && !v6) return { kind: 'teardown', network, reason: 'no address on the local VIFs' };
-  const metaCidrs = (ext(meta, EXT_CIDRS) ?? '')
+  const metaCidrs = (externalId(meta, EXT_CIDRS) ?? '')
     .split(/\s+/)
     .filter((c) => c !== '')
     .map(canonicalCidr)
@@ -144,7 +137,8 @@ export function planNetwork(
     addresses.add(METADATA_V6_CIDR);
     addresses.add(linkLocalOf(mac));
   }
-  const mtuText = ext(meta, EXT_MTU) ?? localVifs.map((v) => ext(v, EXT_MTU)).find((m) => m !== undefined);
+  const mtuText =
+    externalId(meta, EXT_MTU) ?? localVifs.map((v) => externalId(v, EXT_MTU)).find((m) => m !== undefined);
   const mtu =
     mtuText !== undefined && /^\d{2,5}$/.test(mtuText) && Number(mtuText) >= 68 && Number(mtuText) <= 65535
       ? Number(mtuText)

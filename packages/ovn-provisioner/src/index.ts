@@ -6,8 +6,6 @@ export {
   isLocalVif,
   linkLocalOf,
   METADATA_DEVICE_OWNER,
-  METADATA_V4_CIDR,
-  METADATA_V6_CIDR,
   type MetadataPort,
   NETWORK_ID_RE,
   type NetworkPlan,
@@ -32,7 +30,6 @@ export {
 } from './provisioner.js';
 export {
   DaemonLauncher,
-  PROXY_CLI,
   ProcessLauncher,
   type ProcessLauncherOptions,
   type ProxyLauncher,

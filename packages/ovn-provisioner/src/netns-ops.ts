@@ -5,21 +5,13 @@
  *
  * `host` is the namespace where OVS runs and the veth's OVS end lives: undefined in production (the
  * provisioner's own, the root namespace); tests give a namespace of theirs so the root one is never touched.
+ * Listing namespaces, reading a device's addresses and the IPv6 switch are @nmp/host's, as for the hooks.
  */
-import { deviceAddresses, run } from '@nmp/metadata-hooks';
+import { deviceAddresses, listNamespaces, run } from '@nmp/host';
 
 /** `ip [-n host] ...` */
 function ip(host: string | undefined, args: readonly string[]): string[] {
   return host === undefined ? ['ip', ...args] : ['ip', '-n', host, ...args];
-}
-
-/** Named namespaces (`ip netns list`). */
-export async function listNamespaces(): Promise<string[]> {
-  const r = await run(['ip', 'netns', 'list'], { allowFailure: true });
-  return r.stdout
-    .split('\n')
-    .map((l) => l.split(/\s+/)[0] ?? '')
-    .filter((n) => n !== '');
 }
 
 /** Create the namespace unless it exists; its loopback up. */
@@ -91,11 +83,4 @@ export async function removeAddress(ns: string, dev: string, cidr: string): Prom
  */
 export async function disableTxChecksum(ns: string, dev: string): Promise<void> {
   await run(['ip', 'netns', 'exec', ns, 'ethtool', '-K', dev, 'tx', 'off']);
-}
-
-/** Whether IPv6 is enabled in `ns` (the host's when undefined). */
-export async function ipv6EnabledIn(ns: string | undefined): Promise<boolean> {
-  const argv = ['cat', '/proc/sys/net/ipv6/conf/all/disable_ipv6'];
-  const r = await run(ns === undefined ? argv : ['ip', 'netns', 'exec', ns, ...argv], { allowFailure: true });
-  return r.code === 0 && r.stdout.trim() === '0';
 }

@@ -1,12 +1,14 @@
 /*
  * The provisioner's configuration: it reads the same files as the agent (neutron.conf and
- * neutron_ovn_metadata_agent.ini): the Southbound and local Open_vSwitch options of the agent's OVN
- * resolver, state_path, metadata_proxy_socket / user / group and logging from [DEFAULT], neutron's
+ * neutron_ovn_metadata_agent.ini): the Southbound and local Open_vSwitch options both OVN programs read
+ * (@nmp/ovn), state_path, metadata_proxy_socket / user / group and logging from [DEFAULT], neutron's
  * external_pids, and its own options in [ovn_metadata] (a section the agent ignores). Every other agent
- * option is accepted without effect, so one file serves both programs.
+ * option is accepted without effect, so one file serves both programs: the agent's schema comes from its
+ * options module alone (@nmp/metadata-agent/options), not with the agent.
  */
 import { type CompatibilityList, type ConfigOf, opt } from '@nmp/common';
-import { AGENT_COMPAT, agentOptions, agentSchema, ovnResolverSchema } from '@nmp/metadata-agent';
+import { AGENT_COMPAT, agentOptions, agentSchema } from '@nmp/metadata-agent/options';
+import { ovnSchema } from '@nmp/ovn';
 
 const G = 'ovn_metadata';
 
@@ -101,15 +103,7 @@ export const provisionerSchema = {
   debug: agentOptions.debug,
   logLevel: agentOptions.logLevel,
   logFile: agentOptions.logFile,
-  ovnSbConnection: ovnResolverSchema.ovnSbConnection,
-  ovnSbPrivateKey: ovnResolverSchema.ovnSbPrivateKey,
-  ovnSbCertificate: ovnResolverSchema.ovnSbCertificate,
-  ovnSbCaCert: ovnResolverSchema.ovnSbCaCert,
-  ovnProbeInterval: ovnResolverSchema.ovnProbeInterval,
-  ovnSbLeader: ovnResolverSchema.ovnSbLeader,
-  ovnChassisName: ovnResolverSchema.ovnChassisName,
-  ovsConnection: ovnResolverSchema.ovsConnection,
-  ovsTimeout: ovnResolverSchema.ovsTimeout,
+  ...ovnSchema,
   ...provisionerOwnOptions,
 };
 

@@ -10,7 +10,7 @@
  * tcp: ovsdb_connection neutron allows. Port and Interface rows are not root rows: removing the bridge's
  * reference deletes them.
  */
-import type { LocalOvs } from '@nmp/metadata-agent';
+import type { LocalOvs } from '@nmp/ovn';
 import { mapOf, namedUuid, type Row, setOf, uuidAtom } from '@nmp/ovsdb';
 
 export class OvsPorts {

@@ -23,7 +23,8 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from '@nmp/common';
-import { type LocalOvs, networkOfDatapath, type OvnSouthbound } from '@nmp/metadata-agent';
+import { ipv6Enabled, listNamespaces } from '@nmp/host';
+import { type LocalOvs, networkOfDatapath, type OvnSouthbound } from '@nmp/ovn';
 import type { Row, RowChange } from '@nmp/ovsdb';
 import {
   isLocalVif,
@@ -44,8 +45,6 @@ import {
   deviceExists,
   disableTxChecksum,
   ensureNamespace,
-  ipv6EnabledIn,
-  listNamespaces,
   removeAddress,
 } from './netns-ops.js';
 import { OvsPorts } from './ovs-ports.js';
@@ -154,7 +153,7 @@ export class OvnProvisioner {
   async start(): Promise<void> {
     if (this.#started) return;
     this.#started = true;
-    this.#ipv6 = await ipv6EnabledIn(this.#o.hostNamespace);
+    this.#ipv6 = await ipv6Enabled(this.#o.hostNamespace);
     const sb = this.#o.southbound;
     const stopChanges = sb.replica.onChange((changes) => this.#onChanges(changes));
     const onConnected = () => {

@@ -6,10 +6,8 @@
  * a namespace that is already served as asked changes nothing.
  */
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { SERVICE_NODE_FLAGS, withoutSecrets } from '@nmp/common';
-import { activePid, startProxy, stopProxy } from '@nmp/metadata-hooks';
-import { daemonClient } from '@nmp/metadata-proxy-daemon';
+import { activePid, proxyArgv, startProxy, stopProxy } from '@nmp/host';
+import { daemonClient } from '@nmp/metadata-proxy-daemon/client';
 
 export interface ServeSpec {
   readonly network: string;
@@ -67,11 +65,6 @@ export interface ProcessLauncherOptions {
   readonly killTimeoutMs?: number;
 }
 
-/** The ns-metadata-proxy CLI of this tree. */
-export const PROXY_CLI = fileURLToPath(
-  new URL('../../../ns-metadata-proxy/dist/src/cli.js', import.meta.url),
-);
-
 export class ProcessLauncher implements ProxyLauncher {
   readonly kind = 'process';
   readonly #o: ProcessLauncherOptions;
@@ -86,21 +79,16 @@ export class ProcessLauncher implements ProxyLauncher {
 
   argv(spec: ServeSpec): string[] {
     const o = this.#o;
-    const path = o.proxyCommand || PROXY_CLI;
-    const program = /\.(c|m)?js$/.test(path) ? [process.execPath, ...SERVICE_NODE_FLAGS, path] : [path];
-    return [
-      ...program,
-      ...spec.binds.flatMap((b) => ['--bind', b]),
-      '--ovn-network-id',
-      spec.network,
-      '--metadata-proxy-socket',
-      o.socketPath,
-      '--pid-file',
-      this.pidFile(spec.namespace),
-      ...(o.user ? ['--metadata-proxy-user', o.user] : []),
-      ...(o.group ? ['--metadata-proxy-group', o.group] : []),
-      ...(o.configFiles ?? []).flatMap((f) => ['--config-file', f]),
-    ];
+    return proxyArgv({
+      command: o.proxyCommand,
+      binds: spec.binds,
+      identity: { mode: 'ovn', id: spec.network },
+      socketPath: o.socketPath,
+      pidFile: this.pidFile(spec.namespace),
+      user: o.user,
+      group: o.group,
+      configFiles: o.configFiles,
+    });
   }
 
   async ensure(spec: ServeSpec): Promise<string> {
@@ -110,9 +98,8 @@ export class ProcessLauncher implements ProxyLauncher {
         namespace: spec.namespace,
         argv: this.argv(spec),
         pidFile: this.pidFile(spec.namespace),
-        logFile: join(this.#o.logDir, `${spec.namespace}.log`),
         // The proxy handles instance traffic: nothing secret of ours goes into its environment.
-        env: withoutSecrets(process.env),
+        logFile: join(this.#o.logDir, `${spec.namespace}.log`),
       },
       {
         ...(this.#o.startTimeoutMs !== undefined ? { startTimeoutMs: this.#o.startTimeoutMs } : {}),

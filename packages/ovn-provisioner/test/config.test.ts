@@ -8,13 +8,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '@nmp/common';
-import {
-  AGENT_COMPAT,
-  agentSchema,
-  chooseResolver,
-  probeIntervalMs,
-  southboundTls,
-} from '@nmp/metadata-agent';
+import { AGENT_COMPAT, agentSchema, chooseResolver } from '@nmp/metadata-agent';
+import { probeIntervalMs, southboundTls } from '@nmp/ovn';
 import { parseRemotes } from '@nmp/ovsdb';
 import { PROVISIONER_COMPAT, provisionerSchema } from '../src/index.js';
 

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { silentLogger } from '@nmp/common';
-import { LocalOvs, OvnSouthbound } from '@nmp/metadata-agent';
+import { LocalOvs, OvnSouthbound } from '@nmp/ovn';
 import {
   NetnsLab,
   OVN_SB_SCHEMA,

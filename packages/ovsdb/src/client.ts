@@ -17,16 +17,24 @@
  * a failed round waits with exponential back-off (1 s doubling to 8 s by default, as OVS's reconnect does,
  * scaled by a random factor in [0.5, 1]). Keep-alive is the session's echo probe (jsonrpc.ts).
  *
+ * Which server to be on is server-choice.ts's (step 2, the walk over the remotes and the back-off), the
+ * monitors of a session monitor-session.ts's (step 3 and the updates); this file runs the attempts, keeps the
+ * state and carries transactions.
+ *
  * Nothing here emits 'error' events or throws into the event loop: failures are states and log lines.
  */
 import { EventEmitter } from 'node:events';
 import type { Condition } from './conditions.js';
-import { isUuid, ZERO_UUID } from './data.js';
-import { OvsdbError, RpcError, TransactionError } from './errors.js';
+import { OvsdbError, TransactionError } from './errors.js';
 import { JsonRpcSession } from './jsonrpc.js';
+import { type MonitorMethod, MonitorSession, Registration } from './monitor-session.js';
 import { connectRemote, parseRemotes, type Remote, type TlsFiles } from './remote.js';
-import { type MonitorSpec, Replica } from './replica.js';
+import type { MonitorSpec, Replica } from './replica.js';
 import { type DatabaseSchema, parseSchema } from './schema.js';
+import { type LeaderPreference, SERVER_MONITOR_ID, ServerChoice, SoftRefusal } from './server-choice.js';
+
+export type { MonitorMethod } from './monitor-session.js';
+export type { LeaderPreference } from './server-choice.js';
 
 /** The subset of a pino logger the client uses. */
 export interface OvsdbLogger {
@@ -35,8 +43,6 @@ export interface OvsdbLogger {
   warn(obj: object, msg: string): void;
   error(obj: object, msg: string): void;
 }
-
-export type LeaderPreference = 'require' | 'prefer' | 'any';
 
 export interface OvsdbClientOptions {
   /** `tcp:…`, `ssl:…`, `unix:…`, comma-separated for the members of a cluster; or parsed remotes. */
@@ -75,35 +81,6 @@ export interface ClientStats {
   readonly monitorMethod: MonitorMethod | undefined;
 }
 
-export type MonitorMethod = 'monitor_cond_since' | 'monitor_cond' | 'monitor';
-
-const METHODS: readonly MonitorMethod[] = ['monitor_cond_since', 'monitor_cond', 'monitor'];
-
-interface ServerRow {
-  readonly model: string;
-  readonly connected: boolean;
-  readonly leader: boolean;
-  readonly index: number | undefined;
-  readonly cid: string | undefined;
-}
-
-/** A connection attempt that reached a server we chose not to stay on (not a failure of the server). */
-class SoftRefusal extends OvsdbError {}
-
-interface Registration {
-  readonly replica: Replica;
-  /** Monitor ids this replica answers to (a condition change makes a new one). */
-  ids: Set<string>;
-  current: string;
-  generation: number;
-  /** Conditions the server acknowledged, per table (JSON, for comparison). */
-  acked: Map<string, string>;
-  /** The session these ids belong to. */
-  session: JsonRpcSession | undefined;
-  /** Condition changes, one after the other. */
-  changes: Promise<void>;
-}
-
 const NOOP_LOGGER: OvsdbLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
 export class OvsdbClient extends EventEmitter {
@@ -111,22 +88,14 @@ export class OvsdbClient extends EventEmitter {
   readonly remotes: readonly Remote[];
   readonly #o: OvsdbClientOptions;
   readonly #log: OvsdbLogger;
-  readonly #random: () => number;
+  readonly #choice: ServerChoice;
   readonly #registrations: Registration[] = [];
   #state: ClientState = 'idle';
   #session: JsonRpcSession | undefined;
+  /** The monitors of the current session (or of the last one, for stats). */
+  #monitors: MonitorSession | undefined;
   #remote: Remote | undefined;
   #schema: DatabaseSchema | undefined;
-  #method: MonitorMethod | undefined;
-  #filterLocally = false;
-  #next: number;
-  /** Attempts that failed since the last success, and within the current round. */
-  #failures = 0;
-  #roundTried = 0;
-  #maxIndex = 0;
-  #cid: string | undefined;
-  /** Set after a round without a connection: followers and members behind are accepted then. */
-  #relaxed = false;
   #connectedAt = 0;
   #wake: (() => void) | undefined;
   #waitTimer: NodeJS.Timeout | undefined;
@@ -144,11 +113,16 @@ export class OvsdbClient extends EventEmitter {
     super();
     this.#o = options;
     this.database = options.database;
-    this.remotes = typeof options.remotes === 'string' ? parseRemotes(options.remotes) : [...options.remotes];
-    if (this.remotes.length === 0) throw new OvsdbError('OVSDB_ERR_REMOTE', 'no remote given');
+    this.#choice = new ServerChoice({
+      remotes: typeof options.remotes === 'string' ? parseRemotes(options.remotes) : [...options.remotes],
+      database: options.database,
+      ...(options.leader !== undefined ? { leader: options.leader } : {}),
+      ...(options.backoffMinMs !== undefined ? { backoffMinMs: options.backoffMinMs } : {}),
+      ...(options.backoffMaxMs !== undefined ? { backoffMaxMs: options.backoffMaxMs } : {}),
+      random: options.random ?? Math.random,
+    });
+    this.remotes = this.#choice.remotes;
     this.#log = options.logger ?? NOOP_LOGGER;
-    this.#random = options.random ?? Math.random;
-    this.#next = Math.floor(this.#random() * this.remotes.length);
   }
 
   get state(): ClientState {
@@ -170,7 +144,7 @@ export class OvsdbClient extends EventEmitter {
   }
 
   get stats(): ClientStats {
-    return { ...this.#stats, monitorMethod: this.#method };
+    return { ...this.#stats, monitorMethod: this.#monitors?.method };
   }
 
   /**
@@ -178,22 +152,14 @@ export class OvsdbClient extends EventEmitter {
    * current. Tables or columns the server does not have are left out (see Replica.missing).
    */
   monitor(spec: MonitorSpec): Replica {
-    const replica = new Replica(spec);
-    const reg: Registration = {
-      replica,
-      ids: new Set(),
-      current: '',
-      generation: 0,
-      acked: new Map(),
-      session: undefined,
-      changes: Promise.resolve(),
-    };
+    const reg = new Registration(spec);
     this.#registrations.push(reg);
     const session = this.#session;
-    if (this.#state === 'connected' && session && this.#schema) {
-      this.#startMonitor(session, reg).catch((err) => this.#drop(session, err));
+    const monitors = this.#monitors;
+    if (this.#state === 'connected' && session && monitors?.rpc === session) {
+      monitors.start(reg).catch((err) => this.#drop(session, err));
     }
-    return replica;
+    return reg.replica;
   }
 
   /**
@@ -206,45 +172,9 @@ export class OvsdbClient extends EventEmitter {
     if (!reg) throw new OvsdbError('OVSDB_ERR_SCHEMA', 'replica does not belong to this client');
     replica.setWantedWhere(table, where);
     // One change at a time per monitor: each renames the monitor, and the next must name the new id.
-    const next = reg.changes.then(() => this.#syncWhere(reg));
+    const next = reg.changes.then(() => reg.session?.syncWhere(reg));
     reg.changes = next.catch(() => {});
     await next;
-  }
-
-  /** Tell the server about conditions wanted but not yet acknowledged (on this monitor's session). */
-  async #syncWhere(reg: Registration): Promise<void> {
-    const session = reg.session;
-    if (!session || session.closed || session !== this.#session) return;
-    const replica = reg.replica;
-    const stale = Object.keys(replica.spec).filter(
-      (t) => replica.has(t) && reg.acked.get(t) !== JSON.stringify(replica.whereOf(t) ?? []),
-    );
-    if (stale.length === 0) return;
-    if (this.#method === 'monitor') {
-      // No conditions on the server: reload the monitor, filtering here.
-      await this.#restartMonitor(session, reg);
-      return;
-    }
-    const newId = `${reg.current.split('.')[0]}.${++reg.generation}`;
-    const wanted = stale.map((t) => [t, JSON.stringify(replica.whereOf(t) ?? [])] as const);
-    reg.ids.add(newId);
-    const oldId = reg.current;
-    try {
-      await this.#request(session, 'monitor_cond_change', [oldId, newId, replica.conditionRequests(stale)]);
-    } catch (err) {
-      reg.ids.delete(newId);
-      if (err instanceof RpcError) {
-        // The server refused the change: reload, so that the copy matches what was asked.
-        await this.#restartMonitor(session, reg);
-        return;
-      }
-      throw err;
-    }
-    reg.current = newId;
-    reg.ids.delete(oldId);
-    for (const [t, w] of wanted) reg.acked.set(t, w);
-    // Asked for again meanwhile: go on until the server has the latest.
-    await this.#syncWhere(reg);
   }
 
   /** Start connecting (and keep reconnecting until close()). */
@@ -283,7 +213,6 @@ export class OvsdbClient extends EventEmitter {
       this.on('state', onState);
     });
   }
-
   /** Run a transaction (RFC 7047 §4.1.3). Rejects when not connected or when an operation failed. */
   async transact(operations: readonly object[], timeoutMs = 30_000): Promise<unknown[]> {
     const session = this.#session;
@@ -330,8 +259,7 @@ export class OvsdbClient extends EventEmitter {
 
   async #loop(): Promise<void> {
     while (!this.#isClosed()) {
-      const remote = this.remotes[this.#next % this.remotes.length]!;
-      this.#next = (this.#next + 1) % this.remotes.length;
+      const remote = this.#choice.next();
       let reachedConnected = false;
       try {
         reachedConnected = await this.#attempt(remote);
@@ -350,25 +278,7 @@ export class OvsdbClient extends EventEmitter {
         );
       }
       if (this.#isClosed()) break;
-      let delay = 0;
-      // A session that ends right after it began counts as a failure, or a flapping server is hammered.
-      if (reachedConnected && Date.now() - this.#connectedAt >= (this.#o.backoffMinMs ?? 1000) * 5) {
-        this.#failures = 0;
-        this.#roundTried = 0;
-        this.#relaxed = false;
-      } else {
-        this.#failures++;
-        this.#roundTried++;
-        if (this.#roundTried >= this.remotes.length) {
-          // A whole round failed: wait before the next one, and be less choosy in it.
-          this.#roundTried = 0;
-          this.#relaxed = true;
-          const rounds = Math.ceil(this.#failures / this.remotes.length);
-          const min = this.#o.backoffMinMs ?? 1000;
-          const max = this.#o.backoffMaxMs ?? 8000;
-          delay = Math.min(max, min * 2 ** Math.min(rounds - 1, 20)) * (0.5 + this.#random() / 2);
-        }
-      }
+      const delay = this.#choice.ended(reachedConnected ? Date.now() - this.#connectedAt : undefined);
       if (delay > 0) {
         this.#setState('waiting');
         await new Promise<void>((resolve) => {
@@ -422,11 +332,16 @@ export class OvsdbClient extends EventEmitter {
       ]);
       connected = true;
       this.#connectedAt = Date.now();
-      this.#relaxed = false;
+      this.#choice.connected();
       this.#stats.connects++;
       this.#setState('connected');
       this.#log.info(
-        { code: 'OVSDB_CONNECTED', remote: remote.text, database: this.database, method: this.#method },
+        {
+          code: 'OVSDB_CONNECTED',
+          remote: remote.text,
+          database: this.database,
+          method: this.#monitors?.method,
+        },
         'connected to the database',
       );
       this.emit('connected', remote.text);
@@ -448,153 +363,25 @@ export class OvsdbClient extends EventEmitter {
       throw err;
     } finally {
       if (this.#session === session) this.#session = undefined;
-      for (const reg of this.#registrations) if (reg.session === session) reg.session = undefined;
+      if (this.#monitors?.rpc === session) this.#monitors.end();
+      for (const reg of this.#registrations) if (reg.session?.rpc === session) reg.session = undefined;
     }
   }
 
+  /** Steps 2 and 3 of the top comment. */
   async #handshake(session: JsonRpcSession): Promise<void> {
-    await this.#checkServer(session);
-    const schemaJson = await this.#request(session, 'get_schema', [this.database]);
-    this.#schema = parseSchema(schemaJson);
-    this.#method = undefined;
-    for (const reg of this.#registrations) await this.#startMonitor(session, reg);
-  }
-
-  /** Step 2 of the top comment. */
-  async #checkServer(session: JsonRpcSession): Promise<void> {
-    let rows: unknown;
-    try {
-      rows = await this.#request(session, 'monitor_cond', [
-        '_Server',
-        ['nmp-server'],
-        {
-          Database: [
-            {
-              columns: ['name', 'model', 'connected', 'leader', 'index', 'cid'],
-              where: [['name', '==', this.database]],
-            },
-          ],
-        },
-      ]);
-    } catch (err) {
-      if (err instanceof RpcError) return; // no _Server database (OVS < 2.9): nothing to check
-      throw err;
-    }
-    const row = firstServerRow(rows);
-    if (row === undefined)
-      throw new OvsdbError('OVSDB_ERR_PROTOCOL', `the server does not serve ${this.database}`);
-    this.#judgeServer(row, false);
-    try {
-      await this.#request(session, 'set_db_change_aware', [true]);
-    } catch (err) {
-      if (!(err instanceof RpcError)) throw err;
-    }
-  }
-
-  /** Throw SoftRefusal when this member is not one to stay on (see the top comment). */
-  #judgeServer(row: ServerRow, connected: boolean): void {
-    if (row.model !== 'clustered') return;
-    if (row.cid !== undefined && row.cid !== this.#cid) {
-      // A different (or re-created) cluster: raft indexes start over.
-      this.#cid = row.cid;
-      this.#maxIndex = 0;
-    }
-    // The last untried remote of a round, or any after a fruitless round, is taken if merely not ideal.
-    const lastOfRound = this.#relaxed || this.#roundTried + 1 >= this.remotes.length;
-    if (!row.connected)
-      throw new SoftRefusal('OVSDB_ERR_PROTOCOL', 'cluster member not connected to its cluster');
-    if (row.index !== undefined) {
-      if (row.index < this.#maxIndex && !lastOfRound)
-        throw new SoftRefusal(
-          'OVSDB_ERR_PROTOCOL',
-          `cluster member behind (index ${row.index} < ${this.#maxIndex})`,
-        );
-      this.#maxIndex = Math.max(this.#maxIndex, row.index);
-    }
-    const pref = this.#o.leader ?? 'prefer';
-    if (!row.leader && this.remotes.length > 1) {
-      if (pref === 'require') throw new SoftRefusal('OVSDB_ERR_PROTOCOL', 'cluster member is not the leader');
-      if (pref === 'prefer' && !connected && !lastOfRound)
-        throw new SoftRefusal(
-          'OVSDB_ERR_PROTOCOL',
-          'cluster member is not the leader (trying the others first)',
-        );
-    }
-  }
-
-  async #startMonitor(session: JsonRpcSession, reg: Registration): Promise<void> {
-    const schema = this.#schema!;
-    const replica = reg.replica;
-    replica.plan(schema);
-    if (replica.missing.length > 0)
-      this.#log.info(
-        { code: 'OVSDB_SCHEMA_LACKS', missing: replica.missing },
-        'the server schema lacks some monitored tables or columns',
-      );
-    const base = `m${++this.#monitorCounter}`;
-    reg.generation = 0;
-    reg.current = base;
-    reg.ids = new Set([base]);
-    reg.session = session;
-    // Conditions changed while away make the transaction id useless: rows matching only the new conditions
-    // would not be resent. Then reload whole.
-    const wantedJson = new Map<string, string>();
-    for (const t of Object.keys(replica.spec)) wantedJson.set(t, JSON.stringify(replica.whereOf(t) ?? []));
-    const condsUnchanged = [...wantedJson].every(([t, w]) => reg.acked.get(t) === w);
-    const methods = this.#method ? METHODS.slice(METHODS.indexOf(this.#method)) : METHODS;
-    for (const method of methods) {
-      try {
-        if (method === 'monitor_cond_since') {
-          const since =
-            replica.lastTxnId && condsUnchanged && !replica.diverged && replica.synced
-              ? replica.lastTxnId
-              : ZERO_UUID;
-          const result = await this.#request(session, method, [
-            this.database,
-            base,
-            replica.requests(true),
-            since,
-          ]);
-          if (!Array.isArray(result) || result.length !== 3 || typeof result[0] !== 'boolean')
-            throw new OvsdbError('OVSDB_ERR_PROTOCOL', 'monitor_cond_since: malformed result');
-          const [found, lastId, updates] = result as [boolean, unknown, unknown];
-          this.#method = method;
-          this.#filterLocally = false;
-          if (found && since !== ZERO_UUID) replica.applyUpdate(updates, 'update2', false);
-          else replica.applySnapshot(updates, 'update2', false);
-          replica.lastTxnId = isUuid(lastId) ? lastId : undefined;
-        } else if (method === 'monitor_cond') {
-          const result = await this.#request(session, method, [this.database, base, replica.requests(true)]);
-          this.#method = method;
-          this.#filterLocally = false;
-          replica.lastTxnId = undefined;
-          replica.applySnapshot(result, 'update2', false);
-        } else {
-          const result = await this.#request(session, method, [this.database, base, replica.requests(false)]);
-          this.#method = method;
-          this.#filterLocally = true;
-          replica.lastTxnId = undefined;
-          replica.applySnapshot(result, 'update', true);
-        }
-        reg.acked = wantedJson;
-        // Conditions changed while this request was on its way: send them now.
-        await this.#syncWhere(reg);
-        return;
-      } catch (err) {
-        if (err instanceof RpcError && err.unknownMethod && method !== 'monitor') continue;
-        throw err;
-      }
-    }
-  }
-
-  async #restartMonitor(session: JsonRpcSession, reg: Registration): Promise<void> {
-    try {
-      await this.#request(session, 'monitor_cancel', [reg.current]);
-    } catch (err) {
-      if (!(err instanceof RpcError)) throw err;
-    }
-    reg.replica.lastTxnId = undefined;
-    await this.#startMonitor(session, reg);
+    const request = (method: string, params: unknown) => this.#request(session, method, params);
+    await this.#choice.check(request);
+    this.#schema = parseSchema(await request('get_schema', [this.database]));
+    const monitors = new MonitorSession(session, {
+      database: this.database,
+      schema: this.#schema,
+      request,
+      newMonitorId: () => `m${++this.#monitorCounter}`,
+      log: this.#log,
+    });
+    this.#monitors = monitors;
+    for (const reg of this.#registrations) await monitors.start(reg);
   }
 
   #onNotification(session: JsonRpcSession, method: string, params: unknown): void {
@@ -605,25 +392,21 @@ export class OvsdbClient extends EventEmitter {
       case 'update2':
       case 'update3': {
         const id = p[0];
-        if (Array.isArray(id) && id[0] === 'nmp-server') {
-          this.#serverUpdate(session, p[1]);
+        if (Array.isArray(id) && id[0] === SERVER_MONITOR_ID) {
+          this.#choice.recheck(
+            (m, params) => this.#request(session, m, params),
+            p[1],
+            (why) => this.#drop(session, why),
+          );
           return;
         }
-        const reg = this.#registrations.find((r) => r.session === session && r.ids.has(id as string));
-        if (!reg) {
+        const monitors = this.#monitors;
+        if (monitors?.rpc !== session) {
           this.#log.debug({ code: 'OVSDB_UNKNOWN_MONITOR', method }, 'update for an unknown monitor');
           return;
         }
-        if (method === 'update3') {
-          reg.replica.applyUpdate(p[2], 'update2', false);
-          if (isUuid(p[1])) reg.replica.lastTxnId = p[1];
-        } else {
-          reg.replica.applyUpdate(p[1], method === 'update' ? 'update' : 'update2', this.#filterLocally);
-        }
-        if (reg.replica.diverged) {
-          reg.replica.lastTxnId = undefined;
-          this.#drop(session, new OvsdbError('OVSDB_ERR_PROTOCOL', 'replica diverged; reloading'));
-        }
+        const diverged = monitors.onUpdate(this.#registrations, method, p);
+        if (diverged) this.#drop(session, diverged);
         return;
       }
       case 'monitor_canceled':
@@ -633,47 +416,6 @@ export class OvsdbClient extends EventEmitter {
       default:
         return;
     }
-  }
-
-  /** The _Server row of our database changed while connected. */
-  #serverUpdate(session: JsonRpcSession, updates: unknown): void {
-    const u = (
-      updates as {
-        Database?: Record<
-          string,
-          { initial?: unknown; insert?: unknown; modify?: unknown; delete?: unknown }
-        >;
-      }
-    )?.Database;
-    if (!u || typeof u !== 'object') return;
-    for (const change of Object.values(u)) {
-      if (!change || typeof change !== 'object') continue;
-      if ('delete' in change) {
-        this.#drop(session, new OvsdbError('OVSDB_ERR_PROTOCOL', `${this.database} removed from the server`));
-        return;
-      }
-    }
-    // Modify diffs carry only changed columns; ask again rather than keep a copy of the row.
-    this.#request(session, 'transact', [
-      '_Server',
-      {
-        op: 'select',
-        table: 'Database',
-        where: [['name', '==', this.database]],
-        columns: ['name', 'model', 'connected', 'leader', 'index', 'cid'],
-      },
-    ])
-      .then((result) => {
-        const rows = (Array.isArray(result) ? (result[0] as { rows?: unknown[] })?.rows : undefined) ?? [];
-        const row = parseServerRow(rows[0]);
-        if (row === undefined) return;
-        try {
-          this.#judgeServer(row, true);
-        } catch (err) {
-          this.#drop(session, err as OvsdbError);
-        }
-      })
-      .catch(() => {});
   }
 
   #drop(session: JsonRpcSession, err: unknown): void {
@@ -696,29 +438,4 @@ export class OvsdbClient extends EventEmitter {
     this.#state = state;
     this.emit('state', state);
   }
-}
-
-function firstServerRow(updates: unknown): ServerRow | undefined {
-  const rows = (updates as { Database?: Record<string, { initial?: unknown; insert?: unknown }> })?.Database;
-  if (!rows || typeof rows !== 'object') return undefined;
-  for (const r of Object.values(rows)) {
-    const row = parseServerRow(r?.initial ?? r?.insert);
-    if (row) return row;
-  }
-  return undefined;
-}
-
-function parseServerRow(json: unknown): ServerRow | undefined {
-  if (!json || typeof json !== 'object') return undefined;
-  const o = json as Record<string, unknown>;
-  const index = Array.isArray(o.index) && o.index[0] === 'set' ? (o.index[1] as unknown[])[0] : o.index;
-  const cid = Array.isArray(o.cid) && o.cid[0] === 'uuid' ? o.cid[1] : undefined;
-  return {
-    model: typeof o.model === 'string' ? o.model : 'standalone',
-    // Omitted columns are the defaults: false.
-    connected: o.connected === true,
-    leader: o.leader === true,
-    index: typeof index === 'number' ? index : undefined,
-    cid: typeof cid === 'string' ? cid : undefined,
-  };
 }

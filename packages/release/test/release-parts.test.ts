@@ -247,7 +247,7 @@ test('md5sums: every file but DEBIAN/ and the conffiles', (t) => {
 test('entry points: the five CLIs and the scripts the daemon starts as processes', () => {
   const e = entryPoints();
   for (const p of PROGRAMS) assert.ok(e.includes(`packages/${p.pkg}/dist/src/cli.js`), p.name);
-  for (const f of ['worker.js', 'helper.js', 'batch-relay.js'])
+  for (const f of ['worker.js', 'netns/helper.js', 'netns/batch-relay.js'])
     assert.ok(e.includes(`packages/metadata-proxy-daemon/dist/src/${f}`), f);
 });
 

@@ -15,8 +15,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from '@nmp/common';
+import { METADATA_ID_KEY, METADATA_SB_CFG_KEY, type OvnSouthbound } from '@nmp/ovn';
 import { livenessMaxDelaySeconds } from './options.js';
-import { METADATA_ID_KEY, METADATA_SB_CFG_KEY, type OvnSouthbound } from './southbound.js';
 
 const RETRY_MS = 5000;
 

@@ -16,10 +16,10 @@ import {
   MetadataError,
   type Registry,
 } from '@nmp/common';
+import { LocalOvs, localOvsConnection, OvnSouthbound, southboundConnection } from '@nmp/ovn';
 import { MetadataLiveness } from './liveness.js';
-import { LocalOvs } from './local-ovs.js';
-import { type OvnResolverConfig, probeIntervalMs, southboundTls } from './options.js';
-import { OvnSouthbound } from './southbound.js';
+import type { OvnResolverConfig } from './options.js';
+import { PortBindingIndex } from './port-index.js';
 
 export interface OvnServiceOptions {
   readonly config: OvnResolverConfig;
@@ -37,7 +37,7 @@ export class OvnMetadataService {
   readonly #o: OvnServiceOptions;
   readonly #log: Logger;
   #localOvs: LocalOvs | undefined;
-  #southbound: OvnSouthbound | undefined;
+  #southbound: OvnSouthbound<PortBindingIndex> | undefined;
   #liveness: MetadataLiveness | undefined;
   #startError: string | undefined;
   #closed = false;
@@ -49,7 +49,7 @@ export class OvnMetadataService {
     this.resolver = new OvnResolver(this);
   }
 
-  get southbound(): OvnSouthbound | undefined {
+  get southbound(): OvnSouthbound<PortBindingIndex> | undefined {
     return this.#southbound;
   }
 
@@ -71,41 +71,28 @@ export class OvnMetadataService {
 
   async #start(): Promise<void> {
     const c = this.#o.config;
-    let chassis = c.ovnChassisName;
+    let chassis: string | undefined = c.ovnChassisName;
     if (chassis === '') {
-      const ovs = new LocalOvs({
-        remote: c.ovsConnection,
-        logger: this.#log,
-        timeoutMs: c.ovsTimeout * 1000,
-      });
+      const ovs = new LocalOvs({ ...localOvsConnection(c), logger: this.#log });
       this.#localOvs = ovs;
       ovs.start();
-      for (;;) {
-        try {
-          chassis = await ovs.waitForSystemId(30_000);
-          break;
-        } catch (err) {
-          if (this.#closed) return;
-          this.#startError = (err as Error).message;
-          this.#log.warn(
-            { code: 'MDA_OVN_NO_CHASSIS', err: this.#startError },
-            'waiting for the chassis name',
-          );
-        }
-      }
+      chassis = await ovs.chassisName({
+        stopped: () => this.#closed,
+        onWait: (why) => {
+          this.#startError = why;
+        },
+      });
       // The name is all the agent needs from the local database.
       await ovs.close();
       this.#localOvs = undefined;
     }
-    if (this.#closed) return;
+    if (this.#closed || chassis === undefined) return;
     this.#startError = undefined;
     const sb = new OvnSouthbound({
-      remotes: c.ovnSbConnection,
-      ...(southboundTls(c) ? { tls: southboundTls(c)! } : {}),
-      leader: c.ovnSbLeader,
-      probeIntervalMs: probeIntervalMs(c),
+      ...southboundConnection(c),
       chassisName: chassis,
       scope: c.ovnLookupScope,
+      index: new PortBindingIndex(c.ovnLookupScope),
       logger: this.#log,
       ...(this.#o.backoffMinMs !== undefined ? { backoffMinMs: this.#o.backoffMinMs } : {}),
       ...(this.#o.backoffMaxMs !== undefined ? { backoffMaxMs: this.#o.backoffMaxMs } : {}),

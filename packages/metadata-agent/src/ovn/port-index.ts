@@ -2,27 +2,26 @@
  * The lookup index over the Southbound replica: (network, IP) and (network, MAC) -> Port_Bindings, kept
  * current from the replica's change batches, so a lookup is two Map reads and touches no database.
  *
- * What counts, as in neutron's get_network_port_bindings_by_ip:
- * - the network of a Port_Binding is its Datapath_Binding's external_ids:name with "neutron-" removed
- *   (neutron's get_network_name_from_datapath; a datapath without a name belongs to no network);
- * - its addresses are the `mac` column, "MAC IP [IP...]" (we read every entry, neutron only the first;
- *   entries such as "unknown" or "router" and tokens that are not addresses are skipped);
+ * What counts, as in neutron's get_network_port_bindings_by_ip (the row readers are @nmp/ovn's):
+ * - the network of a Port_Binding is its Datapath_Binding's (networkOfDatapath);
+ * - its addresses are the `mac` column's (addressesOf: we read every entry, neutron only the first);
  * - it must be bound: in scope 'all' to any chassis, as neutron; in scope 'chassis' (our default) to this
  *   chassis, or this chassis must be among its additional_chassis (a live migration's target);
  * - the instance and project are external_ids neutron:device_id and neutron:project_id; the choice among
  *   the candidates is pickPort's (one with a device id: found; none or several: 404 with the usual codes).
  */
-import { canonicalIp, type InstanceIdentity, type LookupQuery, normaliseMac } from '@nmp/common';
+import type { InstanceIdentity, LookupQuery } from '@nmp/common';
+import {
+  addressesOf,
+  EXT_DEVICE_ID,
+  EXT_PROJECT_ID,
+  externalId,
+  type LookupScope,
+  networkOfDatapath,
+  type SouthboundIndex,
+} from '@nmp/ovn';
 import type { Row, RowChange } from '@nmp/ovsdb';
 import { type NeutronPort, pickPort } from '../resolver/port-match.js';
-
-export const EXT_DEVICE_ID = 'neutron:device_id';
-export const EXT_PROJECT_ID = 'neutron:project_id';
-export const EXT_DEVICE_OWNER = 'neutron:device_owner';
-export const EXT_CIDRS = 'neutron:cidrs';
-export const EXT_MTU = 'neutron:mtu';
-
-export type LookupScope = 'chassis' | 'all';
 
 /** What a Port_Binding contributes to the index. */
 export interface IndexedPort {
@@ -36,47 +35,7 @@ export interface IndexedPort {
   readonly ips: readonly string[];
 }
 
-/** neutron's get_network_name_from_datapath: external_ids:name with "neutron-" removed. */
-export function networkOfDatapath(row: Row | undefined): string | undefined {
-  const ext = row?.external_ids;
-  if (!(ext instanceof Map)) return undefined;
-  const name = ext.get('name');
-  if (typeof name !== 'string' || name === '') return undefined;
-  return name.replaceAll('neutron-', '');
-}
-
-/** The MACs and IPs of a Port_Binding's `mac` column ("MAC IP [IP ...]" per entry). */
-/** A dotted IPv4 address already in canonical form (what northd writes): no need to parse it. */
-const CANONICAL_V4 = /^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-const CANONICAL_MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
-
-export function addressesOf(mac: unknown): { macs: string[]; ips: string[] } {
-  const macs: string[] = [];
-  const ips: string[] = [];
-  if (!Array.isArray(mac)) return { macs, ips };
-  for (const entry of mac) {
-    if (typeof entry !== 'string') continue;
-    const tokens = entry.trim().split(/\s+/);
-    const first = tokens[0] ?? '';
-    const m = CANONICAL_MAC.test(first) ? first : normaliseMac(first);
-    if (m === undefined) continue;
-    macs.push(m);
-    for (let i = 1; i < tokens.length; i++) {
-      const token = tokens[i]!;
-      const ip = CANONICAL_V4.test(token) ? token : canonicalIp(token);
-      if (ip !== undefined) ips.push(ip);
-    }
-  }
-  return { macs, ips };
-}
-
-function ext(row: Row, key: string): string {
-  const e = row.external_ids;
-  const v = e instanceof Map ? e.get(key) : undefined;
-  return typeof v === 'string' ? v : '';
-}
-
-export class PortBindingIndex {
+export class PortBindingIndex implements SouthboundIndex {
   readonly scope: LookupScope;
   /** Datapath_Binding uuid -> network id. */
   readonly #networks = new Map<string, string>();
@@ -192,8 +151,8 @@ export class PortBindingIndex {
       logicalPort: typeof row.logical_port === 'string' ? row.logical_port : '',
       datapath: row.datapath as string,
       network,
-      deviceId: ext(row, EXT_DEVICE_ID),
-      projectId: ext(row, EXT_PROJECT_ID),
+      deviceId: externalId(row, EXT_DEVICE_ID) ?? '',
+      projectId: externalId(row, EXT_PROJECT_ID) ?? '',
       macs,
       ips,
     };

@@ -4,7 +4,8 @@
  * duplicate address detection; if it fails (another DHCP agent already owns the address on this network)
  * or does not finish in time, the address is deleted again and the proxy is started without it, as
  * neutron does. Only addresses we added are reported as added, so removal never takes away an address
- * someone else configured.
+ * someone else configured. The provisioner reads its ovnmeta devices' addresses and the host's IPv6 switch
+ * with the same functions.
  */
 import { run } from './command.js';
 
@@ -79,10 +80,4 @@ export async function ipv6Enabled(ns: string | undefined): Promise<boolean> {
   const argv = ['cat', '/proc/sys/net/ipv6/conf/all/disable_ipv6'];
   const r = await run(ns === undefined ? argv : ['ip', 'netns', 'exec', ns, ...argv], { allowFailure: true });
   return r.code === 0 && r.stdout.trim() === '0';
-}
-
-/** Does namespace `ns` exist (as `ip netns` sees it)? */
-export async function namespaceExists(ns: string): Promise<boolean> {
-  const r = await run(['ip', 'netns', 'list'], { allowFailure: true });
-  return r.stdout.split('\n').some((l) => l.split(/\s+/)[0] === ns);
 }

@@ -17,11 +17,20 @@ export interface LocalOvsOptions {
   readonly timeoutMs?: number;
 }
 
+export interface ChassisWait {
+  /** Give up (resolve undefined) when this turns true. */
+  readonly stopped?: () => boolean;
+  /** Why the name is not known yet, at each warning. */
+  readonly onWait?: (why: string) => void;
+}
+
 export class LocalOvs {
   readonly client: OvsdbClient;
   readonly replica: Replica;
+  readonly #log: Logger;
 
   constructor(options: LocalOvsOptions) {
+    this.#log = options.logger;
     this.client = new OvsdbClient({
       remotes: options.remote,
       database: 'Open_vSwitch',
@@ -94,6 +103,25 @@ export class LocalOvs {
           resolve();
         }
       });
+    }
+  }
+
+  /**
+   * This chassis' name, waited for as long as it takes (a warning every 30 s while the database cannot be
+   * reached or has no system-id yet; `onWait` hears why); undefined once `stopped()` says to give up.
+   */
+  chassisName(): Promise<string>;
+  chassisName(o: ChassisWait): Promise<string | undefined>;
+  async chassisName(o: ChassisWait = {}): Promise<string | undefined> {
+    for (;;) {
+      try {
+        return await this.waitForSystemId(30_000);
+      } catch (err) {
+        if (o.stopped?.()) return undefined;
+        const why = (err as Error).message;
+        o.onWait?.(why);
+        this.#log.warn({ code: 'MDA_OVN_NO_CHASSIS', err: why }, 'waiting for the chassis name');
+      }
     }
   }
 }

@@ -1,5 +1,6 @@
 /*
- * The agent's (and the provisioner's) view of the OVN Southbound: one monitored connection and its replica.
+ * The agent's and the provisioner's view of the OVN Southbound: one monitored connection and its replica,
+ * and, for the agent, an index kept current from it (its lookup index: SouthboundIndex).
  *
  * Monitored, and why:
  *   Chassis          this chassis' row only (its uuid is what Port_Binding.chassis refers to)
@@ -14,30 +15,40 @@
  * nothing (or only localports). Map columns keep only the keys used (a memory bound at 100k rows).
  */
 import type { Logger } from '@nmp/common';
-import type { OvsdbClient as Client, Condition, LeaderPreference, Replica, Row, TlsFiles } from '@nmp/ovsdb';
+import type {
+  OvsdbClient as Client,
+  Condition,
+  LeaderPreference,
+  Replica,
+  Row,
+  RowChange,
+  TlsFiles,
+} from '@nmp/ovsdb';
 import { OvsdbClient } from '@nmp/ovsdb';
-import {
-  EXT_CIDRS,
-  EXT_DEVICE_ID,
-  EXT_DEVICE_OWNER,
-  EXT_MTU,
-  EXT_PROJECT_ID,
-  type LookupScope,
-  PortBindingIndex,
-} from './port-index.js';
+import { EXT_CIDRS, EXT_DEVICE_ID, EXT_DEVICE_OWNER, EXT_MTU, EXT_PROJECT_ID } from './port-binding.js';
 
 export const METADATA_ID_KEY = 'neutron:ovn-metadata-id';
 export const METADATA_SB_CFG_KEY = 'neutron:ovn-metadata-sb-cfg';
 
-export interface SouthboundOptions {
+/** Which Port_Bindings are monitored: those bound to this chassis, or every bound one. */
+export type LookupScope = 'chassis' | 'all';
+
+/** What keeps itself current from the replica's change batches (the agent's PortBindingIndex). */
+export interface SouthboundIndex {
+  apply(changes: readonly RowChange[]): void;
+  /** The uuid of this chassis' Chassis row, when it appears or goes. */
+  setChassis(uuid: string | undefined): void;
+}
+
+export interface SouthboundOptions<I extends SouthboundIndex = SouthboundIndex> {
   readonly remotes: string;
   readonly tls?: TlsFiles;
   readonly leader?: LeaderPreference;
   readonly probeIntervalMs: number;
   readonly chassisName: string;
   readonly scope: LookupScope;
-  /** Keep the lookup index (the agent). */
-  readonly index?: boolean;
+  /** An index to keep current (the agent's lookups); none (absent or false) for the provisioner. */
+  readonly index?: I | false;
   /** Also replicate every localport and the keys provisioning needs (the provisioner). */
   readonly localports?: boolean;
   readonly logger: Logger;
@@ -46,19 +57,19 @@ export interface SouthboundOptions {
   readonly backoffMaxMs?: number;
 }
 
-export class OvnSouthbound {
+export class OvnSouthbound<I extends SouthboundIndex = SouthboundIndex> {
   readonly client: Client;
   readonly replica: Replica;
-  readonly index: PortBindingIndex | undefined;
+  readonly index: I | undefined;
   readonly chassisName: string;
-  readonly #o: SouthboundOptions;
+  readonly #o: SouthboundOptions<I>;
   readonly #log: Logger;
   #chassisUuid: string | undefined;
   /** JSON of the Port_Binding condition last asked for. */
   #where = '';
   #wherePending: Promise<void> = Promise.resolve();
 
-  constructor(options: SouthboundOptions) {
+  constructor(options: SouthboundOptions<I>) {
     this.#o = options;
     this.#log = options.logger;
     this.chassisName = options.chassisName;
@@ -92,7 +103,7 @@ export class OvnSouthbound {
         mapKeys: { external_ids: keys },
       },
     });
-    this.index = options.index === false ? undefined : new PortBindingIndex(options.scope);
+    this.index = options.index || undefined;
     this.replica.onChange((changes) => {
       this.index?.apply(changes);
       if (changes.some((c) => c.table === 'Chassis')) this.#chassisChanged();

@@ -4,7 +4,7 @@
  * fail, or /run/netns may not exist yet). What a check does is the caller's: here only when.
  */
 import { existsSync, type FSWatcher, watch } from 'node:fs';
-import { NETNS_DIR } from './listener-helper.js';
+import { NETNS_DIR } from './namespace-id.js';
 
 export class NamespaceWatch {
   readonly #check: () => void;

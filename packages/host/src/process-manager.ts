@@ -7,13 +7,14 @@
  * - start is idempotent; a changed launch (argv, namespace) restarts the proxy: the launch's hash is kept
  *   beside the pid file (`<pidfile>.launch`) and compared;
  * - stop sends SIGTERM, waits up to the kill timeout (5 s), then SIGKILL, and removes the pid file.
- * The proxy is started detached (own session, output appended to a log file) so it outlives the hook.
+ * The proxy is started detached (own session, output appended to a log file, no secret of ours in its
+ * environment: detached.ts) so it outlives the hook.
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { inNamespace } from './command.js';
+import { fileSize, logTail, startDetached } from './detached.js';
 
 export interface ProxyLaunch {
   /** Network or router id; must appear in the proxy's command line. */
@@ -25,7 +26,6 @@ export interface ProxyLaunch {
   readonly pidFile: string;
   /** stdout/stderr of the proxy are appended here (default: discarded). */
   readonly logFile?: string;
-  readonly env?: NodeJS.ProcessEnv;
 }
 
 export interface ManagerTimeouts {
@@ -116,31 +116,9 @@ export async function startProxy(
   rmSync(launchFile(launch.pidFile), { force: true });
   mkdirSync(dirname(launch.pidFile), { recursive: true, mode: 0o755 });
 
-  let out: number | 'ignore' = 'ignore';
-  if (launch.logFile) {
-    mkdirSync(dirname(launch.logFile), { recursive: true, mode: 0o750 });
-    out = openSync(launch.logFile, 'a', 0o640);
-  }
-  const argv = inNamespace(launch.namespace, launch.argv);
+  if (launch.logFile) mkdirSync(dirname(launch.logFile), { recursive: true, mode: 0o750 });
   const logStart = launch.logFile ? fileSize(launch.logFile) : 0;
-  let child: ReturnType<typeof spawn>;
-  try {
-    child = spawn(argv[0]!, argv.slice(1), {
-      detached: true,
-      stdio: ['ignore', out, out],
-      ...(launch.env ? { env: launch.env } : {}),
-    });
-  } finally {
-    if (typeof out === 'number') closeSync(out);
-  }
-  let exited: string | undefined;
-  child.once('exit', (code, signal) => {
-    exited = signal ?? `exit ${code}`;
-  });
-  child.once('error', (err) => {
-    exited = err.message;
-  });
-  child.unref();
+  const child = startDetached(inNamespace(launch.namespace, launch.argv), launch.logFile);
 
   const deadline = Date.now() + (timeouts.startTimeoutMs ?? 10_000);
   for (;;) {
@@ -152,6 +130,7 @@ export async function startProxy(
       );
       return { pid, action };
     }
+    const exited = child.ended();
     if (exited !== undefined) {
       throw new ProxyStartError(
         `proxy for ${launch.id} exited before it was ready (${exited})`,
@@ -202,23 +181,5 @@ function signal(pid: number, sig: NodeJS.Signals): void {
     process.kill(pid, sig);
   } catch {
     // gone already
-  }
-}
-
-function fileSize(file: string): number {
-  try {
-    return statSync(file).size;
-  } catch {
-    return 0;
-  }
-}
-
-function logTail(file: string | undefined, from: number): string {
-  if (!file) return '';
-  try {
-    const text = readFileSync(file).subarray(from).toString('utf8');
-    return text.length > 4000 ? text.slice(-4000) : text;
-  } catch {
-    return '';
   }
 }

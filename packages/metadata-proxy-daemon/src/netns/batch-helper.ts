@@ -9,13 +9,16 @@
  * The Python part never keeps a namespace it could not leave: failing to return to its own namespace
  * ends it at once (exit 3) without exec'ing anything.
  */
-import { spawn } from 'node:child_process';
-import type { Server } from 'node:net';
-import { fileURLToPath } from 'node:url';
-import { type BindAddress, formatAddress, listenHost, withoutSecrets } from '@nmp/common';
-import { HelperError, type HelperResult, type NetnsId, type ReceivedListener } from './listener-helper.js';
-
-export const RELAY_PATH = fileURLToPath(new URL('./batch-relay.js', import.meta.url));
+import { type BindAddress, listenHost } from '@nmp/common';
+import { RELAY_PATH } from '../helper-scripts.js';
+import { runHelperProcess } from './helper-process.js';
+import {
+  HelperError,
+  type HelperResult,
+  type ReceivedListener,
+  receivedListener,
+  reportedNetns,
+} from './listeners.js';
 
 export const PYTHON_HELPER = `
 import ctypes, errno, json, os, socket, sys
@@ -84,10 +87,11 @@ export interface BatchOptions {
 }
 
 /** One helper run for several namespaces: a result or an error per namespace. */
-export function runBatchHelper(
+export async function runBatchHelper(
   items: readonly BatchItem[],
   o: BatchOptions,
 ): Promise<Map<string, HelperResult | HelperError>> {
+  const python = o.python ?? '/usr/bin/python3';
   const spec = {
     node: process.execPath,
     relay: RELAY_PATH,
@@ -97,118 +101,70 @@ export function runBatchHelper(
       binds: it.binds.map((b) => ({ host: listenHost(b), port: b.port, backlog: o.backlog, spec: b.spec })),
     })),
   };
-  return new Promise((resolve) => {
-    const byKey = new Map(items.map((it) => [it.namespace, it]));
-    const received = new Map<string, ReceivedListener[]>();
-    const out = new Map<string, HelperResult | HelperError>();
-    let stderr = '';
-    let settled = false;
-    const child = spawn(o.python ?? '/usr/bin/python3', ['-c', PYTHON_HELPER, JSON.stringify(spec)], {
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-      serialization: 'json',
-      env: withoutSecrets(process.env),
-    });
-    const fail = (key: string, err: HelperError) => {
-      for (const l of received.get(key) ?? []) l.handle.close();
-      received.delete(key);
-      out.set(key, err);
-    };
-    const finish = (why?: HelperError) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      for (const it of items) {
-        if (out.has(it.namespace)) continue;
+  const byKey = new Map(items.map((it) => [it.namespace, it]));
+  const received = new Map<string, ReceivedListener[]>();
+  const out = new Map<string, HelperResult | HelperError>();
+  const fail = (key: string, err: HelperError) => {
+    for (const l of received.get(key) ?? []) l.handle.close();
+    received.delete(key);
+    out.set(key, err);
+  };
+  const end = await runHelperProcess([python, '-c', PYTHON_HELPER, JSON.stringify(spec)], {
+    timeoutMs: o.timeoutMs,
+    onMessage: (m, handle) => {
+      const item = m.key !== undefined ? byKey.get(m.key) : undefined;
+      if (m.op === 'listener') {
+        const bind = item && typeof m.index === 'number' ? item.binds[m.index] : undefined;
+        if (!handle) return;
+        if (!bind || out.has(m.key!)) {
+          handle.close();
+          return;
+        }
+        const list = received.get(m.key!) ?? [];
+        list.push(receivedListener(bind, m, handle));
+        received.set(m.key!, list);
+      } else if (m.op === 'item' && item && m.netns) {
+        const listeners = received.get(item.namespace) ?? [];
+        received.delete(item.namespace);
+        if (listeners.length !== item.binds.length) {
+          for (const l of listeners) l.handle.close();
+          out.set(
+            item.namespace,
+            new HelperError(`batch helper lost sockets of ${item.namespace}`, 'EHELPER'),
+          );
+        } else out.set(item.namespace, { listeners, netns: reportedNetns(m.netns) });
+      } else if (m.op === 'item-error' && item) {
+        const text = m.message ?? '';
         fail(
-          it.namespace,
-          why ??
-            new HelperError(
-              `batch helper ended before ${it.namespace} was done` +
-                (stderr.trim() ? `: ${stderr.trim().slice(0, 500)}` : ''),
-              'EHELPER',
-            ),
+          item.namespace,
+          new HelperError(
+            m.code === 'ENONS'
+              ? text
+              : `${text.replace(/^cannot listen on /, `cannot listen in ${item.namespace} on `)}`,
+            m.code ?? 'EHELPER',
+          ),
         );
       }
-      resolve(out);
-    };
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      finish(new HelperError(`batch helper took longer than ${o.timeoutMs} ms`, 'ETIMEDOUT'));
-    }, o.timeoutMs);
-    child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (c: string) => {
-      if (stderr.length < 4096) stderr += c;
-    });
-    child.on(
-      'message',
-      (
-        m: {
-          op?: string;
-          key?: string;
-          index?: number;
-          code?: string;
-          message?: string;
-          netns?: NetnsId;
-          address?: string;
-          family?: string;
-          port?: number;
-        },
-        handle: unknown,
-      ) => {
-        const item = m.key !== undefined ? byKey.get(m.key) : undefined;
-        if (m.op === 'listener') {
-          const bind = item && typeof m.index === 'number' ? item.binds[m.index] : undefined;
-          if (!handle) return;
-          if (settled || !bind || out.has(m.key!)) {
-            (handle as Server).close();
-            return;
-          }
-          const address = formatAddress({
-            address: String(m.address),
-            family: String(m.family),
-            port: Number(m.port),
-          });
-          const list = received.get(m.key!) ?? [];
-          list.push({ bind, handle: handle as Server, address });
-          received.set(m.key!, list);
-        } else if (m.op === 'item' && item && m.netns) {
-          const listeners = received.get(item.namespace) ?? [];
-          received.delete(item.namespace);
-          if (listeners.length !== item.binds.length) {
-            for (const l of listeners) l.handle.close();
-            out.set(
-              item.namespace,
-              new HelperError(`batch helper lost sockets of ${item.namespace}`, 'EHELPER'),
-            );
-          } else
-            out.set(item.namespace, {
-              listeners,
-              netns: { dev: Number(m.netns.dev), ino: Number(m.netns.ino) },
-            });
-        } else if (m.op === 'item-error' && item) {
-          const text = m.message ?? '';
-          fail(
-            item.namespace,
-            new HelperError(
-              m.code === 'ENONS'
-                ? text
-                : `${text.replace(/^cannot listen on /, `cannot listen in ${item.namespace} on `)}`,
-              m.code ?? 'EHELPER',
-            ),
-          );
-        }
-      },
-    );
-    child.once('error', (err) =>
-      finish(
+    },
+  });
+  const why =
+    end.how === 'timeout'
+      ? new HelperError(`batch helper took longer than ${o.timeoutMs} ms`, 'ETIMEDOUT')
+      : end.how === 'error'
+        ? new HelperError(`cannot start the batch helper (${python}): ${end.error!.message}`, 'EHELPER')
+        : undefined;
+  for (const it of items) {
+    if (out.has(it.namespace)) continue;
+    fail(
+      it.namespace,
+      why ??
         new HelperError(
-          `cannot start the batch helper (${o.python ?? '/usr/bin/python3'}): ${err.message}`,
+          `batch helper ended before ${it.namespace} was done` + (end.said ? `: ${end.said}` : ''),
           'EHELPER',
         ),
-      ),
     );
-    child.once('close', () => finish());
-  });
+  }
+  return out;
 }
 
 /**
