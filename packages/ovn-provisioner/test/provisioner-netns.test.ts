@@ -58,14 +58,20 @@ interface World {
   seen: IncomingHttpHeaders[];
   socketPath: string;
   ref(table: string, where: unknown[]): Promise<[string, string]>;
+  /** The provisioners started in this world: stopped before its namespaces are removed. */
+  readonly provisioners: { stop(): Promise<void> }[];
 }
 
 async function world(t: TestContext): Promise<World> {
   const lab = await NetnsLab.create(t);
   const hv = await lab.addNamespace('hv');
   const prefix = `${lab.prefix}-ovnmeta-`;
-  // Whatever the provisioner leaves under our prefix goes with the test, its proxies first.
+  const provisioners: World['provisioners'] = [];
+  // Whatever the provisioner leaves under our prefix goes with the test, its proxies first. The
+  // provisioners stop first: one still running would make a namespace again (NET4's retry did, and its
+  // namespace outlived the run), as t.after hooks run in the order they were added.
   t.after(async () => {
+    await Promise.allSettled(provisioners.map((x) => x.stop()));
     for (const ns of await namespaces(prefix)) {
       await killIn(ns);
       await runCommand(undefined, 'ip', ['netns', 'del', ns], { allowFailure: true });
@@ -118,7 +124,7 @@ async function world(t: TestContext): Promise<World> {
       }),
     ]);
   }
-  return { lab, hv, prefix, sb, ovsDb, dir, seen, socketPath, ref };
+  return { lab, hv, prefix, sb, ovsDb, dir, seen, socketPath, ref, provisioners };
 }
 
 async function vif(w: World, id: string, net: string, key: number, ips: string[], chassis: string) {
@@ -143,7 +149,7 @@ async function vif(w: World, id: string, net: string, key: number, ips: string[]
   ]);
 }
 
-function provisioner(t: TestContext, w: World) {
+function provisioner(w: World) {
   const sb = new OvnSouthbound({
     remotes: w.sb.unixRemote,
     probeIntervalMs: 5000,
@@ -175,11 +181,15 @@ function provisioner(t: TestContext, w: World) {
   });
   sb.start();
   ovs.start();
-  const stop = async () => {
-    await p.close();
-    await Promise.allSettled([sb.close(), ovs.close()]);
+  let stopped: Promise<void> | undefined;
+  const stop = () => {
+    stopped ??= (async () => {
+      await p.close();
+      await Promise.allSettled([sb.close(), ovs.close()]);
+    })();
+    return stopped;
   };
-  t.after(stop);
+  w.provisioners.push({ stop });
   return { p, sb, ovs, launcher, stop };
 }
 
@@ -251,7 +261,7 @@ test('provisioning, teardown, resync and a broken namespace, as neutron lays the
   await vif(w, 'vm-1', NET1, 2, ['10.50.0.5', '2001:db8:50::5'], 'hv1');
   await vif(w, 'vm-2', NET2, 2, ['10.51.0.5'], 'hv1');
   await vif(w, 'vm-3', NET3, 2, ['10.52.0.5'], 'hv2');
-  const one = provisioner(t, w);
+  const one = provisioner(w);
   await one.p.start();
 
   const ns1 = `${w.prefix}${NET1}`;
@@ -332,7 +342,7 @@ test('provisioning, teardown, resync and a broken namespace, as neutron lays the
   // And a broken namespace for NET4: the name is taken by a plain file, so `ip netns add` cannot work.
   writeFileSync(`/run/netns/${w.prefix}${NET4}`, '');
   await vif(w, 'vm-4', NET4, 2, ['10.53.0.5'], 'hv1');
-  const two = provisioner(t, w);
+  const two = provisioner(w);
   await two.p.start();
   assert.ok(!(await namespaces(w.prefix)).includes(stale), 'stale namespace removed');
   assert.equal(two.launcher.running(NET2, ns2), pid2, 'adopted: the running proxy is kept');
