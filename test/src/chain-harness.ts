@@ -1,22 +1,22 @@
 /*
- * The whole chain in one process for integration tests: the development Nova on an ephemeral port,
+ * The whole chain in one process for integration tests: the development Nova (testkit's startNova),
  * the agent on a temporary UNIX socket with the sample inventory, and proxies (network and router mode)
  * on ephemeral loopback ports. Everything is closed by t.after, also when a test fails.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { InventoryResolver, MetadataAgent } from '@nmp/metadata-agent';
+import { MetadataProxy, type ProxyIdentity, parseBind } from '@nmp/ns-metadata-proxy';
 import {
-  createNovaMetadataServer,
-  loadInstances,
+  captureLogs,
+  type LogCapture,
   SAMPLE_INSTANCES_FILE,
   SAMPLE_INVENTORY_FILE,
-} from '@nmp/nova-metadata-dev';
-import { MetadataProxy, type ProxyIdentity, parseBind } from '@nmp/ns-metadata-proxy';
-import { captureLogs, type LogCapture } from '@nmp/testkit';
+  startNova,
+  tempDir,
+} from '@nmp/testkit';
 
 export const NETWORK = '9d2c7a5e-3c0b-4c3c-9d55-6f1b7c1f0a11';
 export const ROUTER = '5a8b1c2d-0000-4000-8000-00000000a001';
@@ -49,16 +49,13 @@ export async function startChain(
   t: TestContext,
   options: { novaSecret?: string; agentSecret?: string } = {},
 ): Promise<Chain> {
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-chain-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'nmp-chain-');
   const novaSeen: NovaSeen[] = [];
-  const nova = createNovaMetadataServer({
-    instances: await loadInstances(SAMPLE_INSTANCES_FILE),
+  const nova = await startNova({
+    t,
     sharedSecret: options.novaSecret ?? 'chain-secret',
     onRequest: (info) => novaSeen.push({ method: info.method, url: info.url, headers: info.headers }),
   });
-  const novaAddress = await nova.listen(0, '127.0.0.1');
-  t.after(() => nova.close());
 
   const agentLogs = captureLogs('metadata-agent');
   const socketPath = join(dir, 'metadata_proxy');
@@ -70,7 +67,7 @@ export async function startChain(
     resolver: await InventoryResolver.fromFile(SAMPLE_INVENTORY_FILE),
     logger: agentLogs.logger,
     maxBodySize: 65536,
-    nova: { host: '127.0.0.1', port: novaAddress.port, protocol: 'http', timeoutMs: 5000 },
+    nova: { host: '127.0.0.1', port: nova.port, protocol: 'http', timeoutMs: 5000 },
   });
   await agent.listen();
   t.after(() => agent.close(100));
@@ -91,7 +88,7 @@ export async function startChain(
   const routerPort = await startProxy({ mode: 'router', id: ROUTER }, '[::]:0');
   const ovnPort = await startProxy({ mode: 'ovn', id: NETWORK }, '[::]:0');
   return {
-    novaPort: novaAddress.port,
+    novaPort: nova.port,
     socketPath,
     networkPort,
     routerPort,

@@ -3,67 +3,37 @@
  * proxy) as child processes on loopback ports and a UNIX socket in a temp dir, a bounded keep-alive load
  * generator, and /proc sampling of each process. Every process is killed in t.after, whatever happened.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import {
+  CLI,
+  freePort,
+  SAMPLE_INSTANCE,
+  SAMPLE_INVENTORY_FILE,
+  SAMPLE_NETWORK,
+  type Service,
+  SOURCE_ROOT,
+  serviceEnv,
+  sleep,
+  spawnService,
+  startAgentCli,
+  startNovaCli,
+  startProxyCli,
+  tempDir as testkitTempDir,
+} from '@nmp/testkit';
 import { Pool } from 'undici';
 
-export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-export const CLI = {
-  nova: join(ROOT, 'packages/nova-metadata-dev/dist/src/cli.js'),
-  agent: join(ROOT, 'packages/metadata-agent/dist/src/cli.js'),
-  proxy: join(ROOT, 'packages/ns-metadata-proxy/dist/src/cli.js'),
-} as const;
-export const SAMPLE_INVENTORY = join(ROOT, 'packages/nova-metadata-dev/sample/inventory.json');
-/** The sample network: 127.0.0.1 (and ::1) is instance 6f4c1a52-... on it. */
-export const SAMPLE_NETWORK = '9d2c7a5e-3c0b-4c3c-9d55-6f1b7c1f0a11';
-export const SAMPLE_INSTANCE = '6f4c1a52-8a4b-4b7e-9e0b-2f6d1c3a9b10';
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+export const ROOT = SOURCE_ROOT;
+export { CLI, freePort, SAMPLE_INSTANCE, SAMPLE_NETWORK, sleep };
+export const SAMPLE_INVENTORY = SAMPLE_INVENTORY_FILE;
+export type Proc = Service;
 
 export function tempDir(t: TestContext, prefix = 'nmp-fault-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
+  return testkitTempDir(t, prefix);
 }
 
-/** A port free right now on the loopback (listen on 0, close). */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, host, resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-const OUTPUT_KEEP = 4 * 1024 * 1024;
-
-export interface Proc {
-  readonly name: string;
-  readonly child: ChildProcess;
-  readonly pid: number;
-  /** stdout + stderr so far (the last 4 MiB). */
-  output(): string;
-  /** When the chain's start function saw it ready (ms since the epoch, output arrival time). */
-  readyAt?: number;
-  /** Every `"code":"..."` value the process has logged since it started (not subject to the 4 MiB). */
-  readonly codes: ReadonlySet<string>;
-  /** Resolves with the exit code (or signal name) once the process has exited. */
-  readonly exited: Promise<number | string>;
-  /**
-   * Wait until the output matches, or fail after timeoutMs with the output so far. Resolves with the
-   * time (ms since the epoch) the matching output arrived.
-   */
-  waitFor(pattern: RegExp, timeoutMs?: number): Promise<number>;
-}
-
-/** Spawn a CLI with node; it is SIGKILLed in t.after unless it has exited by then. */
+/** Spawn a CLI with node (no NMP_* setting of ours leaks in); it is SIGKILLed in t.after unless it has exited. */
 export function spawnCli(
   t: TestContext,
   name: string,
@@ -71,67 +41,7 @@ export function spawnCli(
   args: readonly string[],
   env: Record<string, string | undefined> = {},
 ): Proc {
-  const child = spawn(process.execPath, [cli, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...cleanEnv(), ...env },
-  });
-  let out = '';
-  const codes = new Set<string>();
-  /** Arrival time of each chunk's end offset in the whole output, for waitFor(). */
-  let total = 0;
-  const arrivals: Array<[number, number]> = [];
-  const collect = (d: Buffer) => {
-    const text = d.toString();
-    total += text.length;
-    arrivals.push([total, Date.now()]);
-    if (arrivals.length > 10_000) arrivals.splice(0, 5_000);
-    // Scan with a little of what came before, so a code split across chunks is still seen.
-    for (const m of (out.slice(-100) + text).matchAll(/"code":"([A-Za-z0-9_]+)"/g)) codes.add(m[1]!);
-    out += text;
-    if (out.length > OUTPUT_KEEP) out = out.slice(out.length - OUTPUT_KEEP / 2);
-  };
-  child.stdout!.on('data', collect);
-  child.stderr!.on('data', collect);
-  let exitedFlag = false;
-  const exited = new Promise<number | string>((resolve) => {
-    child.once('exit', (code, signal) => {
-      exitedFlag = true;
-      resolve(code ?? signal ?? 'unknown');
-    });
-  });
-  t.after(() => {
-    if (!exitedFlag) child.kill('SIGKILL');
-    return exited.then(() => undefined);
-  });
-  const proc: Proc = {
-    name,
-    child,
-    pid: child.pid!,
-    output: () => out,
-    codes,
-    exited,
-    async waitFor(pattern, timeoutMs = 10_000) {
-      const end = Date.now() + timeoutMs;
-      for (;;) {
-        const m = pattern.exec(out);
-        if (m) {
-          const offset = total - out.length + m.index + m[0].length;
-          return arrivals.find(([until]) => until >= offset)?.[1] ?? Date.now();
-        }
-        if (exitedFlag) throw new Error(`${name} exited before ${pattern}:\n${out}`);
-        if (Date.now() > end) throw new Error(`${name}: no ${pattern} within ${timeoutMs} ms:\n${out}`);
-        await sleep(20);
-      }
-    },
-  };
-  return proc;
-}
-
-/** The test's environment without any NMP_* setting that could leak into a child. */
-function cleanEnv(): Record<string, string | undefined> {
-  const env: Record<string, string | undefined> = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('NMP_')) env[k] = v;
-  return env;
+  return spawnService(name, cli, args, { t, env: serviceEnv(env) });
 }
 
 export interface ChainOptions {
@@ -158,11 +68,14 @@ export interface Chain {
   startProxy(): Promise<Proc>;
 }
 
-/** dev Nova + agent (inventory resolver) + proxy (network mode) on fresh ports, all ready. */
+/**
+ * dev Nova + agent (inventory resolver) + proxy (network mode) on fresh ports, all ready; each can be
+ * started again (after a kill) on the same port and socket.
+ */
 export async function startChain(t: TestContext, options: ChainOptions = {}): Promise<Chain> {
   const dir = tempDir(t);
   const socketPath = join(dir, 'agent.sock');
-  const secret = options.secret ?? 'fault-test-secret';
+  const sharedSecret = options.secret ?? 'fault-test-secret';
   const novaPort = options.novaPort ?? (await freePort());
   const proxyPort = await freePort();
   const chain: Chain = {
@@ -175,52 +88,28 @@ export async function startChain(t: TestContext, options: ChainOptions = {}): Pr
     agent: undefined as unknown as Proc,
     proxy: undefined as unknown as Proc,
     async startNova() {
-      const p = spawnCli(t, 'nova', CLI.nova, ['--port', String(novaPort), '--log-level', 'warn'], {
-        NMP_METADATA_PROXY_SHARED_SECRET: secret,
-      });
-      p.readyAt = await p.waitFor(/listening on http/);
-      chain.nova = p;
-      return p;
+      chain.nova = await startNovaCli({ t, port: novaPort, sharedSecret });
+      return chain.nova;
     },
     async startAgent() {
-      const p = spawnCli(
+      chain.agent = await startAgentCli({
         t,
-        'agent',
-        CLI.agent,
-        [
-          '--resolver',
-          'inventory',
-          '--inventory-file',
-          SAMPLE_INVENTORY,
-          '--metadata-proxy-socket',
-          socketPath,
-          '--nova-metadata-port',
-          String(novaPort),
-          '--nova-metadata-timeout',
-          '1',
-          ...(options.agentArgs ?? []),
-        ],
-        { NMP_METADATA_PROXY_SHARED_SECRET: secret, ...options.agentEnv },
-      );
-      p.readyAt = await p.waitFor(/metadata-agent listening/);
-      chain.agent = p;
-      return p;
+        socketPath,
+        novaPort,
+        sharedSecret,
+        args: ['--nova-metadata-timeout', '1', ...(options.agentArgs ?? [])],
+        env: options.agentEnv,
+      });
+      return chain.agent;
     },
     async startProxy() {
-      const p = spawnCli(t, 'proxy', CLI.proxy, [
-        '--bind',
-        `127.0.0.1:${proxyPort}`,
-        '--network-id',
-        SAMPLE_NETWORK,
-        '--metadata-proxy-socket',
+      chain.proxy = await startProxyCli({
+        t,
         socketPath,
-        '--timeout-server',
-        '2',
-        ...(options.proxyArgs ?? []),
-      ]);
-      p.readyAt = await p.waitFor(/ns-metadata-proxy listening/);
-      chain.proxy = p;
-      return p;
+        port: proxyPort,
+        args: ['--timeout-server', '2', ...(options.proxyArgs ?? [])],
+      });
+      return chain.proxy;
     },
   };
   if (options.novaPort === undefined) await chain.startNova();

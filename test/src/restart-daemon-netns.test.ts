@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { daemonClient } from '@nmp/metadata-proxy-daemon/client';
-import { isProcessAlive, NetnsLab, requireRoot, sleep } from '@nmp/testkit';
+import { isProcessAlive, NetnsLab, requireRoot, until } from '@nmp/testkit';
 import {
   CLI,
   type InstanceLoad,
@@ -41,16 +41,6 @@ function lines(file: string): Array<Record<string, unknown>> {
       });
   } catch {
     return [];
-  }
-}
-
-async function until<T>(what: string, fn: () => T | undefined, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(50);
   }
 }
 
@@ -101,10 +91,14 @@ test('the proxy daemon hands over twice under load: every request answered, no P
     ],
     { env: { ...process.env, NMP_METADATA_PROXY_SHARED_SECRET: SECRET } },
   );
-  await until('the agent socket', () => {
-    if (agent.process.exitCode !== null) throw new Error(`the agent exited:\n${agent.output()}`);
-    return existsSync(socket) ? true : undefined;
-  });
+  await until(
+    'the agent socket',
+    () => {
+      if (agent.process.exitCode !== null) throw new Error(`the agent exited:\n${agent.output()}`);
+      return existsSync(socket) ? true : undefined;
+    },
+    60_000,
+  );
 
   const stateDir = join(dir, 'state');
   const control = join(stateDir, 'nmp-metadata-proxy-daemon', 'control.sock');
@@ -134,12 +128,14 @@ test('the proxy daemon hands over twice under load: every request answered, no P
         // gone
       }
   });
-  await until('the control socket', () =>
-    lines(log).some((l) => l.msg === 'metadata-proxy-daemon ready') ? true : undefined,
+  await until(
+    'the control socket',
+    () => (lines(log).some((l) => l.msg === 'metadata-proxy-daemon ready') ? true : undefined),
+    60_000,
   );
   let loads: InstanceLoad[] = [];
   const okAll = () => loads.reduce((n, l) => n + l.ok(), 0);
-  const waitOk = (n: number) => until(`${n} answers`, () => (okAll() >= n ? true : undefined));
+  const waitOk = (n: number) => until(`${n} answers`, () => (okAll() >= n ? true : undefined), 60_000);
   const summaries: LoadSummary[] = [];
   let supervisor = daemon.pid;
   try {
@@ -165,16 +161,22 @@ test('the proxy daemon hands over twice under load: every request answered, no P
       const before = okAll();
       const signalled = Date.now();
       process.kill(supervisor, 'SIGUSR2');
-      const next = await until('the hand-over', () => {
-        const failed = lines(log).find((l) => l.pid === supervisor && l.code === 'NMP_HANDOVER_FAILED');
-        if (failed) throw new Error(`hand-over failed: ${JSON.stringify(failed)}`);
-        return lines(log).find((l) => l.pid === supervisor && l.code === 'NMP_HANDED_OVER')?.successor as
-          | number
-          | undefined;
-      });
+      const next = await until(
+        'the hand-over',
+        () => {
+          const failed = lines(log).find((l) => l.pid === supervisor && l.code === 'NMP_HANDOVER_FAILED');
+          if (failed) throw new Error(`hand-over failed: ${JSON.stringify(failed)}`);
+          return lines(log).find((l) => l.pid === supervisor && l.code === 'NMP_HANDED_OVER')?.successor as
+            | number
+            | undefined;
+        },
+        60_000,
+      );
       successors.push(next);
-      await until('the old supervisor and worker to exit', () =>
-        !isProcessAlive(supervisor) && !isProcessAlive(workerBefore) ? true : undefined,
+      await until(
+        'the old supervisor and worker to exit',
+        () => (!isProcessAlive(supervisor) && !isProcessAlive(workerBefore) ? true : undefined),
+        60_000,
       );
       const at = (pid: number, code: string) =>
         Date.parse(

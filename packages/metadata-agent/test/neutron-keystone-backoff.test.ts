@@ -18,6 +18,7 @@ import {
   type FakeOpenStackOptions,
   generatePorts,
 } from '@nmp/openstack-fakes';
+import { until } from '@nmp/testkit';
 import { AgentMetrics } from '../src/metrics.js';
 import { createNeutronResolver, type NeutronResolverOptions, retryDelay } from '../src/neutron/index.js';
 import { captureLogs } from './helpers.js';
@@ -69,15 +70,6 @@ async function failure(p: Promise<unknown>): Promise<MetadataError> {
     return e;
   }
   assert.fail('the lookup succeeded');
-}
-
-/** Poll (bounded) until `ok()`; fails the test with `what` otherwise. */
-async function until(ok: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
 }
 
 test('retryDelay: starts at the first wait, doubles, stops at the cap', () => {
@@ -171,7 +163,7 @@ describe('a catalog without the network service (item 1)', () => {
     await failure(resolver.resolve(queryFor(1))); // still waiting (60 s)
     assert.equal(fake.counts.catalogRequests, 0);
     assert.equal(resolver.reloadCredentials({ ...AUTH, authUrl: fake.authUrl }), 'catalog');
-    await until(() => fake.counts.catalogRequests === 1, 'the catalog read');
+    await until('the catalog read', () => fake.counts.catalogRequests === 1, 5000);
     const answer = await resolver.resolve(queryFor(2));
     assert.equal(answer.instanceId, inst[2]!.instanceId);
     assert.equal(fake.counts.tokenRequests, 1);
@@ -266,7 +258,7 @@ describe('refused credentials (item 2)', () => {
     await sleep(50);
     assert.equal(fake.counts.tokenRequests, 1, 'the same refused credentials wait');
     assert.equal(resolver.reloadCredentials({ ...AUTH, authUrl: fake.authUrl }), 'login');
-    await until(() => fake.counts.tokens === 1, 'the login with the new password');
+    await until('the login with the new password', () => fake.counts.tokens === 1, 5000);
     assert.equal(fake.counts.tokenRequests, 2);
     assert.equal((await resolver.resolve(queryFor(1))).instanceId, inst[1]!.instanceId);
     assert.equal(fake.counts.tokenRequests, 2);
@@ -277,7 +269,11 @@ describe('refused credentials (item 2)', () => {
     const { fake, resolver, logs } = await start(t, {}, { authRetryInitialMs: 60_000 });
     await resolver.resolve(queryFor(0));
     assert.equal(resolver.reloadCredentials({ ...AUTH, ...WRONG, authUrl: fake.authUrl }), 'login');
-    await until(() => logs.lines().some((l) => String(l.msg).startsWith('keystone refused')), 'the refusal');
+    await until(
+      'the refusal',
+      () => logs.lines().some((l) => String(l.msg).startsWith('keystone refused')),
+      5000,
+    );
     for (let i = 1; i < 20; i++)
       assert.equal((await resolver.resolve(queryFor(i))).instanceId, inst[i]!.instanceId);
     assert.equal(fake.counts.tokenRequests, 2);

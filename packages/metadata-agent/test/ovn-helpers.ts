@@ -5,7 +5,7 @@
  */
 
 import { loadConfig } from '@nmp/common';
-import { OvsdbServer, sbOps, sleep } from '@nmp/testkit';
+import { OvsdbServer, sbOps } from '@nmp/testkit';
 import { agentSchema } from '../src/index.js';
 
 export const DB = 'OVN_Southbound';
@@ -50,17 +50,7 @@ export function agentConfig(flags: Record<string, unknown>) {
   return loadConfig(agentSchema, { flags, env: {} }).config;
 }
 
-export async function until(
-  what: string,
-  cond: () => boolean | Promise<boolean>,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
+export { until } from '@nmp/testkit';
 
 /** Two networks and two chassis, as neutron + northd + two ovn-controllers leave them. */
 export async function populateCloud(sb: Sb): Promise<void> {

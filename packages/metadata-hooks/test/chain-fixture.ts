@@ -1,28 +1,25 @@
 /*
  * The real chain for the namespace tests: the development Nova and the metadata agent (inventory
- * resolver) run in the root namespace on loopback and a UNIX socket in a temp dir; proxies are started by
- * the hooks CLI inside namespaces the test made. Everything is registered with the NetnsLab for cleanup.
+ * resolver) run in the root namespace on loopback and a UNIX socket in a temp dir (testkit's startNovaCli and
+ * startAgentCli, stopped in t.after); proxies are started by the hooks CLI inside namespaces the test made.
  */
-import {
-  chmodSync,
-  existsSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { type NetnsLab, type NsChild, runCommand, sleep } from '@nmp/testkit';
+import {
+  CLI,
+  type NetnsLab,
+  runCommand,
+  type Service,
+  startAgentCli,
+  startNovaCli,
+  tempDir,
+} from '@nmp/testkit';
 
-const packages = fileURLToPath(new URL('../../../', import.meta.url));
-export const HOOKS_CLI = join(packages, 'metadata-hooks/dist/src/cli.js');
-export const PROXY_CLI = join(packages, 'ns-metadata-proxy/dist/src/cli.js');
-export const AGENT_CLI = join(packages, 'metadata-agent/dist/src/cli.js');
-export const NOVA_CLI = join(packages, 'nova-metadata-dev/dist/src/cli.js');
+export const HOOKS_CLI = CLI.hooks;
+export const PROXY_CLI = CLI.proxy;
+export const AGENT_CLI = CLI.agent;
+export const NOVA_CLI = CLI.nova;
 export const SECRET = 's3cr3t-namespace-tests';
 
 export interface InstanceSpec {
@@ -43,8 +40,8 @@ export interface Chain {
   readonly dir: string;
   readonly socketPath: string;
   readonly stateDir: string;
-  readonly nova: NsChild;
-  readonly agent: NsChild;
+  readonly nova: Service;
+  readonly agent: Service;
   /** Flags that point the hooks CLI at this chain and the lab's namespace prefixes. */
   readonly hookFlags: readonly string[];
   readonly dhcpPrefix: string;
@@ -64,10 +61,9 @@ export async function startChain(
   instances: readonly InstanceSpec[],
   ports: readonly PortSpec[],
 ): Promise<Chain> {
-  const dir = mkdtempSync(join(tmpdir(), `nmp-hooks-${lab.prefix}-`));
+  const dir = tempDir(t, `nmp-hooks-${lab.prefix}-`);
   // The proxies run as nobody: they must reach the socket inside this directory.
   chmodSync(dir, 0o755);
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const instancesFile = join(dir, 'instances.json');
   const inventoryFile = join(dir, 'inventory.json');
   writeFileSync(
@@ -95,40 +91,16 @@ export async function startChain(
       })),
     }),
   );
-  const env = { ...process.env, NMP_METADATA_PROXY_SHARED_SECRET: SECRET };
-  const nova = lab.spawn(
-    undefined,
-    process.execPath,
-    [NOVA_CLI, '--host', '127.0.0.1', '--port', '0', '--instances', instancesFile],
-    { env },
-  );
-  const m = await nova.waitForOutput(/listening on http:\/\/127\.0\.0\.1:(\d+)/, 15_000);
+  const nova = await startNovaCli({ t, sharedSecret: SECRET, instancesFile });
   const socketPath = join(dir, 'metadata_proxy');
-  const agent = lab.spawn(
-    undefined,
-    process.execPath,
-    [
-      AGENT_CLI,
-      '--metadata-proxy-socket',
-      socketPath,
-      '--metadata-proxy-socket-mode',
-      'all',
-      '--resolver',
-      'inventory',
-      '--inventory-file',
-      inventoryFile,
-      '--nova-metadata-host',
-      '127.0.0.1',
-      '--nova-metadata-port',
-      m[1]!,
-    ],
-    { env },
-  );
-  for (let i = 0; i < 150 && !existsSync(socketPath); i++) {
-    if (agent.process.exitCode !== null) break;
-    await sleep(100);
-  }
-  if (!existsSync(socketPath)) throw new Error(`agent did not create ${socketPath}:\n${agent.output()}`);
+  const agent = await startAgentCli({
+    t,
+    socketPath,
+    novaPort: nova.port,
+    sharedSecret: SECRET,
+    resolverArgs: ['--resolver', 'inventory', '--inventory-file', inventoryFile],
+    args: ['--metadata-proxy-socket-mode', 'all'],
+  });
 
   const stateDir = join(dir, 'state');
   const dhcpPrefix = `${lab.prefix}-d-`;

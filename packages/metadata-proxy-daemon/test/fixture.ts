@@ -4,19 +4,24 @@
  * and the agent a recording relay: what it records is exactly what the agent received (X-Neutron-Network-ID,
  * X-Neutron-Router-ID, X-OVN-Network-ID, X-Forwarded-For). The daemon itself runs as its CLI, so a restart is a real one.
  */
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { createNovaMetadataServer } from '@nmp/nova-metadata-dev';
-import { type NetnsLab, type NsChild, sleep } from '@nmp/testkit';
+import {
+  CLI,
+  type NetnsLab,
+  type NsChild,
+  type Service,
+  sleep,
+  startAgentCli,
+  startNova,
+  tempDir,
+} from '@nmp/testkit';
 import { type AttachmentStatus, type DaemonHealth, daemonClient } from '../src/protocol.js';
 
-const packages = fileURLToPath(new URL('../../../', import.meta.url));
-export const DAEMON_CLI = join(packages, 'metadata-proxy-daemon/dist/src/cli.js');
-export const AGENT_CLI = join(packages, 'metadata-agent/dist/src/cli.js');
+export const DAEMON_CLI = CLI.daemon;
+export const AGENT_CLI = CLI.agent;
 export const SECRET = 's3cr3t-daemon-tests';
 export const PROJECT = 'c0ffee00aabbccddeeff001122334455';
 
@@ -44,18 +49,18 @@ export interface Chain {
   readonly controlSocket: string;
   /** Requests as the agent received them. */
   readonly seen: Seen[];
-  readonly agent: NsChild;
+  readonly agent: Service;
   diagnostics(): string;
 }
 
 /** Nova + agent + relay for these ports (one instance per port, named after it). */
 export async function startChain(t: TestContext, lab: NetnsLab, ports: readonly Port[]): Promise<Chain> {
-  const dir = mkdtempSync(join(tmpdir(), `nmp-daemon-${lab.prefix}-`));
+  const dir = tempDir(t, `nmp-daemon-${lab.prefix}-`);
   // The serving worker runs as nobody: it must reach the relay socket in here.
   chmodSync(dir, 0o755);
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
 
-  const nova = createNovaMetadataServer({
+  const nova = await startNova({
+    t,
     instances: ports.map((p) => ({
       uuid: p.instance,
       project_id: PROJECT,
@@ -63,8 +68,6 @@ export async function startChain(t: TestContext, lab: NetnsLab, ports: readonly 
     })),
     sharedSecret: SECRET,
   });
-  const novaAddress = await nova.listen(0, '127.0.0.1');
-  t.after(() => nova.close());
 
   const inventoryFile = join(dir, 'inventory.json');
   writeFileSync(
@@ -82,31 +85,14 @@ export async function startChain(t: TestContext, lab: NetnsLab, ports: readonly 
     }),
   );
   const agentSocket = join(dir, 'agent.sock');
-  const agent = lab.spawn(
-    undefined,
-    process.execPath,
-    [
-      AGENT_CLI,
-      '--metadata-proxy-socket',
-      agentSocket,
-      '--metadata-proxy-socket-mode',
-      'all',
-      '--resolver',
-      'inventory',
-      '--inventory-file',
-      inventoryFile,
-      '--nova-metadata-host',
-      '127.0.0.1',
-      '--nova-metadata-port',
-      String(novaAddress.port),
-    ],
-    { env: { ...process.env, NMP_METADATA_PROXY_SHARED_SECRET: SECRET } },
-  );
-  for (let i = 0; i < 150 && !existsSync(agentSocket); i++) {
-    if (agent.process.exitCode !== null) break;
-    await sleep(100);
-  }
-  if (!existsSync(agentSocket)) throw new Error(`agent did not create ${agentSocket}:\n${agent.output()}`);
+  const agent = await startAgentCli({
+    t,
+    socketPath: agentSocket,
+    novaPort: nova.port,
+    sharedSecret: SECRET,
+    resolverArgs: ['--resolver', 'inventory', '--inventory-file', inventoryFile],
+    args: ['--metadata-proxy-socket-mode', 'all'],
+  });
 
   const seen: Seen[] = [];
   const relaySocket = join(dir, 'relay.sock');

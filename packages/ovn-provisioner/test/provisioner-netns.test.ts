@@ -24,7 +24,7 @@ import {
   requireTools,
   runCommand,
   sbOps,
-  sleep,
+  until,
   VSWITCH_SCHEMA,
 } from '@nmp/testkit';
 import { OvnProvisioner, ProcessLauncher, vethNames } from '../src/index.js';
@@ -35,18 +35,6 @@ const NET3 = '5e1f0003-0000-4000-8000-000000000003';
 const NET4 = '5e1f0004-0000-4000-8000-000000000004';
 // (Device names use the first 10 characters of the id, as neutron's do: these differ there.)
 const META_MAC = (i: number) => `fa:16:3e:5e:00:0${i}`;
-
-async function until(
-  what: string,
-  cond: () => boolean | Promise<boolean>,
-  timeoutMs = 15_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 interface World {
   lab: NetnsLab;
@@ -313,15 +301,17 @@ test('provisioning, teardown, resync and a broken namespace, as neutron lays the
     },
   ]);
   await vif(w, 'vm-2b', NET2, 3, ['10.51.1.7'], 'hv1');
-  await until('the second subnet', async () =>
-    (await link(ns2, vethNames(NET2)[1])).addrs.includes('10.51.1.2/24'),
+  await until(
+    'the second subnet',
+    async () => (await link(ns2, vethNames(NET2)[1])).addrs.includes('10.51.1.2/24'),
+    15_000,
   );
 
   // The last VIF of NET1 leaves this chassis: everything of NET1 goes.
   const pid1 = one.launcher.running(NET1, ns1);
   assert.ok(pid1);
   await w.sb.transact('OVN_Southbound', [sbOps.bind('vm-1', await w.ref('Chassis', ['name', '==', 'hv2']))]);
-  await until('NET1 torn down', async () => !(await namespaces(w.prefix)).includes(ns1));
+  await until('NET1 torn down', async () => !(await namespaces(w.prefix)).includes(ns1), 15_000);
   await one.p.idle();
   assert.equal(await iface(w, outer1), undefined, 'OVS port removed');
   assert.equal(
@@ -332,6 +322,7 @@ test('provisioning, teardown, resync and a broken namespace, as neutron lays the
   await until(
     'the proxy gone',
     () => !existsSync(`/proc/${pid1}/stat`) || one.launcher.running(NET1, ns1) === undefined,
+    15_000,
   );
 
   // Restart: a stale namespace under our prefix is removed, NET2's is adopted (same proxy process).

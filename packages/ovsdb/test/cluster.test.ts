@@ -6,22 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { OVN_SB_SCHEMA, requireTools, sbOps, sleep, startOvsdbCluster } from '@nmp/testkit';
+import { OVN_SB_SCHEMA, requireTools, sbOps, sleep, startOvsdbCluster, until } from '@nmp/testkit';
 import { type ChangeKind, OvsdbClient } from '../src/index.js';
 
 const DB = 'OVN_Southbound';
-
-async function until(
-  what: string,
-  cond: () => boolean | Promise<boolean>,
-  timeoutMs = 20_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 test('a clustered Southbound: leader preference, failover, resume with monitor_cond_since', async (t) => {
   if (!requireTools(t, ['ovsdb-server', 'ovsdb-tool', 'ovs-appctl'], [OVN_SB_SCHEMA])) return;
@@ -54,17 +42,17 @@ test('a clustered Southbound: leader preference, failover, resume with monitor_c
   // Writes through a follower reach everybody (the follower forwards them to the leader).
   await any.transact(sbOps.chassis('via-follower').slice(0, 2));
   await c.transact(sbOps.chassis('via-leader').slice(0, 2));
-  await until('both rows', () => replica.table('Chassis').size === 2);
+  await until('both rows', () => replica.table('Chassis').size === 2, 20_000);
   assert.deepEqual(kinds, ['snapshot', 'update', 'update']);
 
   // The leader dies: the client moves to a new member and resumes from its last transaction.
   await leader.kill();
-  await until('a new leader', async () => (await cluster.leader(DB)) !== undefined);
-  await until('the client to reconnect', () => c.connected && c.remote !== leader.tcpRemote);
+  await until('a new leader', async () => (await cluster.leader(DB)) !== undefined, 20_000);
+  await until('the client to reconnect', () => c.connected && c.remote !== leader.tcpRemote, 20_000);
   assert.ok(c.stats.connects >= 2);
   assert.ok(!kinds.slice(1).includes('snapshot'), `resumed, not reloaded: ${kinds.join(',')}`);
   await c.transact(sbOps.chassis('after-failover').slice(0, 2));
-  await until('the new row', () => replica.table('Chassis').size === 3);
+  await until('the new row', () => replica.table('Chassis').size === 3, 20_000);
   assert.deepEqual([...replica.table('Chassis').values()].map((r) => r.name).sort(), [
     'after-failover',
     'via-follower',

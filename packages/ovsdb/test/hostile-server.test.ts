@@ -12,7 +12,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { sleep } from '@nmp/testkit';
+import { sleep, until } from '@nmp/testkit';
 import { JsonObjectFramer, OvsdbClient } from '../src/index.js';
 
 const SCHEMA = {
@@ -89,14 +89,6 @@ function handshake(rows: () => Record<string, unknown>): Handler {
   };
 }
 
-async function until(what: string, cond: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
 test('garbage instead of JSON-RPC: the session is dropped and the client retries, without crashing', async (t) => {
   const fake = await fakeServer(
     t,
@@ -111,7 +103,7 @@ test('garbage instead of JSON-RPC: the session is dropped and the client retries
   });
   c.start();
   t.after(() => c.close());
-  await until('several attempts', () => fake.connections >= 3);
+  await until('several attempts', () => fake.connections >= 3, 5_000);
   assert.equal(c.connected, false);
   assert.match(c.stats.lastError ?? '', /expected a JSON object/);
 });
@@ -133,7 +125,11 @@ test('an oversized or too deeply nested message ends the session, not the proces
   });
   c.start();
   t.after(() => c.close());
-  await until('two sessions', () => n >= 2 && !c.connected && /nested deeper/.test(c.stats.lastError ?? ''));
+  await until(
+    'two sessions',
+    () => n >= 2 && !c.connected && /nested deeper/.test(c.stats.lastError ?? ''),
+    5_000,
+  );
 });
 
 test("the server's echo is answered; its other requests get an error; strange responses are dropped", async (t) => {
@@ -154,7 +150,7 @@ test("the server's echo is answered; its other requests get an error; strange re
   t.after(() => c.close());
   c.monitor({ Item: {} });
   await c.ready(5_000);
-  await until('two answers', () => answers.length >= 2);
+  await until('two answers', () => answers.length >= 2, 5_000);
   assert.deepEqual(answers[0], { result: ['ping', 1], error: null, id: 'echo' });
   assert.deepEqual((answers[1] as { id: number; error: { error: string } }).id, 77);
   assert.equal((answers[1] as { error: { error: string } }).error.error, 'unknown method');
@@ -205,7 +201,7 @@ test('hostile updates: bad values are dropped, unknown rows and tables ignored, 
   send([id, U(1002), { Nope: { [U(5)]: { insert: { name: 'x' } } }, Item: [] }]);
   send(['some-other-monitor', U(1003), { Item: { [U(6)]: { insert: { name: 'six' } } } }]);
   send([id, U(1004), { Item: { [U(7)]: { insert: { name: 7, count: 7, tags: { a: 1 } } } } }]);
-  await until('the bad updates to be processed', () => problems.length >= 5);
+  await until('the bad updates to be processed', () => problems.length >= 5, 5_000);
   const one = replica.table('Item').get(U(1))!;
   assert.equal(one.name, 'one!', 'the good column of a modify applies');
   assert.equal(one.count, 1, 'the bad one keeps its value');
@@ -222,7 +218,11 @@ test('hostile updates: bad values are dropped, unknown rows and tables ignored, 
     [U(8)]: { initial: { name: 'eight', count: 8 } },
   };
   send([id, U(1005), { Item: { [U(404)]: { modify: { count: 4 } } } }]);
-  await until('the reload', () => fake.connections === 2 && c.connected && replica.table('Item').has(U(8)));
+  await until(
+    'the reload',
+    () => fake.connections === 2 && c.connected && replica.table('Item').has(U(8)),
+    5_000,
+  );
   assert.deepEqual([...replica.table('Item').keys()].sort(), [U(2), U(8)]);
   assert.equal(replica.table('Item').get(U(2))!.count, 22);
   assert.ok(problems.includes('OVSDB_REPLICA_DIVERGED'));

@@ -14,6 +14,7 @@ import {
   runCommand,
   sbOps,
   sleep,
+  until,
 } from '@nmp/testkit';
 import {
   type ChangeKind,
@@ -40,14 +41,6 @@ function recorder(replica: Replica): { batches: { kind: ChangeKind; changes: rea
   const r = { batches: [] as { kind: ChangeKind; changes: readonly RowChange[] }[] };
   replica.onChange((changes, kind) => r.batches.push({ kind, changes }));
   return r;
-}
-
-async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 function byName(replica: Replica, table: string, column: string, value: string): Row | undefined {

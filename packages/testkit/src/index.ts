@@ -4,6 +4,36 @@
  * RabbitMQ node; `neutron-rpc.ts` runs neutron's own RPC server code (Debian's python3-neutron) on it.
  */
 
+export {
+  type Chain,
+  type ChainOptions,
+  CLI,
+  type CliOptions,
+  freePort,
+  type Nova,
+  type NovaOptions,
+  type Owner,
+  SAMPLE_INSTANCE,
+  SAMPLE_INSTANCES_FILE,
+  SAMPLE_INVENTORY_FILE,
+  SAMPLE_NETWORK,
+  SAMPLE_PROJECT,
+  SAMPLE_RESOLVER_ARGS,
+  type Service,
+  type ServiceOptions,
+  SOURCE_ROOT,
+  serviceEnv,
+  spawnService,
+  startAgentCli,
+  startChain,
+  startNova,
+  startNovaCli,
+  startProxyCli,
+  tail,
+  tempDir,
+  until,
+  waitForConnect,
+} from './chain.js';
 export { captureLogs, type LogCapture } from './logs.js';
 export {
   ExecError,
