@@ -9,8 +9,19 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { cpuTimesOf, startChain, waitForQuiet } from './chain.mjs';
-import { fmt, median, memoryOf, requireBuilt, resultsDir, runLoad, stamp, textTable } from './lib.mjs';
+import {
+  cpuTimesOf,
+  fmt,
+  median,
+  memoryOf,
+  requireBuilt,
+  resultsDir,
+  runLoad,
+  stamp,
+  startChain,
+  textTable,
+  waitForQuiet,
+} from '@nmp/bench';
 
 const { values } = parseArgs({
   options: {

@@ -12,12 +12,11 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, createServer, request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { median, textTable } from './lib.mjs';
+import { median, textTable } from '@nmp/bench';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const KINDS = ['ours', 'node-agent', 'undici'];
 
 if (process.argv[2] === '--client') {
@@ -28,7 +27,7 @@ if (process.argv[2] === '--client') {
   const headers = ['host', 'localhost', 'x-forwarded-for', '10.0.0.5', 'x-neutron-network-id', 'net'];
   let send;
   if (kind === 'ours') {
-    const { AgentClient } = await import(join(ROOT, 'packages/ns-metadata-proxy/dist/src/agent-client.js'));
+    const { AgentClient } = await import('@nmp/ns-metadata-proxy');
     const client = new AgentClient({ socketPath, timeoutMs: 30_000 });
     send = () =>
       new Promise((resolve, reject) =>

@@ -15,11 +15,6 @@ import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { loadConfig, silentLogger } from '@nmp/common';
-import { AGENT_COMPAT, agentSchema, createNeutronResolver, createRpcResolver } from '@nmp/metadata-agent';
-import { FAKE_DEFAULTS } from '@nmp/openstack-fakes';
-import { startChain, waitForQuiet } from './chain.mjs';
-import { summariseProfileFile } from './cpuprofile-summary.mjs';
 import {
   fmt,
   median,
@@ -29,8 +24,14 @@ import {
   requireBuilt,
   resultsDir,
   stamp,
+  startChain,
   textTable,
-} from './lib.mjs';
+  waitForQuiet,
+} from '@nmp/bench';
+import { loadConfig, silentLogger } from '@nmp/common';
+import { AGENT_COMPAT, agentSchema, createNeutronResolver, createRpcResolver } from '@nmp/metadata-agent';
+import { FAKE_DEFAULTS } from '@nmp/openstack-fakes';
+import { summariseProfileFile } from './cpuprofile-summary.mjs';
 import { startNeutronRpcBackend } from './rpc-backend.mjs';
 import { runStorm, STORM_PROJECT, stormInstance, stormNovaInstance } from './storm-instances.mjs';
 

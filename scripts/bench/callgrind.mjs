@@ -16,8 +16,17 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startBareChain, startChain } from './chain.mjs';
-import { median, requireBuilt, resultsDir, SAMPLE_DIR, stamp, textTable, waitForConnect } from './lib.mjs';
+import {
+  median,
+  requireBuilt,
+  resultsDir,
+  SAMPLE_DIR,
+  stamp,
+  startBareChain,
+  startChain,
+  textTable,
+  waitForConnect,
+} from '@nmp/bench';
 
 const { values } = parseArgs({
   options: {

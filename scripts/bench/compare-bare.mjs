@@ -4,7 +4,7 @@
 // markers in docs/benchmarks.md; the rest of the file is left as it is, and a hand-written analysis inside
 // the section (between its own markers) is kept across runs.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { fmt, mdTable, median, textTable } from './lib.mjs';
+import { fmt, mdTable, median, textTable } from '@nmp/bench';
 
 export const TARGETS_22 = {
   /** proxy CPU per request <= the bare proxy's */

@@ -20,7 +20,6 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { loadavg, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { SERVICE_NODE_FLAGS } from '@nmp/common';
 import {
   CLI,
   fmt,
@@ -33,10 +32,11 @@ import {
   sleep,
   stamp,
   startNode,
-} from './lib.mjs';
+} from '@nmp/bench';
+import { SERVICE_NODE_FLAGS } from '@nmp/common';
 
 const DAEMON_CLI = join(ROOT, 'packages/metadata-proxy-daemon/dist/src/cli.js');
-const { daemonClient } = await import(join(ROOT, 'packages/metadata-proxy-daemon/dist/src/index.js'));
+const { daemonClient } = await import('@nmp/metadata-proxy-daemon/client');
 const SECRET = `bench-${randomBytes(8).toString('hex')}`;
 const PROJECT = 'c0ffee00aabbccddeeff001122334455';
 const MARK_START = '<!-- daemon-mode:start (written by scripts/bench/daemon-1000.mjs) -->';

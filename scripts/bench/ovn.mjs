@@ -17,11 +17,6 @@ import { request } from 'node:http';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { loadConfig, silentLogger } from '@nmp/common';
-import { agentSchema, OvnMetadataService } from '@nmp/metadata-agent';
-import { OvsdbClient } from '@nmp/ovsdb';
-import { OvsdbServer, sbOps } from '@nmp/testkit';
-import { startChain, waitForQuiet } from './chain.mjs';
 import {
   fmt,
   machineInfo,
@@ -32,8 +27,14 @@ import {
   requireBuilt,
   resultsDir,
   stamp,
+  startChain,
   textTable,
-} from './lib.mjs';
+  waitForQuiet,
+} from '@nmp/bench';
+import { loadConfig, silentLogger } from '@nmp/common';
+import { agentSchema, OvnMetadataService } from '@nmp/metadata-agent';
+import { OvsdbClient } from '@nmp/ovsdb';
+import { OvsdbServer, sbOps } from '@nmp/testkit';
 import { runStorm, STORM_PROJECT, stormInstance, stormNovaInstance } from './storm-instances.mjs';
 
 const USAGE = `usage: npm run bench:ovn -- [--ports N] [--networks N] [--instances N] [--runs N] [--no-neutron] [--json]

@@ -18,9 +18,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { fmt, machineInfo, mdTable, median, memoryOf, ROOT, requireBuilt, sleep } from '@nmp/bench';
 import { SERVICE_NODE_FLAGS } from '@nmp/common';
 import { NetnsLab, OvsdbServer, runCommand, sbOps, VSWITCH_SCHEMA } from '@nmp/testkit';
-import { fmt, machineInfo, mdTable, median, memoryOf, ROOT, requireBuilt, sleep } from './lib.mjs';
 
 const { values } = parseArgs({
   options: {

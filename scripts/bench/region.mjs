@@ -35,13 +35,12 @@ import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, w
 import { loadavg, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { SERVICE_NODE_FLAGS } from '@nmp/common';
-import { DEBIAN_PYTHON, SOCKET_HOLDER_SCRIPT } from '@nmp/testkit';
-import { cpuSecondsOf, machineBusySeconds } from './chain.mjs';
 import {
   CLI,
+  cpuSecondsOf,
   fmt,
   freePort,
+  machineBusySeconds,
   machineInfo,
   mdTable,
   median,
@@ -53,7 +52,9 @@ import {
   stamp,
   startNode,
   waitForConnect,
-} from './lib.mjs';
+} from '@nmp/bench';
+import { SERVICE_NODE_FLAGS } from '@nmp/common';
+import { DEBIAN_PYTHON, SOCKET_HOLDER_SCRIPT } from '@nmp/testkit';
 import { startNeutronRpcBackend } from './rpc-backend.mjs';
 import { runClient, STORM_PROJECT, stormInstance, stormNovaInstance } from './storm-instances.mjs';
 
@@ -524,7 +525,7 @@ async function oneRun(run, backend, dir) {
       { env, logDir, nodeArgs: [...SERVICE_NODE_FLAGS] },
     );
     started.push(() => ctx.daemon.stop(20_000));
-    const { daemonClient } = await import(join(ROOT, 'packages/metadata-proxy-daemon/dist/src/index.js'));
+    const { daemonClient } = await import('@nmp/metadata-proxy-daemon/client');
     for (let i = 0; ; i++) {
       try {
         await daemonClient.list(control, 2_000);

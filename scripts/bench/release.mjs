@@ -15,9 +15,8 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { SERVICE_NODE_FLAGS } from '@nmp/common';
-import { cpuSecondsOf, startChain, waitForQuiet } from './chain.mjs';
 import {
+  cpuSecondsOf,
   fmt,
   freePort,
   machineInfo,
@@ -32,8 +31,11 @@ import {
   SAMPLE_DIR,
   sleep,
   stamp,
+  startChain,
   startNode,
-} from './lib.mjs';
+  waitForQuiet,
+} from '@nmp/bench';
+import { SERVICE_NODE_FLAGS } from '@nmp/common';
 
 const { values } = parseArgs({
   options: {
@@ -79,7 +81,7 @@ const say = (m) => process.stdout.write(`bench:release: ${m}\n`);
 let tarball = values.tarball;
 let deb;
 if (tarball === undefined) {
-  const { buildRelease } = await import('../../packages/release/dist/src/index.js');
+  const { buildRelease } = await import('@nmp/release');
   say('building the release (npm run package) ...');
   const r = await buildRelease({ outDir: join(out, 'artefacts'), log: (m) => say(m) });
   tarball = r.tarball;

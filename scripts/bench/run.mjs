@@ -19,13 +19,11 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { request } from 'node:http';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { SERVICE_NODE_FLAGS, signInstanceId } from '@nmp/common';
-import { cpuTimesOf, machineBusySeconds, startBareChain, startChain, waitForQuiet } from './chain.mjs';
-import { compareBareTargets, printCompareBare, writeCompareBareSection } from './compare-bare.mjs';
-import { summariseProfileFile } from './cpuprofile-summary.mjs';
 import {
+  cpuTimesOf,
   fmt,
   INSTANCE_A,
+  machineBusySeconds,
   machineInfo,
   mdTable,
   median,
@@ -37,9 +35,15 @@ import {
   runLoad,
   SAMPLE_DIR,
   stamp,
+  startBareChain,
+  startChain,
   textTable,
   trimLogs,
-} from './lib.mjs';
+  waitForQuiet,
+} from '@nmp/bench';
+import { SERVICE_NODE_FLAGS, signInstanceId } from '@nmp/common';
+import { compareBareTargets, printCompareBare, writeCompareBareSection } from './compare-bare.mjs';
+import { summariseProfileFile } from './cpuprofile-summary.mjs';
 
 const USAGE = `usage: npm run bench -- [options]
 

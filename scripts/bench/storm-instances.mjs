@@ -4,8 +4,7 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpuTimesOf, machineBusySeconds } from './chain.mjs';
-import { ROOT } from './lib.mjs';
+import { cpuTimesOf, machineBusySeconds, ROOT } from '@nmp/bench';
 
 export const STORM_PROJECT = 'c0ffee00aabbccddeeff001122334455';
 
