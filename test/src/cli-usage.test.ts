@@ -5,10 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type TestContext, test } from 'node:test';
+import { test } from 'node:test';
+import { tempDir } from '@nmp/testkit';
 import { CLI, ROOT } from './fault-harness.js';
 
 const HOOKS = join(ROOT, 'packages/metadata-hooks/dist/src/cli.js');
@@ -23,14 +23,8 @@ function run(cli: string, args: readonly string[]) {
   });
 }
 
-function tempDir(t: TestContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-cli-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
 test('metadata-hooks: --config-file before or after `status` is read, and status runs', (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'nmp-cli-');
   const state = join(dir, 'hooks');
   mkdirSync(state);
   const record = {
@@ -63,7 +57,7 @@ test('metadata-hooks: --config-file before or after `status` is read, and status
 });
 
 test('metadata-proxy-daemon: --config-file before or after each subcommand is read', (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'nmp-cli-');
   const control = join(dir, 'nobody-listens-here.sock');
   const conf = join(dir, 'daemon.ini');
   writeFileSync(conf, `[DEFAULT]\nstate_path = ${dir}\ndaemon_control_socket = ${control}\n`);
@@ -93,7 +87,7 @@ test('metadata-proxy-daemon: --config-file before or after each subcommand is re
 });
 
 test('metadata-proxy-daemon attach: --bind repeated collects every bind and swallows nothing', (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'nmp-cli-');
   const control = join(dir, 'none.sock');
   const r = run(DAEMON, [
     'attach',

@@ -2,14 +2,13 @@
  * Test helpers for the agent: a stand-in Nova on an ephemeral port that records what it received, a
  * started agent on a temporary UNIX socket, and a client that talks HTTP over that socket as the proxy does.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import type { InstanceIdentity, InstanceResolver } from '@nmp/common';
-import { captureLogs, type LogCapture } from '@nmp/testkit';
+import { type InstanceIdentity, type InstanceResolver, MetadataError } from '@nmp/common';
+import { captureLogs, type LogCapture, tempDir as testkitTempDir } from '@nmp/testkit';
 import { MetadataAgent } from '../src/agent.js';
 import type { NovaClientOptions } from '../src/nova-client.js';
 import { InventoryResolver } from '../src/resolver/inventory-resolver.js';
@@ -65,9 +64,20 @@ export interface StubNova {
 }
 
 export function tempDir(t: TestContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-agent-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
+  return testkitTempDir(t, 'nmp-agent-');
+}
+
+/** `p` rejects with the resolver's 503 (MDA_ERR_RESOLVER_UNAVAILABLE); resolves with that error. */
+export async function expectResolverUnavailable(p: Promise<unknown>): Promise<MetadataError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof MetadataError, String(e));
+    assert.equal(e.code, 'MDA_ERR_RESOLVER_UNAVAILABLE');
+    assert.equal(e.status, 503);
+    return e;
+  }
+  assert.fail('expected MDA_ERR_RESOLVER_UNAVAILABLE');
 }
 
 export async function startStubNova(t: TestContext): Promise<StubNova> {

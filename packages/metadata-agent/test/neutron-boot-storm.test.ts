@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, type TestContext, test } from 'node:test';
-import { createLogger, type InstanceIdentity, type LookupQuery, MetadataError } from '@nmp/common';
+import { createLogger, type InstanceIdentity, type LookupQuery } from '@nmp/common';
 import {
   createFakeOpenStack,
   FAKE_DEFAULTS,
@@ -16,7 +16,7 @@ import {
 } from '@nmp/openstack-fakes';
 import { createNeutronResolver, type NeutronResolverOptions } from '../src/neutron/index.js';
 import { CachingResolver, type CachingResolverOptions } from '../src/resolver/caching-resolver.js';
-import { withoutPort } from './helpers.js';
+import { expectResolverUnavailable, withoutPort } from './helpers.js';
 
 async function start(
   t: TestContext,
@@ -50,18 +50,6 @@ async function start(
   });
   t.after(() => resolver.close());
   return { fake, neutron, resolver, lines };
-}
-
-async function unavailable(p: Promise<unknown>): Promise<MetadataError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof MetadataError, String(e));
-    assert.equal(e.code, 'MDA_ERR_RESOLVER_UNAVAILABLE');
-    assert.equal(e.status, 503);
-    return e;
-  }
-  assert.fail('expected MDA_ERR_RESOLVER_UNAVAILABLE');
 }
 
 describe('boot storm', () => {
@@ -173,7 +161,7 @@ describe('Neutron unavailable', () => {
     await fake.close();
     const t0 = performance.now();
     const failures = await Promise.all(
-      Array.from({ length: 200 }, (_, n) => unavailable(resolver.resolve(qs[1 + (n % 19)]!))),
+      Array.from({ length: 200 }, (_, n) => expectResolverUnavailable(resolver.resolve(qs[1 + (n % 19)]!))),
     );
     const elapsed = performance.now() - t0;
     assert.ok(elapsed < 1000, `503s took ${elapsed} ms`);
@@ -191,7 +179,7 @@ describe('Neutron unavailable', () => {
     test(`answers ${failure}: 503, not cached, recovery`, async (t) => {
       const { fake, resolver } = await start(t, { ports: topo.ports });
       fake.setFailure(failure);
-      const e = await unavailable(resolver.resolve(qs[0]!));
+      const e = await expectResolverUnavailable(resolver.resolve(qs[0]!));
       assert.equal(e.details.upstream, 'neutron');
       if (typeof failure === 'number') assert.equal(e.details.status, failure);
       fake.setFailure(null);
@@ -206,7 +194,7 @@ describe('Neutron unavailable', () => {
       if (slow === 'latency') fake.setLatency(5000);
       else fake.setFailure('hang');
       const t0 = performance.now();
-      const e = await unavailable(resolver.resolve(qs[slow === 'latency' ? 1 : 2]!));
+      const e = await expectResolverUnavailable(resolver.resolve(qs[slow === 'latency' ? 1 : 2]!));
       const elapsed = performance.now() - t0;
       assert.equal(e.details.reason, 'timeout');
       assert.ok(elapsed >= 250 && elapsed < 800, `${slow}: 503 after ${elapsed} ms (timeout 300 ms)`);
@@ -223,7 +211,7 @@ describe('Neutron unavailable', () => {
       { timeoutMs: 300 },
     );
     const t0 = performance.now();
-    const e = await unavailable(resolver.resolve(qs[0]!));
+    const e = await expectResolverUnavailable(resolver.resolve(qs[0]!));
     const elapsed = performance.now() - t0;
     assert.equal(e.details.upstream, 'neutron');
     assert.ok(elapsed < 800, `503 after ${elapsed} ms (timeout 300 ms)`);
@@ -232,7 +220,7 @@ describe('Neutron unavailable', () => {
   test('Keystone down at start: 503 naming keystone, then recovery', async (t) => {
     const { fake, resolver } = await start(t, { ports: topo.ports });
     fake.setFailure(500, 'keystone');
-    const e = await unavailable(resolver.resolve(qs[0]!));
+    const e = await expectResolverUnavailable(resolver.resolve(qs[0]!));
     assert.equal(e.details.upstream, 'keystone');
     assert.equal(e.details.status, 500);
     fake.setFailure(null, 'keystone');

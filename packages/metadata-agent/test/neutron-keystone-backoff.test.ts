@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, type TestContext, test } from 'node:test';
-import { type LookupQuery, MetadataError } from '@nmp/common';
+import type { LookupQuery, MetadataError } from '@nmp/common';
 import {
   createFakeOpenStack,
   FAKE_DEFAULTS,
@@ -21,7 +21,7 @@ import {
 import { until } from '@nmp/testkit';
 import { AgentMetrics } from '../src/metrics.js';
 import { createNeutronResolver, type NeutronResolverOptions, retryDelay } from '../src/neutron/index.js';
-import { captureLogs } from './helpers.js';
+import { captureLogs, expectResolverUnavailable } from './helpers.js';
 import { sample } from './prom-text.js';
 
 const topo = generatePorts({ networks: 1, instancesPerNetwork: 60 });
@@ -60,17 +60,6 @@ async function start(
 }
 
 /** The lookup's failure (it must fail with the 503 of an unavailable resolver). */
-async function failure(p: Promise<unknown>): Promise<MetadataError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof MetadataError, String(e));
-    assert.equal(e.code, 'MDA_ERR_RESOLVER_UNAVAILABLE');
-    assert.equal(e.status, 503);
-    return e;
-  }
-  assert.fail('the lookup succeeded');
-}
 
 test('retryDelay: starts at the first wait, doubles, stops at the cap', () => {
   const r = { initialMs: 5000, maxMs: 300_000 };
@@ -86,7 +75,7 @@ describe('a catalog without the network service (item 1)', () => {
     const { fake, resolver, logs, metrics } = await start(t, { networkInCatalog: false });
     const reasons = new Set<string>();
     for (let i = 0; i < 52; i++)
-      reasons.add(String((await failure(resolver.resolve(queryFor(i)))).details.reason));
+      reasons.add(String((await expectResolverUnavailable(resolver.resolve(queryFor(i)))).details.reason));
     assert.deepEqual([...reasons], ['no network service in the catalog (is the token project-scoped?)']);
     assert.equal(fake.counts.tokenRequests, 1, 'logins for 52 lookups');
     assert.equal(fake.counts.tokens, 1);
@@ -107,13 +96,13 @@ describe('a catalog without the network service (item 1)', () => {
       { networkInCatalog: false },
       { authRetryInitialMs: 150, authRetryMaxMs: 600 },
     );
-    const first = await failure(resolver.resolve(queryFor(0)));
+    const first = await expectResolverUnavailable(resolver.resolve(queryFor(0)));
     assert.ok(typeof first.details.retryAt === 'string', 'the 503 says when Keystone is asked again');
     // Lookups for about a second: the catalog is read again at most once per (growing) wait.
     const t0 = Date.now();
     let lookups = 1;
     while (Date.now() - t0 < 1000) {
-      await failure(resolver.resolve(queryFor(lookups++)));
+      await expectResolverUnavailable(resolver.resolve(queryFor(lookups++)));
       await sleep(10);
     }
     const elapsed = Date.now() - t0;
@@ -149,7 +138,7 @@ describe('a catalog without the network service (item 1)', () => {
   test('a missing interface or region is the same: the token is kept, no login per lookup', async (t) => {
     const { fake, resolver } = await start(t, { interfaces: ['public'] }, { interface: 'admin' });
     for (let i = 0; i < 10; i++) {
-      const e = await failure(resolver.resolve(queryFor(i)));
+      const e = await expectResolverUnavailable(resolver.resolve(queryFor(i)));
       assert.match(String(e.details.reason), /no network endpoint for interface admin/);
     }
     assert.equal(fake.counts.tokenRequests, 1);
@@ -158,9 +147,9 @@ describe('a catalog without the network service (item 1)', () => {
 
   test('reload() with the same credentials reads the catalog again at once, without a login', async (t) => {
     const { fake, resolver } = await start(t, { networkInCatalog: false }, { authRetryInitialMs: 60_000 });
-    await failure(resolver.resolve(queryFor(0)));
+    await expectResolverUnavailable(resolver.resolve(queryFor(0)));
     fake.setNetworkInCatalog(true);
-    await failure(resolver.resolve(queryFor(1))); // still waiting (60 s)
+    await expectResolverUnavailable(resolver.resolve(queryFor(1))); // still waiting (60 s)
     assert.equal(fake.counts.catalogRequests, 0);
     assert.equal(resolver.reloadCredentials({ ...AUTH, authUrl: fake.authUrl }), 'catalog');
     await until('the catalog read', () => fake.counts.catalogRequests === 1, 5000);
@@ -179,7 +168,7 @@ describe('refused credentials (item 2)', () => {
     const took: number[] = [];
     for (let i = 0; i < 5; i++) {
       const t0 = performance.now();
-      errors.push(await failure(resolver.resolve(queryFor(i))));
+      errors.push(await expectResolverUnavailable(resolver.resolve(queryFor(i))));
       took.push(performance.now() - t0);
     }
     assert.equal(fake.counts.tokenRequests, 1, 'logins for 5 lookups');
@@ -209,7 +198,9 @@ describe('refused credentials (item 2)', () => {
   test('a boot storm of 200 concurrent lookups costs one login; after the wait, one more', async (t) => {
     const { fake, resolver } = await start(t, {}, { ...WRONG, authRetryInitialMs: 200 });
     const storm = () =>
-      Promise.all(Array.from({ length: 200 }, (_, i) => failure(resolver.resolve(queryFor(i)))));
+      Promise.all(
+        Array.from({ length: 200 }, (_, i) => expectResolverUnavailable(resolver.resolve(queryFor(i)))),
+      );
     await storm();
     assert.equal(fake.counts.tokenRequests, 1);
     await storm();
@@ -233,7 +224,7 @@ describe('refused credentials (item 2)', () => {
     const t0 = Date.now();
     let lookups = 0;
     while (Date.now() - t0 < 1800) {
-      await failure(resolver.resolve(queryFor(lookups++)));
+      await expectResolverUnavailable(resolver.resolve(queryFor(lookups++)));
       await sleep(5);
     }
     const elapsed = Date.now() - t0;
@@ -253,7 +244,7 @@ describe('refused credentials (item 2)', () => {
 
   test('reload() with new credentials logs in at once; with the same ones it does not', async (t) => {
     const { fake, resolver, logs } = await start(t, {}, { ...WRONG, authRetryInitialMs: 60_000 });
-    await failure(resolver.resolve(queryFor(0)));
+    await expectResolverUnavailable(resolver.resolve(queryFor(0)));
     assert.equal(resolver.reloadCredentials({ ...AUTH, ...WRONG, authUrl: fake.authUrl }), 'none');
     await sleep(50);
     assert.equal(fake.counts.tokenRequests, 1, 'the same refused credentials wait');
@@ -279,14 +270,14 @@ describe('refused credentials (item 2)', () => {
     assert.equal(fake.counts.tokenRequests, 2);
     // The token dies (revoked): the refusal's wait holds, no login per lookup.
     fake.expireAllTokens();
-    for (let i = 20; i < 30; i++) await failure(resolver.resolve(queryFor(i)));
+    for (let i = 20; i < 30; i++) await expectResolverUnavailable(resolver.resolve(queryFor(i)));
     assert.equal(fake.counts.tokenRequests, 2);
   });
 
   test('a Keystone error (5xx) does not start a wait: the next lookup logs in', async (t) => {
     const { fake, resolver } = await start(t);
     fake.setFailure(503, 'keystone');
-    await failure(resolver.resolve(queryFor(0)));
+    await expectResolverUnavailable(resolver.resolve(queryFor(0)));
     fake.setFailure(null, 'keystone');
     assert.equal((await resolver.resolve(queryFor(1))).instanceId, inst[1]!.instanceId);
     assert.equal(fake.counts.tokenRequests, 2);

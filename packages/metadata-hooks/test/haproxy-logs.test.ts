@@ -6,17 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
+import { tempDir } from '@nmp/testkit';
 import { haproxyKill, removeOrphanLogs } from '../src/haproxy-compat.js';
-
-function tempDir(t: TestContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-compat-logs-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 /** A process that looks like a drop-in proxy (its title, as the proxy sets it) writing to `output`. */
 async function fakeProxy(t: TestContext, config: string, output: string): Promise<number> {
@@ -46,7 +40,7 @@ async function fakeProxy(t: TestContext, config: string, output: string): Promis
 }
 
 test('haproxy-kill TERM removes the log of the proxy it stops; HUP does not', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'nmp-compat-logs-');
   const config = join(dir, 'net-1.conf');
   writeFileSync(config, '# neutron writes this\n');
   const log = `${config}.log`;
@@ -60,7 +54,7 @@ test('haproxy-kill TERM removes the log of the proxy it stops; HUP does not', as
 });
 
 test('haproxy-kill KILL removes the log; output that is not <config>.log stays', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'nmp-compat-logs-');
   const config = join(dir, 'net-1.conf');
   writeFileSync(config, '');
   const log = join(dir, 'net-1.conf.log');
@@ -72,7 +66,7 @@ test('haproxy-kill KILL removes the log; output that is not <config>.log stays',
 });
 
 test('removeOrphanLogs: logs whose config is gone, and only those', (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'nmp-compat-logs-');
   for (const f of ['a.conf', 'a.conf.log', 'b.conf.log', 'notes.log', 'c.conf'])
     writeFileSync(join(dir, f), '');
   assert.deepEqual(removeOrphanLogs(join(dir, 'c.conf')), [join(dir, 'b.conf.log')]);

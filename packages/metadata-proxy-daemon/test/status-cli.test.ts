@@ -6,21 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type TestContext, test } from 'node:test';
+import { test } from 'node:test';
 import { silentLogger } from '@nmp/common';
 import { DEFAULT_LIMITS } from '@nmp/ns-metadata-proxy';
+import { tempDir } from '@nmp/testkit';
 import { MetadataProxyDaemon } from '../src/supervisor.js';
 import { DAEMON_CLI } from './fixture.js';
-
-function tempDir(t: TestContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-daemon-status-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 /** The CLI, asynchronously: the daemons these tests talk to run in this process. */
 function status(
@@ -59,7 +52,7 @@ function listen(server: Server, path: string): Promise<void> {
 }
 
 test('no daemon on the control socket: exit 3, saying so (text and --json)', async (t) => {
-  const socket = join(tempDir(t), 'control.sock');
+  const socket = join(tempDir(t, 'nmp-daemon-status-'), 'control.sock');
   const text = await status(socket);
   assert.equal(text.code, 3, text.stderr);
   assert.equal(
@@ -76,7 +69,7 @@ test('no daemon on the control socket: exit 3, saying so (text and --json)', asy
 });
 
 test('a stale socket (the daemon was killed) and a daemon that hangs up: exit 3', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'nmp-daemon-status-');
   // A process that listens on the socket and dies by SIGKILL leaves the socket file behind: ECONNREFUSED.
   const stale = join(dir, 'stale.sock');
   const child = spawn(process.execPath, [
@@ -102,7 +95,7 @@ test('a stale socket (the daemon was killed) and a daemon that hangs up: exit 3'
 });
 
 test('a daemon that answers: 0 when healthy, 3 when the agent is unreachable', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'nmp-daemon-status-');
   const agentSocket = join(dir, 'agent.sock');
   const controlSocket = join(dir, 'ctl', 'control.sock');
   const daemon = new MetadataProxyDaemon({

@@ -5,24 +5,17 @@
  * first-byte and client timeouts, the rate limit per attachment, and metrics it renders for the admin socket.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { loadConfig } from '@nmp/common';
 import { generateNodeKey, servingSettings } from '@nmp/ns-metadata-proxy';
-import { captureLogs } from '@nmp/testkit';
+import { captureLogs, tempDir } from '@nmp/testkit';
 import { daemonOptions } from '../src/options.js';
 import { ServingWorker, type WorkerSettings } from '../src/worker.js';
 import { workerSettingsFor } from '../src/worker-settings.js';
-
-function tempDir(t: TestContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-worker-settings-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 function daemonConfig(dir: string, ini: string) {
   const file = join(dir, 'daemon.ini');
@@ -49,7 +42,7 @@ const INI = (dir: string) =>
   ].join('\n');
 
 test('workerSettingsFor: the daemon config maps to the same serving settings as the proxy, all of them', (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'nmp-worker-settings-');
   const config = daemonConfig(dir, INI(dir));
   const w = workerSettingsFor(config);
   const s = servingSettings(config);
@@ -97,7 +90,7 @@ function get(port: number, path: string, headers: Record<string, string> = {}, l
 }
 
 test('a ServingWorker built from those settings enforces them and renders metrics', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'nmp-worker-settings-');
   const settings: WorkerSettings = workerSettingsFor(daemonConfig(dir, INI(dir)));
   // A stand-in agent on the socket the settings name: 200 for anything.
   const agent = createHttpServer((_req, res) => res.end('ok'));
@@ -152,7 +145,7 @@ test('a ServingWorker built from those settings enforces them and renders metric
 });
 
 test('token mode in daemon mode: the worker signs with the node key the supervisor hands it', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'nmp-worker-settings-');
   const settings = workerSettingsFor(
     daemonConfig(dir, `[DEFAULT]\nstate_path = ${dir}\n[metadata_ssrf]\ntoken_mode = required\n`),
   );

@@ -4,14 +4,12 @@
  */
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { parseBind } from '@nmp/common';
-import { captureLogs, type LogCapture } from '@nmp/testkit';
+import { captureLogs, type LogCapture, tempDir as testkitTempDir } from '@nmp/testkit';
 import type { ProxyIdentity } from '../src/header-names.js';
 import { MetadataProxy, type MetadataProxyOptions, type ProxyLimits } from '../src/proxy.js';
 
@@ -35,9 +33,7 @@ export interface FakeAgent {
 }
 
 export function tempDir(t: TestContext, prefix = 'nmp-proxy-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
+  return testkitTempDir(t, prefix);
 }
 
 export async function startFakeAgent(t: TestContext, socketPath?: string): Promise<FakeAgent> {

@@ -4,20 +4,13 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { lstatSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { lstatSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type TestContext, test } from 'node:test';
+import { test } from 'node:test';
 import { ERRORS } from '@nmp/common';
-import { promSample, unixHttpGet } from '@nmp/testkit';
+import { promSample, tempDir, unixHttpGet } from '@nmp/testkit';
 import { ProxyAdminServer, ProxyMetrics, REFUSAL_REASONS, refusalReason } from '../src/metrics.js';
 import { SSRF_REFUSAL_REASONS } from '../src/ssrf/policy.js';
-
-function tempDir(t: TestContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-proxy-metrics-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 const get = unixHttpGet;
 
@@ -80,7 +73,7 @@ test("every refusal code in the error table maps to a reason; the agent's failur
 });
 
 test('the admin listener: UNIX socket mode 0600, /metrics, /healthz, /readyz; removed on close', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'nmp-proxy-metrics-');
   const socketPath = join(dir, 'run', 'net-1.admin');
   const metrics = new ProxyMetrics({ mode: 'router', id: 'r-1', defaultMetrics: true });
   metrics.request(200, 0.001);
@@ -115,7 +108,7 @@ test('the admin listener: UNIX socket mode 0600, /metrics, /healthz, /readyz; re
 });
 
 test('a stale admin socket is replaced; a live one or a regular file is left alone', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'nmp-proxy-metrics-');
   const stale = join(dir, 'stale.sock');
   // What a killed process leaves behind: a socket file nobody listens on.
   const child = spawn(

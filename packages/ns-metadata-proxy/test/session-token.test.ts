@@ -4,10 +4,10 @@
  * key file is created once (0600) and shared by proxies that start together.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type TestContext, test } from 'node:test';
+import { test } from 'node:test';
+import { tempDir } from '@nmp/testkit';
 import {
   generateNodeKey,
   loadNodeKey,
@@ -23,12 +23,6 @@ const A: TokenBinding = { source: '10.0.0.5', mode: 'network', id: 'net-1' };
 function clock(start = 1_700_000_000_000) {
   const c = { now: start };
   return { c, now: () => c.now };
-}
-
-function tempDir(t: TestContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-token-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
 }
 
 test('a token verifies for its binding until its expiry, then is expired', () => {
@@ -123,7 +117,7 @@ test('the node key must have 32 bytes', () => {
 });
 
 test('loadNodeKey creates a 0600 hex key file once; later loads read the same key', (t) => {
-  const path = join(tempDir(t), 'token.key');
+  const path = join(tempDir(t, 'nmp-token-'), 'token.key');
   const first = loadNodeKey(path);
   assert.equal(first.created, true);
   assert.equal(first.key.length, NODE_KEY_BYTES);
@@ -139,7 +133,7 @@ test('loadNodeKey creates a 0600 hex key file once; later loads read the same ke
 });
 
 test('loadNodeKey: concurrent creators agree on one key and no temporary file is left', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'nmp-token-');
   const path = join(dir, 'token.key');
   // Separate processes race for the file, as proxies starting together on a node do.
   const { spawn } = await import('node:child_process');
@@ -172,7 +166,7 @@ test('loadNodeKey: concurrent creators agree on one key and no temporary file is
 });
 
 test('loadNodeKey accepts raw bytes, warns about a readable file, refuses a short key', (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'nmp-token-');
   const raw = join(dir, 'raw.key');
   const bytes = Buffer.alloc(40, 7);
   writeFileSync(raw, bytes, { mode: 0o644 });
