@@ -65,6 +65,8 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => void st
 try {
   chain = await startChain({
     dir,
+    // The user's NMP_* settings reach the processes (the proxy's and Nova's without secrets).
+    inheritEnv: true,
     nova: { port: Number(opts['nova-port']) },
     proxy: {
       port: Number(opts['proxy-port']),

@@ -115,9 +115,15 @@ export function waitForConnect(
 }
 
 /** The environment a service gets: ours without any NMP_* setting or secret, plus `extra`. */
-export function serviceEnv(extra: Readonly<Record<string, string | undefined>> = {}): Record<string, string> {
+export function serviceEnv(
+  extra: Readonly<Record<string, string | undefined>> = {},
+  /** Keep the caller's NMP_* settings (`npm start`: the user's configuration); 'all' keeps its secrets too. */
+  inherit: boolean | 'all' = false,
+): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(withoutSecrets(process.env))) if (!k.startsWith('NMP_')) env[k] = v;
+  const base = inherit === 'all' ? process.env : withoutSecrets(process.env);
+  for (const [k, v] of Object.entries(base))
+    if (v !== undefined && (inherit || !k.startsWith('NMP_'))) env[k] = v;
   for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;
   return env;
 }
@@ -315,6 +321,8 @@ export interface CliOptions extends Omit<ServiceOptions, 'env'> {
   readonly env?: Readonly<Record<string, string>> | undefined;
   /** How long it may take to come up (default 15 s). */
   readonly startTimeoutMs?: number | undefined;
+  /** Pass the caller's NMP_* settings on (the agent gets the caller's secrets too), as `npm start` does. */
+  readonly inheritEnv?: boolean | undefined;
 }
 
 /** nova-metadata-dev's CLI as its own process on 127.0.0.1:`port` (a free one by default). */
@@ -338,7 +346,10 @@ export async function startNovaCli(
     ],
     {
       ...options,
-      env: serviceEnv({ ...options.env, NMP_METADATA_PROXY_SHARED_SECRET: options.sharedSecret }),
+      env: serviceEnv(
+        { ...options.env, NMP_METADATA_PROXY_SHARED_SECRET: options.sharedSecret },
+        options.inheritEnv ? 'all' : false,
+      ),
     },
   );
   await ready(nova, { host: '127.0.0.1', port }, options.startTimeoutMs);
@@ -395,7 +406,10 @@ export async function startAgentCli(
     {
       ...options,
       nodeArgs: [...SERVICE_NODE_FLAGS, ...(options.nodeArgs ?? [])],
-      env: serviceEnv({ ...options.env, NMP_METADATA_PROXY_SHARED_SECRET: options.sharedSecret }),
+      env: serviceEnv(
+        { ...options.env, NMP_METADATA_PROXY_SHARED_SECRET: options.sharedSecret },
+        options.inheritEnv ? 'all' : false,
+      ),
     },
   );
   if (!options.noWait) await ready(agent, { path: options.socketPath }, options.startTimeoutMs);
@@ -427,7 +441,7 @@ export async function startProxyCli(
     {
       ...options,
       nodeArgs: [...SERVICE_NODE_FLAGS, ...(options.nodeArgs ?? [])],
-      env: serviceEnv(options.env),
+      env: serviceEnv(options.env, options.inheritEnv ?? false),
     },
   );
   if (!options.wrap) await ready(proxy, { host, port }, options.startTimeoutMs);
@@ -452,6 +466,8 @@ export interface ChainOptions {
     | false
     | (CliOptions & { host?: string; port?: number; identity?: readonly string[] })
     | undefined;
+  /** Pass the caller's NMP_* settings on to all three (see CliOptions.inheritEnv). */
+  readonly inheritEnv?: boolean | undefined;
   /** Each process's stdout/stderr to `<dir>/<name>.out` instead of memory. */
   readonly logToFiles?: boolean | undefined;
 }
@@ -494,6 +510,7 @@ export async function startChain(options: ChainOptions = {}): Promise<Chain> {
   try {
     const nova = track(
       await startNovaCli({
+        inheritEnv: options.inheritEnv,
         ...options.nova,
         sharedSecret,
         outFile: outFile(options.nova?.name ?? 'nova'),
@@ -501,6 +518,7 @@ export async function startChain(options: ChainOptions = {}): Promise<Chain> {
     );
     const agent = track(
       await startAgentCli({
+        inheritEnv: options.inheritEnv,
         ...options.agent,
         socketPath,
         novaPort: nova.port,
@@ -509,7 +527,14 @@ export async function startChain(options: ChainOptions = {}): Promise<Chain> {
       }),
     );
     const startProxy: Chain['startProxy'] = async (p = {}) =>
-      track(await startProxyCli({ ...p, socketPath, outFile: outFile(p.name ?? 'proxy') }));
+      track(
+        await startProxyCli({
+          inheritEnv: options.inheritEnv,
+          ...p,
+          socketPath,
+          outFile: outFile(p.name ?? 'proxy'),
+        }),
+      );
     const proxy = options.proxy === false ? undefined : await startProxy(options.proxy ?? {});
     return { dir, socketPath, sharedSecret, nova, agent, proxy, processes, startProxy, stop };
   } catch (err) {
