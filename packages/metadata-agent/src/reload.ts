@@ -6,8 +6,9 @@
  * catalog that lacked the network endpoint be read again at once). Options that need a restart (socket,
  * Nova address, resolver, cache sizes...) keep their running values and one warning names them.
  *
- * All or nothing: if the files do not load, or the inventory does not parse, one error line says why and
- * the running configuration stays, entirely. Nothing here touches the listening socket or a connection,
+ * All or nothing: if the files do not load, the settings cannot be built from them (agentSettings, the same
+ * function as at start: a file they name unreadable, incomplete credentials), or the inventory does not
+ * parse, one error line says why and the running configuration stays, entirely. Nothing here touches the listening socket or a connection,
  * so no request is dropped; a request signs with whichever secret is current when it is forwarded.
  */
 import { statSync } from 'node:fs';
