@@ -8,16 +8,18 @@
  * requests. Metrics and health are on the admin listener (admin_socket / admin_bind), never on the
  * proxies' socket.
  */
-import { userInfo } from 'node:os';
 import {
   addSchemaOptions,
   createCli,
   createLogger,
   describeConfig,
   InheritedListeners,
+  type LoadedConfig,
+  type Logger,
   type LookupQuery,
   loadConfig,
   MetadataError,
+  type Predecessor,
   runMain,
   stopOnSignals,
   takeInheritedListeners,
@@ -26,20 +28,18 @@ import {
 import { AdminServer } from './admin-server.js';
 import { METADATA_SOCKET_NAME, MetadataAgent } from './agent.js';
 import { AgentMetrics } from './metrics.js';
-import { AGENT_COMPAT, agentSchema, socketModeFor } from './options.js';
+import type { NovaClient } from './nova-client.js';
+import { AGENT_COMPAT, agentSchema } from './options.js';
 import { Readiness } from './readiness.js';
-import { type AgentConfig, ConfigReloader, effectiveLevel, logConfigWarnings } from './reload.js';
-import { buildResolver, chooseResolver } from './resolver-factory.js';
-import { effectiveRpcConfig } from './rpc/create.js';
+import { type AgentConfig, type AgentSchema, ConfigReloader, logConfigWarnings } from './reload.js';
+import { buildResolver, chooseResolver, type ResolverParts } from './resolver-factory.js';
 import { RpcMetrics } from './rpc/metrics.js';
+import { effectiveRpcConfig, logWarnings } from './rpc/settings.js';
 import { describeTransport } from './rpc/transport-url.js';
-import { UpstreamTelemetry } from './upstream-observer.js';
+import { type AgentSettings, agentSettings, effectiveLevel } from './settings.js';
 import { VERSION } from './version.js';
 
 const PROGRAM = 'metadata-agent';
-
-/** Longest a readiness probe may take. */
-const PROBE_TIMEOUT_MS = 5000;
 
 /** A lookup no port can match (nil network, unspecified address): Neutron answering it proves it works. */
 const PROBE_QUERY: LookupQuery = {
@@ -48,9 +48,29 @@ const PROBE_QUERY: LookupQuery = {
   ip: '0.0.0.0',
 };
 
+/** Parse, build the settings, start. */
 async function main(): Promise<void> {
+  const { load, printConfig } = await parseCommandLine(process.argv.slice(2));
+  const loaded = load();
+  if (printConfig) return printConfiguration(loaded);
+  process.title = PROGRAM;
+  const handOver = takeHandOver();
+  // Before the settings: the load's warnings (a typo'd option) are in the log even when the settings fail.
+  const logger = createLogger({
+    name: PROGRAM,
+    level: effectiveLevel(loaded.config),
+    ...(loaded.config.logFile ? { file: loaded.config.logFile } : {}),
+  });
+  logConfigWarnings(loaded, loaded.config, logger);
+  const settings = agentSettings(loaded.config);
+  logWarnings(logger, settings.warnings);
+  await start(settings, logger, handOver, (targets) => new ConfigReloader(load, loaded.config, targets));
+}
+
+/** The flags, and how to load the configuration they name (again on SIGHUP). */
+async function parseCommandLine(argv: readonly string[]) {
   const cli = addSchemaOptions(
-    createCli(PROGRAM, VERSION, process.argv.slice(2)).usage(
+    createCli(PROGRAM, VERSION, argv).usage(
       '$0 [options]\n\n' +
         'Serve instance metadata requests arriving from ns-metadata-proxy on a UNIX socket: look up the port, ' +
         "sign the instance id and forward to Nova's metadata API.\n\n" +
@@ -65,111 +85,71 @@ async function main(): Promise<void> {
     describe: 'print the effective configuration (secrets masked) and exit',
   });
   const flags = await cli.parseAsync();
-  const load = () => loadConfig(agentSchema, { flags, env: process.env, compat: AGENT_COMPAT });
-  const loaded = load();
-  const config = loaded.config;
-  if (flags['print-config']) {
-    for (const w of loaded.warnings) process.stderr.write(`${PROGRAM}: warning: ${w}\n`);
-    process.stdout.write(describeConfig(agentSchema, loaded));
-    process.stdout.write(describeChoice(config));
-    return;
-  }
-  process.title = PROGRAM;
-  // Sockets passed by systemd (nmp-metadata-agent.socket) or by the agent this one replaces; read first,
-  // so that nothing started later inherits the variables.
+  return {
+    load: () => loadConfig(agentSchema, { flags, env: process.env, compat: AGENT_COMPAT }),
+    printConfig: flags['print-config'] === true,
+  };
+}
+
+function printConfiguration(loaded: LoadedConfig<AgentSchema>): void {
+  for (const w of loaded.warnings) process.stderr.write(`${PROGRAM}: warning: ${w}\n`);
+  process.stdout.write(describeConfig(agentSchema, loaded));
+  process.stdout.write(describeChoice(loaded.config));
+}
+
+interface HandOver {
+  readonly inherited: InheritedListeners;
+  readonly predecessor: Predecessor | undefined;
+  /** The proxies' socket, passed by systemd or by the agent this one replaces. */
+  readonly socketFd: number | undefined;
+}
+
+/**
+ * Sockets passed by systemd (nmp-metadata-agent.socket) or by the agent this one replaces; read first, so
+ * that nothing started later inherits the variables.
+ */
+function takeHandOver(): HandOver {
   const inherited = new InheritedListeners(takeInheritedListeners());
   const predecessor = takePredecessor();
   const socketFd =
     inherited.take(METADATA_SOCKET_NAME) ??
     // A .socket unit without FileDescriptorName=metadata: its one socket is ours.
     (inherited.size === 1 && !predecessor ? inherited.takeAll()[0]!.fd : undefined);
-  const logger = createLogger({
-    name: PROGRAM,
-    level: effectiveLevel(config),
-    ...(config.logFile ? { file: config.logFile } : {}),
-  });
-  logConfigWarnings(loaded, config, logger);
+  return { inherited, predecessor, socketFd };
+}
 
+/** Build the agent the settings describe, serve, and stay until a signal stops it. */
+async function start(
+  settings: AgentSettings,
+  logger: Logger,
+  handOver: HandOver,
+  reloaderFor: (targets: ConstructorParameters<typeof ConfigReloader>[2]) => ConfigReloader,
+): Promise<void> {
+  const { inherited, predecessor, socketFd } = handOver;
   const metrics = new AgentMetrics({ defaultMetrics: true, version: VERSION });
-  // The probes are wired once the agent and the resolver exist (below).
-  let probeNova: (timeoutMs: number) => Promise<void> = () => Promise.reject(new Error('starting'));
-  let probeResolver: (timeoutMs: number) => Promise<void> = probeNova;
-  let resolverHealth: () => string | undefined = () => undefined;
-  const readiness = new Readiness({
-    windowMs: config.readinessWindow * 1000,
-    probeTimeoutMs: PROBE_TIMEOUT_MS,
-    probeNova: (ms) => probeNova(ms),
-    probeResolver: (ms) => probeResolver(ms),
-    resolverHealth: () => resolverHealth(),
+  const parts = await startResolver(settings, logger, metrics);
+  // The probes reach what answers instances: the agent's Nova pool, the resolver without its cache.
+  const readiness: Readiness = new Readiness({
+    ...settings.readiness,
+    probeNova: (ms): Promise<void> => probeNova(agent.nova, ms),
+    probeResolver: () => probeResolver(parts),
+    ...(parts.health ? { resolverHealth: parts.health } : {}),
   });
-
-  // The RPC families exist only when RPC is the resolver (a REST node has no broker to report on).
-  const rpcMetrics = chooseResolver(config).kind === 'rpc' ? new RpcMetrics(metrics.registry) : undefined;
-  const parts = await buildResolver(config, logger, new UpstreamTelemetry(metrics, readiness), {
-    facts: {
-      version: VERSION,
-      socketPath: config.socketPath,
-      novaHost: config.novaHost,
-      novaPort: config.novaPort,
-    },
-    ...(rpcMetrics ? { rpcObserver: rpcMetrics } : {}),
-  });
-  if (parts.health) resolverHealth = parts.health;
-  parts.registerMetrics?.(metrics.registry);
-  const rpc = parts.rpc;
-  if (rpc) {
-    rpcMetrics?.setSources({
-      broker: () => rpc.broker.stats,
-      client: () => rpc.client.stats,
-      ...(rpc.reporter ? { reports: () => rpc.reporter!.stats } : {}),
-    });
-    // Connecting starts now; lookups arriving first wait for it (within rpc_lookup_timeout).
-    rpc.broker.start();
-  }
-  const me = userInfo();
-  const agent = new MetadataAgent({
-    socketPath: config.socketPath,
-    socketMode: socketModeFor(config.socketMode, config.proxyUser, config.proxyGroup, {
-      uid: me.uid,
-      gid: me.gid,
-      user: me.username,
-      group: String(me.gid),
-    }),
-    backlog: config.backlog,
+  const agent: MetadataAgent = new MetadataAgent({
+    socketPath: settings.socket.path,
+    socketMode: settings.socket.mode,
+    backlog: settings.socket.backlog,
     ...(socketFd !== undefined
       ? { inheritedFd: socketFd, inheritedFrom: predecessor ? 'predecessor' : 'systemd' }
       : {}),
-    sharedSecret: config.sharedSecret,
+    sharedSecret: settings.sharedSecret,
     resolver: parts.resolver,
     logger,
-    maxBodySize: config.maxBodySize,
+    maxBodySize: settings.maxBodySize,
     metrics,
     readiness,
-    nova: {
-      host: config.novaHost,
-      port: config.novaPort,
-      protocol: config.novaProtocol,
-      insecure: config.novaInsecure,
-      caFile: config.novaCaFile,
-      clientCert: config.novaClientCert,
-      clientKey: config.novaClientKey,
-      timeoutMs: Math.round(config.novaTimeout * 1000),
-      connections: config.novaConnections,
-    },
+    nova: settings.nova,
   });
-  probeNova = async (ms) => {
-    const status = await agent.nova.probe(ms);
-    if (status >= 500) throw new Error(`Nova answered GET / with ${status}`);
-  };
-  probeResolver = async () => {
-    try {
-      await parts.uncached.resolve(PROBE_QUERY);
-    } catch (err) {
-      // "Not found" is the answer expected from a working resolver.
-      if (err instanceof MetadataError && err.status === 404) return;
-      throw err;
-    }
-  };
   metrics.setSources({
     connections: () => agent.connections,
     inFlight: () => agent.handler.inFlight,
@@ -177,14 +157,8 @@ async function main(): Promise<void> {
     ...(parts.cache ? { cache: () => parts.cache!.stats } : {}),
     ...(parts.neutron ? { neutron: () => parts.neutron!.stats } : {}),
   });
+  const admin = new AdminServer({ ...settings.admin, logger, metrics, readiness });
 
-  const admin = new AdminServer({
-    socketPath: config.adminSocket,
-    bind: config.adminBind,
-    logger,
-    metrics,
-    readiness,
-  });
   await agent.listen();
   try {
     await admin.listen(inherited);
@@ -194,7 +168,7 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  const reloader = new ConfigReloader(load, config, {
+  const reloader = reloaderFor({
     signer: agent.signer,
     logger,
     readiness,
@@ -208,6 +182,7 @@ async function main(): Promise<void> {
   });
 
   // As neutron's agent: the first state report once the socket serves.
+  const rpc = parts.rpc;
   rpc?.reporter?.start();
 
   const stop = async (handedOver: boolean) => {
@@ -226,28 +201,78 @@ async function main(): Promise<void> {
     },
   );
 
-  if (predecessor && rpc) {
+  if (predecessor && rpc && settings.resolver.kind === 'rpc') {
     // The agent being replaced answers until this one can look ports up (bounded: an outage of the
     // broker must not block the hand-over; the lookups then wait or fail as they would anyway).
-    await rpc.broker.whenConnected(Math.round(config.rpcConnectTimeout * 1000) + 5_000);
+    await rpc.broker.whenConnected(settings.resolver.rpc.handOverWaitMs);
   }
   await predecessor?.ready(logger);
 
   // Last: whoever waits for this line may signal us at once.
   logger.info(
     {
-      socket: config.socketPath,
+      socket: settings.socket.path,
       ...(socketFd !== undefined ? { inherited: predecessor ? 'hand-over' : 'systemd' } : {}),
       admin: admin.addresses,
       nova: agent.nova.origin,
       resolver: parts.kind,
-      ...(rpc ? { transport: rpc.transport, reportInterval: config.reportInterval } : {}),
+      ...(rpc && settings.resolver.kind === 'rpc'
+        ? { transport: rpc.transport, reportInterval: settings.resolver.rpc.effective.reportInterval }
+        : {}),
       version: VERSION,
     },
     'metadata-agent listening',
   );
   // Supervisors and operators wait for this line: out at once, not with the next batch.
   logger.flush();
+}
+
+/** The resolver, its metrics and (rpc) its broker connection started; lookups arriving first wait for it. */
+async function startResolver(
+  settings: AgentSettings,
+  logger: Logger,
+  metrics: AgentMetrics,
+): Promise<ResolverParts> {
+  // The RPC families exist only when RPC is the resolver (a REST node has no broker to report on).
+  const rpcMetrics = settings.resolver.kind === 'rpc' ? new RpcMetrics(metrics.registry) : undefined;
+  // Keystone's and Neutron's calls feed the metrics; readiness counts completed lookups (handler.ts).
+  const parts = await buildResolver(settings.resolver, logger, metrics, {
+    facts: {
+      version: VERSION,
+      socketPath: settings.socket.path,
+      novaHost: settings.nova.host,
+      novaPort: settings.nova.port,
+    },
+    ...(rpcMetrics ? { rpcObserver: rpcMetrics } : {}),
+  });
+  parts.registerMetrics?.(metrics.registry);
+  const rpc = parts.rpc;
+  if (rpc) {
+    rpcMetrics?.setSources({
+      broker: () => rpc.broker.stats,
+      client: () => rpc.client.stats,
+      ...(rpc.reporter ? { reports: () => rpc.reporter!.stats } : {}),
+    });
+    // Connecting starts now; lookups arriving first wait for it (within rpc_lookup_timeout).
+    rpc.broker.start();
+  }
+  return parts;
+}
+
+/** Readiness: Nova answered GET / below 500. */
+async function probeNova(nova: NovaClient, timeoutMs: number): Promise<void> {
+  const status = await nova.probe(timeoutMs);
+  if (status >= 500) throw new Error(`Nova answered GET / with ${status}`);
+}
+
+/** Readiness: the resolver, without its cache, answered a lookup ("not found" is the expected answer). */
+async function probeResolver(parts: ResolverParts): Promise<void> {
+  try {
+    await parts.uncached.resolve(PROBE_QUERY);
+  } catch (err) {
+    if (err instanceof MetadataError && err.status === 404) return;
+    throw err;
+  }
 }
 
 /** The --print-config lines that say which resolver (and for rpc, which broker) the agent would use. */

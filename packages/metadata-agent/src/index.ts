@@ -24,7 +24,6 @@ export {
   type NeutronResolverOptions,
   type NeutronResolverStats,
   neutronResolverOptions,
-  portCacheOptions,
   type ResolverConfig,
   resolverSchema,
 } from './neutron/index.js';
@@ -69,6 +68,7 @@ export {
 } from './resolver/caching-resolver.js';
 export { InventoryResolver } from './resolver/inventory-resolver.js';
 export { lookupTarget, type NeutronPort, pickPort } from './resolver/port-match.js';
+export { portCacheOptions } from './resolver/settings.js';
 export {
   type BuildExtras,
   buildResolver,

@@ -4,7 +4,6 @@
  * time each call took until Nova's headers (for the upstream latency metric and readiness), and a probe
  * for readiness (GET /, which Nova answers without identity headers).
  */
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import { formatHostPort, MetadataError } from '@nmp/common';
@@ -21,7 +20,9 @@ export interface NovaClientOptions {
   readonly port: number;
   readonly protocol: 'http' | 'https';
   readonly insecure?: boolean;
-  readonly caFile?: string;
+  /** PEM CA bundle (auth_ca_cert, read by agentSettings); system CAs when undefined. */
+  readonly ca?: string;
+  /** PEM client certificate and its key (nova_client_cert, nova_client_priv_key): both or neither. */
   readonly clientCert?: string;
   readonly clientKey?: string;
   /** Milliseconds for connecting and for the answer's headers and body gaps. */
@@ -60,11 +61,10 @@ export class NovaClient {
     const tls: Record<string, unknown> = {};
     if (options.protocol === 'https') {
       tls.rejectUnauthorized = !options.insecure;
-      if (options.caFile) tls.ca = readFileSync(options.caFile);
-      // Mutual TLS only when both halves are configured, as neutron does.
+      if (options.ca) tls.ca = options.ca;
       if (options.clientCert && options.clientKey) {
-        tls.cert = readFileSync(options.clientCert);
-        tls.key = readFileSync(options.clientKey);
+        tls.cert = options.clientCert;
+        tls.key = options.clientKey;
       }
     }
     this.#pool = new undici.Pool(this.origin, {

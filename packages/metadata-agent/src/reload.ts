@@ -6,20 +6,23 @@
  * catalog that lacked the network endpoint be read again at once). Options that need a restart (socket,
  * Nova address, resolver, cache sizes...) keep their running values and one warning names them.
  *
- * All or nothing: if the files do not load, or the inventory does not parse, one error line says why and
- * the running configuration stays, entirely. Nothing here touches the listening socket or a connection,
+ * All or nothing: if the files do not load, the settings cannot be built from them (agentSettings, the same
+ * function as at start: a file they name unreadable, incomplete credentials), or the inventory does not
+ * parse, one error line says why and the running configuration stays, entirely. Nothing here touches the listening socket or a connection,
  * so no request is dropped; a request signs with whichever secret is current when it is forwarded.
  */
 import { statSync } from 'node:fs';
 import type { ConfigOf, LoadedConfig, Logger } from '@nmp/common';
 import type { AgentMetrics } from './metrics.js';
-import { checkCredentials } from './neutron/create.js';
 import type { KeystoneAuthOptions, ReloadAction } from './neutron/keystone-session.js';
-import { neutronResolverOptions } from './neutron/options.js';
+import { neutronResolverOptions, neutronSettings } from './neutron/settings.js';
 import { agentSchema } from './options.js';
 import type { Readiness } from './readiness.js';
 import type { InventoryResolver } from './resolver/inventory-resolver.js';
+import { agentSettings, effectiveLevel, readinessSettings } from './settings.js';
 import type { InstanceSigner } from './signer.js';
+
+export { effectiveLevel } from './settings.js';
 
 export type AgentSchema = typeof agentSchema;
 export type AgentConfig = ConfigOf<AgentSchema>;
@@ -106,8 +109,10 @@ export class ConfigReloader {
     let loaded: LoadedConfig<AgentSchema>;
     try {
       loaded = this.#load();
-      // Incomplete new credentials fail the whole reload, as at start (the running ones stay).
-      if (this.#t.neutron) checkCredentials(neutronResolverOptions(loaded.config));
+      // The settings are built again as at start (agentSettings): a configuration that could not start
+      // (incomplete new credentials, a file it names unreadable) fails the whole reload; the running one stays.
+      const settings = agentSettings(loaded.config);
+      if (this.#t.neutron && settings.resolver.kind !== 'neutron') neutronSettings(loaded.config);
       if (this.#t.inventory && loaded.config.inventoryFile === old.inventoryFile)
         await this.#t.inventory.reload();
     } catch (err) {
@@ -136,7 +141,7 @@ export class ConfigReloader {
     const config = Object.freeze(merged) as AgentConfig;
     this.#t.signer.setSecret(config.sharedSecret);
     log.level = effectiveLevel(config);
-    if (this.#t.readiness) this.#t.readiness.windowMs = config.readinessWindow * 1000;
+    if (this.#t.readiness) this.#t.readiness.windowMs = readinessSettings(config).windowMs;
     this.#config = config;
     this.#t.metrics?.reloaded(true);
     const keystone = this.#t.neutron?.reloadCredentials(neutronResolverOptions(config)) ?? 'none';
@@ -160,11 +165,6 @@ export class ConfigReloader {
     );
     return { ok: true, applied, restartNeeded };
   }
-}
-
-/** The pino level the configuration asks for (debug = True wins, as in neutron). */
-export function effectiveLevel(config: Pick<AgentConfig, 'debug' | 'logLevel'>): string {
-  return config.debug ? 'debug' : config.logLevel;
 }
 
 /**

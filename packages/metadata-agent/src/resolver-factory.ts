@@ -5,7 +5,7 @@
  * that stock files select what neutron's own agent would use: ovn when [ovn] ovn_sb_connection is set (an
  * OVN chassis, whose neutron.conf may hold a transport_url too), else rpc when transport_url is set, else
  * neutron when [neutron] auth_url is set, else a ConfigError saying what to set; an explicit `resolver =`
- * always wins. buildResolver() also hands back the parts the agent's wiring needs: the uncached resolver
+ * always wins. buildResolver() wires what agentSettings() chose and checked (settings.ts), and hands back the parts the agent's wiring needs: the uncached resolver
  * (readiness probes), the cache and the Neutron resolver (their figures feed the metrics), the inventory
  * (SIGHUP re-reads it), the RPC parts (state reports, connection state), and a resolver's own health and
  * metrics when it has them.
@@ -13,14 +13,15 @@
 import { ConfigError, type InstanceResolver, type Logger, type Registry } from '@nmp/common';
 import { createNeutronResolver } from './neutron/create.js';
 import type { NeutronResolver } from './neutron/neutron-resolver.js';
-import { neutronResolverOptions, portCacheOptions, type ResolverConfig } from './neutron/options.js';
+import type { ResolverConfig } from './neutron/options.js';
 import type { OvnResolverConfig } from './ovn/options.js';
 import { OvnMetadataService } from './ovn/ovn-service.js';
 import { CachingResolver } from './resolver/caching-resolver.js';
 import { InventoryResolver } from './resolver/inventory-resolver.js';
-import { createRpcResolver, type ReportFacts, type RpcParts } from './rpc/create.js';
+import { type ReportFacts, type RpcParts, startRpcResolver } from './rpc/create.js';
 import type { RpcConfig } from './rpc/options.js';
 import type { RpcObserver } from './rpc/rpc-client.js';
+import type { ResolverSettings } from './settings.js';
 import type { UpstreamObserver } from './upstream-observer.js';
 
 export type ResolverKind = 'rpc' | 'neutron' | 'inventory' | 'ovn';
@@ -67,66 +68,57 @@ export function chooseResolver(config: FactoryConfig): ResolverChoice {
   );
 }
 
+/** The resolver the settings describe (agentSettings().resolver), with the parts the wiring needs. */
 export async function buildResolver(
-  config: FactoryConfig,
+  settings: ResolverSettings,
   logger: Logger,
   observer?: UpstreamObserver,
   extras: BuildExtras = {},
 ): Promise<ResolverParts> {
-  const { kind } = chooseResolver(config);
-  if (kind === 'ovn') {
-    if (!isOvnConfig(config)) throw new ConfigError('resolver = ovn needs [ovn] ovn_sb_connection');
-    const ovn = new OvnMetadataService({ config, logger });
-    void ovn.start();
-    return {
-      kind,
-      resolver: ovn.resolver,
-      uncached: ovn.resolver,
-      ovn,
-      health: () => ovn.health(),
-      registerMetrics: (registry) => ovn.registerMetrics(registry),
-    };
+  const { kind } = settings;
+  switch (settings.kind) {
+    case 'ovn': {
+      const ovn = new OvnMetadataService({ config: settings.ovn, logger });
+      void ovn.start();
+      return {
+        kind,
+        resolver: ovn.resolver,
+        uncached: ovn.resolver,
+        ovn,
+        health: () => ovn.health(),
+        registerMetrics: (registry) => ovn.registerMetrics(registry),
+      };
+    }
+    case 'inventory': {
+      const inventory = await InventoryResolver.fromFile(settings.inventoryFile);
+      return { kind, resolver: inventory, uncached: inventory, inventory };
+    }
+    case 'rpc': {
+      const rpc = startRpcResolver(
+        settings.rpc,
+        {
+          facts: extras.facts ?? { version: 'unknown', socketPath: '', novaHost: '', novaPort: 0 },
+          ...(extras.rpcObserver ? { observer: extras.rpcObserver } : {}),
+        },
+        logger,
+      );
+      const cache = new CachingResolver(rpc.resolver, settings.cache);
+      return {
+        kind,
+        resolver: cache,
+        uncached: rpc.resolver,
+        cache,
+        rpc,
+        health: () => (rpc.broker.connected ? undefined : `no connection to RabbitMQ (${rpc.transport})`),
+      };
+    }
+    case 'neutron': {
+      const neutron = createNeutronResolver(
+        { ...settings.neutron, ...(observer ? { observer } : {}) },
+        logger,
+      );
+      const cache = new CachingResolver(neutron, settings.cache);
+      return { kind, resolver: cache, uncached: neutron, cache, neutron };
+    }
   }
-  if (kind === 'inventory') {
-    if (config.inventoryFile === '') throw new ConfigError('resolver = inventory needs inventory_file');
-    const inventory = await InventoryResolver.fromFile(config.inventoryFile);
-    return { kind, resolver: inventory, uncached: inventory, inventory };
-  }
-  if (kind === 'rpc') {
-    if (!isRpcConfig(config))
-      throw new ConfigError('resolver = rpc needs transport_url (as in neutron.conf)');
-    const rpc = createRpcResolver(
-      {
-        config,
-        routerCacheTtlMs: Math.round(config.routerCacheTtl * 1000),
-        outageGraceMs: Math.round(config.lookupOutageGrace * 1000),
-        facts: extras.facts ?? { version: 'unknown', socketPath: '', novaHost: '', novaPort: 0 },
-        ...(extras.rpcObserver ? { observer: extras.rpcObserver } : {}),
-      },
-      logger,
-    );
-    const cache = new CachingResolver(rpc.resolver, portCacheOptions(config));
-    return {
-      kind,
-      resolver: cache,
-      uncached: rpc.resolver,
-      cache,
-      rpc,
-      health: () => (rpc.broker.connected ? undefined : `no connection to RabbitMQ (${rpc.transport})`),
-    };
-  }
-  const neutron = createNeutronResolver(
-    { ...neutronResolverOptions(config), ...(observer ? { observer } : {}) },
-    logger,
-  );
-  const cache = new CachingResolver(neutron, portCacheOptions(config));
-  return { kind, resolver: cache, uncached: neutron, cache, neutron };
-}
-
-function isRpcConfig(c: FactoryConfig): c is ResolverConfig & RpcConfig {
-  return typeof c.transportUrl === 'string' && c.transportUrl !== '' && typeof c.controlExchange === 'string';
-}
-
-function isOvnConfig(c: FactoryConfig): c is ResolverConfig & OvnResolverConfig {
-  return typeof c.ovnSbConnection === 'string' && c.ovnSbConnection !== '';
 }

@@ -25,10 +25,10 @@ import {
   createNeutronResolver,
   type NeutronResolverOptions,
   neutronResolverOptions,
-  portCacheOptions,
   resolverSchema,
   tokensUrl,
 } from '../src/neutron/index.js';
+import { portCacheOptions } from '../src/resolver/settings.js';
 import { chooseResolver } from '../src/resolver-factory.js';
 import { withoutPort } from './helpers.js';
 

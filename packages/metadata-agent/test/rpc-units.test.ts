@@ -11,7 +11,6 @@ import { captureLogs } from '@nmp/testkit';
 import { AGENT_COMPAT, agentSchema } from '../src/options.js';
 import { chooseResolver } from '../src/resolver-factory.js';
 import { retryDelayMs } from '../src/rpc/broker-connection.js';
-import { brokerTls, effectiveRpcConfig } from '../src/rpc/create.js';
 import {
   adminContext,
   buildMessage,
@@ -21,6 +20,7 @@ import {
   pythonTimestamp,
 } from '../src/rpc/envelope.js';
 import { addressFilters, getPortsRequest, routerFilters } from '../src/rpc/rpc-resolver.js';
+import { brokerTls, effectiveRpcConfig } from '../src/rpc/settings.js';
 import { reportTime } from '../src/rpc/state-reporter.js';
 import { describeTransport, parseTransportUrl } from '../src/rpc/transport-url.js';
 

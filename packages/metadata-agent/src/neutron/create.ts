@@ -1,10 +1,12 @@
 /*
  * Builds a NeutronResolver from plain typed options: checks that the credentials are complete for the
  * chosen auth type (a ConfigError naming the [neutron] option, at start, rather than a 503 per request),
- * reads the CA bundle once, and wires the HTTP client, the Keystone client and the port client together.
+ * reads the CA bundle once unless neutron/settings.ts did, and wires the HTTP client, the Keystone client
+ * and the port client together.
  */
-import { readFileSync } from 'node:fs';
 import { ConfigError, type Logger } from '@nmp/common';
+import { readConfigFile } from '../config-file.js';
+import { ROUTER_CACHE_SIZE, ROUTER_RECHECK_AFTER_MS } from '../resolver/settings.js';
 import type { UpstreamObserver } from '../upstream-observer.js';
 import {
   AUTH_RETRY_INITIAL_MS,
@@ -50,18 +52,12 @@ export interface NeutronResolverOptions extends KeystoneAuthOptions {
   readonly observer?: UpstreamObserver;
 }
 
+/** How errors name the CA bundle option. */
+export const CAFILE_OPTION = '[neutron] cafile';
+
 export function createNeutronResolver(options: NeutronResolverOptions, logger: Logger): NeutronResolver {
   checkCredentials(options);
-  let ca = options.ca;
-  if (ca === undefined && options.caFile) {
-    try {
-      ca = readFileSync(options.caFile);
-    } catch (err) {
-      throw new ConfigError(
-        `[neutron] cafile ${options.caFile}: cannot read: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
-      );
-    }
-  }
+  const ca = options.ca ?? (options.caFile ? readConfigFile(CAFILE_OPTION, options.caFile) : undefined);
   const timeoutMs = options.timeoutMs ?? 5000;
   const http = new UpstreamHttp({
     ...(ca !== undefined ? { ca } : {}),
@@ -96,8 +92,8 @@ export function createNeutronResolver(options: NeutronResolverOptions, logger: L
     {
       timeoutMs,
       routerCacheTtlMs: options.routerCacheTtlMs ?? 30_000,
-      routerCacheSize: options.routerCacheSize ?? 4096,
-      routerRecheckAfterMs: 1000,
+      routerCacheSize: options.routerCacheSize ?? ROUTER_CACHE_SIZE,
+      routerRecheckAfterMs: ROUTER_RECHECK_AFTER_MS,
       ...(options.outageGraceMs !== undefined ? { outageGraceMs: options.outageGraceMs } : {}),
     },
     log,

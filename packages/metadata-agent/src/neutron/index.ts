@@ -15,11 +15,6 @@ export {
   tokensUrl,
 } from './keystone-session.js';
 export { NeutronResolver, type NeutronResolverStats } from './neutron-resolver.js';
-export {
-  neutronResolverOptions,
-  normaliseInterface,
-  portCacheOptions,
-  type ResolverConfig,
-  resolverSchema,
-} from './options.js';
+export { normaliseInterface, type ResolverConfig, resolverSchema } from './options.js';
 export { PORT_FIELDS } from './port-client.js';
+export { neutronResolverOptions, neutronSettings } from './settings.js';

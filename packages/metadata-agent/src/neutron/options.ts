@@ -2,12 +2,9 @@
  * Configuration of the instance lookup: which resolver, the port cache, and the [neutron] section with
  * keystoneauth's option names (the ones operators already write in neutron.conf / nova.conf sections),
  * so that an existing section can be copied as is. The agent merges `resolverSchema` into its own schema;
- * `neutronResolverOptions()` and `portCacheOptions()` turn the loaded values into the typed options of
- * createNeutronResolver() and CachingResolver.
+ * neutron/settings.ts and resolver/settings.ts turn the loaded values into typed settings.
  */
 import { type ConfigOf, opt } from '@nmp/common';
-import type { CachingResolverOptions } from '../resolver/caching-resolver.js';
-import type { NeutronResolverOptions } from './create.js';
 import type { EndpointInterface } from './keystone-session.js';
 
 const G = 'neutron';
@@ -253,46 +250,3 @@ export const resolverSchema = {
 };
 
 export type ResolverConfig = ConfigOf<typeof resolverSchema>;
-
-/** Typed options for createNeutronResolver() from the loaded configuration (validated there). */
-export function neutronResolverOptions(c: ResolverConfig): NeutronResolverOptions {
-  const s = (v: string) => (v === '' ? undefined : v);
-  return {
-    authUrl: c.neutronAuthUrl,
-    authType: c.neutronAuthType === 'v3applicationcredential' ? 'v3applicationcredential' : 'password',
-    username: s(c.neutronUsername),
-    userId: s(c.neutronUserId),
-    password: s(c.neutronPassword),
-    projectName: s(c.neutronProjectName),
-    projectId: s(c.neutronProjectId),
-    userDomainName: s(c.neutronUserDomainName),
-    userDomainId: s(c.neutronUserDomainId),
-    projectDomainName: s(c.neutronProjectDomainName),
-    projectDomainId: s(c.neutronProjectDomainId),
-    applicationCredentialId: s(c.neutronApplicationCredentialId),
-    applicationCredentialName: s(c.neutronApplicationCredentialName),
-    applicationCredentialSecret: s(c.neutronApplicationCredentialSecret),
-    regionName: s(c.neutronRegionName),
-    interface: normaliseInterface(c.neutronInterface) ?? 'public',
-    endpointOverride: s(c.neutronEndpointOverride),
-    caFile: s(c.neutronCafile),
-    insecure: c.neutronInsecure,
-    timeoutMs: Math.round(c.neutronTimeout * 1000),
-    connectTimeoutMs: Math.round(c.neutronConnectTimeout * 1000),
-    routerCacheTtlMs: Math.round(c.routerCacheTtl * 1000),
-    outageGraceMs: Math.round(c.lookupOutageGrace * 1000),
-    authRetryMaxMs: Math.round(c.neutronAuthRetryMaxInterval * 1000),
-  };
-}
-
-/** Typed options for CachingResolver from the loaded configuration. */
-export function portCacheOptions(c: ResolverConfig): CachingResolverOptions {
-  return {
-    ttlMs: Math.round(c.portCacheTtl * 1000),
-    negativeTtlMs: Math.round(c.negativeCacheTtl * 1000),
-    maxEntries: c.portCacheSize,
-    ...(c.serveStaleOnOutage
-      ? { stale: { maxAgeMs: Math.round(c.staleMaxAge * 1000), maxEntries: Math.max(1, c.portCacheSize) } }
-      : {}),
-  };
-}

@@ -8,12 +8,11 @@ export {
   type LoginMethod,
 } from './broker-connection.js';
 export {
-  brokerTls,
   createRpcResolver,
-  effectiveRpcConfig,
   type ReportFacts,
   type RpcOptions,
   type RpcParts,
+  startRpcResolver,
 } from './create.js';
 export {
   adminContext,
@@ -42,6 +41,13 @@ export {
   type RpcResolverStats,
   routerFilters,
 } from './rpc-resolver.js';
+export {
+  brokerTls,
+  type ConfigWarning,
+  effectiveRpcConfig,
+  type RpcSettings,
+  rpcSettings,
+} from './settings.js';
 export {
   AGENT_TYPE_METADATA,
   REPORT_STATE_VERSION,
