@@ -4,10 +4,10 @@
  */
 import { connect } from 'node:net';
 import type { TestContext } from 'node:test';
+import type { ProxyIdentity } from '@nmp/common';
 import {
   generateNodeKey,
   MetadataProxy,
-  type ProxyIdentity,
   parseBind,
   SessionTokens,
   SsrfPolicy,

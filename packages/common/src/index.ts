@@ -67,16 +67,24 @@ export {
   parseBind,
 } from './host-port.js';
 export {
+  HEADER_FORWARDED,
   HEADER_FORWARDED_FOR,
   HEADER_INSTANCE_ID,
   HEADER_NETWORK_ID,
   HEADER_OVN_NETWORK_ID,
+  HEADER_PROVIDER,
+  HEADER_PROVIDER_SIGNATURE,
+  HEADER_REAL_IP,
   HEADER_REQUEST_ID,
   HEADER_ROUTER_ID,
   HEADER_SIGNATURE,
   HEADER_TENANT_ID,
   HOP_BY_HOP_HEADERS,
+  IDENTITY_HEADER_NAME,
   IDENTITY_HEADERS,
+  IDENTITY_MODES,
+  type IdentityMode,
+  type ProxyIdentity,
 } from './identity-headers.js';
 export {
   boundAs,
@@ -119,6 +127,7 @@ export {
   type InstanceResolver,
   type LookupMode,
   type LookupQuery,
+  type NeutronPort,
   type ResolveOptions,
   ROUTER_INTERFACE_OWNERS,
 } from './resolver.js';

@@ -35,7 +35,6 @@ export {
 export {
   PROXY_CLI,
   type ProxyCommandSpec,
-  type ProxyIdentity,
   proxyArgv,
   proxyProgram,
 } from './proxy-command.js';

@@ -68,7 +68,7 @@ export {
   type CachingResolverOptions,
 } from './resolver/caching-resolver.js';
 export { InventoryResolver } from './resolver/inventory-resolver.js';
-export { lookupTarget, type NeutronPort, pickPort } from './resolver/port-match.js';
+export { lookupTarget, pickPort } from './resolver/port-match.js';
 export {
   type BuildExtras,
   buildResolver,

@@ -12,7 +12,6 @@ export { HelperError, type HelperResult, type NetnsExec } from './netns/listener
 export { NETNS_DIR, type NetnsId, namespaceId } from './netns/namespace-id.js';
 export { daemonOptions } from './options.js';
 export {
-  type AttachMode,
   type AttachmentState,
   type AttachmentStatus,
   type AttachSpec,

@@ -13,9 +13,6 @@ export {
 } from './agent-client.js';
 export { ProxyHandler, type ProxyHandlerOptions, ProxyResponse } from './handler.js';
 export {
-  IDENTITY_HEADER_NAME,
-  type ProxyIdentity,
-  type ProxyMode,
   TOKEN_HEADER,
   TOKEN_HEADERS,
   TOKEN_TTL_HEADER,

@@ -10,9 +10,8 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { parseBind } from '@nmp/common';
+import { type ProxyIdentity, parseBind } from '@nmp/common';
 import { captureLogs, type LogCapture } from '@nmp/testkit';
-import type { ProxyIdentity } from '../src/header-names.js';
 import { MetadataProxy, type MetadataProxyOptions, type ProxyLimits } from '../src/proxy.js';
 
 export interface Seen {
