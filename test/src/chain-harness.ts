@@ -8,7 +8,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import type { ProxyIdentity } from '@nmp/common';
+import { type ProxyIdentity, parseBind } from '@nmp/common';
 import { InventoryResolver, MetadataAgent } from '@nmp/metadata-agent';
 import {
   createNovaMetadataServer,
@@ -16,7 +16,7 @@ import {
   SAMPLE_INSTANCES_FILE,
   SAMPLE_INVENTORY_FILE,
 } from '@nmp/nova-metadata-dev';
-import { MetadataProxy, parseBind } from '@nmp/ns-metadata-proxy';
+import { MetadataProxy } from '@nmp/ns-metadata-proxy';
 import { captureLogs, type LogCapture } from '@nmp/testkit';
 
 export const NETWORK = '9d2c7a5e-3c0b-4c3c-9d55-6f1b7c1f0a11';

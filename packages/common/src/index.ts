@@ -9,53 +9,25 @@ export {
   normaliseMac,
   parseForwardedFor,
 } from './address.js';
-export {
-  ADMIN_TCP,
-  ADMIN_UNIX,
-  AdminListener,
-  type AdminRoutes,
-  adminRequestListener,
-  type ReadyAnswer,
-} from './admin-listener.js';
-export { createCli, type HandOverSteps, runMain, stopOnSignals, UsageError } from './cli.js';
-export { type IniEntry, IniSyntaxError, parseIni } from './config/ini.js';
+export { ADMIN_TCP, ADMIN_UNIX, AdminListener } from './admin-listener.js';
+export { createCli, runMain, stopOnSignals, UsageError } from './cli.js';
 export {
   addSchemaOptions,
   ConfigError,
   describeConfig,
-  type ExposedSecretFile,
   envName,
   flagName,
   type LoadedConfig,
-  type LoadOptions,
   loadConfig,
 } from './config/load.js';
-export {
-  type CompatibilityList,
-  type ConfigOf,
-  type OptionDef,
-  type OptionKind,
-  opt,
-  type Schema,
-} from './config/schema.js';
+export { type CompatibilityList, type ConfigOf, type OptionDef, opt, type Schema } from './config/schema.js';
 export { adminSocketOption, loggingOptions, stateOptions } from './config/shared-options.js';
-export {
-  ERRORS,
-  type ErrorCode,
-  type ErrorSpec,
-  errorBody,
-  type LogLevel,
-  MetadataError,
-  TEXT_PLAIN,
-} from './errors.js';
+export { ERRORS, type ErrorCode, type ErrorSpec, errorBody, MetadataError, TEXT_PLAIN } from './errors.js';
 export {
   notifySystemd,
-  ownCommand,
   type PassedDescriptor,
   type Predecessor,
   type Successor,
-  type SuccessorOptions,
-  startSuccessor,
   takePredecessor,
 } from './handover.js';
 export {
@@ -74,7 +46,6 @@ export {
   HEADER_OVN_NETWORK_ID,
   HEADER_PROVIDER,
   HEADER_PROVIDER_SIGNATURE,
-  HEADER_REAL_IP,
   HEADER_REQUEST_ID,
   HEADER_ROUTER_ID,
   HEADER_SIGNATURE,
@@ -92,33 +63,17 @@ export {
   InheritedListeners,
   listenerFd,
   listenOnInherited,
-  SD_LISTEN_FDS_START,
   takeInheritedListeners,
   unixSocketName,
 } from './listen-fds.js';
-export {
-  addDetails,
-  createLogger,
-  type Logger,
-  type LoggerSettings,
-  REDACT_PATHS,
-  silentLogger,
-  writeInfoLine,
-} from './logger.js';
+export { addDetails, createLogger, type Logger, silentLogger, writeInfoLine } from './logger.js';
 export {
   addProcessMetrics,
   type Counter,
   type Gauge,
   type Histogram,
-  type HistogramOptions,
   type Labelled,
-  type LabelledOptions,
-  type LabelValue,
-  type LabelValues,
-  type MetricOptions,
-  PROMETHEUS_CONTENT_TYPE,
   Registry,
-  type ValueOptions,
 } from './metrics.js';
 export { isNeutronId, NEUTRON_ID_PATTERN } from './neutron-id.js';
 export { packageVersion, releaseRoot } from './package-version.js';
@@ -133,11 +88,4 @@ export {
 } from './resolver.js';
 export { SERVICE_NODE_FLAGS, withoutSecrets } from './runtime.js';
 export { signInstanceId, verifyInstanceSignature } from './signature.js';
-export {
-  type ClaimOptions,
-  claimSocketPath,
-  listenOnSocketPath,
-  probeSocket,
-  removeSocketFile,
-  type SocketListenOptions,
-} from './unix-socket.js';
+export { claimSocketPath, listenOnSocketPath, probeSocket, removeSocketFile } from './unix-socket.js';
