@@ -7,8 +7,9 @@ import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { type ProxyIdentity, parseBind } from '@nmp/common';
 import { InventoryResolver, MetadataAgent } from '@nmp/metadata-agent';
-import { MetadataProxy, type ProxyIdentity, parseBind } from '@nmp/ns-metadata-proxy';
+import { MetadataProxy } from '@nmp/ns-metadata-proxy';
 import {
   captureLogs,
   type LogCapture,

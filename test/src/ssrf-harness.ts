@@ -4,11 +4,10 @@
  */
 import { connect } from 'node:net';
 import type { TestContext } from 'node:test';
+import { type ProxyIdentity, parseBind } from '@nmp/common';
 import {
   generateNodeKey,
   MetadataProxy,
-  type ProxyIdentity,
-  parseBind,
   SessionTokens,
   SsrfPolicy,
   type SsrfSettings,

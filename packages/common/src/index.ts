@@ -9,53 +9,25 @@ export {
   normaliseMac,
   parseForwardedFor,
 } from './address.js';
-export {
-  ADMIN_TCP,
-  ADMIN_UNIX,
-  AdminListener,
-  type AdminRoutes,
-  adminRequestListener,
-  type ReadyAnswer,
-} from './admin-listener.js';
-export { createCli, type HandOverSteps, runMain, stopOnSignals, UsageError } from './cli.js';
-export { type IniEntry, IniSyntaxError, parseIni } from './config/ini.js';
+export { ADMIN_TCP, ADMIN_UNIX, AdminListener } from './admin-listener.js';
+export { createCli, runMain, stopOnSignals, UsageError } from './cli.js';
 export {
   addSchemaOptions,
   ConfigError,
   describeConfig,
-  type ExposedSecretFile,
   envName,
   flagName,
   type LoadedConfig,
-  type LoadOptions,
   loadConfig,
 } from './config/load.js';
-export {
-  type CompatibilityList,
-  type ConfigOf,
-  type OptionDef,
-  type OptionKind,
-  opt,
-  type Schema,
-} from './config/schema.js';
+export { type CompatibilityList, type ConfigOf, type OptionDef, opt, type Schema } from './config/schema.js';
 export { adminSocketOption, loggingOptions, stateOptions } from './config/shared-options.js';
-export {
-  ERRORS,
-  type ErrorCode,
-  type ErrorSpec,
-  errorBody,
-  type LogLevel,
-  MetadataError,
-  TEXT_PLAIN,
-} from './errors.js';
+export { ERRORS, type ErrorCode, type ErrorSpec, errorBody, MetadataError, TEXT_PLAIN } from './errors.js';
 export {
   notifySystemd,
-  ownCommand,
   type PassedDescriptor,
   type Predecessor,
   type Successor,
-  type SuccessorOptions,
-  startSuccessor,
   takePredecessor,
 } from './handover.js';
 export {
@@ -67,16 +39,23 @@ export {
   parseBind,
 } from './host-port.js';
 export {
+  HEADER_FORWARDED,
   HEADER_FORWARDED_FOR,
   HEADER_INSTANCE_ID,
   HEADER_NETWORK_ID,
   HEADER_OVN_NETWORK_ID,
+  HEADER_PROVIDER,
+  HEADER_PROVIDER_SIGNATURE,
   HEADER_REQUEST_ID,
   HEADER_ROUTER_ID,
   HEADER_SIGNATURE,
   HEADER_TENANT_ID,
   HOP_BY_HOP_HEADERS,
+  IDENTITY_HEADER_NAME,
   IDENTITY_HEADERS,
+  IDENTITY_MODES,
+  type IdentityMode,
+  type ProxyIdentity,
 } from './identity-headers.js';
 export {
   boundAs,
@@ -84,33 +63,17 @@ export {
   InheritedListeners,
   listenerFd,
   listenOnInherited,
-  SD_LISTEN_FDS_START,
   takeInheritedListeners,
   unixSocketName,
 } from './listen-fds.js';
-export {
-  addDetails,
-  createLogger,
-  type Logger,
-  type LoggerSettings,
-  REDACT_PATHS,
-  silentLogger,
-  writeInfoLine,
-} from './logger.js';
+export { addDetails, createLogger, type Logger, silentLogger, writeInfoLine } from './logger.js';
 export {
   addProcessMetrics,
   type Counter,
   type Gauge,
   type Histogram,
-  type HistogramOptions,
   type Labelled,
-  type LabelledOptions,
-  type LabelValue,
-  type LabelValues,
-  type MetricOptions,
-  PROMETHEUS_CONTENT_TYPE,
   Registry,
-  type ValueOptions,
 } from './metrics.js';
 export { isNeutronId, NEUTRON_ID_PATTERN } from './neutron-id.js';
 export { packageVersion, releaseRoot } from './package-version.js';
@@ -119,16 +82,10 @@ export {
   type InstanceResolver,
   type LookupMode,
   type LookupQuery,
+  type NeutronPort,
   type ResolveOptions,
   ROUTER_INTERFACE_OWNERS,
 } from './resolver.js';
 export { SERVICE_NODE_FLAGS, withoutSecrets } from './runtime.js';
 export { signInstanceId, verifyInstanceSignature } from './signature.js';
-export {
-  type ClaimOptions,
-  claimSocketPath,
-  listenOnSocketPath,
-  probeSocket,
-  removeSocketFile,
-  type SocketListenOptions,
-} from './unix-socket.js';
+export { claimSocketPath, listenOnSocketPath, probeSocket, removeSocketFile } from './unix-socket.js';

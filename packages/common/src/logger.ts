@@ -6,6 +6,7 @@ import { writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type PinoModule from 'pino';
 import type { DestinationStream, Logger, LoggerOptions } from 'pino';
+import { HEADER_SIGNATURE } from './identity-headers.js';
 
 // A CommonJS package loaded with require, not import: an ES module importing CommonJS makes node compile
 // its CommonJS export scanner (WebAssembly) once per process: 4 MB resident in isolation, 1-2 MB in the proxy.
@@ -39,11 +40,11 @@ export const REDACT_PATHS: readonly string[] = [
   'config.application_credential_secret',
   'application_credential_secret',
   'token',
-  'headers["x-instance-id-signature"]',
+  `headers["${HEADER_SIGNATURE}"]`,
   'headers["x-auth-token"]',
   'headers["x-subject-token"]',
   'headers["x-aws-ec2-metadata-token"]',
-  'req.headers["x-instance-id-signature"]',
+  `req.headers["${HEADER_SIGNATURE}"]`,
   'req.headers["x-auth-token"]',
 ];
 

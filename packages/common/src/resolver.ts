@@ -3,8 +3,10 @@
  * inventory for development, Neutron's API in production. Failures are MetadataErrors with stable codes
  * (MDA_ERR_PORT_NOT_FOUND, MDA_ERR_PORT_AMBIGUOUS, MDA_ERR_RESOLVER_UNAVAILABLE).
  */
+import type { IdentityMode } from './identity-headers.js';
 
-export type LookupMode = 'network' | 'router';
+/** How the agent looks an address up: on a network or behind a router (an ovn identity is a network lookup). */
+export type LookupMode = Exclude<IdentityMode, 'ovn'>;
 
 export interface LookupQuery {
   readonly mode: LookupMode;
@@ -40,6 +42,21 @@ export interface InstanceResolver {
   resolve(query: LookupQuery, options?: ResolveOptions): Promise<InstanceIdentity>;
   /** Release timers and connections. */
   close(): Promise<void>;
+}
+
+/**
+ * The fields of a Neutron port that the lookup uses, as Neutron's API (and neutron-server's get_ports RPC)
+ * returns them; the inventory file and the OpenStack fakes hold the same objects.
+ */
+export interface NeutronPort {
+  readonly id?: string;
+  readonly network_id: string;
+  readonly mac_address?: string;
+  readonly fixed_ips?: ReadonlyArray<{ readonly ip_address: string; readonly subnet_id?: string }>;
+  readonly device_id?: string;
+  readonly device_owner?: string;
+  readonly project_id?: string;
+  readonly tenant_id?: string;
 }
 
 /** Router-interface device owners (reference.md §1): ports that connect a router to a network. */

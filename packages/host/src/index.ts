@@ -6,11 +6,9 @@
  * commands or only the clean spawn imports `@nmp/host/command` or `@nmp/host/spawn` (the hooks at every
  * start, the daemon), and loads nothing else of this package.
  */
-export { CommandError, type CommandResult, inNamespace, type RunOptions, run } from './command.js';
-export { type DetachedProcess, fileSize, logTail, startDetached } from './detached.js';
+export { inNamespace, run } from './command.js';
+export { fileSize, logTail, startDetached } from './detached.js';
 export {
-  type DadOutcome,
-  type DeviceAddress,
   deviceAddresses,
   ensureAddress,
   ipv6Enabled,
@@ -22,26 +20,10 @@ export {
 export { listNamespaces, namespaceExists } from './namespaces.js';
 export {
   activePid,
-  launchHash,
-  type ManagerTimeouts,
-  type ProxyLaunch,
-  ProxyStartError,
   processInfo,
   readPidFile,
   type StartAction,
   startProxy,
   stopProxy,
 } from './process-manager.js';
-export {
-  PROXY_CLI,
-  type ProxyCommandSpec,
-  type ProxyIdentity,
-  proxyArgv,
-  proxyProgram,
-} from './proxy-command.js';
-export {
-  type CleanForkOptions,
-  type CleanSpawnOptions,
-  forkWithoutSecrets,
-  spawnWithoutSecrets,
-} from './spawn.js';
+export { proxyArgv, proxyProgram } from './proxy-command.js';

@@ -5,7 +5,7 @@
  * and extra configuration files.
  */
 import { fileURLToPath } from 'node:url';
-import { SERVICE_NODE_FLAGS } from '@nmp/common';
+import { type IdentityMode, type ProxyIdentity, SERVICE_NODE_FLAGS } from '@nmp/common';
 
 /**
  * The ns-metadata-proxy CLI of this tree. Relative to this file, which is at the same depth below packages/
@@ -16,12 +16,11 @@ export const PROXY_CLI = fileURLToPath(
 );
 
 /** The proxy's flag for each kind of id it stamps. */
-const ID_FLAG = { network: '--network-id', router: '--router-id', ovn: '--ovn-network-id' } as const;
-
-export interface ProxyIdentity {
-  readonly mode: keyof typeof ID_FLAG;
-  readonly id: string;
-}
+const ID_FLAG: Readonly<Record<IdentityMode, string>> = {
+  network: '--network-id',
+  router: '--router-id',
+  ovn: '--ovn-network-id',
+};
 
 /**
  * The program that runs the proxy: `command` (a configured one), else the one installed beside us; a

@@ -27,13 +27,14 @@ import {
   type Gauge,
   type Histogram,
   type Labelled,
+  type LookupMode,
   Registry,
 } from '@nmp/common';
 import type { CacheStats } from './resolver/caching-resolver.js';
 import type { UpstreamName, UpstreamObserver } from './upstream-observer.js';
 
 /** Request mode as a label: the proxy said network or router, or the request never got that far. */
-export type RequestMode = 'network' | 'router' | 'none';
+export type RequestMode = LookupMode | 'none';
 
 const MODES: readonly RequestMode[] = ['network', 'router', 'none'];
 const UPSTREAMS: readonly UpstreamName[] = ['nova', 'neutron', 'keystone'];

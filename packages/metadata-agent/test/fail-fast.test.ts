@@ -7,8 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type LookupQuery, MetadataError, silentLogger } from '@nmp/common';
-import type { NeutronPort } from '../src/resolver/port-match.js';
+import { type LookupQuery, MetadataError, type NeutronPort, silentLogger } from '@nmp/common';
 import { PortResolver, type PortSource, type SourceLink } from '../src/resolver/port-resolver.js';
 
 const NET = '11111111-2222-4333-8444-555555555555';

@@ -7,12 +7,11 @@ import { createServer, type IncomingMessage, request, type Server, type ServerRe
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { type InstanceIdentity, type InstanceResolver, MetadataError } from '@nmp/common';
+import { type InstanceIdentity, type InstanceResolver, MetadataError, type NeutronPort } from '@nmp/common';
 import { captureLogs, type LogCapture, tempDir as testkitTempDir } from '@nmp/testkit';
 import { MetadataAgent } from '../src/agent.js';
 import type { NovaClientOptions } from '../src/nova-client.js';
 import { InventoryResolver } from '../src/resolver/inventory-resolver.js';
-import type { NeutronPort } from '../src/resolver/port-match.js';
 
 export const NET = '9d2c7a5e-3c0b-4c3c-9d55-6f1b7c1f0a11';
 export const ROUTER = '5a8b1c2d-0000-4000-8000-00000000a001';

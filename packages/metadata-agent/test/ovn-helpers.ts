@@ -6,7 +6,7 @@
 
 import { loadConfig } from '@nmp/common';
 import { OvsdbServer, sbOps } from '@nmp/testkit';
-import { agentSchema } from '../src/index.js';
+import { agentSchema } from '../src/options.js';
 
 export const DB = 'OVN_Southbound';
 export const NET1 = '1e7a0c2d-0000-4000-8000-000000000001';

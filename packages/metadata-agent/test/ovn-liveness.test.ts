@@ -10,7 +10,9 @@ import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { silentLogger } from '@nmp/common';
 import { OVN_SB_SCHEMA, requireTools, sleep } from '@nmp/testkit';
-import { livenessMaxDelaySeconds, metadataAgentId, OvnMetadataService, uuid5 } from '../src/index.js';
+import { metadataAgentId, uuid5 } from '../src/ovn/liveness.js';
+import { livenessMaxDelaySeconds } from '../src/ovn/options.js';
+import { OvnMetadataService } from '../src/ovn/ovn-service.js';
 import { agentConfig, sbOps, startSouthbound, until } from './ovn-helpers.js';
 
 const ID_KEY = 'neutron:ovn-metadata-id';

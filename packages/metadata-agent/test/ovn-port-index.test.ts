@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { MetadataError } from '@nmp/common';
 import { addressesOf, networkOfDatapath } from '@nmp/ovn';
 import type { Row, RowChange } from '@nmp/ovsdb';
-import { PortBindingIndex } from '../src/index.js';
+import { PortBindingIndex } from '../src/ovn/port-index.js';
 
 const CH_ME = '11111111-0000-4000-8000-000000000001';
 const CH_OTHER = '11111111-0000-4000-8000-000000000002';

@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import { type TestContext, test } from 'node:test';
 import { ConfigError, type LookupQuery, MetadataError, parseForwardedFor, silentLogger } from '@nmp/common';
 import { freeLowPort, OVN_SB_SCHEMA, requireTools, runCommand } from '@nmp/testkit';
-import { chooseResolver, OvnMetadataService } from '../src/index.js';
+import { OvnMetadataService } from '../src/ovn/ovn-service.js';
+import { chooseResolver } from '../src/resolver-factory.js';
 import { withoutPort } from './helpers.js';
 import {
   agentConfig,

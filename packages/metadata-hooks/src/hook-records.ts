@@ -5,7 +5,7 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type ConfigOf, isNeutronId } from '@nmp/common';
+import { type ConfigOf, type IdentityMode, isNeutronId, type ProxyIdentity } from '@nmp/common';
 import { namespaceExists, type StartAction } from '@nmp/host';
 import type { IpFamily } from './iptables-rules.js';
 import type { hooksOptions } from './options.js';
@@ -37,8 +37,8 @@ export interface HookRecord {
   /** Network id (dhcp) or router id (l3): names the record, the namespace and the pid file. */
   readonly id: string;
   readonly namespace: string;
-  /** Identity the proxy stamps. */
-  readonly identity: { readonly mode: 'network' | 'router'; readonly id: string };
+  /** Identity the proxy stamps (the hooks plumb qdhcp and qrouter namespaces: never ovn). */
+  readonly identity: ProxyIdentity & { readonly mode: Exclude<IdentityMode, 'ovn'> };
   readonly device?: string;
   readonly addresses?: readonly AddressRecord[];
   /** Address families whose iptables rules are installed (l3). */

@@ -6,9 +6,9 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseBind } from '@nmp/common';
+import { type ProxyIdentity, parseBind } from '@nmp/common';
 import { activePid, processInfo, readPidFile, run } from '@nmp/host';
-import type { AttachMode, AttachmentStatus } from '@nmp/metadata-proxy-daemon/client';
+import type { AttachmentStatus } from '@nmp/metadata-proxy-daemon/client';
 import { type DaemonView, daemonView } from './daemon-attach.js';
 import { checkHaproxyConfig } from './haproxy-compat.js';
 import { HookError, type HookRecord, type HooksConfig, readRecord } from './hook-records.js';
@@ -24,7 +24,7 @@ export interface ProxyStatus {
   readonly id: string;
   readonly namespace?: string;
   /** What the proxy stamps; `ovn` for an ovnmeta- namespace attached to the daemon by the OVN agent. */
-  readonly identity?: { readonly mode: AttachMode; readonly id: string };
+  readonly identity?: ProxyIdentity;
   readonly pid?: number;
   readonly running: boolean;
   /** Effective uid and gid of the running proxy. */

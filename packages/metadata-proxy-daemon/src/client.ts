@@ -4,7 +4,6 @@
  * protocol only, not the supervisor, the worker or the proxy they serve with.
  */
 export {
-  type AttachMode,
   type AttachmentState,
   type AttachmentStatus,
   type AttachSpec,

@@ -8,6 +8,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import {
   claimSocketPath,
+  type IdentityMode,
   listenerFd,
   listenOnInherited,
   listenOnSocketPath,
@@ -15,7 +16,6 @@ import {
   removeSocketFile,
 } from '@nmp/common';
 import {
-  type AttachMode,
   type AttachmentStatus,
   type AttachSpec,
   type ControlResponse,
@@ -38,7 +38,7 @@ export const CONTROL_FD = 'control';
 /** What the control socket offers. */
 export interface ControlOperations {
   attach(spec: AttachSpec): Promise<AttachmentStatus>;
-  detach(target: { namespace?: string; id?: string; mode?: AttachMode }): Promise<AttachSpec | undefined>;
+  detach(target: { namespace?: string; id?: string; mode?: IdentityMode }): Promise<AttachSpec | undefined>;
   list(): Promise<{ daemon: DaemonHealth; attachments: AttachmentStatus[] }>;
 }
 

@@ -10,15 +10,13 @@
  * (as it held one proxy), so the namespace names it; the id is what its listeners stamp.
  */
 import { connect } from 'node:net';
-import { NEUTRON_ID_PATTERN, parseBind } from '@nmp/common';
-
-/** The identity header the attachment's listeners stamp (ProxyMode): ovn for ovnmeta-<network> namespaces. */
-export type AttachMode = 'network' | 'router' | 'ovn';
+import { IDENTITY_MODES, type IdentityMode, NEUTRON_ID_PATTERN, parseBind } from '@nmp/common';
 
 export interface AttachSpec {
   /** Network or router id stamped on every request accepted by this attachment's listeners. */
   readonly id: string;
-  readonly mode: AttachMode;
+  /** Which identity header the attachment's listeners stamp: ovn for ovnmeta-<network> namespaces. */
+  readonly mode: IdentityMode;
   /** Name under /run/netns. */
   readonly namespace: string;
   /** Bind specifications as the proxy's --bind takes them. */
@@ -55,7 +53,7 @@ export interface DaemonHealth {
 
 export type ControlRequest =
   | ({ readonly op: 'attach' } & AttachSpec)
-  | { readonly op: 'detach'; readonly namespace?: string; readonly id?: string; readonly mode?: AttachMode }
+  | { readonly op: 'detach'; readonly namespace?: string; readonly id?: string; readonly mode?: IdentityMode }
   | { readonly op: 'list' };
 
 export type ControlResponse =
@@ -82,10 +80,10 @@ function str(o: Record<string, unknown>, key: string, re: RegExp): string {
   return v;
 }
 
-function mode(v: unknown): AttachMode {
-  if (v !== 'network' && v !== 'router' && v !== 'ovn')
+function mode(v: unknown): IdentityMode {
+  if (!IDENTITY_MODES.includes(v as IdentityMode))
     throw new ProtocolError("'mode' must be 'network', 'router' or 'ovn'");
-  return v;
+  return v as IdentityMode;
 }
 
 /** Check an attach specification (also used for the persisted file). */
@@ -224,7 +222,7 @@ export const daemonClient = {
   },
   detach: async (
     socketPath: string,
-    target: { namespace: string } | { id: string; mode?: AttachMode },
+    target: { namespace: string } | { id: string; mode?: IdentityMode },
     timeoutMs?: number,
   ): Promise<AttachSpec | undefined> => {
     const r = await daemonRequest(socketPath, { op: 'detach', ...target }, timeoutMs);

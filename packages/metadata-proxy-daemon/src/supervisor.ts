@@ -26,7 +26,14 @@
  * control socket (control-server.ts), the admin socket (daemon-admin.ts), the queues (concurrency.ts), and
  * everything that deals with namespaces (netns/: watching them, and the listener helpers).
  */
-import type { BindAddress, Logger, PassedDescriptor, Predecessor, Successor } from '@nmp/common';
+import type {
+  BindAddress,
+  IdentityMode,
+  Logger,
+  PassedDescriptor,
+  Predecessor,
+  Successor,
+} from '@nmp/common';
 import { parseBind, probeSocket } from '@nmp/common';
 import { KeyedQueue, Semaphore } from './concurrency.js';
 import { ControlServer } from './control-server.js';
@@ -37,7 +44,6 @@ import { HelperError, type HelperResult, type NetnsExec } from './netns/listener
 import { type NetnsId, namespaceId } from './netns/namespace-id.js';
 import { NamespaceWatch } from './netns/namespace-watch.js';
 import {
-  type AttachMode,
   type AttachmentState,
   type AttachmentStatus,
   type AttachSpec,
@@ -413,7 +419,7 @@ export class MetadataProxyDaemon {
   async detach(target: {
     namespace?: string;
     id?: string;
-    mode?: AttachMode;
+    mode?: IdentityMode;
   }): Promise<AttachSpec | undefined> {
     let namespace = target.namespace;
     if (namespace === undefined) {

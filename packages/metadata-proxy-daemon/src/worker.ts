@@ -18,13 +18,12 @@
  * {op:'metrics', seq}. Every one is answered with {seq, ok, ...}.
  */
 import type { Server } from 'node:http';
-import { createLogger, formatAddress, type Logger, packageVersion } from '@nmp/common';
+import { createLogger, formatAddress, type Logger, type ProxyIdentity, packageVersion } from '@nmp/common';
 import {
   AgentClient,
   createSsrfPolicy,
   MetadataProxy,
   type ProxyHandler,
-  type ProxyIdentity,
   type ProxyLimits,
   ProxyMetrics,
   RateLimiter,

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { parseBind } from '@nmp/ns-metadata-proxy';
+import { parseBind } from '@nmp/common';
 import { NetnsLab, requireRoot } from '@nmp/testkit';
 import { runBatchHelper } from '../src/netns/batch-helper.js';
 import { runListenerHelper } from '../src/netns/listener-helper.js';

@@ -17,7 +17,8 @@ import {
   packageVersion,
   runMain,
 } from '@nmp/common';
-import { InstancesFileError, loadInstances, SAMPLE_INSTANCES_FILE } from './index.js';
+import { SAMPLE_INSTANCES_FILE } from './index.js';
+import { InstancesFileError, loadInstances } from './instances.js';
 import { createNovaMetadataServer } from './server.js';
 
 const PROGRAM = 'nova-metadata-dev';

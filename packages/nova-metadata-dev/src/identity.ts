@@ -6,7 +6,18 @@
  * With it off: the socket peer address among the instances' fixed IPs; identity headers are ignored.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { canonicalIp, forwardedForFromPeer, type Logger, verifyInstanceSignature } from '@nmp/common';
+import {
+  canonicalIp,
+  forwardedForFromPeer,
+  HEADER_FORWARDED_FOR,
+  HEADER_INSTANCE_ID,
+  HEADER_PROVIDER,
+  HEADER_PROVIDER_SIGNATURE,
+  HEADER_SIGNATURE,
+  HEADER_TENANT_ID,
+  type Logger,
+  verifyInstanceSignature,
+} from '@nmp/common';
 import type { CompiledInstance } from './documents.js';
 
 export const MSG_NO_INSTANCE_ID = 'X-Instance-ID header is missing from request.';
@@ -66,15 +77,15 @@ export function identify(
   peer: string | undefined,
 ): Identified | Refused {
   if (!ctx.serviceMetadataProxy) return byPeerAddress(ctx, headers, peer);
-  if (header(headers, 'x-metadata-provider')) return byProvider(ctx, headers);
+  if (header(headers, HEADER_PROVIDER)) return byProvider(ctx, headers);
   return byInstanceId(ctx, headers);
 }
 
 function byInstanceId(ctx: IdentifyContext, headers: IncomingHttpHeaders): Identified | Refused {
-  const instanceId = header(headers, 'x-instance-id');
-  const tenantId = header(headers, 'x-tenant-id');
-  const signature = header(headers, 'x-instance-id-signature');
-  const address = header(headers, 'x-forwarded-for');
+  const instanceId = header(headers, HEADER_INSTANCE_ID);
+  const tenantId = header(headers, HEADER_TENANT_ID);
+  const signature = header(headers, HEADER_SIGNATURE);
+  const address = header(headers, HEADER_FORWARDED_FOR);
   if (instanceId === undefined) return { status: 400, explanation: MSG_NO_INSTANCE_ID };
   if (signature === undefined) return { status: 400, explanation: MSG_NO_SIGNATURE };
   if (tenantId === undefined) return { status: 400, explanation: MSG_NO_TENANT_ID };
@@ -101,12 +112,12 @@ function byInstanceId(ctx: IdentifyContext, headers: IncomingHttpHeaders): Ident
 }
 
 function byProvider(ctx: IdentifyContext, headers: IncomingHttpHeaders): Identified | Refused {
-  const forwardedFor = header(headers, 'x-forwarded-for');
+  const forwardedFor = header(headers, HEADER_FORWARDED_FOR);
   if (forwardedFor === undefined) return { status: 400, explanation: MSG_NO_FORWARDED_FOR };
-  const provider = header(headers, 'x-metadata-provider')!;
+  const provider = header(headers, HEADER_PROVIDER)!;
   const address = forwardedFor.split(',')[0]!;
   if (ctx.secret !== '') {
-    const signature = header(headers, 'x-metadata-provider-signature');
+    const signature = header(headers, HEADER_PROVIDER_SIGNATURE);
     if (!signature || !verifyInstanceSignature(ctx.secret, provider, signature)) {
       ctx.log.warn(
         { signaturePrefix: signature?.slice(0, 8), provider, forwardedFor: address },
@@ -130,7 +141,7 @@ function byPeerAddress(
   headers: IncomingHttpHeaders,
   peer: string | undefined,
 ): Identified | Refused {
-  if (header(headers, 'x-instance-id')) {
+  if (header(headers, HEADER_INSTANCE_ID)) {
     ctx.log.warn(
       "X-Instance-ID present in request headers. The 'service_metadata_proxy' option must be enabled to process this header.",
     );

@@ -2,7 +2,8 @@
 import http, { type IncomingHttpHeaders } from 'node:http';
 import type { TestContext } from 'node:test';
 import { signInstanceId } from '@nmp/common';
-import { loadInstances, SAMPLE_INSTANCES_FILE } from '../src/index.js';
+import { SAMPLE_INSTANCES_FILE } from '../src/index.js';
+import { loadInstances } from '../src/instances.js';
 import {
   createNovaMetadataServer,
   type NovaMetadataServer,

@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { InstancesFileError, loadInstances, parseInstances, SAMPLE_INSTANCES_FILE } from '../src/index.js';
+import { SAMPLE_INSTANCES_FILE } from '../src/index.js';
+import { InstancesFileError, loadInstances, parseInstances } from '../src/instances.js';
 
 const ok = { uuid: 'u1', project_id: 'p1', name: 'n1' };
 

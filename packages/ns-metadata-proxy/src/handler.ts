@@ -18,12 +18,12 @@ import {
   forwardedForFromPeer,
   type Logger,
   MetadataError,
+  type ProxyIdentity,
   TEXT_PLAIN,
   writeInfoLine,
 } from '@nmp/common';
 import { type AgentClient, type AgentExchange, agentError } from './agent-client.js';
 import { needsFreshConnection, retryOnFreshConnection } from './agent-retry.js';
-import type { ProxyIdentity } from './header-names.js';
 import { agentRequestHeaders, instanceResponseHeaders } from './header-policy.js';
 import type { ProxyMetrics } from './metrics.js';
 import { bodyLength, bodyTooLarge, checkRequest } from './request-policy.js';

@@ -12,7 +12,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { isNeutronId } from '@nmp/common';
+import { IDENTITY_HEADER_NAME, IDENTITY_MODES, type IdentityMode, isNeutronId } from '@nmp/common';
 
 export interface HaproxyBind {
   /** Address as an IP literal; `0.0.0.0` for haproxy's empty or `*` host, `::` for `:::port`. */
@@ -47,7 +47,7 @@ export interface HaproxyMetadataConfig {
   /** Path of the agent's UNIX socket (`server metadata /var/lib/neutron/metadata_proxy`). */
   readonly socketPath: string;
   /** `network` for X-Neutron-Network-ID, `router` for X-Neutron-Router-ID, `ovn` for X-OVN-Network-ID. */
-  readonly mode: 'network' | 'router' | 'ovn';
+  readonly mode: IdentityMode;
   readonly id: string;
   readonly pidFile?: string;
   readonly user?: string;
@@ -201,7 +201,7 @@ function parseLines(text: string, file: string): HaproxyMetadataConfig {
                 l.no,
                 "X-OVN-Router-ID is not supported: neutron's OVN metadata agent looks instances up by network only",
               );
-            const mode = IDENTITY_MODES[lower];
+            const mode = MODE_OF_HEADER.get(lower);
             if (mode !== undefined) {
               if (identity)
                 fail(
@@ -259,12 +259,10 @@ function parseLines(text: string, file: string): HaproxyMetadataConfig {
   });
 }
 
-/** The identity header of each mode, lower-cased (set-header or add-header: we delete client copies anyway). */
-const IDENTITY_MODES: Readonly<Record<string, HaproxyMetadataConfig['mode']>> = {
-  'x-neutron-network-id': 'network',
-  'x-neutron-router-id': 'router',
-  'x-ovn-network-id': 'ovn',
-};
+/** The mode of each identity header, lower-cased (set-header or add-header: we delete client copies anyway). */
+const MODE_OF_HEADER: ReadonlyMap<string, IdentityMode> = new Map(
+  IDENTITY_MODES.map((mode) => [IDENTITY_HEADER_NAME[mode], mode]),
+);
 
 function* splitLines(text: string): Generator<Line> {
   const lines = text.split(/\r?\n/);

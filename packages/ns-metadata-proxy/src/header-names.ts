@@ -1,23 +1,9 @@
 /*
- * The names the proxy's header code and its SSRF defences share: which header carries the identity of
- * each mode, and the session-token headers. A leaf: it imports nothing of ours, so header-policy.ts (which
- * drops the token headers) and ssrf/ (which reads them) both depend on it and not on each other.
+ * The session-token header names the proxy's header code and its SSRF defences share. A leaf: it imports
+ * nothing of the proxy's, so header-policy.ts (which drops the token headers) and ssrf/ (which reads them)
+ * both depend on it and not on each other. The identity headers and modes are @nmp/common's
+ * (identity-headers.ts).
  */
-
-/** network/router: neutron's DHCP and L3 agents; ovn: an ovnmeta-<network> namespace of the OVN agent. */
-export type ProxyMode = 'network' | 'router' | 'ovn';
-
-export interface ProxyIdentity {
-  readonly mode: ProxyMode;
-  readonly id: string;
-}
-
-/** The header the proxy stamps in each mode (lower case). */
-export const IDENTITY_HEADER_NAME: Readonly<Record<ProxyMode, string>> = {
-  network: 'x-neutron-network-id',
-  router: 'x-neutron-router-id',
-  ovn: 'x-ovn-network-id',
-};
 
 /** Header names as EC2 spells them (the token answer's TTL header is matched by the hop-limit rule). */
 export const TOKEN_HEADER = 'X-aws-ec2-metadata-token';

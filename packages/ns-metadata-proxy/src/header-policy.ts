@@ -6,8 +6,15 @@
  * instance's own copy reaches the agent too (reference.md §15); here every client copy is deleted first.
  * Works on rawHeaders so nothing the client sent is merged or reinterpreted along the way.
  */
-import { HOP_BY_HOP_HEADERS, IDENTITY_HEADERS } from '@nmp/common';
-import { IDENTITY_HEADER_NAME, type ProxyIdentity, TOKEN_HEADERS } from './header-names.js';
+import {
+  HEADER_FORWARDED_FOR,
+  HEADER_REQUEST_ID,
+  HOP_BY_HOP_HEADERS,
+  IDENTITY_HEADER_NAME,
+  IDENTITY_HEADERS,
+  type ProxyIdentity,
+} from '@nmp/common';
+import { TOKEN_HEADERS } from './header-names.js';
 
 /**
  * Every request header the agent must never see, in one set (one lookup per header): identity headers,
@@ -68,11 +75,11 @@ export function agentRequestHeaders(
   if (!host) out.push('host', 'localhost');
   if (body !== null && !length) out.push('content-length', String(body.length));
   out.push(
-    'x-forwarded-for',
+    HEADER_FORWARDED_FOR,
     forwardedFor,
     IDENTITY_HEADER_NAME[identity.mode],
     identity.id,
-    'x-openstack-request-id',
+    HEADER_REQUEST_ID,
     requestId,
   );
   return out;

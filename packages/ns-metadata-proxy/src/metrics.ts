@@ -28,11 +28,11 @@ import {
   addProcessMetrics,
   type Counter,
   type Histogram,
+  type IdentityMode,
   type Labelled,
   type PassedDescriptor,
   Registry,
 } from '@nmp/common';
-import type { ProxyMode } from './header-names.js';
 import { type SsrfRefusalReason, ssrfReasonForCode } from './ssrf/policy.js';
 
 /** The proxy's own refusals; the SSRF policy adds its reasons (token_missing, path_denied...) as strings. */
@@ -88,7 +88,7 @@ const COMMON_STATUSES = [200, 400, 404, 408, 413, 429, 431, 500, 502, 503, 504];
 
 export interface ProxyMetricsOptions {
   /** Network, router or OVN mode and its id, as labels of nmp_proxy_info; `daemon` (no id) for the daemon. */
-  readonly mode?: ProxyMode | 'daemon';
+  readonly mode?: IdentityMode | 'daemon';
   readonly id?: string;
   readonly version?: string;
   /** Add the process and Node.js metrics (CPU, memory, file descriptors, event loop lag, heap). */

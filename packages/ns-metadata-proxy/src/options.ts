@@ -2,8 +2,16 @@
  * The proxy's configuration schema. Timeouts use the names of neutron's [metadata_haproxy] section and
  * rate limits those of [metadata_rate_limiting] (reference.md §11), so the same values carry over.
  */
-import { adminSocketOption, type ConfigOf, isNeutronId, loggingOptions, opt, UsageError } from '@nmp/common';
-import type { ProxyIdentity, ProxyMode } from './header-names.js';
+import {
+  adminSocketOption,
+  type ConfigOf,
+  type IdentityMode,
+  isNeutronId,
+  loggingOptions,
+  opt,
+  type ProxyIdentity,
+  UsageError,
+} from '@nmp/common';
 import { ssrfOptions } from './ssrf/options.js';
 
 export const proxyOptions = {
@@ -170,7 +178,7 @@ export const proxyOptions = {
 
 /** The option that names the id of each mode, and its flag. */
 export const ID_OPTIONS = { network: 'networkId', router: 'routerId', ovn: 'ovnNetworkId' } as const;
-const ID_FLAGS: Readonly<Record<ProxyMode, string>> = {
+const ID_FLAGS: Readonly<Record<IdentityMode, string>> = {
   network: '--network-id',
   router: '--router-id',
   ovn: '--ovn-network-id',
@@ -178,9 +186,9 @@ const ID_FLAGS: Readonly<Record<ProxyMode, string>> = {
 
 /** The one identity a proxy stamps: exactly one of --network-id, --router-id and --ovn-network-id. */
 export function proxyIdentity(
-  config: Pick<ConfigOf<typeof proxyOptions>, (typeof ID_OPTIONS)[ProxyMode]>,
+  config: Pick<ConfigOf<typeof proxyOptions>, (typeof ID_OPTIONS)[IdentityMode]>,
 ): ProxyIdentity {
-  const given = (Object.keys(ID_OPTIONS) as ProxyMode[]).filter((m) => config[ID_OPTIONS[m]] !== '');
+  const given = (Object.keys(ID_OPTIONS) as IdentityMode[]).filter((m) => config[ID_OPTIONS[m]] !== '');
   if (given.length > 1)
     throw new UsageError(
       `give only one of --network-id, --router-id and --ovn-network-id (got ${given.map((m) => ID_FLAGS[m]).join(' and ')})`,

@@ -26,10 +26,10 @@ import {
   listenOnInherited,
   MetadataError,
   type PassedDescriptor,
+  type ProxyIdentity,
 } from '@nmp/common';
 import { AgentClient } from './agent-client.js';
 import { ProxyHandler, ProxyResponse } from './handler.js';
-import type { ProxyIdentity } from './header-names.js';
 import type { ProxyMetrics } from './metrics.js';
 import { MAX_HEADER_LINES, parserRefusal } from './request-policy.js';
 import type { SsrfPolicy } from './ssrf/policy.js';

@@ -8,9 +8,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { parseBind } from '@nmp/common';
+import { type ProxyIdentity, parseBind } from '@nmp/common';
 import { captureLogs, type LogCapture, tempDir as testkitTempDir } from '@nmp/testkit';
-import type { ProxyIdentity } from '../src/header-names.js';
 import { MetadataProxy, type MetadataProxyOptions, type ProxyLimits } from '../src/proxy.js';
 
 export interface Seen {

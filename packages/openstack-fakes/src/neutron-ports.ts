@@ -1,3 +1,4 @@
+import type { NeutronPort } from '@nmp/common';
 /*
  * The Neutron half of the fake: GET /v2.0/ports with Neutron's filter query syntax. A repeated key is an
  * OR over its values (`network_id=a&network_id=b`), different keys are ANDed, `fixed_ips=ip_address=X`
@@ -6,16 +7,8 @@
  * filter validation on.
  */
 
-/** A Neutron port as the API returns it (the fake keeps whatever extra attributes it is given). */
-export interface FakePort {
-  readonly id?: string;
-  readonly network_id: string;
-  readonly mac_address?: string;
-  readonly fixed_ips?: ReadonlyArray<{ readonly ip_address: string; readonly subnet_id?: string }>;
-  readonly device_id?: string;
-  readonly device_owner?: string;
-  readonly project_id?: string;
-  readonly tenant_id?: string;
+/** A Neutron port as the API returns it: the agent's fields, and whatever extra attributes the fake is given. */
+export interface FakePort extends NeutronPort {
   readonly [extra: string]: unknown;
 }
 

@@ -9,13 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import {
-  createFakeOpenStack,
-  FAKE_DEFAULTS,
-  type FakeOpenStack,
-  type FakePort,
-  generatePorts,
-} from '../src/index.js';
+import { createFakeOpenStack, type FakeOpenStack } from '../src/fake-openstack.js';
+import { FAKE_DEFAULTS } from '../src/keystone.js';
+import type { FakePort } from '../src/neutron-ports.js';
+import { generatePorts } from '../src/port-generator.js';
 
 const NET_A = '11111111-1111-4111-8111-111111111111';
 const NET_B = '22222222-2222-4222-8222-222222222222';

@@ -11,7 +11,7 @@ import { loadConfig } from '@nmp/common';
 import { AGENT_COMPAT, agentSchema, chooseResolver } from '@nmp/metadata-agent';
 import { probeIntervalMs, southboundTls } from '@nmp/ovn';
 import { parseRemotes } from '@nmp/ovsdb';
-import { PROVISIONER_COMPAT, provisionerSchema } from '../src/index.js';
+import { PROVISIONER_COMPAT, provisionerSchema } from '../src/options.js';
 
 const INI = fileURLToPath(new URL('../../test/fixtures/neutron_ovn_metadata_agent.ini', import.meta.url));
 

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Row } from '@nmp/ovsdb';
-import { isLocalVif, linkLocalOf, pickMetadataPort, planNetwork, vethNames } from '../src/index.js';
+import { isLocalVif, linkLocalOf, pickMetadataPort, planNetwork, vethNames } from '../src/desired-state.js';
 
 const ME = 'aaaaaaaa-0000-4000-8000-000000000001';
 const OTHER = 'aaaaaaaa-0000-4000-8000-000000000002';

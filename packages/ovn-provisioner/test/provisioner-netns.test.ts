@@ -27,7 +27,9 @@ import {
   until,
   VSWITCH_SCHEMA,
 } from '@nmp/testkit';
-import { OvnProvisioner, ProcessLauncher, vethNames } from '../src/index.js';
+import { vethNames } from '../src/desired-state.js';
+import { OvnProvisioner } from '../src/provisioner.js';
+import { ProcessLauncher } from '../src/proxy-launcher.js';
 
 const NET1 = '5e1f0001-0000-4000-8000-000000000001';
 const NET2 = '5e1f0002-0000-4000-8000-000000000002';

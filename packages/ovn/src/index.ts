@@ -4,10 +4,9 @@
  * local Open_vSwitch database, and how neutron reads a Port_Binding. Loads @nmp/ovsdb and nothing of either
  * program.
  */
-export { type ChassisWait, DEFAULT_OVN_BRIDGE, LocalOvs, type LocalOvsOptions } from './local-ovs.js';
+export { LocalOvs } from './local-ovs.js';
 export {
   localOvsConnection,
-  type OvnConfig,
   ovnSchema,
   probeIntervalMs,
   southboundConnection,
@@ -29,5 +28,4 @@ export {
   METADATA_SB_CFG_KEY,
   OvnSouthbound,
   type SouthboundIndex,
-  type SouthboundOptions,
 } from './southbound.js';

@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { OVN_SB_SCHEMA, requireTools, sbOps, sleep, startOvsdbCluster, until } from '@nmp/testkit';
-import { type ChangeKind, OvsdbClient } from '../src/index.js';
+import { OvsdbClient } from '../src/client.js';
+import type { ChangeKind } from '../src/replica.js';
 
 const DB = 'OVN_Southbound';
 

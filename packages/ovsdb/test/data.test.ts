@@ -5,22 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import {
-  applyDiff,
-  type ColumnType,
-  compileWhere,
-  decodeDatum,
-  defaultDatum,
-  encodeDatum,
-  mapOf,
-  OvsdbError,
-  parseColumnType,
-  parseRemote,
-  parseRemotes,
-  parseSchema,
-  RemoteSyntaxError,
-  type Row,
-} from '../src/index.js';
+import { compileWhere } from '../src/conditions.js';
+import { applyDiff, decodeDatum, defaultDatum, encodeDatum, mapOf, type Row } from '../src/data.js';
+import { OvsdbError, RemoteSyntaxError } from '../src/errors.js';
+import { parseRemote, parseRemotes } from '../src/remote.js';
+import { type ColumnType, parseColumnType, parseSchema } from '../src/schema.js';
 
 const U1 = '6b6e1ec1-7c44-4d0e-8b0f-3b1c1e7d0001';
 const U2 = '6b6e1ec1-7c44-4d0e-8b0f-3b1c1e7d0002';

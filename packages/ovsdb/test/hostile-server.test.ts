@@ -13,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { sleep, until } from '@nmp/testkit';
-import { JsonObjectFramer, OvsdbClient } from '../src/index.js';
+import { OvsdbClient } from '../src/client.js';
+import { JsonObjectFramer } from '../src/json-stream.js';
 
 const SCHEMA = {
   name: 'Toy',

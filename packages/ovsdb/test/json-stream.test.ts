@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { FramingError, JsonObjectFramer } from '../src/index.js';
+import { FramingError } from '../src/errors.js';
+import { JsonObjectFramer } from '../src/json-stream.js';
 
 const framer = (max = 1 << 20) => new JsonObjectFramer({ maxMessageBytes: max });
 

@@ -16,14 +16,10 @@ import {
   sleep,
   until,
 } from '@nmp/testkit';
-import {
-  type ChangeKind,
-  OvsdbClient,
-  type Replica,
-  type Row,
-  type RowChange,
-  TransactionError,
-} from '../src/index.js';
+import { OvsdbClient } from '../src/client.js';
+import type { Row } from '../src/data.js';
+import { TransactionError } from '../src/errors.js';
+import type { ChangeKind, Replica, RowChange } from '../src/replica.js';
 
 const DB = 'OVN_Southbound';
 

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { freeLowPort, makeTestPki, OVN_SB_SCHEMA, OvsdbServer, requireTools, sleep } from '@nmp/testkit';
-import { OvsdbClient, OvsdbError } from '../src/index.js';
+import { OvsdbClient } from '../src/client.js';
+import { OvsdbError } from '../src/errors.js';
 
 const DB = 'OVN_Southbound';
 

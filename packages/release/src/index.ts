@@ -4,19 +4,5 @@
  * configuration, and SHA256SUMS. Not shipped itself.
  */
 
-export {
-  buildRelease,
-  DEFAULT_MAINTAINER,
-  PROGRAM_SCHEMAS,
-  type ReleaseArtefacts,
-  type ReleaseOptions,
-  statePaths,
-} from './build.js';
-export { type BundledModule, bundlePrograms } from './bundle.js';
-export { checkDebianVersion, controlFile, copyrightFile, md5sums } from './debian.js';
-export { sampleIni } from './examples.js';
-export { DEB_PREFIX, entryPoints, PROGRAMS, type ProgramSpec, REPO_ROOT } from './layout.js';
-export { parseHelp, renderManPage, roff } from './manpages.js';
-export { checkNodeVersion, findNodeLicense } from './runtime.js';
-export { listFiles, normalizeTree } from './tree.js';
-export { haproxyWrapper, programWrapper } from './wrappers.js';
+export { buildRelease, PROGRAM_SCHEMAS } from './build.js';
+export { PROGRAMS } from './layout.js';

@@ -36,73 +36,36 @@ export {
 } from './chain.js';
 export { captureLogs, type LogCapture } from './logs.js';
 export {
-  ExecError,
-  type ExecOptions,
-  type ExecResult,
   HttpGetError,
-  type HttpOptions,
-  type HttpRequestSpec,
-  type HttpResult,
-  httpInNamespace,
   isProcessAlive,
-  type LabOptions,
-  MAX_DEVICE_NAME,
   NetnsLab,
   type NsChild,
   requireRoot,
   rootSkipReason,
   runCommand,
-  type SpawnInNsOptions,
   sleep,
   uniquePrefix,
-  type VethOptions,
 } from './netns.js';
 export {
   DEBIAN_PYTHON,
-  type GetPortsEvent,
-  NEUTRON_RPC_SERVER_SCRIPT,
   type NeutronRpcServer,
-  type NeutronRpcServerOptions,
   neutronPythonSkipReason,
   type ReportEvent,
   requireNeutronPython,
-  type ServerEvent,
   startNeutronRpcServer,
 } from './neutron-rpc.js';
-export {
-  type NeutronPortSpec,
-  OVN_SANDBOX_FILES,
-  OVN_SANDBOX_TOOLS,
-  OvnSandbox,
-  type SandboxVm,
-} from './ovn-sandbox.js';
-export { type SbPortSpec, sbOps, uuidRef } from './ovn-sb.js';
+export { OVN_SANDBOX_FILES, OVN_SANDBOX_TOOLS, OvnSandbox } from './ovn-sandbox.js';
+export { sbOps } from './ovn-sb.js';
 export {
   makeTestPki,
-  OVN_NB_SCHEMA,
   OVN_SB_SCHEMA,
-  type OvsdbCluster,
   OvsdbServer,
-  type OvsdbServerOptions,
   requireTools,
-  type SslFiles,
   startOvsdbCluster,
   VSWITCH_SCHEMA,
 } from './ovsdb-server.js';
 export { freeLowPort } from './ports.js';
 export { promSample, promValue } from './prometheus.js';
-export {
-  type RabbitNode,
-  type RabbitOptions,
-  rabbitSkipReason,
-  requireRabbit,
-  startRabbitNode,
-  waitUntil,
-} from './rabbitmq.js';
-export {
-  type HolderSockets,
-  SOCKET_HOLDER_SCRIPT,
-  type SocketHolder,
-  startSocketHolder,
-} from './socket-holder.js';
-export { type UnixHttpAnswer, unixHttpGet } from './unix-http.js';
+export { type RabbitNode, rabbitSkipReason, requireRabbit, startRabbitNode, waitUntil } from './rabbitmq.js';
+export { SOCKET_HOLDER_SCRIPT, startSocketHolder } from './socket-holder.js';
+export { unixHttpGet } from './unix-http.js';

@@ -12,7 +12,7 @@ import {
   rootSkipReason,
   runCommand,
   uniquePrefix,
-} from '../src/index.js';
+} from '../src/netns.js';
 
 const SERVER = `
 const http = require('node:http');

@@ -12,8 +12,7 @@
  * Every lookup has one deadline (the configured timeout) covering the token, the router and the port
  * calls, so a slow Neutron costs the instance at most that long before a 503.
  */
-import { type Logger, type LookupQuery, ROUTER_INTERFACE_OWNERS } from '@nmp/common';
-import type { NeutronPort } from '../resolver/port-match.js';
+import { type Logger, type LookupQuery, type NeutronPort, ROUTER_INTERFACE_OWNERS } from '@nmp/common';
 import {
   PortResolver,
   type PortResolverSettings,

@@ -4,7 +4,8 @@
  * (shared by every lookup that saw the same 401) and the request is retried once. Anything else that is
  * not a 200 with {"ports": [...]} is MDA_ERR_RESOLVER_UNAVAILABLE (503 to the instance).
  */
-import type { NeutronPort } from '../resolver/port-match.js';
+
+import type { NeutronPort } from '@nmp/common';
 import { type KeystoneClient, scrub } from './keystone-session.js';
 import { type UpstreamHttp, unavailable } from './upstream-http.js';
 

@@ -10,7 +10,7 @@
  * - the instance and project are external_ids neutron:device_id and neutron:project_id; the choice among
  *   the candidates is pickPort's (one with a device id: found; none or several: 404 with the usual codes).
  */
-import type { InstanceIdentity, LookupQuery } from '@nmp/common';
+import type { InstanceIdentity, LookupQuery, NeutronPort } from '@nmp/common';
 import {
   addressesOf,
   EXT_DEVICE_ID,
@@ -21,7 +21,7 @@ import {
   type SouthboundIndex,
 } from '@nmp/ovn';
 import type { Row, RowChange } from '@nmp/ovsdb';
-import { type NeutronPort, pickPort } from '../resolver/port-match.js';
+import { pickPort } from '../resolver/port-match.js';
 
 /** What a Port_Binding contributes to the index. */
 export interface IndexedPort {

@@ -10,10 +10,11 @@ import {
   type InstanceIdentity,
   type InstanceResolver,
   type LookupQuery,
+  type NeutronPort,
   normaliseMac,
   ROUTER_INTERFACE_OWNERS,
 } from '@nmp/common';
-import { type NeutronPort, pickPort } from './port-match.js';
+import { pickPort } from './port-match.js';
 
 interface Indexed {
   /** network id -> ports on it */

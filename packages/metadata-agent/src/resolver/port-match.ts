@@ -3,19 +3,7 @@
  * "Lookup"): exactly one port with a non-empty device_id matches; none or several is a 404 whose log line
  * says which case it was. Ports are Neutron API port objects (or the inventory's copy of them).
  */
-import { type InstanceIdentity, type LookupQuery, MetadataError } from '@nmp/common';
-
-/** The fields of a Neutron port the agent uses. */
-export interface NeutronPort {
-  readonly id?: string;
-  readonly network_id: string;
-  readonly mac_address?: string;
-  readonly fixed_ips?: ReadonlyArray<{ readonly ip_address: string; readonly subnet_id?: string }>;
-  readonly device_id?: string;
-  readonly device_owner?: string;
-  readonly project_id?: string;
-  readonly tenant_id?: string;
-}
+import { type InstanceIdentity, type LookupQuery, MetadataError, type NeutronPort } from '@nmp/common';
 
 /** What the 404 says the instance was not found on: "network <id>" or "router <id>". */
 export function lookupTarget(query: Pick<LookupQuery, 'mode' | 'id'>): string {

@@ -29,10 +29,11 @@ import {
   type Logger,
   type LookupQuery,
   MetadataError,
+  type NeutronPort,
   type ResolveOptions,
 } from '@nmp/common';
 import { ExpiringLru } from './caching-resolver.js';
-import { type NeutronPort, pickPort } from './port-match.js';
+import { pickPort } from './port-match.js';
 
 /** How the questions reach neutron-server. */
 export interface PortSource {

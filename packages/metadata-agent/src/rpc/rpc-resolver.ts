@@ -15,8 +15,13 @@
  * (rpc_lookup_timeout) covers the whole lookup, both router-mode calls and any wait for a broker
  * connection; an outage is logged once, not once per lookup.
  */
-import { type Logger, type LookupQuery, MetadataError, ROUTER_INTERFACE_OWNERS } from '@nmp/common';
-import type { NeutronPort } from '../resolver/port-match.js';
+import {
+  type Logger,
+  type LookupQuery,
+  MetadataError,
+  type NeutronPort,
+  ROUTER_INTERFACE_OWNERS,
+} from '@nmp/common';
 import {
   PortResolver,
   type PortResolverSettings,

@@ -18,8 +18,15 @@
  *   5. required_header -> 403 header_missing, unless a valid token came with the request: a token proves
  *      at least as much as a header does, so token clients (the AWS SDK) need not send it too.
  */
-import { ConfigError, ERRORS, type ErrorSpec } from '@nmp/common';
-import { type ProxyIdentity, TOKEN_TTL_HEADER } from '../header-names.js';
+import {
+  ConfigError,
+  ERRORS,
+  type ErrorSpec,
+  HEADER_FORWARDED,
+  HEADER_FORWARDED_FOR,
+  type ProxyIdentity,
+} from '@nmp/common';
+import { TOKEN_TTL_HEADER } from '../header-names.js';
 import type { RequiredHeader, SsrfSettings, TokenMode } from './options.js';
 import { canonicalPath, PathRules } from './paths.js';
 import {
@@ -179,7 +186,7 @@ export class SsrfPolicy {
       } else if (lower === 'x-aws-ec2-metadata-token-ttl-seconds') {
         ttl = rawHeaders[i + 1]!;
         ttlCopies++;
-      } else if (lower === 'x-forwarded-for' || lower === 'forwarded') {
+      } else if (lower === HEADER_FORWARDED_FOR || lower === HEADER_FORWARDED) {
         forwarded ??= lower;
       } else if (wanted !== undefined && lower === wanted.name) {
         headerSeen++;

@@ -13,7 +13,7 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, fstatSync, linkSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
-import type { ProxyMode } from '../header-names.js';
+import type { IdentityMode } from '@nmp/common';
 
 export const TOKEN_VERSION = 1;
 /** Bytes of key material the node key has (and the least a key file must hold). */
@@ -32,7 +32,7 @@ const TOKEN_RE = /^[A-Za-z0-9_-]+$/;
 export interface TokenBinding {
   /** The source address as the proxy stamps it in X-Forwarded-For (zone removed, IPv4-mapped unwrapped). */
   readonly source: string;
-  readonly mode: ProxyMode;
+  readonly mode: IdentityMode;
   readonly id: string;
 }
 
