@@ -46,6 +46,9 @@ export {
   errorBody,
   type LogLevel,
   MetadataError,
+  PROGRAM_ERRORS,
+  type ProgramErrorCode,
+  type ProgramErrorSpec,
   TEXT_PLAIN,
 } from './errors.js';
 export {
@@ -88,6 +91,13 @@ export {
   takeInheritedListeners,
   unixSocketName,
 } from './listen-fds.js';
+export {
+  LOG_EVENTS,
+  LogEvent,
+  type LogEventCode,
+  type LogEventSpec,
+  type ProgramName,
+} from './log-events.js';
 export {
   addDetails,
   createLogger,

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { type ConnectionOptions, checkServerIdentity } from 'node:tls';
-import { ConfigError, type Logger } from '@nmp/common';
+import { ConfigError, LogEvent, type Logger } from '@nmp/common';
 import { BrokerConnection } from './broker-connection.js';
 import { adminContext, hexId } from './envelope.js';
 import { type RpcConfig, tlsVersion, URL_QUERY_OPTIONS } from './options.js';
@@ -58,7 +58,7 @@ export function effectiveRpcConfig(
     const key = URL_QUERY_OPTIONS[name];
     if (key === undefined) {
       log?.warn(
-        { code: 'MDA_CONFIG_WARNING', option: name },
+        { code: LogEvent.MDA_CONFIG_WARNING, option: name },
         `transport_url: query parameter ${name} is not an [oslo_messaging_rabbit] option the agent uses; it is ignored`,
       );
       continue;
@@ -68,7 +68,7 @@ export function effectiveRpcConfig(
   const mixed = url.hosts.some((h) => h.hasCredentials) && url.hosts.some((h) => !h.hasCredentials);
   if (mixed)
     log?.warn(
-      { code: 'MDA_CONFIG_WARNING' },
+      { code: LogEvent.MDA_CONFIG_WARNING },
       'transport_url: some hosts have USER:PASS@ and some not; those without use guest/guest (as oslo.messaging)',
     );
   return { url, config: Object.freeze(merged) as RpcConfig };

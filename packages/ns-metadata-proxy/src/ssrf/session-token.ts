@@ -13,6 +13,7 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, fstatSync, linkSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import type { ProgramErrorCode } from '@nmp/common';
 import type { ProxyMode } from '../header-names.js';
 
 export const TOKEN_VERSION = 1;
@@ -88,6 +89,7 @@ export function generateNodeKey(): Buffer {
 }
 
 export class NodeKeyError extends Error {
+  readonly code = 'MDP_ERR_NODE_KEY' satisfies ProgramErrorCode;
   constructor(message: string) {
     super(message);
     this.name = 'NodeKeyError';
