@@ -1,15 +1,18 @@
 /* Generated documentation must match the code it is generated from (scripts/docs.mjs). */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { Schema } from '@nmp/common';
+import { ERRORS, LOG_EVENTS, PROGRAM_ERRORS, type Schema } from '@nmp/common';
 import { haproxyCompatOptions } from '@nmp/metadata-hooks';
 import { PROGRAM_SCHEMAS, PROGRAMS } from '@nmp/release';
 
 const script = fileURLToPath(new URL('../../scripts/docs.mjs', import.meta.url));
 const configurationMd = fileURLToPath(new URL('../../docs/configuration.md', import.meta.url));
+const packagesDir = fileURLToPath(new URL('../../packages/', import.meta.url));
+const docsDir = fileURLToPath(new URL('../../docs/', import.meta.url));
 
 test('docs generated from the code are up to date', () => {
   const r = spawnSync(process.execPath, [script, '--check'], { encoding: 'utf8' });
@@ -109,4 +112,99 @@ test('docs/configuration.md describes no option twice in full, and its reference
   assert.deepEqual(twice, [], 'the same definition written twice: share it (packages/common/src/config)');
   assert.ok(doc.links.length > 0);
   for (const link of doc.links) assert.ok(doc.anchors.has(link.slice(1)), `${link} leads nowhere`);
+});
+
+/** The three code tables of @nmp/common, each code with the table it is in. */
+const TABLES: ReadonlyMap<string, string> = new Map([
+  ...Object.keys(ERRORS).map((c) => [c, 'ERRORS'] as const),
+  ...Object.keys(PROGRAM_ERRORS).map((c) => [c, 'PROGRAM_ERRORS'] as const),
+  ...Object.keys(LOG_EVENTS).map((c) => [c, 'LOG_EVENTS'] as const),
+]);
+
+/** Strings of the codes' shape that are not codes: environment variables. */
+const NOT_CODES: ReadonlySet<string> = new Set([
+  'NMP_HANDOVER', // common/src/handover.ts: the descriptors a successor inherits
+  'NMP_METADATA_PROXY_SHARED_SECRET', // the agent's secret from the environment
+]);
+
+/** What looks like a code: `MDA_X`, `MDP_X`, `MDH_X`, `NMP_X`, `OVSDB_X`. */
+const CODE_SHAPE = /^(MDA|MDP|MDH|NMP|OVSDB)_[A-Z0-9_]+$/;
+/** Node's own codes (errno, ERR_*, llhttp's HPE_*): not ours to list. */
+const NODE_CODE = /^(E[A-Z0-9]+|ERR_[A-Z0-9_]+|HPE_[A-Z0-9_]+)$/;
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) return sourceFiles(path);
+    return /\.(ts|mts|js|mjs)$/.test(e.name) && !e.name.endsWith('.d.ts') ? [path] : [];
+  });
+}
+
+/**
+ * Every code a program's source writes as a literal: a string of the codes' shape anywhere, and any string
+ * given as a `code` (`code: 'x'`, `code = 'x'`, `code ??= 'x'`), `LogEvent.x` included; comments are skipped.
+ */
+export function codesInSource(root: string): { where: string; code: string }[] {
+  const found: { where: string; code: string }[] = [];
+  for (const pkg of readdirSync(root)) {
+    let files: string[];
+    try {
+      files = sourceFiles(join(root, pkg, 'src'));
+    } catch {
+      continue;
+    }
+    for (const file of files) {
+      const lines = readFileSync(file, 'utf8').split('\n');
+      lines.forEach((line, i) => {
+        if (/^\s*(\*|\/\*|\/\/)/.test(line)) return; // comments
+        const where = `${file.slice(root.length)}:${i + 1}`;
+        for (const m of line.matchAll(/(['"`])([A-Za-z0-9_]+)\1/g))
+          if (CODE_SHAPE.test(m[2]!)) found.push({ where, code: m[2]! });
+        for (const m of line.matchAll(/\bcode\s*(?::|=|\?\?=)\s*(['"])([^'"]+)\1/g))
+          if (!CODE_SHAPE.test(m[2]!) && !NODE_CODE.test(m[2]!)) found.push({ where, code: m[2]! });
+        for (const m of line.matchAll(/\bLogEvent\.([A-Za-z0-9_]+)/g)) found.push({ where, code: m[1]! });
+      });
+    }
+  }
+  return found;
+}
+
+test('every code in the source is in a table of @nmp/common (errors.ts, log-events.ts)', () => {
+  const found = codesInSource(packagesDir);
+  assert.ok(found.length > 100, `only ${found.length} codes found: is the scan broken?`);
+  const unlisted = found
+    .filter(({ code }) => !TABLES.has(code) && !NOT_CODES.has(code))
+    .map(({ where, code }) => `${where} ${code}`);
+  assert.deepEqual(unlisted, [], 'add these to packages/common/src/log-events.ts or errors.ts');
+});
+
+test('every listed code is used, in one table only, and documented in its generated page', () => {
+  const used = new Set(codesInSource(packagesDir).map((f) => f.code));
+  const tables = [ERRORS, PROGRAM_ERRORS, LOG_EVENTS].map((t) => Object.keys(t));
+  const all = tables.flat();
+  assert.deepEqual(
+    all.filter((c, i) => all.indexOf(c) !== i),
+    [],
+    'a code in two tables',
+  );
+  assert.deepEqual(
+    all.filter((c) => !used.has(c)),
+    [],
+    'listed but written nowhere in packages/*/src',
+  );
+  const errorsMd = readFileSync(join(docsDir, 'errors.md'), 'utf8');
+  const eventsMd = readFileSync(join(docsDir, 'log-events.md'), 'utf8');
+  for (const c of [...tables[0]!, ...tables[1]!]) assert.ok(errorsMd.includes(`| \`${c}\` |`), c);
+  for (const c of tables[2]!) assert.ok(eventsMd.includes(`| \`${c}\` |`), c);
+});
+
+test('the codes the documentation names exist', () => {
+  const unknown: string[] = [];
+  for (const name of readdirSync(docsDir).filter((f) => f.endsWith('.md'))) {
+    const text = readFileSync(join(docsDir, name), 'utf8');
+    // A code followed by `(` is the start of a regular expression (`MDA_CONFIG_RELOAD(ED|_FAILED)`).
+    for (const m of text.matchAll(/\b((?:MDA|MDP|MDH|OVSDB)_[A-Z0-9_]*[A-Z0-9])\b(?!\()/g))
+      if (!TABLES.has(m[1]!)) unknown.push(`docs/${name}: ${m[1]}`);
+  }
+  assert.deepEqual([...new Set(unknown)], []);
 });

@@ -6,10 +6,13 @@
  */
 import yargs, { type Argv } from 'yargs';
 import { ConfigError } from './config/load.js';
+import type { ProgramErrorCode } from './errors.js';
 import { type PassedDescriptor, type Successor, startSuccessor } from './handover.js';
+import { LogEvent } from './log-events.js';
 import type { Logger } from './logger.js';
 
 export class UsageError extends Error {
+  readonly code = 'NMP_ERR_USAGE' satisfies ProgramErrorCode;
   readonly exitCode = 2;
   constructor(message: string) {
     super(message);
@@ -120,7 +123,7 @@ export function stopOnSignals(
       successor = startSuccessor({ fds, timeoutMs: handOver.timeoutMs ?? 30_000 });
     } catch (err) {
       stopping = false;
-      logger.error({ code: 'NMP_HANDOVER_FAILED', err }, 'hand-over failed; still serving');
+      logger.error({ code: LogEvent.NMP_HANDOVER_FAILED, err }, 'hand-over failed; still serving');
       return;
     }
     const handedOff = handOver.handOff ? handOver.handOff(successor) : Promise.resolve();
@@ -128,7 +131,7 @@ export function stopOnSignals(
       () => {
         successor.release();
         logger.info(
-          { code: 'NMP_HANDED_OVER', successor: successor.pid, ...fields() },
+          { code: LogEvent.NMP_HANDED_OVER, successor: successor.pid, ...fields() },
           'handed over; retiring',
         );
         void finish(handOver.retire());
@@ -140,7 +143,7 @@ export function stopOnSignals(
           // gone already
         }
         logger.error(
-          { code: 'NMP_HANDOVER_FAILED', successor: successor.pid, error: (err as Error).message },
+          { code: LogEvent.NMP_HANDOVER_FAILED, successor: successor.pid, error: (err as Error).message },
           'hand-over failed; still serving',
         );
         void (handOver.resume?.() ?? Promise.resolve()).then(

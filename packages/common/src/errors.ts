@@ -1,8 +1,13 @@
 /*
  * One table of every failure the chain reports, each with a stable code, the HTTP status the instance
- * receives, the level it is logged at and the plain-text message in the body. Codes are never reused
- * or renumbered: operators alert on them. docs/errors.md is generated from this table.
+ * receives, the level it is logged at and the plain-text message in the body (ERRORS), and one of the
+ * errors no instance is answered with: a program's configuration, its commands, its clients of OVSDB and
+ * of the daemon (PROGRAM_ERRORS; each Error class another package catches, or whose message reaches a log
+ * line or an exit message, carries one of these as `code`). Codes are never reused or renumbered:
+ * operators alert on them. docs/errors.md is generated from these tables; log-events.ts has the codes of
+ * log lines that report no failure.
  */
+import type { ProgramName } from './log-events.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'fatal';
 
@@ -248,6 +253,178 @@ export const ERRORS = {
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
+
+export interface ProgramErrorSpec {
+  /** The programs that throw it (or whose clients do). */
+  readonly programs: readonly ProgramName[];
+  /** One sentence for docs/errors.md: when it happens and what to look at. */
+  readonly doc: string;
+}
+
+const EVERY_PROGRAM = [
+  'metadata-agent',
+  'ns-metadata-proxy',
+  'metadata-hooks',
+  'metadata-proxy-daemon',
+  'ovn-metadata-provisioner',
+] as const;
+const HOST_PROGRAMS = ['metadata-hooks', 'metadata-proxy-daemon', 'ovn-metadata-provisioner'] as const;
+const OVSDB_PROGRAMS = ['metadata-agent', 'ovn-metadata-provisioner'] as const;
+const PROXIES = ['ns-metadata-proxy', 'metadata-proxy-daemon'] as const;
+const DAEMON_CLIENTS = ['metadata-hooks', 'metadata-proxy-daemon', 'ovn-metadata-provisioner'] as const;
+
+/** Failures no instance is answered with: the `code` of the Error classes programs throw to each other. */
+export const PROGRAM_ERRORS = {
+  // Every program
+  NMP_ERR_CONFIG: {
+    programs: EVERY_PROGRAM,
+    doc: 'A configuration value, file or combination is refused at start (or on SIGHUP); the message names the file and line, section, option and value. Exit status 2.',
+  },
+  NMP_ERR_INI_SYNTAX: {
+    programs: EVERY_PROGRAM,
+    doc: 'A config file is not oslo-style INI (the message has the file and line); reported as NMP_ERR_CONFIG.',
+  },
+  NMP_ERR_USAGE: {
+    programs: EVERY_PROGRAM,
+    doc: "The command line is wrong (unknown flag, missing argument); see the program's --help. Exit status 2.",
+  },
+  NMP_ERR_BIND: {
+    programs: ['ns-metadata-proxy', 'metadata-proxy-daemon', 'metadata-hooks'],
+    doc: 'A bind address that is not ADDRESS:PORT, [IPV6]:PORT or IPV6%DEVICE:PORT.',
+  },
+  // Host plumbing (packages/host)
+  NMP_ERR_COMMAND: {
+    programs: HOST_PROGRAMS,
+    doc: 'A command (ip, sysctl, the proxy) exited non-zero; the message has its argv, exit status and the start of its output.',
+  },
+  NMP_ERR_PROXY_START: {
+    programs: HOST_PROGRAMS,
+    doc: 'A per-namespace ns-metadata-proxy did not come up (exited, or did not write its pid file in time); the message ends with its output.',
+  },
+  // metadata-hooks
+  MDH_ERR_HOOK: {
+    programs: ['metadata-hooks'],
+    doc: 'A hook was called with arguments it cannot use (an invalid network/router id or device name, a namespace that does not exist, a bind it cannot read).',
+  },
+  MDH_ERR_DROP_IN: {
+    programs: ['metadata-hooks'],
+    doc: '`haproxy-drop-in enable|disable` refused: not root, the nmp wrapper missing, haproxy diverted by another package, or a kill script in the way that is not ours.',
+  },
+  // metadata-proxy-daemon and its clients
+  MDP_ERR_DAEMON_UNREACHABLE: {
+    programs: DAEMON_CLIENTS,
+    doc: "Nobody answers on the daemon's control socket (is metadata-proxy-daemon running, with the same daemon_socket?); `errno` says how the connection failed.",
+  },
+  MDP_ERR_DAEMON_REFUSED: {
+    programs: DAEMON_CLIENTS,
+    doc: 'The daemon refused a control request (attach, detach, status); the message is its reason.',
+  },
+  MDP_ERR_DAEMON_PROTOCOL: {
+    programs: DAEMON_CLIENTS,
+    doc: 'A control-socket message that is not valid JSON of the control protocol, or lacks a field; refused.',
+  },
+  // ns-metadata-proxy
+  MDP_ERR_HAPROXY_CONFIG: {
+    programs: ['ns-metadata-proxy', 'metadata-hooks'],
+    doc: 'The haproxy configuration neutron generated (--haproxy-config, haproxy-compat) has a line the proxy cannot use; the message has the file and line.',
+  },
+  MDP_ERR_NODE_KEY: {
+    programs: PROXIES,
+    doc: '[metadata_ssrf] token_key_file cannot be read or created, or does not hold a key of the right size.',
+  },
+  MDP_ERR_PATH_RULE: {
+    programs: PROXIES,
+    doc: '[metadata_ssrf] path_allow or path_deny holds a rule that is not a path or glob; reported as NMP_ERR_CONFIG.',
+  },
+  MDP_AGENT_TIMEOUT: {
+    programs: PROXIES,
+    doc: 'Internal: the agent was silent for the upstream timeout; the instance gets MDP_ERR_AGENT_TIMEOUT.',
+  },
+  MDP_AGENT_CONNECT_TIMEOUT: {
+    programs: PROXIES,
+    doc: 'Internal: connecting to the agent socket took longer than the connect timeout; the instance gets MDP_ERR_AGENT_UNREACHABLE.',
+  },
+  // The OVSDB client (packages/ovsdb)
+  OVSDB_ERR_REMOTE: {
+    programs: OVSDB_PROGRAMS,
+    doc: 'A remote that is not tcp:HOST[:PORT], ssl:HOST[:PORT] or unix:PATH (ovn_sb_connection, ovsdb_connection).',
+  },
+  OVSDB_ERR_FRAMING: {
+    programs: OVSDB_PROGRAMS,
+    doc: 'The server sent bytes that are not a stream of JSON objects, or nested too deep; the connection is dropped.',
+  },
+  OVSDB_ERR_MESSAGE_TOO_LARGE: {
+    programs: OVSDB_PROGRAMS,
+    doc: 'The server sent a message larger than the client accepts; the connection is dropped.',
+  },
+  OVSDB_ERR_PROTOCOL: {
+    programs: OVSDB_PROGRAMS,
+    doc: 'The server answered something JSON-RPC or RFC 7047 does not allow (or cancelled a monitor); the connection is dropped.',
+  },
+  OVSDB_ERR_RPC: {
+    programs: OVSDB_PROGRAMS,
+    doc: 'The server answered a request with an error (the message has it).',
+  },
+  OVSDB_ERR_TIMEOUT: {
+    programs: OVSDB_PROGRAMS,
+    doc: 'The server did not answer a request (or the connection did not open) in time.',
+  },
+  OVSDB_ERR_DISCONNECTED: {
+    programs: OVSDB_PROGRAMS,
+    doc: 'The connection closed while a request was waiting for its answer.',
+  },
+  OVSDB_ERR_NOT_CONNECTED: {
+    programs: OVSDB_PROGRAMS,
+    doc: 'A request while no server is connected (the client is reconnecting).',
+  },
+  OVSDB_ERR_TRANSACTION: {
+    programs: OVSDB_PROGRAMS,
+    doc: 'A transaction whose operations failed (e.g. the Chassis_Private row is gone); the message has the first error.',
+  },
+  OVSDB_ERR_SCHEMA: {
+    programs: OVSDB_PROGRAMS,
+    doc: 'The server lacks the database, or a table or column the client needs (or a condition names one).',
+  },
+  OVSDB_ERR_DATA: {
+    programs: OVSDB_PROGRAMS,
+    doc: 'A value that does not fit the column type.',
+  },
+  OVSDB_ERR_TLS_FILES: {
+    programs: OVSDB_PROGRAMS,
+    doc: 'An ssl: remote and a TLS file ([ovn] ovn_sb_private_key, ovn_sb_certificate, ovn_sb_ca_cert) missing or unreadable; the file is named, never quoted.',
+  },
+  OVSDB_ERR_CLOSED: {
+    programs: OVSDB_PROGRAMS,
+    doc: 'A request after the client was closed (the program is stopping).',
+  },
+  // nmp-release and the development Nova
+  NMP_RELEASE: {
+    programs: ['nmp-release'],
+    doc: 'The release build failed (the message says at which step).',
+  },
+  NMP_RELEASE_BUNDLE: {
+    programs: ['nmp-release'],
+    doc: "A program's bundle could not be made (esbuild, or a module it cannot bundle).",
+  },
+  NMP_RELEASE_TARBALL: {
+    programs: ['nmp-release'],
+    doc: 'tar failed while writing the release tarball.',
+  },
+  NMP_RELEASE_DEBIAN: {
+    programs: ['nmp-release'],
+    doc: 'The Debian package could not be made (a version dpkg refuses, dpkg-deb failed, a licence not found).',
+  },
+  NMP_RELEASE_RUNTIME: {
+    programs: ['nmp-release'],
+    doc: 'The node runtime to ship is older than the project supports or cannot be read.',
+  },
+  NMP_ERR_INSTANCES_FILE: {
+    programs: ['nova-metadata-dev'],
+    doc: "The development Nova's instances file is not valid (the message names the field).",
+  },
+} as const satisfies Record<string, ProgramErrorSpec>;
+
+export type ProgramErrorCode = keyof typeof PROGRAM_ERRORS;
 
 /** A failure with a stable code. `details` go to the log line; only the formatted message goes to the client. */
 export class MetadataError extends Error {

@@ -16,6 +16,7 @@
  * count as the service's.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { LogEvent } from './log-events.js';
 import type { Logger } from './logger.js';
 
 /** Set in the successor's environment: its parent is a predecessor waiting for "ready". */
@@ -194,7 +195,11 @@ export function notifySystemd(fields: readonly string[], logger?: Logger): Promi
     execFile('systemd-notify', [...fields], { timeout: 10_000 }, (err, _out, stderr) => {
       if (err)
         logger?.warn(
-          { code: 'NMP_SYSTEMD_NOTIFY_FAILED', fields, error: (stderr || err.message).trim().slice(0, 300) },
+          {
+            code: LogEvent.NMP_SYSTEMD_NOTIFY_FAILED,
+            fields,
+            error: (stderr || err.message).trim().slice(0, 300),
+          },
           'could not notify systemd',
         );
       resolve();

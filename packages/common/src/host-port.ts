@@ -7,6 +7,7 @@
  *   specifications.
  */
 import { type AddressInfo, isIP } from 'node:net';
+import type { ProgramErrorCode } from './errors.js';
 
 export interface BindAddress {
   readonly host: string;
@@ -18,6 +19,7 @@ export interface BindAddress {
 }
 
 export class BindSpecError extends Error {
+  readonly code = 'NMP_ERR_BIND' satisfies ProgramErrorCode;
   constructor(spec: string, why: string) {
     super(`invalid bind address '${spec}': ${why}`);
     this.name = 'BindSpecError';

@@ -22,7 +22,18 @@ export {
 } from './config/load.js';
 export { type CompatibilityList, type ConfigOf, type OptionDef, opt, type Schema } from './config/schema.js';
 export { adminSocketOption, loggingOptions, stateOptions } from './config/shared-options.js';
-export { ERRORS, type ErrorCode, type ErrorSpec, errorBody, MetadataError, TEXT_PLAIN } from './errors.js';
+export {
+  ERRORS,
+  type ErrorCode,
+  type ErrorSpec,
+  errorBody,
+  type LogLevel,
+  MetadataError,
+  PROGRAM_ERRORS,
+  type ProgramErrorCode,
+  type ProgramErrorSpec,
+  TEXT_PLAIN,
+} from './errors.js';
 export {
   notifySystemd,
   type PassedDescriptor,
@@ -66,7 +77,22 @@ export {
   takeInheritedListeners,
   unixSocketName,
 } from './listen-fds.js';
-export { addDetails, createLogger, type Logger, silentLogger, writeInfoLine } from './logger.js';
+export {
+  LOG_EVENTS,
+  LogEvent,
+  type LogEventCode,
+  type LogEventSpec,
+  type ProgramName,
+} from './log-events.js';
+export {
+  addDetails,
+  createLogger,
+  type Logger,
+  type LoggerSettings,
+  REDACT_PATHS,
+  silentLogger,
+  writeInfoLine,
+} from './logger.js';
 export {
   addProcessMetrics,
   type Counter,

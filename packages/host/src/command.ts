@@ -4,6 +4,7 @@
  * shell), so ids and device names cannot inject anything.
  */
 import { execFile } from 'node:child_process';
+import type { ProgramErrorCode } from '@nmp/common';
 
 export interface CommandResult {
   readonly code: number;
@@ -12,6 +13,7 @@ export interface CommandResult {
 }
 
 export class CommandError extends Error {
+  readonly code = 'NMP_ERR_COMMAND' satisfies ProgramErrorCode;
   constructor(
     readonly argv: readonly string[],
     readonly result: CommandResult,

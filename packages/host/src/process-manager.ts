@@ -13,6 +13,7 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import type { ProgramErrorCode } from '@nmp/common';
 import { inNamespace } from './command.js';
 import { fileSize, logTail, startDetached } from './detached.js';
 
@@ -38,6 +39,7 @@ export interface ManagerTimeouts {
 export type StartAction = 'started' | 'restarted' | 'unchanged';
 
 export class ProxyStartError extends Error {
+  readonly code = 'NMP_ERR_PROXY_START' satisfies ProgramErrorCode;
   constructor(
     message: string,
     readonly logTail: string,

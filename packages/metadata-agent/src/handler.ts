@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import {
   addDetails,
+  type ErrorCode,
   errorBody,
   HEADER_FORWARDED_FOR,
   HEADER_INSTANCE_ID,
@@ -17,6 +18,8 @@ import {
   HOP_BY_HOP_HEADERS,
   type InstanceIdentity,
   type InstanceResolver,
+  LogEvent,
+  type LogEventCode,
   type Logger,
   MetadataError,
   TEXT_PLAIN,
@@ -55,7 +58,7 @@ interface Trace {
   router?: string;
   instance?: string;
   status?: number;
-  code?: string;
+  code?: ErrorCode | LogEventCode;
   relookup?: boolean;
   /** Set when the request failed: the log line goes out at this level with these details. */
   level?: 'info' | 'warn' | 'error';
@@ -124,7 +127,7 @@ export class AgentHandler {
     trace.status = answer.status;
     if (identity.staleAgeMs !== undefined) {
       // Answered from the last verified lookup during an outage ([cache] serve_stale_on_outage): said so.
-      trace.code = 'MDA_STALE_ANSWER';
+      trace.code = LogEvent.MDA_STALE_ANSWER;
       trace.level = 'warn';
       trace.detail = { staleAgeS: Math.round(identity.staleAgeMs / 1000), port: identity.portId };
     }

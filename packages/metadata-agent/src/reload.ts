@@ -12,7 +12,7 @@
  * so no request is dropped; a request signs with whichever secret is current when it is forwarded.
  */
 import { statSync } from 'node:fs';
-import type { ConfigOf, LoadedConfig, Logger } from '@nmp/common';
+import { type ConfigOf, type LoadedConfig, LogEvent, type Logger } from '@nmp/common';
 import type { AgentMetrics } from './metrics.js';
 import type { KeystoneAuthOptions, ReloadAction } from './neutron/keystone-session.js';
 import { neutronResolverOptions, neutronSettings } from './neutron/settings.js';
@@ -118,7 +118,7 @@ export class ConfigReloader {
     } catch (err) {
       const error = err instanceof Error ? err.message : String(err);
       log.error(
-        { code: 'MDA_CONFIG_RELOAD_FAILED', error },
+        { code: LogEvent.MDA_CONFIG_RELOAD_FAILED, error },
         'configuration reload failed; the running configuration is kept',
       );
       this.#t.metrics?.reloaded(false);
@@ -149,13 +149,13 @@ export class ConfigReloader {
     logConfigWarnings(loaded, config, log);
     if (restartNeeded.length > 0) {
       log.warn(
-        { code: 'MDA_CONFIG_RESTART_NEEDED', options: restartNeeded },
+        { code: LogEvent.MDA_CONFIG_RESTART_NEEDED, options: restartNeeded },
         'these options changed but take effect only after a restart; they keep their running values',
       );
     }
     log.info(
       {
-        code: 'MDA_CONFIG_RELOADED',
+        code: LogEvent.MDA_CONFIG_RELOADED,
         applied,
         files: loaded.files,
         ...(this.#t.inventory ? { inventory: config.inventoryFile } : {}),
@@ -173,16 +173,16 @@ export class ConfigReloader {
  * `--<secret>-file` files, the Nova client key) anyone can read.
  */
 export function logConfigWarnings(loaded: LoadedConfig<AgentSchema>, config: AgentConfig, log: Logger): void {
-  for (const w of loaded.warnings) log.warn({ code: 'MDA_CONFIG_WARNING' }, w);
+  for (const w of loaded.warnings) log.warn({ code: LogEvent.MDA_CONFIG_WARNING }, w);
   if (loaded.ignored.length > 0) {
     log.info(
-      { code: 'MDA_CONFIG_IGNORED', options: loaded.ignored },
+      { code: LogEvent.MDA_CONFIG_IGNORED, options: loaded.ignored },
       'options accepted for compatibility with neutron; they have no effect here',
     );
   }
   if (config.sharedSecret === '') {
     log.warn(
-      { code: 'MDA_CONFIG_EMPTY_SECRET' },
+      { code: LogEvent.MDA_CONFIG_EMPTY_SECRET },
       'metadata_proxy_shared_secret is empty: Nova cannot tell our requests from forged ones; set the same secret here and in nova.conf [neutron]',
     );
   }
@@ -190,7 +190,7 @@ export function logConfigWarnings(loaded: LoadedConfig<AgentSchema>, config: Age
     try {
       if ((statSync(file).mode & 0o004) !== 0) {
         log.warn(
-          { code: 'MDA_CONFIG_WORLD_READABLE', file },
+          { code: LogEvent.MDA_CONFIG_WORLD_READABLE, file },
           'config file is world-readable and may hold the shared secret; chmod o-r it',
         );
       }
@@ -200,7 +200,7 @@ export function logConfigWarnings(loaded: LoadedConfig<AgentSchema>, config: Age
   }
   for (const f of loaded.exposedSecretFiles) {
     log.warn(
-      { code: 'MDA_CONFIG_WORLD_READABLE', file: f.file, option: f.option, mode: f.mode.toString(8) },
+      { code: LogEvent.MDA_CONFIG_WORLD_READABLE, file: f.file, option: f.option, mode: f.mode.toString(8) },
       'secret file is world-readable; chmod o-r it',
     );
   }

@@ -28,6 +28,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import type { ProgramErrorCode } from '@nmp/common';
 import { run } from '@nmp/host/command';
 
 export interface DropInPaths {
@@ -55,6 +56,7 @@ const KILL_MARK =
   '# nmp haproxy drop-in (metadata-hooks haproxy-drop-in): removed by `haproxy-drop-in disable`.';
 
 export class DropInError extends Error {
+  readonly code = 'MDH_ERR_DROP_IN' satisfies ProgramErrorCode;
   override readonly name = 'DropInError';
 }
 

@@ -5,7 +5,13 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type ConfigOf, type IdentityMode, isNeutronId, type ProxyIdentity } from '@nmp/common';
+import {
+  type ConfigOf,
+  type IdentityMode,
+  isNeutronId,
+  type ProgramErrorCode,
+  type ProxyIdentity,
+} from '@nmp/common';
 import { namespaceExists, type StartAction } from '@nmp/host';
 import type { IpFamily } from './iptables-rules.js';
 import type { hooksOptions } from './options.js';
@@ -20,6 +26,7 @@ export type ProxyAction = StartAction | 'external' | 'attached';
 const DEVICE_RE = /^[A-Za-z0-9_.@-]{1,15}$/;
 
 export class HookError extends Error {
+  readonly code = 'MDH_ERR_HOOK' satisfies ProgramErrorCode;
   constructor(message: string) {
     super(message);
     this.name = 'HookError';

@@ -18,6 +18,7 @@ import {
   createCli,
   createLogger,
   InheritedListeners,
+  LogEvent,
   loadConfig,
   notifySystemd,
   packageVersion,
@@ -86,7 +87,7 @@ async function serve(config: DaemonConfig, warnings: readonly string[]): Promise
   // The node key is read here, as root; the worker gets it over IPC.
   const tokenKey = serving.ssrf ? loadTokenKey(serving.ssrf) : undefined;
   for (const w of [...warnings, ...serving.warnings, ...(tokenKey?.warnings ?? [])])
-    logger.warn({ code: 'MDP_CONFIG_WARNING' }, w);
+    logger.warn({ code: LogEvent.MDP_CONFIG_WARNING }, w);
   const ids = resolveIds(config.user, config.group);
   const daemon = new MetadataProxyDaemon({
     controlSocket: config.controlSocket,
@@ -143,7 +144,7 @@ async function serve(config: DaemonConfig, warnings: readonly string[]): Promise
 function unanswered(err: unknown, controlSocket: string): string {
   if (err instanceof DaemonUnreachableError) {
     const hint =
-      err.code === 'EACCES'
+      err.errno === 'EACCES'
         ? 'the control socket is root-only: run as root'
         : 'is nmp-metadata-proxy-daemon.service running? (journalctl -u nmp-metadata-proxy-daemon)';
     return `${err.message}; ${hint}`;

@@ -10,7 +10,13 @@
  * (as it held one proxy), so the namespace names it; the id is what its listeners stamp.
  */
 import { connect } from 'node:net';
-import { IDENTITY_MODES, type IdentityMode, NEUTRON_ID_PATTERN, parseBind } from '@nmp/common';
+import {
+  IDENTITY_MODES,
+  type IdentityMode,
+  NEUTRON_ID_PATTERN,
+  type ProgramErrorCode,
+  parseBind,
+} from '@nmp/common';
 
 export interface AttachSpec {
   /** Network or router id stamped on every request accepted by this attachment's listeners. */
@@ -66,6 +72,7 @@ export type ControlResponse =
   | { readonly ok: false; readonly error: string };
 
 export class ProtocolError extends Error {
+  readonly code = 'MDP_ERR_DAEMON_PROTOCOL' satisfies ProgramErrorCode;
   constructor(message: string) {
     super(message);
     this.name = 'ProtocolError';
@@ -139,17 +146,20 @@ export function parseRequest(line: string): ControlRequest {
 }
 
 export class DaemonUnreachableError extends Error {
+  readonly code = 'MDP_ERR_DAEMON_UNREACHABLE' satisfies ProgramErrorCode;
   constructor(
     readonly socketPath: string,
-    readonly code: string,
+    /** How the connection failed: ENOENT, ECONNREFUSED, EACCES, ETIMEDOUT. */
+    readonly errno: string,
   ) {
-    super(`metadata proxy daemon not reachable on ${socketPath} (${code})`);
+    super(`metadata proxy daemon not reachable on ${socketPath} (${errno})`);
     this.name = 'DaemonUnreachableError';
   }
 }
 
 /** The daemon said no. */
 export class DaemonRequestError extends Error {
+  readonly code = 'MDP_ERR_DAEMON_REFUSED' satisfies ProgramErrorCode;
   constructor(message: string) {
     super(message);
     this.name = 'DaemonRequestError';

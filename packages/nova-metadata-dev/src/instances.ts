@@ -4,7 +4,7 @@
  * fixture fails loudly instead of turning into a puzzling 404.
  */
 import { readFileSync } from 'node:fs';
-import { canonicalIp } from '@nmp/common';
+import { canonicalIp, type ProgramErrorCode } from '@nmp/common';
 
 /** One instance as written in the instances file. */
 export interface InstanceSpec {
@@ -38,6 +38,7 @@ export interface InstanceSpec {
 }
 
 export class InstancesFileError extends Error {
+  readonly code = 'NMP_ERR_INSTANCES_FILE' satisfies ProgramErrorCode;
   constructor(message: string) {
     super(message);
     this.name = 'InstancesFileError';

@@ -12,7 +12,7 @@
  */
 import { Agent, type ClientRequest, type IncomingMessage, type RequestOptions, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { MetadataError } from '@nmp/common';
+import { MetadataError, type ProgramErrorCode } from '@nmp/common';
 
 export interface AgentClientOptions {
   readonly socketPath: string;
@@ -35,7 +35,7 @@ const IDLE_MS = 30_000;
 
 /** The error a request gets when the agent is silent for timeoutMs. */
 export class AgentTimeoutError extends Error {
-  readonly code = 'MDP_AGENT_TIMEOUT';
+  readonly code = 'MDP_AGENT_TIMEOUT' satisfies ProgramErrorCode;
 }
 
 export class AgentClient {
@@ -195,7 +195,7 @@ function connectBounded(path: string, ms: number): Socket {
   const timer = setTimeout(() => {
     socket.destroy(
       Object.assign(new Error(`connecting to the agent socket took over ${ms} ms`), {
-        code: 'MDP_AGENT_CONNECT_TIMEOUT',
+        code: 'MDP_AGENT_CONNECT_TIMEOUT' satisfies ProgramErrorCode,
       }),
     );
   }, ms);

@@ -23,6 +23,7 @@ import {
   formatHostPort,
   InheritedListeners,
   type LoadedConfig,
+  LogEvent,
   loadConfig,
   type PassedDescriptor,
   parseBind,
@@ -93,7 +94,7 @@ async function main(): Promise<void> {
   const serving = servingSettings(config);
   const ssrf = serving.ssrf ? createSsrfPolicy(serving.ssrf) : undefined;
   for (const w of [...loaded.warnings, ...serving.warnings, ...(ssrf?.warnings ?? [])])
-    logger.warn({ code: 'MDP_CONFIG_WARNING' }, w);
+    logger.warn({ code: LogEvent.MDP_CONFIG_WARNING }, w);
   const limiter = serving.rateLimit ? new RateLimiter(serving.rateLimit) : undefined;
   // The metrics code is loaded only when there is an admin socket to serve it.
   const metricsModule = serving.adminSocket === '' ? undefined : await import('./metrics.js');
@@ -151,7 +152,7 @@ async function main(): Promise<void> {
   const result = proxy.listenResult;
   for (const a of result?.unused ?? [])
     logger.warn(
-      { code: 'MDP_CONFIG_WARNING', address: formatAddress(a) },
+      { code: LogEvent.MDP_CONFIG_WARNING, address: formatAddress(a) },
       'a passed listening socket matches no bind; closed',
     );
   await predecessor?.ready(logger);

@@ -15,7 +15,10 @@ import { randomBytes } from 'node:crypto';
 import { type ClientRequest, type IncomingMessage, ServerResponse } from 'node:http';
 import {
   addDetails,
+  type ErrorCode,
   forwardedForFromPeer,
+  LogEvent,
+  type LogEventCode,
   type Logger,
   MetadataError,
   type ProxyIdentity,
@@ -57,7 +60,7 @@ export class ProxyResponse extends ServerResponse<IncomingMessage> implements Ag
   path = '';
   src = '';
   status = 0;
-  code: string | undefined = undefined;
+  code: ErrorCode | LogEventCode | undefined = undefined;
   level: Level = 'info';
   detail: Readonly<Record<string, unknown>> | undefined = undefined;
   /** Set while the agent holds the request; destroyed when the instance goes away. */
@@ -95,7 +98,7 @@ export class ProxyResponse extends ServerResponse<IncomingMessage> implements Ag
     this.upstream = undefined;
     this.answer = undefined;
     if (this.destroyed) {
-      this.code ??= 'client_closed';
+      this.code ??= LogEvent.client_closed;
       return;
     }
     // The agent closed the connection before answering (a restart): once more, on a fresh one.
@@ -135,7 +138,7 @@ function onAnswerBroken(this: AgentAnswer, err?: Error): void {
   res.upstream = undefined;
   res.answer = undefined;
   if (res.destroyed) {
-    res.code ??= 'client_closed';
+    res.code ??= LogEvent.client_closed;
     return;
   }
   res.handler?.fail(res, agentError(err ?? Object.assign(new Error('aborted'), { code: 'ECONNRESET' })));
@@ -173,7 +176,7 @@ function resumeUpstream(this: ProxyResponse): void {
 /** The instance has not read any of the answer for the client timeout: a slow-read attack or a dead peer. */
 function clientStalled(res: ProxyResponse): void {
   res.stall = undefined;
-  res.code = 'client_timeout';
+  res.code = LogEvent.client_timeout;
   res.level = 'warn';
   res.detail = { reason: 'client-not-reading', timeoutMs: res.handler!.clientTimeoutMs };
   res.destroy();
@@ -188,7 +191,7 @@ function onResponseClose(this: ProxyResponse): void {
   }
   if (this.upstream !== undefined) {
     // The instance left before the agent finished: free the agent connection now.
-    this.code ??= 'client_closed';
+    this.code ??= LogEvent.client_closed;
     const upstream = this.upstream;
     this.upstream = undefined;
     this.answer = undefined;

@@ -12,7 +12,13 @@
  */
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { IDENTITY_HEADER_NAME, IDENTITY_MODES, type IdentityMode, isNeutronId } from '@nmp/common';
+import {
+  IDENTITY_HEADER_NAME,
+  IDENTITY_MODES,
+  type IdentityMode,
+  isNeutronId,
+  type ProgramErrorCode,
+} from '@nmp/common';
 
 export interface HaproxyBind {
   /** Address as an IP literal; `0.0.0.0` for haproxy's empty or `*` host, `::` for `:::port`. */
@@ -63,6 +69,7 @@ export interface HaproxyMetadataConfig {
 }
 
 export class HaproxyConfigError extends Error {
+  readonly code = 'MDP_ERR_HAPROXY_CONFIG' satisfies ProgramErrorCode;
   constructor(
     readonly file: string,
     readonly line: number | undefined,

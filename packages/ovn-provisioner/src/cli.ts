@@ -20,6 +20,7 @@ import {
   createCli,
   createLogger,
   describeConfig,
+  LogEvent,
   loadConfig,
   packageVersion,
   runMain,
@@ -62,7 +63,7 @@ async function main(): Promise<void> {
     level: config.debug ? 'debug' : config.logLevel,
     ...(config.logFile ? { file: config.logFile } : {}),
   });
-  for (const w of loaded.warnings) logger.warn({ code: 'MDA_CONFIG_WARNING' }, w);
+  for (const w of loaded.warnings) logger.warn({ code: LogEvent.MDA_CONFIG_WARNING }, w);
 
   const ovs = new LocalOvs({ ...localOvsConnection(config), logger, full: true });
   ovs.start();

@@ -22,7 +22,7 @@
  */
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { Logger } from '@nmp/common';
+import { LogEvent, type Logger } from '@nmp/common';
 import { ipv6Enabled, listNamespaces } from '@nmp/host';
 import { type LocalOvs, networkOfDatapath, type OvnSouthbound } from '@nmp/ovn';
 import type { Row, RowChange } from '@nmp/ovsdb';
@@ -206,7 +206,7 @@ export class OvnProvisioner {
       if (!this.#refused.has(network)) {
         this.#refused.add(network);
         this.#log.warn(
-          { code: 'MDA_OVN_BAD_NETWORK', network: network.slice(0, 100) },
+          { code: LogEvent.MDA_OVN_BAD_NETWORK, network: network.slice(0, 100) },
           'network name unusable in namespace and device names; ignored',
         );
       }
@@ -375,7 +375,7 @@ export class OvnProvisioner {
         if (e.applied !== json || e.state !== 'provisioned')
           this.#log.info(
             {
-              code: 'MDA_OVN_PROVISIONED',
+              code: LogEvent.MDA_OVN_PROVISIONED,
               network,
               namespace: this.namespaceOf(network),
               addresses: plan.spec.addresses,
@@ -390,7 +390,12 @@ export class OvnProvisioner {
         const removed = await this.#teardown(network);
         if (removed)
           this.#log.info(
-            { code: 'MDA_OVN_TORN_DOWN', network, namespace: this.namespaceOf(network), reason: plan.reason },
+            {
+              code: LogEvent.MDA_OVN_TORN_DOWN,
+              network,
+              namespace: this.namespaceOf(network),
+              reason: plan.reason,
+            },
             'metadata namespace torn down',
           );
         this.#entries.delete(network);
@@ -407,7 +412,7 @@ export class OvnProvisioner {
       this.#set(e, 'failed');
       this.#log[e.attempts === 1 ? 'error' : 'warn'](
         {
-          code: 'MDA_OVN_PROVISION_FAILED',
+          code: LogEvent.MDA_OVN_PROVISION_FAILED,
           network,
           namespace: this.namespaceOf(network),
           action: plan.kind,
@@ -497,7 +502,10 @@ export class OvnProvisioner {
         writeFileSync(`${file}.tmp`, `${body}\n`, { mode: 0o644 });
         renameSync(`${file}.tmp`, file);
       } catch (err) {
-        this.#log.warn({ code: 'MDA_OVN_STATUS_FILE', err: String(err) }, 'cannot write the status file');
+        this.#log.warn(
+          { code: LogEvent.MDA_OVN_STATUS_FILE, err: String(err) },
+          'cannot write the status file',
+        );
       }
     }, 200);
     this.#statusTimer.unref();

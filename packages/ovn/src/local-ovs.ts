@@ -4,7 +4,7 @@
  * (external_ids:ovn-bridge, br-int when unset), as neutron's agent reads them; with `full`, also the bridges,
  * ports and interfaces the provisioner plugs the metadata ports into.
  */
-import type { Logger } from '@nmp/common';
+import { LogEvent, type Logger } from '@nmp/common';
 import { OvsdbClient, type Replica, type Row } from '@nmp/ovsdb';
 
 export const DEFAULT_OVN_BRIDGE = 'br-int';
@@ -120,7 +120,7 @@ export class LocalOvs {
         if (o.stopped?.()) return undefined;
         const why = (err as Error).message;
         o.onWait?.(why);
-        this.#log.warn({ code: 'MDA_OVN_NO_CHASSIS', err: why }, 'waiting for the chassis name');
+        this.#log.warn({ code: LogEvent.MDA_OVN_NO_CHASSIS, err: why }, 'waiting for the chassis name');
       }
     }
   }

@@ -14,7 +14,7 @@
  * instead of every one in the cloud; until this chassis' row is known the Port_Binding condition matches
  * nothing (or only localports). Map columns keep only the keys used (a memory bound at 100k rows).
  */
-import type { Logger } from '@nmp/common';
+import { LogEvent, type Logger } from '@nmp/common';
 import type {
   OvsdbClient as Client,
   Condition,
@@ -110,7 +110,7 @@ export class OvnSouthbound<I extends SouthboundIndex = SouthboundIndex> {
     });
     this.replica.onProblem((p) =>
       this.#log.warn(
-        { code: 'MDA_OVN_SB_DATA', problem: p.code, detail: p.message },
+        { code: LogEvent.MDA_OVN_SB_DATA, problem: p.code, detail: p.message },
         'unusable data from the Southbound',
       ),
     );
@@ -171,7 +171,7 @@ export class OvnSouthbound<I extends SouthboundIndex = SouthboundIndex> {
     const uuid = row?._uuid;
     if (uuid !== this.#chassisUuid) {
       this.#log.info(
-        { code: 'MDA_OVN_CHASSIS', chassis: this.chassisName, uuid: uuid ?? null },
+        { code: LogEvent.MDA_OVN_CHASSIS, chassis: this.chassisName, uuid: uuid ?? null },
         uuid ? 'this chassis is registered in the Southbound' : 'this chassis is not in the Southbound',
       );
       this.#chassisUuid = uuid;
@@ -186,7 +186,7 @@ export class OvnSouthbound<I extends SouthboundIndex = SouthboundIndex> {
       .then(() => this.client.setWhere(this.replica, 'Port_Binding', where))
       .catch((err: unknown) =>
         this.#log.warn(
-          { code: 'MDA_OVN_SB_CONDITION', err: String(err) },
+          { code: LogEvent.MDA_OVN_SB_CONDITION, err: String(err) },
           'cannot change the Port_Binding condition',
         ),
       );

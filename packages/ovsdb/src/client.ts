@@ -24,6 +24,7 @@
  * Nothing here emits 'error' events or throws into the event loop: failures are states and log lines.
  */
 import { EventEmitter } from 'node:events';
+import { LogEvent } from '@nmp/common';
 import type { Condition } from './conditions.js';
 import { OvsdbError, TransactionError } from './errors.js';
 import { JsonRpcSession } from './jsonrpc.js';
@@ -270,7 +271,7 @@ export class OvsdbClient extends EventEmitter {
         if (!soft) this.#stats.failedAttempts++;
         this.#log[soft ? 'info' : 'warn'](
           {
-            code: soft ? 'OVSDB_SERVER_SKIPPED' : 'OVSDB_CONNECT_FAILED',
+            code: soft ? LogEvent.OVSDB_SERVER_SKIPPED : LogEvent.OVSDB_CONNECT_FAILED,
             remote: remote.text,
             error: (err as Error).message,
           },
@@ -316,7 +317,7 @@ export class OvsdbClient extends EventEmitter {
       },
       onDropped: (why) =>
         this.#log.warn(
-          { code: 'OVSDB_MESSAGE_DROPPED', remote: remote.text, why },
+          { code: LogEvent.OVSDB_MESSAGE_DROPPED, remote: remote.text, why },
           'dropped a message from the server',
         ),
     });
@@ -337,7 +338,7 @@ export class OvsdbClient extends EventEmitter {
       this.#setState('connected');
       this.#log.info(
         {
-          code: 'OVSDB_CONNECTED',
+          code: LogEvent.OVSDB_CONNECTED,
           remote: remote.text,
           database: this.database,
           method: this.#monitors?.method,
@@ -350,7 +351,7 @@ export class OvsdbClient extends EventEmitter {
       this.#stats.lastError = `${remote.text}: ${closedReason?.message ?? 'closed'}`;
       if (!this.#isClosed()) {
         this.#log.warn(
-          { code: 'OVSDB_DISCONNECTED', remote: remote.text, reason: closedReason?.message },
+          { code: LogEvent.OVSDB_DISCONNECTED, remote: remote.text, reason: closedReason?.message },
           'lost the database connection; reconnecting',
         );
         this.#setState('connecting');
@@ -402,7 +403,7 @@ export class OvsdbClient extends EventEmitter {
         }
         const monitors = this.#monitors;
         if (monitors?.rpc !== session) {
-          this.#log.debug({ code: 'OVSDB_UNKNOWN_MONITOR', method }, 'update for an unknown monitor');
+          this.#log.debug({ code: LogEvent.OVSDB_UNKNOWN_MONITOR, method }, 'update for an unknown monitor');
           return;
         }
         const diverged = monitors.onUpdate(this.#registrations, method, p);

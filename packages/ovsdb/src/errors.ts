@@ -2,21 +2,10 @@
  * The client's failures, one class per kind, each with a stable `code` (what callers branch on and what log
  * lines carry). Messages never contain file contents or key material: TLS files are named, never quoted.
  */
+import type { ProgramErrorCode } from '@nmp/common';
 
-export type OvsdbErrorCode =
-  | 'OVSDB_ERR_REMOTE'
-  | 'OVSDB_ERR_FRAMING'
-  | 'OVSDB_ERR_MESSAGE_TOO_LARGE'
-  | 'OVSDB_ERR_PROTOCOL'
-  | 'OVSDB_ERR_RPC'
-  | 'OVSDB_ERR_TIMEOUT'
-  | 'OVSDB_ERR_DISCONNECTED'
-  | 'OVSDB_ERR_NOT_CONNECTED'
-  | 'OVSDB_ERR_TRANSACTION'
-  | 'OVSDB_ERR_SCHEMA'
-  | 'OVSDB_ERR_DATA'
-  | 'OVSDB_ERR_TLS_FILES'
-  | 'OVSDB_ERR_CLOSED';
+/** The client's codes: the OVSDB_ERR_ entries of @nmp/common's PROGRAM_ERRORS (docs/errors.md). */
+export type OvsdbErrorCode = Extract<ProgramErrorCode, `OVSDB_ERR_${string}`>;
 
 export class OvsdbError extends Error {
   readonly code: OvsdbErrorCode;

@@ -6,6 +6,8 @@
  * routed to the replica they are for. A registration outlives sessions: the next session starts from what
  * its replica holds (with monitor_cond_since, only the transactions missed are sent).
  */
+
+import { LogEvent } from '@nmp/common';
 import type { OvsdbLogger } from './client.js';
 import { isUuid, ZERO_UUID } from './data.js';
 import { OvsdbError, RpcError } from './errors.js';
@@ -75,7 +77,7 @@ export class MonitorSession {
     replica.plan(schema);
     if (replica.missing.length > 0)
       this.#o.log.info(
-        { code: 'OVSDB_SCHEMA_LACKS', missing: replica.missing },
+        { code: LogEvent.OVSDB_SCHEMA_LACKS, missing: replica.missing },
         'the server schema lacks some monitored tables or columns',
       );
     const base = this.#o.newMonitorId();
@@ -176,7 +178,7 @@ export class MonitorSession {
     const id = p[0];
     const reg = registrations.find((r) => r.session === this && r.ids.has(id as string));
     if (!reg) {
-      this.#o.log.debug({ code: 'OVSDB_UNKNOWN_MONITOR', method }, 'update for an unknown monitor');
+      this.#o.log.debug({ code: LogEvent.OVSDB_UNKNOWN_MONITOR, method }, 'update for an unknown monitor');
       return undefined;
     }
     if (method === 'update3') {

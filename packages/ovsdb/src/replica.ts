@@ -12,6 +12,8 @@
  * A value that does not fit the schema is dropped with a warning (the column keeps its previous value) and
  * counted; a modify of a row the copy does not have means the copy diverged and asks for a full resync.
  */
+
+import { LogEvent, type LogEventCode } from '@nmp/common';
 import { type Condition, compileWhere, equalDatum } from './conditions.js';
 import {
   type Atom,
@@ -52,7 +54,10 @@ export type ChangeKind = 'snapshot' | 'update';
 
 export type ChangeListener = (changes: readonly RowChange[], kind: ChangeKind) => void;
 
-export type ProblemListener = (problem: { readonly code: string; readonly message: string }) => void;
+/** `code` is one of LOG_EVENTS' OVSDB_REPLICA_ codes. */
+export type ProblemListener = (problem: { readonly code: ReplicaProblem; readonly message: string }) => void;
+
+export type ReplicaProblem = Extract<LogEventCode, `OVSDB_REPLICA_${string}`>;
 
 /** Update formats: RFC 7047 `monitor` (old/new) or update2 (initial/insert/modify/delete). */
 export type UpdateFormat = 'update' | 'update2';
@@ -251,7 +256,7 @@ export class Replica {
           // Only a full reload can fix a copy that misses a row the server changes.
           this.diverged = true;
           this.#problem(
-            'OVSDB_REPLICA_DIVERGED',
+            LogEvent.OVSDB_REPLICA_DIVERGED,
             `modify of ${plan.name} row ${uuid} that the copy does not have`,
           );
           return;
@@ -261,7 +266,7 @@ export class Replica {
         row = this.#decodeRow(plan, uuid, update.insert ?? update.initial, undefined);
         if (row === undefined) return;
       } else {
-        this.#problem('OVSDB_REPLICA_BAD_UPDATE', `${plan.name} row ${uuid}: unknown row update`);
+        this.#problem(LogEvent.OVSDB_REPLICA_BAD_UPDATE, `${plan.name} row ${uuid}: unknown row update`);
         return;
       }
       if (row !== undefined && filter) {
@@ -283,17 +288,20 @@ export class Replica {
   ): void {
     if (json === null || typeof json !== 'object' || Array.isArray(json)) {
       if (json !== null && json !== undefined)
-        this.#problem('OVSDB_REPLICA_BAD_UPDATE', 'table-updates is not an object');
+        this.#problem(LogEvent.OVSDB_REPLICA_BAD_UPDATE, 'table-updates is not an object');
       return;
     }
     for (const [tableName, rows] of Object.entries(json as Record<string, unknown>)) {
       const plan = this.#plans.get(tableName);
       if (!plan) {
-        this.#problem('OVSDB_REPLICA_BAD_UPDATE', `update for table ${tableName.slice(0, 64)} not monitored`);
+        this.#problem(
+          LogEvent.OVSDB_REPLICA_BAD_UPDATE,
+          `update for table ${tableName.slice(0, 64)} not monitored`,
+        );
         continue;
       }
       if (rows === null || typeof rows !== 'object' || Array.isArray(rows)) {
-        this.#problem('OVSDB_REPLICA_BAD_UPDATE', `${tableName}: table-update is not an object`);
+        this.#problem(LogEvent.OVSDB_REPLICA_BAD_UPDATE, `${tableName}: table-update is not an object`);
         continue;
       }
       const byUuid = rows as Record<string, unknown>;
@@ -302,11 +310,14 @@ export class Replica {
         if (!Object.hasOwn(byUuid, uuid)) continue;
         const update = byUuid[uuid];
         if (!UUID_KEY.test(uuid)) {
-          this.#problem('OVSDB_REPLICA_BAD_UPDATE', `${tableName}: row key is not a uuid`);
+          this.#problem(LogEvent.OVSDB_REPLICA_BAD_UPDATE, `${tableName}: row key is not a uuid`);
           continue;
         }
         if (update === null || typeof update !== 'object' || Array.isArray(update)) {
-          this.#problem('OVSDB_REPLICA_BAD_UPDATE', `${tableName} row ${uuid}: row-update is not an object`);
+          this.#problem(
+            LogEvent.OVSDB_REPLICA_BAD_UPDATE,
+            `${tableName} row ${uuid}: row-update is not an object`,
+          );
           continue;
         }
         fn(plan, uuid, update as Record<string, unknown>);
@@ -317,7 +328,7 @@ export class Replica {
   /** A full row from its wire form: monitored columns, defaults for those left out, `base` for the rest. */
   #decodeRow(plan: Plan, uuid: string, body: unknown, base: Row | undefined): Row | undefined {
     if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-      this.#problem('OVSDB_REPLICA_BAD_UPDATE', `${plan.name} row ${uuid}: row is not an object`);
+      this.#problem(LogEvent.OVSDB_REPLICA_BAD_UPDATE, `${plan.name} row ${uuid}: row is not an object`);
       return undefined;
     }
     const wire = body as Record<string, unknown>;
@@ -332,7 +343,7 @@ export class Replica {
         } catch (err) {
           this.dataErrors++;
           this.#problem(
-            'OVSDB_REPLICA_BAD_VALUE',
+            LogEvent.OVSDB_REPLICA_BAD_VALUE,
             `${plan.name}.${column} of ${uuid}: ${(err as Error).message}`,
           );
         }
@@ -345,7 +356,10 @@ export class Replica {
 
   #diffRow(plan: Plan, old: Row, diff: unknown): Row | undefined {
     if (diff === null || typeof diff !== 'object' || Array.isArray(diff)) {
-      this.#problem('OVSDB_REPLICA_BAD_UPDATE', `${plan.name} row ${old._uuid}: modify is not an object`);
+      this.#problem(
+        LogEvent.OVSDB_REPLICA_BAD_UPDATE,
+        `${plan.name} row ${old._uuid}: modify is not an object`,
+      );
       return old;
     }
     const row: Record<string, Datum> = { ...old };
@@ -357,7 +371,7 @@ export class Replica {
       } catch (err) {
         this.dataErrors++;
         this.#problem(
-          'OVSDB_REPLICA_BAD_VALUE',
+          LogEvent.OVSDB_REPLICA_BAD_VALUE,
           `${plan.name}.${column} of ${old._uuid}: ${(err as Error).message}`,
         );
       }
@@ -385,12 +399,15 @@ export class Replica {
       try {
         l(changes, kind);
       } catch (err) {
-        this.#problem('OVSDB_REPLICA_LISTENER_FAILED', `change listener threw: ${(err as Error).message}`);
+        this.#problem(
+          LogEvent.OVSDB_REPLICA_LISTENER_FAILED,
+          `change listener threw: ${(err as Error).message}`,
+        );
       }
     }
   }
 
-  #problem(code: string, message: string): void {
+  #problem(code: ReplicaProblem, message: string): void {
     for (const l of this.#problemListeners) {
       try {
         l({ code, message });

@@ -27,7 +27,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative } from 'node:path';
-import type { Schema } from '@nmp/common';
+import type { ProgramErrorCode, Schema } from '@nmp/common';
 import { agentSchema } from '@nmp/metadata-agent';
 import { hooksOptions, renderUnits } from '@nmp/metadata-hooks';
 import { daemonOptions } from '@nmp/metadata-proxy-daemon';
@@ -82,7 +82,7 @@ export interface ReleaseArtefacts {
 }
 
 export class ReleaseError extends Error {
-  readonly code = 'NMP_RELEASE';
+  readonly code = 'NMP_RELEASE' satisfies ProgramErrorCode;
 }
 
 /** The files under /etc/nmp the package owns (conffiles), with their modes. */

@@ -13,6 +13,7 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { join } from 'node:path';
+import type { ProgramErrorCode } from '@nmp/common';
 import { build, type Plugin } from 'esbuild';
 import { entryPoints, REPO_ROOT, shippedPackages } from './layout.js';
 
@@ -27,7 +28,7 @@ export interface BundledModule {
 }
 
 export class BundleError extends Error {
-  readonly code = 'NMP_RELEASE_BUNDLE';
+  readonly code = 'NMP_RELEASE_BUNDLE' satisfies ProgramErrorCode;
 }
 
 const LAZY_REQUIRE = /createRequire\(import\.meta\.url\)\((['"][^'"]+['"])\)/g;

@@ -9,11 +9,12 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ProgramErrorCode } from '@nmp/common';
 import type { BundledModule } from './bundle.js';
 import { listFiles } from './tree.js';
 
 export class DebianError extends Error {
-  readonly code = 'NMP_RELEASE_DEBIAN';
+  readonly code = 'NMP_RELEASE_DEBIAN' satisfies ProgramErrorCode;
 }
 
 /** A version dpkg accepts for a native package: digits first, then letters, digits, `.`, `+`, `~`. */

@@ -10,12 +10,13 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import type { ProgramErrorCode } from '@nmp/common';
 
 /** The oldest node the project supports (package.json engines: undici 7 needs 20.18.1). */
 export const MIN_NODE = [20, 18, 1] as const;
 
 export class RuntimeError extends Error {
-  readonly code = 'NMP_RELEASE_RUNTIME';
+  readonly code = 'NMP_RELEASE_RUNTIME' satisfies ProgramErrorCode;
 }
 
 export interface RuntimeInfo {

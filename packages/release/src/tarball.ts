@@ -5,10 +5,11 @@
  */
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import type { ProgramErrorCode } from '@nmp/common';
 import { gzip9 } from './tree.js';
 
 export class TarballError extends Error {
-  readonly code = 'NMP_RELEASE_TARBALL';
+  readonly code = 'NMP_RELEASE_TARBALL' satisfies ProgramErrorCode;
 }
 
 /** `<parent>/<top>` as a .tar.gz at `out`. */

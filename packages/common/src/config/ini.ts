@@ -13,6 +13,7 @@
  * Interpolation of `$name` happens later, once every source is merged (see load.ts), because it refers to
  * effective values.
  */
+import type { ProgramErrorCode } from '../errors.js';
 
 export interface IniEntry {
   readonly section: string;
@@ -23,6 +24,7 @@ export interface IniEntry {
 }
 
 export class IniSyntaxError extends Error {
+  readonly code = 'NMP_ERR_INI_SYNTAX' satisfies ProgramErrorCode;
   constructor(
     readonly file: string,
     readonly line: number,

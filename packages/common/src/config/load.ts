@@ -13,10 +13,12 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
+import type { ProgramErrorCode } from '../errors.js';
 import { type IniEntry, IniSyntaxError, parseIni } from './ini.js';
 import type { CompatibilityList, ConfigOf, OptionDef, Schema } from './schema.js';
 
 export class ConfigError extends Error {
+  readonly code = 'NMP_ERR_CONFIG' satisfies ProgramErrorCode;
   readonly exitCode = 2;
   constructor(message: string) {
     super(message);

@@ -14,7 +14,7 @@
  * the connection or the row comes back.
  */
 import { createHash } from 'node:crypto';
-import type { Logger } from '@nmp/common';
+import { LogEvent, type Logger } from '@nmp/common';
 import { METADATA_ID_KEY, METADATA_SB_CFG_KEY, type OvnSouthbound } from '@nmp/ovn';
 import { livenessMaxDelaySeconds } from './options.js';
 
@@ -189,11 +189,11 @@ export class MetadataLiveness {
       if (result?.count === 0) return; // the row went away meanwhile; its return triggers a new write
       this.#stats.writes++;
       this.#stats.written = nbCfg;
-      this.#o.logger.debug({ code: 'MDA_OVN_LIVENESS', nbCfg, table }, 'liveness written');
+      this.#o.logger.debug({ code: LogEvent.MDA_OVN_LIVENESS, nbCfg, table }, 'liveness written');
     } catch (err) {
       this.#stats.failures++;
       this.#o.logger.warn(
-        { code: 'MDA_OVN_LIVENESS_FAILED', err: err instanceof Error ? err.message : String(err) },
+        { code: LogEvent.MDA_OVN_LIVENESS_FAILED, err: err instanceof Error ? err.message : String(err) },
         'cannot write the liveness keys to the Southbound; retrying',
       );
       this.#first = true;

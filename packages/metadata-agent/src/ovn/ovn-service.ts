@@ -11,6 +11,7 @@
 import {
   type InstanceIdentity,
   type InstanceResolver,
+  LogEvent,
   type Logger,
   type LookupQuery,
   MetadataError,
@@ -62,7 +63,7 @@ export class OvnMetadataService {
     this.#started ??= this.#start().catch((err: unknown) => {
       this.#startError = err instanceof Error ? err.message : String(err);
       this.#log.error(
-        { code: 'MDA_OVN_START_FAILED', err: this.#startError },
+        { code: LogEvent.MDA_OVN_START_FAILED, err: this.#startError },
         'the OVN resolver cannot start',
       );
     });
@@ -100,7 +101,7 @@ export class OvnMetadataService {
     this.#southbound = sb;
     this.#log.info(
       {
-        code: 'MDA_OVN_STARTING',
+        code: LogEvent.MDA_OVN_STARTING,
         chassis,
         southbound: sb.client.remotes.map((r) => r.text),
         scope: c.ovnLookupScope,

@@ -23,7 +23,7 @@
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import type { ConnectionOptions } from 'node:tls';
-import type { Logger } from '@nmp/common';
+import { LogEvent, type Logger } from '@nmp/common';
 import type * as amqpTypes from 'amqplib';
 import { hostLabel, type RabbitHost } from './transport-url.js';
 
@@ -230,7 +230,7 @@ export class BrokerConnection extends EventEmitter {
     const wait = retryDelayMs(this.#round, this.#s);
     this.#round++;
     this.#state = 'waiting';
-    this.#log.debug({ code: 'MDA_RPC_RETRY', waitMs: wait }, 'no RabbitMQ host reachable; retrying');
+    this.#log.debug({ code: LogEvent.MDA_RPC_RETRY, waitMs: wait }, 'no RabbitMQ host reachable; retrying');
     this.#retryTimer = setTimeout(() => void this.#connectRound(), wait);
     this.#retryTimer.unref();
   }
@@ -320,7 +320,7 @@ export class BrokerConnection extends EventEmitter {
         this.#exchangeWarned = true;
         this.#log.warn(
           {
-            code: 'MDA_RPC_EXCHANGE_MISMATCH',
+            code: LogEvent.MDA_RPC_EXCHANGE_MISMATCH,
             exchange: exchange.name,
             host: label,
             declared: { durable: exchange.durable, autoDelete: exchange.autoDelete },
@@ -373,7 +373,12 @@ export class BrokerConnection extends EventEmitter {
     // The host that worked is tried first next time.
     this.#next = this.#order.findIndex((h) => hostLabel(h) === label);
     this.#log.info(
-      { code: 'MDA_RPC_CONNECTED', host: label, vhost: this.#s.vhost, replyQueue: this.#s.replyQueue.name },
+      {
+        code: LogEvent.MDA_RPC_CONNECTED,
+        host: label,
+        vhost: this.#s.vhost,
+        replyQueue: this.#s.replyQueue.name,
+      },
       wasDown ? 'connected to RabbitMQ again' : 'connected to RabbitMQ',
     );
     let gone = false;
@@ -389,7 +394,7 @@ export class BrokerConnection extends EventEmitter {
       this.#disconnects++;
       this.#state = 'connecting';
       this.#log.error(
-        { code: 'MDA_RPC_DISCONNECTED', host: label, reason: this.#scrub(why) },
+        { code: LogEvent.MDA_RPC_DISCONNECTED, host: label, reason: this.#scrub(why) },
         'lost the connection to RabbitMQ; reconnecting',
       );
       this.emit('down', why);
@@ -402,12 +407,12 @@ export class BrokerConnection extends EventEmitter {
     model.on('error', (err: Error) => lost(errorText(err)));
     model.on('blocked', (reason: string) =>
       this.#log.warn(
-        { code: 'MDA_RPC_BLOCKED', host: label, reason },
+        { code: LogEvent.MDA_RPC_BLOCKED, host: label, reason },
         'RabbitMQ blocked the connection (resource alarm)',
       ),
     );
     model.on('unblocked', () =>
-      this.#log.info({ code: 'MDA_RPC_UNBLOCKED', host: label }, 'RabbitMQ unblocked the connection'),
+      this.#log.info({ code: LogEvent.MDA_RPC_UNBLOCKED, host: label }, 'RabbitMQ unblocked the connection'),
     );
     channel.on('close', () => lost('channel closed'));
     confirm.on('close', () => lost('channel closed'));
@@ -425,12 +430,21 @@ export class BrokerConnection extends EventEmitter {
     const reason = this.#scrub(errorText(err));
     const key = `${label} ${reason}`;
     if (this.#logged.has(key)) {
-      this.#log.debug({ code: 'MDA_RPC_CONNECT_FAILED', host: label, reason }, 'RabbitMQ connection failed');
+      this.#log.debug(
+        { code: LogEvent.MDA_RPC_CONNECT_FAILED, host: label, reason },
+        'RabbitMQ connection failed',
+      );
       return;
     }
     this.#logged.add(key);
     this.#log.error(
-      { code: 'MDA_RPC_CONNECT_FAILED', host: label, vhost: this.#s.vhost, reason, hint: hintFor(reason) },
+      {
+        code: LogEvent.MDA_RPC_CONNECT_FAILED,
+        host: label,
+        vhost: this.#s.vhost,
+        reason,
+        hint: hintFor(reason),
+      },
       'cannot connect to RabbitMQ; retrying',
     );
   }

@@ -11,7 +11,7 @@
  * the message (or refused it), so a report lost to an outage is known and counted.
  */
 import { performance } from 'node:perf_hooks';
-import { type Logger, MetadataError } from '@nmp/common';
+import { LogEvent, type Logger, MetadataError } from '@nmp/common';
 import type { ConsumeMessage, Message } from 'amqplib';
 import type { BrokerConnection } from './broker-connection.js';
 import {
@@ -177,7 +177,7 @@ export class RpcClient {
       reply = decodeReply(decodeEnvelope(m.content));
     } catch (err) {
       this.#log.warn(
-        { code: 'MDA_RPC_BAD_REPLY', error: (err as Error).message, bytes: m.content.length },
+        { code: LogEvent.MDA_RPC_BAD_REPLY, error: (err as Error).message, bytes: m.content.length },
         'a message on the reply queue is not an oslo.messaging reply; dropped',
       );
       return;
@@ -186,7 +186,10 @@ export class RpcClient {
     if (!p) {
       // The call ended already (deadline), or a duplicate.
       this.#lateReplies++;
-      this.#log.debug({ code: 'MDA_RPC_LATE_REPLY', msgId: reply.msgId }, 'reply for a call that has ended');
+      this.#log.debug(
+        { code: LogEvent.MDA_RPC_LATE_REPLY, msgId: reply.msgId },
+        'reply for a call that has ended',
+      );
       return;
     }
     if (reply.failure) {

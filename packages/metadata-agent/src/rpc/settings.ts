@@ -8,7 +8,7 @@
  */
 import { hostname } from 'node:os';
 import { type ConnectionOptions, checkServerIdentity } from 'node:tls';
-import { ConfigError, type Logger } from '@nmp/common';
+import { ConfigError, LogEvent, type Logger } from '@nmp/common';
 import { readConfigFile } from '../config-file.js';
 import type { PortResolverSettings } from '../resolver/port-resolver.js';
 import type { LookupSettings } from '../resolver/settings.js';
@@ -112,7 +112,7 @@ export function effectiveRpcConfig(
 
 /** Each warning as a MDA_CONFIG_WARNING line. */
 export function logWarnings(log: Logger, warnings: readonly ConfigWarning[]): void {
-  for (const w of warnings) log.warn({ code: 'MDA_CONFIG_WARNING', ...w.fields }, w.message);
+  for (const w of warnings) log.warn({ code: LogEvent.MDA_CONFIG_WARNING, ...w.fields }, w.message);
 }
 
 function rpcTransport(

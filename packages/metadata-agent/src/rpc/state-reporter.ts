@@ -13,7 +13,7 @@
  * reconnecting underneath means reports go on after a broker restart without anything done here.
  */
 import { randomUUID } from 'node:crypto';
-import { type Logger, MetadataError } from '@nmp/common';
+import { LogEvent, type Logger, MetadataError } from '@nmp/common';
 import type { RpcRequest } from './envelope.js';
 import type { RpcClient } from './rpc-client.js';
 
@@ -111,7 +111,7 @@ export class StateReporter {
       this.#lastSuccess = Date.now();
       this.#startFlag = false;
       const fields = {
-        code: 'MDA_RPC_STATE_REPORTED',
+        code: LogEvent.MDA_RPC_STATE_REPORTED,
         kind: useCall ? 'call' : 'cast',
         uuid: agentState.uuid,
         ...(typeof status === 'string' ? { status } : {}),
@@ -132,7 +132,7 @@ export class StateReporter {
     } catch (err) {
       this.#failures++;
       const fields = {
-        code: 'MDA_RPC_STATE_REPORT_FAILED',
+        code: LogEvent.MDA_RPC_STATE_REPORT_FAILED,
         kind: useCall ? 'call' : 'cast',
         ...describeFailure(err),
         retryInS: this.#s.intervalMs / 1000,

@@ -12,8 +12,10 @@
  * a dot segment (plain or encoded), an encoded slash or backslash, a NUL or invalid percent-encoding is
  * refused outright, and no rule can be bypassed by spelling a path differently.
  */
+import type { ProgramErrorCode } from '@nmp/common';
 
 export class PathRuleError extends Error {
+  readonly code = 'MDP_ERR_PATH_RULE' satisfies ProgramErrorCode;
   constructor(message: string) {
     super(message);
     this.name = 'PathRuleError';

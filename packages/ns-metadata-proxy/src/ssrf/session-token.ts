@@ -13,7 +13,7 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, fstatSync, linkSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
-import type { IdentityMode } from '@nmp/common';
+import type { IdentityMode, ProgramErrorCode } from '@nmp/common';
 
 export const TOKEN_VERSION = 1;
 /** Bytes of key material the node key has (and the least a key file must hold). */
@@ -88,6 +88,7 @@ export function generateNodeKey(): Buffer {
 }
 
 export class NodeKeyError extends Error {
+  readonly code = 'MDP_ERR_NODE_KEY' satisfies ProgramErrorCode;
   constructor(message: string) {
     super(message);
     this.name = 'NodeKeyError';
