@@ -31,7 +31,8 @@ function configError(fn: () => unknown, message: RegExp): void {
   assert.throws(fn, (err: unknown) => {
     assert.ok(err instanceof ConfigError, `a ConfigError, not ${String(err)}`);
     assert.match(err.message, message);
-    assert.equal((err as NodeJS.ErrnoException).code, undefined);
+    // The configuration error's own code (the table's), not the file system's errno.
+    assert.equal((err as NodeJS.ErrnoException).code, 'NMP_ERR_CONFIG');
     return true;
   });
 }
