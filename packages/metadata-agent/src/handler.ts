@@ -8,7 +8,7 @@
  * e.g. cloud-init past its timeout under a boot storm), a request not yet looked up gets no port lookup,
  * one not yet sent gets no Nova request (MDA_ERR_CLIENT_GONE, counted). Under load the request and the
  * close wait in the socket buffer together and the request is parsed first, so the lookup waits for the
- * next turn of the event loop (setImmediate: the same poll phase reads the close) before it looks. A
+ * next poll phase of the event loop (two setImmediate hops; it reads the close) before it looks. A
  * lookup already under way is not cut: it finishes and fills the cache (and other requests for the same
  * port share it). Nova requests are never sent twice: a request dropped here was never sent.
  */
@@ -272,9 +272,13 @@ function proxyGone(req: IncomingMessage, res: ServerResponse): boolean {
   return res.destroyed || req.socket.destroyed;
 }
 
-/** Resolves on the next turn of the event loop, after the I/O already waiting has been read. */
+/**
+ * Resolves after the next poll phase of the event loop, when the I/O already waiting has been read: two
+ * setImmediate hops, as a read that did not fill node's buffer ends libuv's read loop, so a close
+ * waiting behind the request is only read in the next poll phase.
+ */
 function nextTurn(): Promise<void> {
-  return new Promise(setImmediate as (resolve: () => void) => void);
+  return new Promise((resolve) => setImmediate(setImmediate, resolve));
 }
 
 /** Whether the request declares a body (Content-Length, even 0, or Transfer-Encoding). */

@@ -1,6 +1,6 @@
 /*
  * The proxy's request path, top to bottom:
- *   accept -> police the request line -> rate limit -> read a body, if any -> (next turn of the event loop:
+ *   accept -> police the request line -> rate limit -> read a body, if any -> (next poll phase of the event loop:
  *   is the instance still there?) -> stamp identity -> forward -> relay.
  * A request body (rare: the password POST) is read whole, within the limit, before the agent is
  * contacted, so a malformed, oversized or never-finished body never reaches the agent. The answer streams
@@ -11,7 +11,7 @@
  * A request whose instance has already closed its connection is not forwarded (MDP_ERR_CLIENT_GONE,
  * counted): under a boot storm the request and the client's close (cloud-init past its timeout) wait in
  * the socket buffer together, and the request is parsed before the close is read. So forwarding waits
- * for the next turn of the event loop (setImmediate: the same poll phase reads the close), then looks at
+ * for the next poll phase of the event loop (two setImmediate hops: it reads the close), then looks at
  * the connection. An instance that leaves later, while the agent holds the request, gets the agent
  * request cut (the agent then drops it too, if it has not started on it).
  *
@@ -211,7 +211,15 @@ function onResponseClose(this: ProxyResponse): void {
   handler.log(this);
 }
 
-/** forwardLater's next turn: forward, unless the instance's connection closed meanwhile. */
+/**
+ * One more turn: a TCP read that did not fill node's buffer ends libuv's read loop, so a close waiting
+ * behind the request is read in the NEXT poll phase, which runs before this second immediate.
+ */
+function nextPoll(res: ProxyResponse): void {
+  setImmediate(forwardIfPresent, res);
+}
+
+/** forwardLater's next turns: forward, unless the instance's connection closed meanwhile. */
 function forwardIfPresent(res: ProxyResponse): void {
   if (!res.queued) return; // closed already (onResponseClose counted it)
   res.queued = false;
@@ -331,7 +339,7 @@ export class ProxyHandler {
   forwardLater(res: ProxyResponse, body: Buffer | null): void {
     res.queued = true;
     res.body = body;
-    setImmediate(forwardIfPresent, res);
+    setImmediate(nextPoll, res);
   }
 
   /** The instance left before its request was forwarded: not sent, logged and counted as such. */

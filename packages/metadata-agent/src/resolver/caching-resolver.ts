@@ -230,7 +230,7 @@ export class CachingResolver implements InstanceResolver {
     }
     const now = this.#now();
     let slot = this.#entries.get(key, now);
-    if (slot !== undefined && slot.value.found && this.#verified !== undefined) {
+    if (slot?.value.found && this.#verified !== undefined) {
       if (this.#verified.holds(key, slot.value.identity)) ExpiringLru.touch(slot, this.#ttlMs, now);
       else {
         // A lookup by another key saw the address gone or on another port since: not served again.
