@@ -53,7 +53,7 @@ export const resolverSchema = {
     name: 'port_cache_max_age',
     default: 60,
     min: 0,
-    help: 'Each use of a cached port answer keeps it port_cache_ttl longer, so one lookup lasts an instance\'s boot sequence, but never past this many seconds after the lookup that verified it; a Nova 404, a "no such port" answer and a lookup that sees the address gone or on another port drop it at once (docs/security.md section 8: the risk and the bound). 0 (or not above port_cache_ttl): answers live port_cache_ttl from their lookup',
+    help: 'Each use of a cached port answer keeps it port_cache_ttl longer, so one lookup lasts an instance\'s boot sequence, but never past this many seconds after the lookup that verified it; a Nova 404, a "no such port" answer and a lookup that sees the address gone or on another port drop it at once (docs/security.md section 9: the risk and the bound). 0 (or not above port_cache_ttl): answers live port_cache_ttl from their lookup',
   }),
   portCacheSize: opt.int({
     name: 'port_cache_size',
