@@ -96,6 +96,12 @@ export const ERRORS = {
     message: "Your browser didn't send a complete request in time.",
     doc: 'A client connection sent nothing within timeout_first_byte of being accepted (default 5 s) and was closed without an answer: idle connections held open to exhaust the proxy. A real client sends its request at once.',
   },
+  MDP_ERR_CLIENT_GONE: {
+    status: 499,
+    level: 'info',
+    message: 'Client closed request.',
+    doc: 'Not an answer (499 as nginx logs a closed request; nothing is sent, the log line says status 0): the instance closed its connection before the proxy forwarded its request, so the agent was never asked (a client that gave up, e.g. cloud-init past its timeout under a boot storm); counted in nmp_proxy_client_gone_total.',
+  },
   // ns-metadata-proxy, opt-in SSRF defences ([metadata_ssrf], docs/security.md)
   MDP_ERR_TOKEN_TTL_INVALID: {
     status: 400,
@@ -243,6 +249,12 @@ export const ERRORS = {
     level: 'warn',
     message: 'Request body too large.',
     doc: 'The request body sent to the agent exceeded the configured limit.',
+  },
+  MDA_ERR_CLIENT_GONE: {
+    status: 499,
+    level: 'info',
+    message: 'Client closed request.',
+    doc: 'Not an answer (499 as nginx logs a closed request; nothing is sent, the log line says status 0): the proxy closed the connection (its instance had gone) before the agent started the port lookup or the Nova request, so neither was made; a lookup already under way still finishes and fills the cache. Counted in nmp_agent_client_gone_total.',
   },
   MDA_ERR_INTERNAL: {
     status: 500,

@@ -3,6 +3,14 @@
  *   read identity (network/router, last X-Forwarded-For) -> read body -> resolve the port -> sign ->
  *   forward to Nova -> (Nova 404 on a cached answer: one uncached re-lookup) -> relay Nova's answer.
  * Every outcome is one log line with the request id; failures carry a stable code.
+ *
+ * Work for a proxy that has gone is not started: when the proxy closes the connection (its instance left,
+ * e.g. cloud-init past its timeout under a boot storm), a request not yet looked up gets no port lookup,
+ * one not yet sent gets no Nova request (MDA_ERR_CLIENT_GONE, counted). Under load the request and the
+ * close wait in the socket buffer together and the request is parsed first, so the lookup waits for the
+ * next poll phase of the event loop (two setImmediate hops; it reads the close) before it looks. A
+ * lookup already under way is not cut: it finishes and fills the cache (and other requests for the same
+ * port share it). Nova requests are never sent twice: a request dropped here was never sent.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
@@ -108,12 +116,16 @@ export class AgentHandler {
 
     // Nearly every request has no body: no extra promise for those.
     const body = hasBody(req) ? await readBody(req, this.#o.maxBodySize) : null;
+    await nextTurn();
+    if (proxyGone(req, res)) return this.#clientGone(trace, 'lookup');
     let identity = await this.#o.resolver.resolve(query);
     if (!identity.cached) this.#readiness?.markResolver();
+    if (proxyGone(req, res)) return this.#clientGone(trace, 'nova');
     // A cached port may be stale (the address was reused): Nova's 404 earns exactly one fresh lookup,
     // so that answer is held back instead of streamed.
     let answer = await this.#forward(req, res, trace, identity, source.raw, body, identity.cached);
     if (answer.held !== undefined) {
+      if (proxyGone(req, res)) return this.#clientGone(trace, 'lookup');
       trace.relookup = true;
       const fresh = await this.#o.resolver.resolve(query, { noCache: true });
       if (fresh.instanceId !== identity.instanceId || fresh.projectId !== identity.projectId) {
@@ -139,6 +151,14 @@ export class AgentHandler {
         hint: 'The remote metadata server responded with Forbidden. This response usually occurs when shared secrets do not match.',
       };
     }
+  }
+
+  /** The proxy closed the connection before `stage` (the port lookup or the Nova request): not started. */
+  #clientGone(trace: Trace, stage: 'lookup' | 'nova'): void {
+    trace.code = 'MDA_ERR_CLIENT_GONE';
+    trace.level = 'info';
+    trace.detail = { skipped: stage };
+    this.#metrics?.clientGone(stage);
   }
 
   /** Send the request to Nova and stream the answer into `res` (or hold a 404 back); resolves at its end. */
@@ -248,6 +268,20 @@ function noteUpstream(readiness: Readiness, failure: MetadataError): void {
       readiness.novaFailed(failure);
       return;
   }
+}
+
+/** Whether the proxy has closed the connection this request came on (nobody is left to answer). */
+function proxyGone(req: IncomingMessage, res: ServerResponse): boolean {
+  return res.destroyed || req.socket.destroyed;
+}
+
+/**
+ * Resolves after the next poll phase of the event loop, when the I/O already waiting has been read: two
+ * setImmediate hops, as a read that did not fill node's buffer ends libuv's read loop, so a close
+ * waiting behind the request is only read in the next poll phase.
+ */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(setImmediate, resolve));
 }
 
 /** Whether the request declares a body (Content-Length, even 0, or Transfer-Encoding). */

@@ -79,6 +79,8 @@ export class AgentMetrics implements UpstreamObserver {
   /** Index: upstream * 2 + (failed ? 1 : 0). */
   readonly #upstreamChildren: Histogram[] = [];
   readonly #reloadOk: Counter;
+  /** nmp_agent_client_gone_total by stage: [lookup, nova]. */
+  readonly #clientGone: readonly [Counter, Counter];
   readonly #reloadFailed: Counter;
   readonly #lastReload: Gauge;
 
@@ -113,6 +115,13 @@ export class AgentMetrics implements UpstreamObserver {
       for (const outcome of ['answered', 'failed'])
         this.#upstreamChildren.push(upstream.labels(name, outcome));
     }
+
+    const clientGone = registry.counter({
+      name: 'nmp_agent_client_gone_total',
+      help: 'Requests dropped because the proxy had closed the connection (its instance gone) before the agent started on them (MDA_ERR_CLIENT_GONE), by what was not started: lookup (the port lookup, and so Nova too) or nova (looked up, Nova not asked)',
+      labelNames: ['stage'],
+    });
+    this.#clientGone = [clientGone.labels('lookup'), clientGone.labels('nova')];
 
     registry.gauge({
       name: 'nmp_agent_requests_in_flight',
@@ -182,6 +191,11 @@ export class AgentMetrics implements UpstreamObserver {
       'nmp_port_cache_stale_dropped_total',
       'Last verified answers dropped because a later lookup contradicted them (port gone, address moved, Nova 404)',
       (s) => s.stale?.contradicted ?? 0,
+    );
+    cacheCounter(
+      'nmp_port_cache_contradicted_total',
+      'Cached answers dropped before their time because a lookup by another key saw the address gone or on another port (port_cache_max_age > 0)',
+      (s) => s.contradicted ?? 0,
     );
     cacheCounter(
       'nmp_port_cache_evictions_total',
@@ -256,6 +270,11 @@ export class AgentMetrics implements UpstreamObserver {
     const i = mode === 'network' ? 0 : mode === 'router' ? 1 : 2;
     (this.#requestChildren[i]!.get(status) ?? this.#requestChild(i, status)).inc();
     this.#durationChildren[i]!.observe(seconds);
+  }
+
+  /** A request was dropped: the proxy had gone before its port lookup, or before its Nova request. */
+  clientGone(stage: 'lookup' | 'nova'): void {
+    this.#clientGone[stage === 'lookup' ? 0 : 1].inc();
   }
 
   upstreamAnswered(upstream: UpstreamName, seconds: number): void {

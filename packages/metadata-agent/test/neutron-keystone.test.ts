@@ -375,7 +375,12 @@ describe('configuration', () => {
     // resolver = auto (the default) means neutron when [neutron] auth_url is set (and nothing else is).
     assert.equal(loaded.config.resolver, 'auto');
     assert.equal(chooseResolver(loaded.config).kind, 'neutron');
-    assert.deepEqual(portCacheOptions(loaded.config), { ttlMs: 2500, negativeTtlMs: 500, maxEntries: 10000 });
+    assert.deepEqual(portCacheOptions(loaded.config), {
+      ttlMs: 2500,
+      maxAgeMs: 60_000,
+      negativeTtlMs: 500,
+      maxEntries: 10000,
+    });
     assert.throws(
       () => loadConfig(resolverSchema, { flags: { 'neutron-interface': 'sideways' }, env: {} }),
       /internal, public or admin/,

@@ -107,6 +107,7 @@ test('every seconds option arrives in milliseconds', () => {
         'nova-metadata-timeout': 2.5,
         'readiness-window': 7,
         'port-cache-ttl': 1.5,
+        'port-cache-max-age': 45.5,
         'negative-cache-ttl': 0.25,
         'serve-stale-on-outage': true,
         'stale-max-age': 90,
@@ -131,6 +132,7 @@ test('every seconds option arrives in milliseconds', () => {
   if (rpc.resolver.kind !== 'rpc') return;
   assert.deepEqual(rpc.resolver.cache, {
     ttlMs: 1500,
+    maxAgeMs: 45_500,
     negativeTtlMs: 250,
     maxEntries: 10000,
     stale: { maxAgeMs: 90_000, maxEntries: 10000 },
@@ -182,7 +184,12 @@ test('every seconds option arrives in milliseconds', () => {
   assert.equal(n.routerCacheTtlMs, 12_000);
   assert.equal(n.routerCacheSize, 4096);
   assert.equal(n.outageGraceMs, 400);
-  assert.deepEqual(rest.resolver.cache, { ttlMs: 5000, negativeTtlMs: 1000, maxEntries: 10000 });
+  assert.deepEqual(rest.resolver.cache, {
+    ttlMs: 5000,
+    maxAgeMs: 60_000,
+    negativeTtlMs: 1000,
+    maxEntries: 10000,
+  });
   // No reports: undefined, not an interval of 0.
   const quiet = agentSettings(config({ 'report-interval': 0 }, { NMP_TRANSPORT_URL: 'rabbit://h/' }), ME);
   assert.equal(quiet.resolver.kind === 'rpc' && quiet.resolver.rpc.reports, undefined);

@@ -1,12 +1,19 @@
 /*
  * The proxy's request path, top to bottom:
- *   accept -> police the request line -> rate limit -> read a body, if any -> stamp identity -> forward
- *   -> relay.
+ *   accept -> police the request line -> rate limit -> read a body, if any -> (next poll phase of the event loop:
+ *   is the instance still there?) -> stamp identity -> forward -> relay.
  * A request body (rare: the password POST) is read whole, within the limit, before the agent is
  * contacted, so a malformed, oversized or never-finished body never reaches the agent. The answer streams
  * from the agent's socket to the instance byte for byte. Our own failures get a plain-text answer with a
  * stable code in the log; a failure after the answer started closes the connection, the only honest
  * signal left.
+ *
+ * A request whose instance has already closed its connection is not forwarded (MDP_ERR_CLIENT_GONE,
+ * counted): under a boot storm the request and the client's close (cloud-init past its timeout) wait in
+ * the socket buffer together, and the request is parsed before the close is read. So forwarding waits
+ * for the next poll phase of the event loop (two setImmediate hops: it reads the close), then looks at
+ * the connection. An instance that leaves later, while the agent holds the request, gets the agent
+ * request cut (the agent then drops it too, if it has not started on it).
  *
  * Hot path: no per-request closures. The response object is the exchange: it carries the log fields
  * and is itself what the agent client reports the agent's answer to (see ProxyResponse).
@@ -73,6 +80,8 @@ export class ProxyResponse extends ServerResponse<IncomingMessage> implements Ag
   body: Buffer | null = null;
   /** Sent a second time already. */
   retried = false;
+  /** Waiting for the next turn of the event loop before it is forwarded (see forwardLater). */
+  queued = false;
 
   onAgentResponse(answer: IncomingMessage): void {
     if (this.destroyed) {
@@ -185,6 +194,11 @@ function clientStalled(res: ProxyResponse): void {
 function onResponseClose(this: ProxyResponse): void {
   const handler = this.handler!;
   handler.inFlight--;
+  if (this.queued) {
+    // Gone before it was forwarded: it never will be (forwardLater sees the connection closed).
+    this.queued = false;
+    handler.clientGone(this);
+  }
   if (this.stall !== undefined) {
     clearTimeout(this.stall);
     this.stall = undefined;
@@ -198,6 +212,27 @@ function onResponseClose(this: ProxyResponse): void {
     upstream.destroy();
   }
   handler.log(this);
+}
+
+/**
+ * One more turn: a TCP read that did not fill node's buffer ends libuv's read loop, so a close waiting
+ * behind the request is read in the NEXT poll phase, which runs before this second immediate.
+ */
+function nextPoll(res: ProxyResponse): void {
+  setImmediate(forwardIfPresent, res);
+}
+
+/** forwardLater's next turns: forward, unless the instance's connection closed meanwhile. */
+function forwardIfPresent(res: ProxyResponse): void {
+  if (!res.queued) return; // closed already (onResponseClose counted it)
+  res.queued = false;
+  const handler = res.handler!;
+  if (res.destroyed || res.req.socket.destroyed) {
+    handler.clientGone(res);
+    res.destroy();
+    return;
+  }
+  handler.forward(res.req, res, res.body);
 }
 
 /** Error answers by code, built once (no proxy message depends on details). */
@@ -264,7 +299,7 @@ export class ProxyHandler {
     }
     refusal ??= this.#admit?.(res.src);
     const length = refusal === undefined ? bodyLength(req, this.#maxBodySize) : refusal;
-    if (length === 0) this.forward(req, res, null);
+    if (length === 0) this.forwardLater(res, null);
     else if (typeof length === 'number') this.#readBody(req, res);
     else this.fail(res, length);
   };
@@ -294,10 +329,27 @@ export class ProxyHandler {
       chunks.push(chunk);
     };
     const onEnd = () => {
-      if (!res.destroyed && !res.headersSent) this.forward(req, res, Buffer.concat(chunks, size));
+      if (!res.destroyed && !res.headersSent) this.forwardLater(res, Buffer.concat(chunks, size));
     };
     req.on('data', onData);
     req.once('end', onEnd);
+  }
+
+  /**
+   * Forward on the next turn of the event loop, unless the instance has closed its connection by then
+   * (its close was waiting behind the request): such a request is dropped, never sent to the agent.
+   */
+  forwardLater(res: ProxyResponse, body: Buffer | null): void {
+    res.queued = true;
+    res.body = body;
+    setImmediate(nextPoll, res);
+  }
+
+  /** The instance left before its request was forwarded: not sent, logged and counted as such. */
+  clientGone(res: ProxyResponse): void {
+    res.code = 'MDP_ERR_CLIENT_GONE';
+    res.level = 'info';
+    this.#metrics?.clientGone();
   }
 
   /** Stamp identity and send to the agent; `fresh` for the one retry (agent-retry.ts). */

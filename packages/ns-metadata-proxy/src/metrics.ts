@@ -111,6 +111,7 @@ export class ProxyMetrics {
   readonly #duration: Histogram;
   readonly #refusedCounter: Labelled<Counter, readonly ['reason']>;
   readonly #refused = new Map<string, Counter>();
+  readonly #clientGone: Counter;
 
   constructor(options: ProxyMetricsOptions = {}) {
     const registry = this.registry;
@@ -132,6 +133,10 @@ export class ProxyMetrics {
       labelNames: ['reason'],
     });
     for (const reason of [...REFUSAL_REASONS, ...(options.extraReasons ?? [])]) this.#reasonChild(reason);
+    this.#clientGone = registry.counter({
+      name: 'nmp_proxy_client_gone_total',
+      help: 'Requests not forwarded to the agent because the instance had already closed its connection (MDP_ERR_CLIENT_GONE)',
+    });
     registry.gauge({
       name: 'nmp_proxy_connections',
       help: 'Client connections open',
@@ -171,6 +176,11 @@ export class ProxyMetrics {
   refusedFor(code: string | undefined): void {
     const reason = refusalReason(code);
     if (reason !== undefined) (this.#refused.get(reason) ?? this.#reasonChild(reason)).inc();
+  }
+
+  /** A request was dropped before forwarding: its instance had closed the connection. */
+  clientGone(): void {
+    this.#clientGone.inc();
   }
 
   get contentType(): string {

@@ -44,7 +44,13 @@ export const resolverSchema = {
     name: 'port_cache_ttl',
     default: 5,
     min: 0,
-    help: 'Seconds a port lookup answer is reused (0: no cache; concurrent lookups are still shared)',
+    help: 'Seconds a port lookup answer is reused: from the lookup, or with port_cache_max_age from its last use (0: no cache; concurrent lookups are still shared)',
+  }),
+  portCacheMaxAge: opt.float({
+    name: 'port_cache_max_age',
+    default: 60,
+    min: 0,
+    help: 'Each use of a cached port answer keeps it port_cache_ttl longer, so one lookup lasts an instance\'s boot sequence, but never past this many seconds after the lookup that verified it; a Nova 404, a "no such port" answer and a lookup that sees the address gone or on another port drop it at once (docs/security.md section 9: the risk and the bound). 0 (or not above port_cache_ttl): answers live port_cache_ttl from their lookup',
   }),
   portCacheSize: opt.int({
     name: 'port_cache_size',

@@ -6,6 +6,16 @@
  * handler uses once when Nova answers 404 to a cached identity (a reused address must not keep serving the
  * previous instance). Answers served from the cache carry `cached: true`.
  *
+ * With `maxAgeMs` ([agent] port_cache_max_age > 0) a positive answer lives `ttlMs` from its last USE
+ * rather than from its lookup, so that an instance's whole boot sequence (cloud-init's requests, seconds
+ * apart under load) costs one lookup; but never longer than `maxAgeMs` after the lookup that verified it,
+ * and only while no later lookup contradicted it: a lookup by another key for the same address (router
+ * mode and network mode, MAC and IP) that found no port there or another port drops it at once (the
+ * index of verified answers is last-known.ts's, which has the same rules), as do a "not found" answer
+ * and the handler's `noCache` re-lookup (Nova 404). A used entry slides only while its instance keeps
+ * asking at intervals shorter than `ttlMs`; an address whose instance stopped asking for `ttlMs` expires
+ * as it does today. docs/security.md section 8 has the risk (LP#1868867) and the bound.
+ *
  * With `stale` ([cache] serve_stale_on_outage), a lookup that fails because the lookup service cannot be
  * reached is answered from the last verified answer for the same key, within its max age and unless a
  * later lookup contradicted it (last-known.ts has the safeguards); such answers carry `staleAgeMs`. A
@@ -33,8 +43,10 @@ const OUTAGE_CODES: ReadonlySet<string> = new Set([
 ]);
 
 export interface CachingResolverOptions {
-  /** Lifetime of a positive answer (ms). 0 disables caching (misses are still coalesced). */
+  /** Lifetime of a positive answer (ms), from its lookup, or from its last use with maxAgeMs. 0 disables caching (misses are still coalesced). */
   readonly ttlMs: number;
+  /** Hard bound of a positive answer from the lookup that verified it (ms), while use extends it; 0 or absent: no extension. */
+  readonly maxAgeMs?: number;
   /** Lifetime of a "not found" (404) answer (ms). 0 disables negative caching. */
   readonly negativeTtlMs: number;
   /** Most entries kept; the least recently used is dropped first. 0 disables caching. */
@@ -60,6 +72,8 @@ export interface CacheStats {
   readonly evictions: number;
   /** Entries currently held (expired ones included until touched). */
   readonly size: number;
+  /** With maxAgeMs: cached answers dropped because a lookup by another key contradicted them. */
+  readonly contradicted?: number;
   /** serve_stale_on_outage: answers served, refused as too old, dropped as contradicted (absent when off). */
   readonly stale?: LastKnownStats;
 }
@@ -71,7 +85,10 @@ export function cacheKey(q: LookupQuery): string {
 
 interface Slot<V> {
   readonly value: V;
-  readonly expiresAt: number;
+  /** When it expires; `touch` moves it (never past `limit`). */
+  expiresAt: number;
+  /** The latest it may ever expire (ms): its lookup's time plus max(ttl, maxAge). */
+  readonly limit: number;
   /** Order in which the lookup that produced the value started. */
   readonly seq: number;
 }
@@ -108,19 +125,27 @@ export class ExpiringLru<K, V> {
     return slot;
   }
 
-  /** Store unless a value from a later-started lookup is already there. Returns whether it was stored. */
-  set(key: K, value: V, ttlMs: number, now: number, seq: number): boolean {
+  /**
+   * Store unless a value from a later-started lookup is already there. Returns whether it was stored.
+   * `maxAgeMs` (> ttlMs) lets `touch` keep it that long after now; otherwise it lives ttlMs.
+   */
+  set(key: K, value: V, ttlMs: number, now: number, seq: number, maxAgeMs = 0): boolean {
     if (ttlMs <= 0 || this.maxEntries <= 0) return false;
     const current = this.#map.get(key);
     if (current !== undefined && current.seq > seq && current.expiresAt > now) return false;
     this.#map.delete(key);
-    this.#map.set(key, { value, expiresAt: now + ttlMs, seq });
+    this.#map.set(key, { value, expiresAt: now + ttlMs, limit: now + Math.max(ttlMs, maxAgeMs), seq });
     while (this.#map.size > this.maxEntries) {
       const oldest = this.#map.keys().next().value as K;
       this.#map.delete(oldest);
       this.#evictions++;
     }
     return true;
+  }
+
+  /** A live entry was used: it lives `ttlMs` from now, but never past its limit. */
+  static touch<V>(slot: Slot<V>, ttlMs: number, now: number): void {
+    slot.expiresAt = Math.min(now + ttlMs, slot.limit);
   }
 
   delete(key: K): void {
@@ -146,10 +171,14 @@ export class CachingResolver implements InstanceResolver {
   readonly #inner: InstanceResolver;
   readonly #ttlMs: number;
   readonly #negativeTtlMs: number;
+  readonly #maxAgeMs: number;
   readonly #now: () => number;
   readonly #entries: ExpiringLru<string, Entry>;
   readonly #flights = new Map<string, Flight>();
   readonly #stale: LastKnownAnswers | undefined;
+  /** With maxAgeMs: the verified answers and what contradicts them (last-known.ts's rules). */
+  readonly #verified: LastKnownAnswers | undefined;
+  #contradicted = 0;
   #seq = 0;
   #hits = 0;
   #negativeHits = 0;
@@ -161,9 +190,14 @@ export class CachingResolver implements InstanceResolver {
     this.#inner = inner;
     this.#ttlMs = Math.max(0, options.ttlMs);
     this.#negativeTtlMs = Math.max(0, options.negativeTtlMs);
+    this.#maxAgeMs = Math.max(0, options.maxAgeMs ?? 0);
     this.#now = options.now ?? Date.now;
     this.#entries = new ExpiringLru(Math.max(0, options.maxEntries));
     this.#stale = options.stale ? new LastKnownAnswers(options.stale) : undefined;
+    this.#verified =
+      this.#maxAgeMs > this.#ttlMs && this.#ttlMs > 0
+        ? new LastKnownAnswers({ maxAgeMs: this.#maxAgeMs, maxEntries: Math.max(1, options.maxEntries) })
+        : undefined;
   }
 
   get stats(): CacheStats {
@@ -175,6 +209,7 @@ export class CachingResolver implements InstanceResolver {
       refreshes: this.#refreshes,
       evictions: this.#entries.evictions,
       size: this.#entries.size,
+      ...(this.#verified ? { contradicted: this.#contradicted } : {}),
       ...(this.#stale ? { stale: this.#stale.stats } : {}),
     };
   }
@@ -190,9 +225,20 @@ export class CachingResolver implements InstanceResolver {
       this.#refreshes++;
       this.#entries.delete(key);
       this.#stale?.forget(key);
+      this.#verified?.forget(key);
       return this.#lookup(key, query, true);
     }
-    const slot = this.#entries.get(key, this.#now());
+    const now = this.#now();
+    let slot = this.#entries.get(key, now);
+    if (slot?.value.found && this.#verified !== undefined) {
+      if (this.#verified.holds(key, slot.value.identity)) ExpiringLru.touch(slot, this.#ttlMs, now);
+      else {
+        // A lookup by another key saw the address gone or on another port since: not served again.
+        this.#entries.delete(key);
+        this.#contradicted++;
+        slot = undefined;
+      }
+    }
     if (slot !== undefined) {
       const entry = slot.value;
       if (entry.found) {
@@ -213,11 +259,13 @@ export class CachingResolver implements InstanceResolver {
   /** Forget everything cached (in-flight lookups still complete and are stored). */
   clear(): void {
     this.#entries.clear();
+    this.#verified?.clear();
   }
 
   async close(): Promise<void> {
     this.#entries.clear();
     this.#stale?.clear();
+    this.#verified?.clear();
     await this.#inner.close();
   }
 
@@ -238,13 +286,16 @@ export class CachingResolver implements InstanceResolver {
           ...(identity.portId !== undefined ? { portId: identity.portId } : {}),
           ...(identity.networkId !== undefined ? { networkId: identity.networkId } : {}),
         };
-        this.#stale?.confirmed(key, query, answer, this.#now());
+        const now = this.#now();
+        this.#stale?.confirmed(key, query, answer, now);
+        this.#verified?.confirmed(key, query, answer, now);
         this.#entries.set(
           key,
           { found: true, identity: { ...answer, cached: true } },
           this.#ttlMs,
-          this.#now(),
+          now,
           seq,
+          this.#verified !== undefined ? this.#maxAgeMs : 0,
         );
         this.#land(key, promise);
         return answer;
@@ -254,7 +305,9 @@ export class CachingResolver implements InstanceResolver {
         if (err instanceof MetadataError && err.status === 404) {
           this.#entries.set(key, { found: false, error: err }, this.#negativeTtlMs, this.#now(), seq);
           const networks = (err.details.networks as string[] | undefined) ?? [query.id];
-          this.#stale?.refuted(key, query, query.mode === 'network' ? [query.id] : networks);
+          const refutedOn = query.mode === 'network' ? [query.id] : networks;
+          this.#stale?.refuted(key, query, refutedOn);
+          this.#verified?.refuted(key, query, refutedOn);
         }
         this.#land(key, promise);
         if (this.#stale && !fresh && err instanceof MetadataError && OUTAGE_CODES.has(err.code)) {

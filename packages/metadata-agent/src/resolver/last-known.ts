@@ -109,6 +109,16 @@ export class LastKnownAnswers {
     if (this.#drop(key)) this.#contradicted++;
   }
 
+  /** Whether `identity` is still what is known for `key` (no lookup has contradicted it since). */
+  holds(key: string, identity: InstanceIdentity): boolean {
+    const known = this.#byKey.get(key);
+    return (
+      known !== undefined &&
+      known.identity.portId === identity.portId &&
+      known.identity.instanceId === identity.instanceId
+    );
+  }
+
   /** The answer to serve during an outage, marked with its age; or why there is none. */
   answer(key: string, now: number): InstanceIdentity | StaleRefusal {
     const known = this.#byKey.get(key);

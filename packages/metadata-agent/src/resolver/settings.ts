@@ -27,6 +27,7 @@ export interface ResolverWideSettings {
 export type ResolverWideConfig = Pick<
   ResolverConfig,
   | 'portCacheTtl'
+  | 'portCacheMaxAge'
   | 'portCacheSize'
   | 'negativeCacheTtl'
   | 'serveStaleOnOutage'
@@ -55,11 +56,17 @@ export function lookupSettings(
 export function portCacheOptions(
   c: Pick<
     ResolverConfig,
-    'portCacheTtl' | 'portCacheSize' | 'negativeCacheTtl' | 'serveStaleOnOutage' | 'staleMaxAge'
+    | 'portCacheTtl'
+    | 'portCacheMaxAge'
+    | 'portCacheSize'
+    | 'negativeCacheTtl'
+    | 'serveStaleOnOutage'
+    | 'staleMaxAge'
   >,
 ): CachingResolverOptions {
   return {
     ttlMs: Math.round(c.portCacheTtl * 1000),
+    maxAgeMs: Math.round(c.portCacheMaxAge * 1000),
     negativeTtlMs: Math.round(c.negativeCacheTtl * 1000),
     maxEntries: c.portCacheSize,
     ...(c.serveStaleOnOutage
