@@ -10,18 +10,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type InstanceIdentity, type InstanceResolver, type LookupQuery, MetadataError } from '@nmp/common';
 import { CachingResolver } from '../src/resolver/caching-resolver.js';
-
-const NET = 'net-1';
-const ROUTER = 'router-1';
-const byNetwork = (ip: string): LookupQuery => ({ mode: 'network', id: NET, ip });
-const byRouter = (ip: string): LookupQuery => ({ mode: 'router', id: ROUTER, ip });
-const port = (vm: string, portId: string): InstanceIdentity => ({
-  instanceId: vm,
-  projectId: 'p',
-  cached: false,
-  portId,
-  networkId: NET,
-});
+import { byNetwork, byRouter, NET, port } from './cache-fixtures.js';
 
 /** Answers from `ports` (ip -> identity), "no such port" otherwise; counts the lookups. */
 class World implements InstanceResolver {

@@ -9,18 +9,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type InstanceIdentity, type InstanceResolver, type LookupQuery, MetadataError } from '@nmp/common';
 import { CachingResolver } from '../src/resolver/caching-resolver.js';
+import { byNetwork, byRouter, NET, port } from './cache-fixtures.js';
 
-const NET = 'net-1';
-const ROUTER = 'router-1';
-const byNetwork = (ip: string): LookupQuery => ({ mode: 'network', id: NET, ip });
-const byRouter = (ip: string): LookupQuery => ({ mode: 'router', id: ROUTER, ip });
-const port = (vm: string, portId: string): InstanceIdentity => ({
-  instanceId: vm,
-  projectId: 'p',
-  cached: false,
-  portId,
-  networkId: NET,
-});
 const outage = () => new MetadataError('MDA_ERR_RPC_UNAVAILABLE', { reason: 'no connection to RabbitMQ' });
 const gone = (q: LookupQuery) =>
   new MetadataError('MDA_ERR_PORT_NOT_FOUND', {

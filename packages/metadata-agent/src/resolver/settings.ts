@@ -23,8 +23,8 @@ export interface ResolverWideSettings {
   readonly lookup: LookupSettings;
 }
 
-/** The options resolverWideSettings reads. */
-export type ResolverWideConfig = Pick<
+/** The options portCacheOptions reads. */
+export type PortCacheConfig = Pick<
   ResolverConfig,
   | 'portCacheTtl'
   | 'portCacheMaxAge'
@@ -32,18 +32,20 @@ export type ResolverWideConfig = Pick<
   | 'negativeCacheTtl'
   | 'serveStaleOnOutage'
   | 'staleMaxAge'
-  | 'lookupOutageGrace'
-  | 'routerCacheTtl'
 >;
+
+/** The options lookupSettings reads. */
+export type LookupConfig = Pick<ResolverConfig, 'routerCacheTtl' | 'lookupOutageGrace'>;
+
+/** The options resolverWideSettings reads. */
+export type ResolverWideConfig = PortCacheConfig & LookupConfig;
 
 export function resolverWideSettings(c: ResolverWideConfig): ResolverWideSettings {
   return { cache: portCacheOptions(c), lookup: lookupSettings(c) };
 }
 
 /** The router cache and the outage grace of a PortResolver. */
-export function lookupSettings(
-  c: Pick<ResolverConfig, 'routerCacheTtl' | 'lookupOutageGrace'>,
-): LookupSettings {
+export function lookupSettings(c: LookupConfig): LookupSettings {
   return {
     routerCacheTtlMs: Math.round(c.routerCacheTtl * 1000),
     routerCacheSize: ROUTER_CACHE_SIZE,
@@ -53,17 +55,7 @@ export function lookupSettings(
 }
 
 /** Typed options for CachingResolver from the loaded configuration. */
-export function portCacheOptions(
-  c: Pick<
-    ResolverConfig,
-    | 'portCacheTtl'
-    | 'portCacheMaxAge'
-    | 'portCacheSize'
-    | 'negativeCacheTtl'
-    | 'serveStaleOnOutage'
-    | 'staleMaxAge'
-  >,
-): CachingResolverOptions {
+export function portCacheOptions(c: PortCacheConfig): CachingResolverOptions {
   return {
     ttlMs: Math.round(c.portCacheTtl * 1000),
     maxAgeMs: Math.round(c.portCacheMaxAge * 1000),
