@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { daemonClient } from '@nmp/metadata-proxy-daemon/client';
-import { isProcessAlive, NetnsLab, requireRoot, until } from '@nmp/testkit';
+import { isProcessAlive, logFileLines, NetnsLab, requireRoot, until } from '@nmp/testkit';
 import {
   CLI,
   type InstanceLoad,
@@ -26,23 +26,6 @@ import {
 } from './restart-harness.js';
 
 const NETS = [1, 2, 3, 4].map((n) => `cc21000${n}-0000-4000-8000-00000000002${n}`);
-
-function lines(file: string): Array<Record<string, unknown>> {
-  try {
-    return readFileSync(file, 'utf8')
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => {
-        try {
-          return JSON.parse(l) as Record<string, unknown>;
-        } catch {
-          return {};
-        }
-      });
-  } catch {
-    return [];
-  }
-}
 
 test('the proxy daemon hands over twice under load: every request answered, no POST twice, attachments kept', async (t) => {
   if (!requireRoot(t)) return;
@@ -130,7 +113,7 @@ test('the proxy daemon hands over twice under load: every request answered, no P
   });
   await until(
     'the control socket',
-    () => (lines(log).some((l) => l.msg === 'metadata-proxy-daemon ready') ? true : undefined),
+    () => (logFileLines(log).some((l) => l.msg === 'metadata-proxy-daemon ready') ? true : undefined),
     60_000,
   );
   let loads: InstanceLoad[] = [];
@@ -164,11 +147,12 @@ test('the proxy daemon hands over twice under load: every request answered, no P
       const next = await until(
         'the hand-over',
         () => {
-          const failed = lines(log).find((l) => l.pid === supervisor && l.code === 'NMP_HANDOVER_FAILED');
+          const failed = logFileLines(log).find(
+            (l) => l.pid === supervisor && l.code === 'NMP_HANDOVER_FAILED',
+          );
           if (failed) throw new Error(`hand-over failed: ${JSON.stringify(failed)}`);
-          return lines(log).find((l) => l.pid === supervisor && l.code === 'NMP_HANDED_OVER')?.successor as
-            | number
-            | undefined;
+          return logFileLines(log).find((l) => l.pid === supervisor && l.code === 'NMP_HANDED_OVER')
+            ?.successor as number | undefined;
         },
         60_000,
       );
@@ -180,13 +164,13 @@ test('the proxy daemon hands over twice under load: every request answered, no P
       );
       const at = (pid: number, code: string) =>
         Date.parse(
-          String(lines(log).find((l) => l.pid === pid && (l.code === code || l.msg === code))?.time),
+          String(logFileLines(log).find((l) => l.pid === pid && (l.code === code || l.msg === code))?.time),
         ) - signalled;
       t.diagnostic(
         `hand-over ${round}: ${supervisor} -> ${next}: handed over after ${at(supervisor, 'NMP_HANDED_OVER')} ms, old supervisor stopped after ${at(supervisor, 'stopped')} ms, old worker gone after ${Date.now() - signalled} ms; ${okAll() - before} answered meanwhile`,
       );
       if (process.env.NMP_DEBUG_HANDOVER)
-        for (const l of lines(log))
+        for (const l of logFileLines(log))
           if (l.role === 'supervisor' && Date.parse(String(l.time)) >= signalled)
             t.diagnostic(`${Date.parse(String(l.time)) - signalled} ms ${l.pid} ${l.msg} ${l.code ?? ''}`);
       supervisor = next;

@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { SERVICE_NODE_FLAGS } from '@nmp/common';
-import { isProcessAlive, NetnsLab, requireRoot, sleep, startSocketHolder } from '@nmp/testkit';
+import { isProcessAlive, logFileLines, NetnsLab, requireRoot, sleep, startSocketHolder } from '@nmp/testkit';
 import {
   answeredBetween,
   CLI,
@@ -33,33 +33,13 @@ const NET = 'aa210000-0000-4000-8000-000000000021';
 const VM_IP = '10.121.0.5';
 const INSTANCE = 'bb210000-0000-4000-8000-000000000021';
 
-/** The log lines (JSON) of a log file, those that parse. */
-function logLines(file: string): Array<Record<string, unknown>> {
-  let text = '';
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch {
-    return [];
-  }
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => {
-      try {
-        return JSON.parse(l) as Record<string, unknown>;
-      } catch {
-        return {};
-      }
-    });
-}
-
 /** Wait for `pid`'s hand-over line in `file`; the successor's pid. */
 async function handedOver(file: string, pid: number, timeoutMs = 30_000): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const line = logLines(file).find((l) => l.pid === pid && l.code === 'NMP_HANDED_OVER');
+    const line = logFileLines(file).find((l) => l.pid === pid && l.code === 'NMP_HANDED_OVER');
     if (line) return line.successor as number;
-    const failed = logLines(file).find((l) => l.pid === pid && l.code === 'NMP_HANDOVER_FAILED');
+    const failed = logFileLines(file).find((l) => l.pid === pid && l.code === 'NMP_HANDOVER_FAILED');
     if (failed) throw new Error(`hand-over of ${pid} failed: ${JSON.stringify(failed)}`);
     if (Date.now() > deadline) throw new Error(`no hand-over by ${pid} within ${timeoutMs} ms`);
     await sleep(50);
@@ -206,7 +186,7 @@ test('agent and proxy restarted under load (systemd socket passing, hand-over): 
     t.diagnostic(
       `${w.what}: ${w.to - w.from} ms, ${answeredBetween(summary, w.from, w.to)} answered meanwhile`,
     );
-  const retried = logLines(proxyLog).filter((l) => l.agentRetry !== undefined).length;
+  const retried = logFileLines(proxyLog).filter((l) => l.agentRetry !== undefined).length;
   t.diagnostic(
     `statuses ${JSON.stringify(summary.statuses)}; ${summary.posts.length} POSTs; proxy retries towards the agent ${retried}; client retries of idle connections the proxy closed ${summary.clientRetries}`,
   );

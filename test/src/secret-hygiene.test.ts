@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { parseLogLines } from '@nmp/testkit';
 import { CLI, freePort, ROOT, sleep, spawnCli, tempDir } from './fault-harness.js';
 
 /** The pid of `parent`'s child whose command line matches, or undefined. */
@@ -132,11 +133,7 @@ test('a world-readable secret file is warned about (MDA_CONFIG_WORLD_READABLE, n
     agent.child.kill('SIGTERM');
     await agent.exited;
     assert.ok(!agent.output().includes(secret), 'the secret is in the log');
-    return agent
-      .output()
-      .split('\n')
-      .filter((l) => l.includes('MDA_CONFIG_WORLD_READABLE'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    return parseLogLines(agent.output()).filter((l) => l.code === 'MDA_CONFIG_WORLD_READABLE');
   };
 
   const warned = await start(['--metadata-proxy-shared-secret-file', open]);

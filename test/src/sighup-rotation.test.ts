@@ -13,6 +13,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { signInstanceId } from '@nmp/common';
+import { parseLogLines } from '@nmp/testkit';
 import {
   CLI,
   SAMPLE_INSTANCE,
@@ -228,11 +229,7 @@ test('an invalid file on SIGHUP: one error line, the old secret keeps signing, t
   assert.ok(late.length > 20, `only ${late.length} requests after the failed reload`);
   for (const s of load.sent) assert.equal(nova.signatures.get(s.n), OLD_SIG, `request ${s.n}`);
 
-  const lines = agent
-    .output()
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const lines = parseLogLines(agent.output());
   const errors = lines.filter((l) => l.level === 'error');
   assert.equal(errors.length, 1, JSON.stringify(errors));
   assert.equal(errors[0]!.code, 'MDA_CONFIG_RELOAD_FAILED');

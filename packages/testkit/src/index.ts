@@ -34,7 +34,7 @@ export {
   until,
   waitForConnect,
 } from './chain.js';
-export { captureLogs, type LogCapture } from './logs.js';
+export { captureLogs, type LogCapture, logFileLines, parseLogLines } from './logs.js';
 export {
   HttpGetError,
   isProcessAlive,
