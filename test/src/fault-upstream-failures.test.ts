@@ -9,7 +9,12 @@ import { readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createFakeOpenStack, FAKE_DEFAULTS, type FakePort } from '@nmp/openstack-fakes';
+import {
+  createFakeOpenStack,
+  FAKE_DEFAULTS,
+  type FakePort,
+  fakeNeutronResolverArgs,
+} from '@nmp/openstack-fakes';
 import { request } from 'undici';
 import {
   CLI,
@@ -127,18 +132,7 @@ test('Neutron down or hanging -> 503 through the chain; served again when it is 
     'agent',
     CLI.agent,
     [
-      '--resolver',
-      'neutron',
-      '--neutron-auth-url',
-      openstack.authUrl,
-      '--neutron-username',
-      FAKE_DEFAULTS.username,
-      '--neutron-user-domain-name',
-      FAKE_DEFAULTS.userDomainName,
-      '--neutron-project-name',
-      FAKE_DEFAULTS.projectName,
-      '--neutron-project-domain-name',
-      FAKE_DEFAULTS.projectDomainName,
+      ...fakeNeutronResolverArgs(openstack.authUrl),
       '--neutron-timeout',
       '1',
       '--port-cache-ttl',

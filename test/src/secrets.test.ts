@@ -9,7 +9,12 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
-import { createFakeOpenStack, FAKE_DEFAULTS, type FakePort } from '@nmp/openstack-fakes';
+import {
+  createFakeOpenStack,
+  FAKE_DEFAULTS,
+  type FakePort,
+  fakeNeutronResolverArgs,
+} from '@nmp/openstack-fakes';
 import { request } from 'undici';
 import {
   CLI,
@@ -222,18 +227,7 @@ test('the Keystone password (file or environment, right or wrong) is nowhere to 
       'agent',
       CLI.agent,
       [
-        '--resolver',
-        'neutron',
-        '--neutron-auth-url',
-        openstack.authUrl,
-        '--neutron-username',
-        FAKE_DEFAULTS.username,
-        '--neutron-user-domain-name',
-        FAKE_DEFAULTS.userDomainName,
-        '--neutron-project-name',
-        FAKE_DEFAULTS.projectName,
-        '--neutron-project-domain-name',
-        FAKE_DEFAULTS.projectDomainName,
+        ...fakeNeutronResolverArgs(openstack.authUrl),
         '--metadata-proxy-socket',
         socketPath,
         '--nova-metadata-port',

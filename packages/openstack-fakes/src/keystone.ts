@@ -78,6 +78,27 @@ export const FAKE_DEFAULTS = {
   region: 'RegionOne',
 } as const;
 
+/**
+ * The agent's flags for the neutron resolver against a fake at `authUrl`, logging in as FAKE_DEFAULTS's
+ * user (the password goes in the environment, NMP_NEUTRON__PASSWORD, or a file: never in argv).
+ */
+export function fakeNeutronResolverArgs(authUrl: string): string[] {
+  return [
+    '--resolver',
+    'neutron',
+    '--neutron-auth-url',
+    authUrl,
+    '--neutron-username',
+    FAKE_DEFAULTS.username,
+    '--neutron-user-domain-name',
+    FAKE_DEFAULTS.userDomainName,
+    '--neutron-project-name',
+    FAKE_DEFAULTS.projectName,
+    '--neutron-project-domain-name',
+    FAKE_DEFAULTS.projectDomainName,
+  ];
+}
+
 export class KeystoneError extends Error {
   constructor(
     readonly status: number,
