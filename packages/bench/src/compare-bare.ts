@@ -187,7 +187,8 @@ export interface Target {
 
 export function compareBareTargets(opts: CompareBareOptions, results: BenchResults): Target[] {
   const rows = comparisons(opts, results);
-  const pick = (c: number): Comparison | undefined => rows.find((x) => x.path === 'instance-id' && x.connections === c);
+  const pick = (c: number): Comparison | undefined =>
+    rows.find((x) => x.path === 'instance-id' && x.connections === c);
   const at50 = pick(50);
   const at1 = pick(1);
   const standard = opts.logLevel === 'info' && opts.nodeArgs.length === 0;

@@ -1,5 +1,5 @@
 // The shapes of `npm run bench`'s measurements (run.ts), which compare-bare.ts reports on too, and which
-// bench-results/run-*/results.json holds (read back by --report-from).
+// bench-results/run-<stamp>/results.json holds (read back by --report-from).
 import type { LoadResult, MachineInfo, Memory } from './lib.js';
 
 /** One measured load of a cell: the load worker's result and the CPU the chain's processes used meanwhile. */
