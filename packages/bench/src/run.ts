@@ -7,13 +7,14 @@
 // chain, then the same load sent directly to Nova with the agent's signed headers (the fairer baseline: Nova
 // does the same work, only the two hops are missing), alternating, so that chain/direct comes from the same
 // run. Several runs per cell, medians reported. Afterwards RSS/PSS of each process, the boot storm
-// (boot-storm.ts), the targets of issue 6, and docs/benchmarks.md. --profile adds a CPU
+// (boot-storm.ts, its own process), the targets of issue 6, and docs/benchmarks.md. --profile adds a CPU
 // profile of proxy, agent and Nova under 50-connection load, summarised into docs/profiles/.
 // As root, --netns adds the same load sent from inside an instance network namespace through a
 // qdhcp-style namespace where a second proxy listens on 169.254.169.254:80.
 // --compare-bare (issue 22) measures, instead of the direct baseline and the boot storm, a bare Node chain
-// (bare/: a five-line proxy, a ten-line agent, the same Nova) alternately with ours, and
-// writes only its own section of docs/benchmarks.md (compare-bare.ts).
+// (bare/: a five-line proxy, a ten-line agent, the same Nova) alternately with ours, and writes only its
+// own section of docs/benchmarks.md (compare-bare.ts).
+// Compiled to packages/bench/dist/src/run.js; `npm run bench -- --help` lists the options.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -73,10 +74,10 @@ const USAGE = `usage: npm run bench -- [options]
                        per request that autocannon does; else autocannon, from npm)
   --node-args 'ARGS'   extra node flags for agent and proxy, e.g. '--max-semi-space-size=2' (experiments)
   --no-direct          skip the direct-to-Nova baseline
-  --compare-bare       measure a bare Node chain (packages/bench/src/bare/: proxy -> UNIX socket -> agent -> the
-                       same Nova) alternately with ours, round by round, instead of the direct baseline and
-                       the boot storm; reports req/s, p50/p99, CPU µs per request per process of both and
-                       their ratios, and writes only that section of docs/benchmarks.md
+  --compare-bare       measure a bare Node chain (packages/bench/src/bare/: proxy -> UNIX socket -> agent ->
+                       the same Nova) alternately with ours, round by round, instead of the direct baseline
+                       and the boot storm; reports req/s, p50/p99, CPU µs per request per process of both
+                       and their ratios, and writes only that section of docs/benchmarks.md
   --netns              (root) also load from inside an instance namespace via a qdhcp-style namespace
   --no-boot-storm      skip the boot storm
   --storm-runs N       boot storm runs (default 3)
