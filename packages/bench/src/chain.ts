@@ -46,7 +46,7 @@ export interface BenchChainOptions {
   readonly logLevel?: string;
   /** Extra node flags for agent and proxy, after the services' own (SERVICE_NODE_FLAGS). */
   readonly nodeArgs?: readonly string[];
-  /** A command the agent runs under (e.g. valgrind's, scripts/bench/callgrind.mjs). */
+  /** A command the agent runs under (e.g. valgrind's, callgrind.ts). */
   readonly agentWrap?: readonly string[];
   /** How long each process may take to come up (default 15 s). */
   readonly startTimeoutMs?: number;
@@ -231,8 +231,8 @@ export interface BareChain {
 }
 
 /**
- * The bare chain of `npm run bench -- --compare-bare` (issue 22): scripts/bench/bare/proxy.mjs (TCP) ->
- * its own UNIX socket -> scripts/bench/bare/agent.mjs -> the same Nova as `chain`, with the same secret,
+ * The bare chain of `npm run bench -- --compare-bare` (issue 22): bare/proxy.ts (TCP) ->
+ * its own UNIX socket -> bare/agent.ts -> the same Nova as `chain`, with the same secret,
  * inventory and node flags as ours, so that only the code in the two hops differs.
  */
 export async function startBareChain(options: BareChainOptions): Promise<BareChain> {

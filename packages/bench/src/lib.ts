@@ -14,6 +14,7 @@ import {
 } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   freePort,
   SAMPLE_INSTANCE,
@@ -31,6 +32,8 @@ export type { Service };
 export { freePort, tail, waitForConnect };
 
 export const ROOT = SOURCE_ROOT;
+/** The compiled benchmark programs (packages/bench/dist/src/, where this file runs from). */
+export const BENCH_DIST = fileURLToPath(new URL('.', import.meta.url));
 export const RESULTS_DIR = join(ROOT, 'bench-results');
 export const SAMPLE_DIR = join(ROOT, 'packages/nova-metadata-dev/sample');
 export const NETWORK_ID = SAMPLE_NETWORK;
@@ -39,8 +42,8 @@ export const INSTANCE_A = { uuid: SAMPLE_INSTANCE, projectId: SAMPLE_PROJECT };
 export const CLI = { nova: TESTKIT_CLI.nova, agent: TESTKIT_CLI.agent, proxy: TESTKIT_CLI.proxy };
 /** The bare chain of `npm run bench -- --compare-bare` (issue 22). */
 export const BARE = {
-  proxy: join(ROOT, 'scripts/bench/bare/proxy.mjs'),
-  agent: join(ROOT, 'scripts/bench/bare/agent.mjs'),
+  proxy: join(BENCH_DIST, 'bare/proxy.js'),
+  agent: join(BENCH_DIST, 'bare/agent.js'),
 };
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -187,7 +190,7 @@ export function median(values: readonly unknown[]): number {
 }
 
 /**
- * Run one load in its own process (scripts/bench/load-worker.mjs), optionally wrapped (e.g. `ip netns exec
+ * Run one load in its own process (load-worker.ts), optionally wrapped (e.g. `ip netns exec
  * NS`). `spec`: {url, connections, durationS, headers?, expect?}. Resolves to the worker's JSON result.
  */
 export interface LoadSpec {
@@ -200,7 +203,7 @@ export interface LoadSpec {
   readonly tool?: string;
 }
 
-/** What scripts/bench/load-worker.mjs prints. */
+/** What load-worker.ts prints. */
 export interface LoadResult {
   readonly url: string;
   readonly connections: number;
@@ -226,7 +229,7 @@ export function runLoad(
   spec: LoadSpec,
   { wrap = [], timeoutMs }: { wrap?: readonly string[]; timeoutMs?: number } = {},
 ): Promise<LoadResult> {
-  const worker = join(ROOT, 'scripts/bench/load-worker.mjs');
+  const worker = join(BENCH_DIST, 'load-worker.js');
   const argv = [...wrap, process.execPath, worker, JSON.stringify(spec)];
   const limit = timeoutMs ?? (spec.durationS + 30) * 1000;
   return new Promise((resolve, reject) => {

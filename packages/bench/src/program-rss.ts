@@ -18,9 +18,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { fmt, machineInfo, mdTable, median, memoryOf, ROOT, requireBuilt, sleep } from '@nmp/bench';
 import { SERVICE_NODE_FLAGS } from '@nmp/common';
 import { NetnsLab, OvsdbServer, runCommand, sbOps, VSWITCH_SCHEMA } from '@nmp/testkit';
+import { fmt, machineInfo, mdTable, median, memoryOf, ROOT, requireBuilt, sleep } from './index.js';
 
 const { values } = parseArgs({
   options: {
@@ -42,7 +42,21 @@ requireBuilt();
 
 const trees = [{ name: 'this tree', root: ROOT }];
 if (values.baseline) trees.unshift({ name: 'baseline', root: resolve(values.baseline) });
-const cli = (root, pkg) => join(root, 'packages', pkg, 'dist/src/cli.js');
+const cli = (root: string, pkg: string): string => join(root, 'packages', pkg, 'dist/src/cli.js');
+
+/** VmRSS and VmHWM (KiB) of one command; `code`: its exit status (short commands). */
+interface Reading {
+  rssKb: number | undefined;
+  hwmKb: number | undefined;
+  code?: number | null;
+}
+
+interface Env {
+  sb: OvsdbServer;
+  ovs: OvsdbServer;
+  hooksState: string;
+  dhcp: { lab: NetnsLab; prefix: string; device: string } | undefined;
+}
 
 const work = mkdtempSync(join(tmpdir(), 'nmp-bench-rss-'));
 const PRELOAD = join(work, 'rss-at-exit.mjs');
@@ -53,18 +67,21 @@ writeFileSync(
     "const out = process.env.RSS_PROBE_OUT;\nif (out) process.on('exit', () => writeFileSync(out, readFileSync('/proc/self/status', 'utf8')));\n",
 );
 
-const kb = (status, field) => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(status)?.[1]);
+const kb = (status: string, field: string): number =>
+  Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(status)?.[1]);
 
 /** Run a short command to its end; its VmRSS and VmHWM at exit (KiB). */
-function atExit(script, args) {
+function atExit(script: string, args: string[]): Promise<Reading> {
   const out = join(work, `status-${process.hrtime.bigint()}`);
-  return new Promise((done, fail) => {
+  return new Promise<Reading>((done, fail) => {
     const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, '--import', PRELOAD, script, ...args], {
       env: { ...process.env, RSS_PROBE_OUT: out },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';
-    child.stderr.on('data', (c) => (stderr += c));
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString();
+    });
     child.once('exit', (code) => {
       try {
         const status = readFileSync(out, 'utf8');
@@ -80,7 +97,7 @@ function atExit(script, args) {
 }
 
 /** The provisioner, started against the test databases: its memory 2 s after it says it is running. */
-async function provisionerRunning(root, env) {
+async function provisionerRunning(root: string, env: Env): Promise<Reading> {
   const dir = mkdtempSync(join(work, 'prov-'));
   const args = [
     '--state-path',
@@ -99,8 +116,11 @@ async function provisionerRunning(root, env) {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  child.stdout.on('data', (c) => (output += c));
-  child.stderr.on('data', (c) => (output += c));
+  const collect = (c: Buffer): void => {
+    output += c.toString();
+  };
+  child.stdout.on('data', collect);
+  child.stderr.on('data', collect);
   const exited = new Promise((r) => child.once('exit', r));
   try {
     const deadline = Date.now() + 30_000;
@@ -110,7 +130,7 @@ async function provisionerRunning(root, env) {
       await sleep(50);
     }
     await sleep(2000);
-    const m = memoryOf(child.pid);
+    const m = memoryOf(child.pid!);
     return { rssKb: m.rssKb, hwmKb: m.hwmKb };
   } finally {
     child.kill('SIGTERM');
@@ -119,10 +139,10 @@ async function provisionerRunning(root, env) {
   }
 }
 
-async function databases() {
+async function databases(): Promise<{ sb: OvsdbServer; ovs: OvsdbServer }> {
   const sb = await OvsdbServer.start(undefined);
   const ovs = await OvsdbServer.start(undefined, { schema: VSWITCH_SCHEMA });
-  const vsctl = (args) =>
+  const vsctl = (args: string[]) =>
     runCommand(undefined, 'ovs-vsctl', [`--db=${ovs.unixRemote}`, '--no-wait', ...args]);
   await vsctl(['init']);
   await vsctl(['add-br', 'br-int', '--', 'set', 'Open_vSwitch', '.', 'external_ids:system-id=hv1']);
@@ -152,7 +172,7 @@ async function databases() {
 const DHCP_NETWORK = '11111111-2222-4333-8444-5555555555aa';
 
 /** As root: a namespace named as the hooks expect (prefix + network id) with a veth pair for the DHCP port. */
-async function dhcpNamespace() {
+async function dhcpNamespace(): Promise<Env['dhcp']> {
   if (process.getuid?.() !== 0) return undefined;
   const lab = new NetnsLab();
   const prefix = `${lab.prefix}-q`;
@@ -165,16 +185,17 @@ async function dhcpNamespace() {
 }
 
 /** `dhcp add` (the proxy started) then `dhcp remove`, each to its end, in the benchmark's namespace. */
-async function dhcpAddRemove(root, env) {
+async function dhcpAddRemove(root: string, env: Env): Promise<Reading[]> {
+  const dhcp = env.dhcp!;
   const state = mkdtempSync(join(work, 'dhcp-'));
-  const common = ['--state-path', state, '--dhcp-namespace-prefix', env.dhcp.prefix];
+  const common = ['--state-path', state, '--dhcp-namespace-prefix', dhcp.prefix];
   try {
     const add = await atExit(cli(root, 'metadata-hooks'), [
       'dhcp',
       'add',
       DHCP_NETWORK,
       '--device',
-      env.dhcp.device,
+      dhcp.device,
       ...common,
     ]);
     const remove = await atExit(cli(root, 'metadata-hooks'), ['dhcp', 'remove', DHCP_NETWORK, ...common]);
@@ -186,7 +207,16 @@ async function dhcpAddRemove(root, env) {
   }
 }
 
-const CASES = [
+interface Case {
+  key: string;
+  /** The row's command, or one per row when a case measures several. */
+  what: string | string[];
+  /** Only as root. */
+  root?: boolean;
+  run(root: string, env: Env): Promise<Reading | Reading[]>;
+}
+
+const CASES: Case[] = [
   {
     key: 'prov-version',
     what: 'ovn-metadata-provisioner --version',
@@ -227,7 +257,7 @@ const CASES = [
 
 const started = new Date();
 const load = [readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')];
-const env = {
+const env: Env = {
   ...(await databases()),
   hooksState: mkdtempSync(join(work, 'hooks-')),
   dhcp: await dhcpNamespace(),
@@ -235,15 +265,15 @@ const env = {
 if (!env.dhcp) process.stderr.write('bench:rss: not root, so no metadata-hooks dhcp add/remove\n');
 const cases = CASES.filter((c) => !c.root || env.dhcp);
 /** results[case][tree] = [[{rssKb, hwmKb}] per row of the case] */
-const results = new Map(cases.map((c) => [c.key, trees.map(() => [])]));
+const results = new Map<string, Reading[][][]>(cases.map((c) => [c.key, trees.map(() => [])]));
 try {
   for (let round = 0; round < rounds; round++) {
     for (const c of cases) {
       // Every other round the other tree goes first.
       const order = round % 2 === 0 ? trees.map((_, i) => i) : trees.map((_, i) => i).reverse();
       for (const i of order) {
-        const r = await c.run(trees[i].root, env);
-        results.get(c.key)[i].push(Array.isArray(r) ? r : [r]);
+        const r = await c.run(trees[i]!.root, env);
+        results.get(c.key)![i]!.push(Array.isArray(r) ? r : [r]);
       }
     }
     process.stderr.write(`round ${round + 1}/${rounds} done\n`);
@@ -260,12 +290,12 @@ const header = ['command', ...trees.flatMap((t) => [`${t.name} VmRSS MB`, `${t.n
 if (trees.length === 2) header.push('VmRSS after / before');
 const rows = cases.flatMap((c) =>
   [c.what].flat().map((what, part) => {
-    const per = results.get(c.key).map((runs) => ({
-      rss: median(runs.map((r) => r[part].rssKb)),
-      hwm: median(runs.map((r) => r[part].hwmKb)),
+    const per = results.get(c.key)!.map((runs) => ({
+      rss: median(runs.map((r) => r[part]?.rssKb)),
+      hwm: median(runs.map((r) => r[part]?.hwmKb)),
     }));
     const row = [what, ...per.flatMap((p) => [fmt.mb(p.rss), fmt.mb(p.hwm)])];
-    if (per.length === 2) row.push(fmt.ratio(per[1].rss / per[0].rss));
+    if (per.length === 2) row.push(fmt.ratio(per[1]!.rss / per[0]!.rss));
     return row;
   }),
 );

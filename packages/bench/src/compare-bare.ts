@@ -1,10 +1,23 @@
 // The report of `npm run bench -- --compare-bare` (issue 22): ours against a bare Node chain measured in the
-// same run, round by round (scripts/bench/bare/). What counts on a shared machine are the ratios of the same
+// same run, round by round (bare/). What counts on a shared machine are the ratios of the same
 // round and CPU µs per request per process, not absolute req/s. The section is written between its own
 // markers in docs/benchmarks.md; the rest of the file is left as it is, and a hand-written analysis inside
 // the section (between its own markers) is kept across runs.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { fmt, mdTable, median, textTable } from '@nmp/bench';
+import { fmt, mdTable, median, textTable } from './index.js';
+import type { BenchResults, Cell, CellRun, RunContext } from './run-results.js';
+
+/** The options of `npm run bench` that the comparison reads. */
+export interface CompareBareOptions {
+  readonly paths: readonly string[];
+  readonly connections: readonly number[];
+  readonly logLevel: string;
+  readonly nodeArgs: readonly string[];
+  readonly loadTool?: string;
+  readonly runs: number;
+  readonly durationS: number;
+  readonly warmupS: number;
+}
 
 export const TARGETS_22 = {
   /** proxy CPU per request <= the bare proxy's */
@@ -22,16 +35,42 @@ export const TARGETS_22 = {
 const SECTION = 'bare-chain';
 const ANALYSIS = 'bare-chain-analysis';
 
+/** A round's run, or nothing when the other side has fewer rounds (its ratios are then NaN). */
+type MaybeRun = Partial<CellRun>;
+
 /** Per round, ours ÷ bare of `f(run)`; the median of those ratios. */
-function roundRatio(ours, bare, f) {
-  return median(ours.runs.map((r, i) => f(r) / f(bare.runs[i] ?? {})));
+function roundRatio(ours: Cell, bare: Cell, f: (r: MaybeRun) => unknown): number {
+  return median(ours.runs.map((r, i) => Number(f(r)) / Number(f(bare.runs[i] ?? {}))));
 }
 
-const cpuPerReq = (name) => (r) => (r.cpuS?.[name] / Math.max(1, r.ok + r.non2xx)) * 1e6;
+const cpuPerReq =
+  (name: string) =>
+  (r: MaybeRun): number =>
+    (Number(r.cpuS?.[name]) / Math.max(1, Number(r.ok) + Number(r.non2xx))) * 1e6;
+
+/** Ours and bare of one cell, with the same-round ratios. */
+export interface Comparison {
+  readonly path: string;
+  readonly connections: number;
+  readonly ours: Cell;
+  readonly bare: Cell;
+  readonly rps: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly rounds: number;
+  readonly proxyCpu: number;
+  readonly agentCpu: number;
+}
+
+/** A table: header and rows. */
+interface Table {
+  header: string[];
+  rows: (string | number)[][];
+}
 
 /** Ours and bare of each cell, with the same-round ratios. */
-export function comparisons(opts, results) {
-  const out = [];
+export function comparisons(opts: CompareBareOptions, results: BenchResults): Comparison[] {
+  const out: Comparison[] = [];
   for (const path of opts.paths)
     for (const c of opts.connections) {
       const ours = results.cells[`chain|${path}|${c}`];
@@ -46,21 +85,19 @@ export function comparisons(opts, results) {
         p50: roundRatio(ours, bare, (r) => r.p50),
         p99: roundRatio(ours, bare, (r) => r.p99),
         rounds: ours.runs.length,
+        // CPU: our proxy against the bare proxy of the same round (they are different processes).
+        proxyCpu: median(
+          ours.runs.map((r, i) => cpuPerReq('proxy')(r) / cpuPerReq('bare-proxy')(bare.runs[i] ?? {})),
+        ),
+        agentCpu: median(
+          ours.runs.map((r, i) => cpuPerReq('agent')(r) / cpuPerReq('bare-agent')(bare.runs[i] ?? {})),
+        ),
       });
     }
-  // CPU: our proxy against the bare proxy of the same round (they are different processes).
-  for (const x of out) {
-    x.proxyCpu = median(
-      x.ours.runs.map((r, i) => cpuPerReq('proxy')(r) / cpuPerReq('bare-proxy')(x.bare.runs[i] ?? {})),
-    );
-    x.agentCpu = median(
-      x.ours.runs.map((r, i) => cpuPerReq('agent')(r) / cpuPerReq('bare-agent')(x.bare.runs[i] ?? {})),
-    );
-  }
   return out;
 }
 
-function throughputTable(rows) {
+function throughputTable(rows: Comparison[]): Table {
   return {
     header: [
       'path',
@@ -91,8 +128,8 @@ function throughputTable(rows) {
   };
 }
 
-function cpuTable(rows) {
-  const us = (cell, k) => fmt.int(cell.cpuUsPerReq[k]);
+function cpuTable(rows: Comparison[]): Table {
+  const us = (cell: Cell, k: string): string => fmt.int(cell.cpuUsPerReq[k]);
   return {
     header: [
       'path',
@@ -121,14 +158,14 @@ function cpuTable(rows) {
   };
 }
 
-function memoryTable(memory) {
+function memoryTable(memory: BenchResults['memory']): Table {
   const names = ['proxy', 'agent', 'bare-proxy', 'bare-agent'];
   return {
     header: ['process', 'RSS idle MB', 'RSS after load MB', 'of which anon / file MB', 'peak RSS MB'],
     rows: names
       .filter((n) => memory.afterLoad?.[n])
       .map((n) => {
-        const m = memory.afterLoad[n];
+        const m = memory.afterLoad![n]!;
         return [
           n,
           fmt.mb(memory.idle?.[n]?.rssKb),
@@ -141,16 +178,24 @@ function memoryTable(memory) {
 }
 
 /** The targets of issue 22 against this run. */
-export function compareBareTargets(opts, results) {
+export interface Target {
+  readonly name: string;
+  readonly goal: string;
+  readonly value: string;
+  readonly met: boolean;
+}
+
+export function compareBareTargets(opts: CompareBareOptions, results: BenchResults): Target[] {
   const rows = comparisons(opts, results);
-  const pick = (c) => rows.find((x) => x.path === 'instance-id' && x.connections === c);
+  const pick = (c: number): Comparison | undefined =>
+    rows.find((x) => x.path === 'instance-id' && x.connections === c);
   const at50 = pick(50);
   const at1 = pick(1);
   const standard = opts.logLevel === 'info' && opts.nodeArgs.length === 0;
-  const out = [];
-  const add = (name, goal, value, met) =>
+  const out: Target[] = [];
+  const add = (name: string, goal: string, value: string, met: boolean): number =>
     out.push({ name: standard ? name : `${name} [experiment]`, goal, value, met: met && standard });
-  for (const x of [at1, at50].filter(Boolean)) {
+  for (const x of [at1, at50].filter((c) => c !== undefined)) {
     add(
       `proxy CPU per request, ${x.connections} connection(s), ours ÷ bare`,
       `<= ${TARGETS_22.proxyCpu.toFixed(2)}`,
@@ -184,20 +229,20 @@ export function compareBareTargets(opts, results) {
       'proxy RSS after the load',
       `<= ${TARGETS_22.proxyRssMb} MB`,
       `${fmt.mb(mem.proxy.rssKb)} MB`,
-      mem.proxy.rssKb / 1024 <= TARGETS_22.proxyRssMb,
+      Number(mem.proxy.rssKb) / 1024 <= TARGETS_22.proxyRssMb,
     );
   if (mem.agent)
     add(
       'agent RSS after the load',
       `<= ${TARGETS_22.agentRssMb} MB`,
       `${fmt.mb(mem.agent.rssKb)} MB`,
-      mem.agent.rssKb / 1024 <= TARGETS_22.agentRssMb,
+      Number(mem.agent.rssKb) / 1024 <= TARGETS_22.agentRssMb,
     );
   return out;
 }
 
 /** Plain-text tables for the terminal. */
-export function printCompareBare(opts, results) {
+export function printCompareBare(opts: CompareBareOptions, results: BenchResults): string {
   const rows = comparisons(opts, results);
   const t = throughputTable(rows);
   const c = cpuTable(rows);
@@ -220,7 +265,7 @@ export function printCompareBare(opts, results) {
   ].join('\n');
 }
 
-function keptAnalysis(old) {
+function keptAnalysis(old: string): string {
   const start = old.indexOf(`<!-- ${ANALYSIS}:start`);
   const end = old.indexOf(`<!-- ${ANALYSIS}:end -->`);
   if (start < 0 || end < start) return '_No analysis written yet._';
@@ -228,7 +273,7 @@ function keptAnalysis(old) {
 }
 
 /** The section, markers included. */
-export function compareBareReport(opts, ctx, old = '') {
+export function compareBareReport(opts: CompareBareOptions, ctx: RunContext, old = ''): string {
   const { machine, results, command, date, elapsedS } = ctx;
   const rows = comparisons(opts, results);
   const t = throughputTable(rows);
@@ -245,7 +290,7 @@ export function compareBareReport(opts, ctx, old = '') {
     `- Command: \`${command}\``,
     `- Date: ${date}${Number.isFinite(elapsedS) ? ` (took ${Math.round(elapsedS)} s)` : ''}`,
     `- Machine: ${machine.nproc} cores (${machine.model}), ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}. Shared: load average (1 min) during the cells ${loads.length ? `${Math.min(...loads).toFixed(2)}–${Math.max(...loads).toFixed(2)} (median ${median(loads).toFixed(2)})` : 'n/a'}; other processes used a median ${Math.round(median(others) * 100)}% of a core (at most ${Math.round(Math.max(0, ...others) * 100)}%) while the cells ran.`,
-    `- Ours: ns-metadata-proxy -> UNIX socket -> metadata-agent (inventory resolver, info logging to a file, metrics on) -> nova-metadata-dev. Bare: scripts/bench/bare/proxy.mjs (node:http server, the client's headers plus X-Forwarded-For and the network id, forwarded over an undici Pool on a UNIX socket, the answer piped back) -> scripts/bench/bare/agent.mjs (the port from an in-memory map of the same inventory, HMAC-SHA256 signature, forwarded to the same Nova process over an undici Pool) — no header policy, limits, timers, logging or metrics. Both with the services' node flags; ${opts.loadTool ?? 'wrk'} in its own process, keep-alive.`,
+    `- Ours: ns-metadata-proxy -> UNIX socket -> metadata-agent (inventory resolver, info logging to a file, metrics on) -> nova-metadata-dev. Bare: packages/bench/src/bare/proxy.ts (node:http server, the client's headers plus X-Forwarded-For and the network id, forwarded over an undici Pool on a UNIX socket, the answer piped back) -> packages/bench/src/bare/agent.ts (the port from an in-memory map of the same inventory, HMAC-SHA256 signature, forwarded to the same Nova process over an undici Pool) — no header policy, limits, timers, logging or metrics. Both with the services' node flags; ${opts.loadTool ?? 'wrk'} in its own process, keep-alive.`,
     `- ${rows[0]?.rounds ?? opts.runs} rounds of ${opts.durationS} s per cell after a ${opts.warmupS} s warm-up; within a round ours and bare run one after the other (every other round bare first). Medians over the rounds; a ratio is the median of the ratios of the same round.`,
     '',
     mdTable(
@@ -296,7 +341,7 @@ export function compareBareReport(opts, ctx, old = '') {
 }
 
 /** Put the section into `file`: in place of its last version, else at the end. Nothing else changes. */
-export function writeCompareBareSection(file, opts, ctx) {
+export function writeCompareBareSection(file: string, opts: CompareBareOptions, ctx: RunContext): void {
   let old = '';
   try {
     old = readFileSync(file, 'utf8');

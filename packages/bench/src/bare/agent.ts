@@ -6,17 +6,25 @@
 import { createHmac } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
+import type { Dispatcher } from 'undici';
 import { Pool } from 'undici';
 
-const [socketPath, inventoryFile, novaUrl] = process.argv.slice(2);
-const secret = process.env.NMP_METADATA_PROXY_SHARED_SECRET;
-const ports = new Map();
-for (const p of JSON.parse(readFileSync(inventoryFile, 'utf8')).ports)
+interface Port {
+  network_id: string;
+  device_id: string;
+  project_id: string;
+  fixed_ips: { ip_address: string }[];
+}
+
+const [socketPath = '', inventoryFile = '', novaUrl = ''] = process.argv.slice(2);
+const secret = process.env.NMP_METADATA_PROXY_SHARED_SECRET as string;
+const ports = new Map<string, Port>();
+for (const p of (JSON.parse(readFileSync(inventoryFile, 'utf8')) as { ports: Port[] }).ports)
   for (const ip of p.fixed_ips) ports.set(`${p.network_id} ${ip.ip_address}`, p);
 const nova = new Pool(novaUrl, { connections: 64 });
 rmSync(socketPath, { force: true });
 createServer((req, res) => {
-  const ip = req.headers['x-forwarded-for'].split(',').pop().trim();
+  const ip = String(req.headers['x-forwarded-for']).split(',').pop()!.trim();
   const port = ports.get(`${req.headers['x-neutron-network-id']} ${ip}`);
   if (port === undefined) return res.writeHead(404).end();
   const headers = {
@@ -25,7 +33,7 @@ createServer((req, res) => {
     'x-tenant-id': port.project_id,
     'x-instance-id-signature': createHmac('sha256', secret).update(port.device_id).digest('hex'),
   };
-  nova.request({ method: req.method, path: req.url, headers }).then(
+  nova.request({ method: req.method as Dispatcher.HttpMethod, path: req.url ?? '/', headers }).then(
     (answer) => {
       res.writeHead(answer.statusCode, answer.headers);
       answer.body.pipe(res);

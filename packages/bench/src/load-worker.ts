@@ -6,18 +6,20 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import autocannon from 'autocannon';
+import type { LoadResult, LoadSpec } from './lib.js';
 
-const spec = JSON.parse(process.argv[2] ?? '{}');
-if (!spec.url || !spec.connections || !spec.durationS) {
-  process.stderr.write('usage: load-worker.mjs \'{"url":...,"connections":N,"durationS":S}\'\n');
+const given = JSON.parse(process.argv[2] ?? '{}') as Partial<LoadSpec>;
+if (!given.url || !given.connections || !given.durationS) {
+  process.stderr.write('usage: load-worker.js \'{"url":...,"connections":N,"durationS":S}\'\n');
   process.exit(2);
 }
+const spec = given as LoadSpec;
 if (spec.tool === 'wrk') {
   runWrk(spec);
   process.exit(0);
 }
 
-const latencies = [];
+const latencies: number[] = [];
 let ok = 0;
 let non2xx = 0;
 const cpu0 = process.cpuUsage();
@@ -36,16 +38,16 @@ const instance = autocannon(
   (err, result) => {
     const elapsedS = Number(process.hrtime.bigint() - t0) / 1e9;
     if (err) {
-      process.stderr.write(`autocannon: ${err.stack ?? err}\n`);
+      process.stderr.write(`autocannon: ${err.stack ?? String(err)}\n`);
       process.exit(1);
     }
     const cpu = process.cpuUsage(cpu0);
     const sorted = Float64Array.from(latencies).sort();
-    const pct = (p) =>
+    const pct = (p: number): number | null =>
       sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
     let sum = 0;
     for (const v of sorted) sum += v;
-    const out = {
+    const out: LoadResult = {
       url: spec.url,
       connections: spec.connections,
       tool: 'autocannon',
@@ -61,7 +63,7 @@ const instance = autocannon(
       p50: pct(0.5),
       p90: pct(0.9),
       p99: pct(0.99),
-      max: sorted.length ? sorted[sorted.length - 1] : null,
+      max: sorted.length ? sorted[sorted.length - 1]! : null,
       mean: sorted.length ? sum / sorted.length : null,
       loadgenCpuS: (cpu.user + cpu.system) / 1e6,
     };
@@ -82,7 +84,7 @@ instance.on('response', (_client, statusCode, _bytes, responseTime) => {
  * wrk with one thread (the chain has the other core's worth of work to do), a Lua script that checks
  * every answer (status 200 and, if given, the exact body) and prints the summary as JSON.
  */
-function runWrk(spec) {
+function runWrk(spec: LoadSpec): void {
   const script = `
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
@@ -128,12 +130,12 @@ end
     );
     process.exit(1);
   }
-  const w = JSON.parse(line.slice('WRKJSON '.length));
+  const w = JSON.parse(line.slice('WRKJSON '.length)) as WrkSummary;
   // wrk has been waited for: its CPU time is in this process's cutime/cstime (fields 16 and 17).
-  const stat = readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ');
+  const stat = (readFileSync('/proc/self/stat', 'utf8').split(') ')[1] ?? '').split(' ');
   const childCpuS = (Number(stat[13]) + Number(stat[14])) / 100;
   const durationS = w.durationUs / 1e6;
-  const out = {
+  const out: LoadResult = {
     url: spec.url,
     connections: spec.connections,
     tool: 'wrk',
@@ -154,4 +156,21 @@ end
     loadgenCpuS: childCpuS,
   };
   process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+/** The JSON line the Lua script above prints (wrk's figures: microseconds). */
+interface WrkSummary {
+  ok: number;
+  non2xx: number;
+  mismatches: number;
+  durationUs: number;
+  connect: number;
+  read: number;
+  write: number;
+  timeout: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+  mean: number;
 }

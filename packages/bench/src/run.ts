@@ -7,22 +7,39 @@
 // chain, then the same load sent directly to Nova with the agent's signed headers (the fairer baseline: Nova
 // does the same work, only the two hops are missing), alternating, so that chain/direct comes from the same
 // run. Several runs per cell, medians reported. Afterwards RSS/PSS of each process, the boot storm
-// (scripts/bench/boot-storm.mjs), the targets of issue 6, and docs/benchmarks.md. --profile adds a CPU
+// (boot-storm.ts, its own process), the targets of issue 6, and docs/benchmarks.md. --profile adds a CPU
 // profile of proxy, agent and Nova under 50-connection load, summarised into docs/profiles/.
 // As root, --netns adds the same load sent from inside an instance network namespace through a
 // qdhcp-style namespace where a second proxy listens on 169.254.169.254:80.
 // --compare-bare (issue 22) measures, instead of the direct baseline and the boot storm, a bare Node chain
-// (scripts/bench/bare/: a five-line proxy, a ten-line agent, the same Nova) alternately with ours, and
-// writes only its own section of docs/benchmarks.md (scripts/bench/compare-bare.mjs).
+// (bare/: a five-line proxy, a ten-line agent, the same Nova) alternately with ours, and writes only its
+// own section of docs/benchmarks.md (compare-bare.ts).
+// Compiled to packages/bench/dist/src/run.js; `npm run bench -- --help` lists the options.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { SERVICE_NODE_FLAGS, signInstanceId } from '@nmp/common';
 import {
+  type CompareBareOptions,
+  type Target as CompareBareTarget,
+  compareBareTargets,
+  printCompareBare,
+  writeCompareBareSection,
+} from './compare-bare.js';
+import { type ProfileSummary, summariseProfileFile } from './cpuprofile-summary.js';
+import {
+  type BareChain,
+  BENCH_DIST,
+  type BenchChain,
   cpuTimesOf,
   fmt,
   INSTANCE_A,
+  type LoadResult,
+  type LoadSpec,
+  type MachineInfo,
+  type Memory,
   machineBusySeconds,
   machineInfo,
   mdTable,
@@ -34,16 +51,15 @@ import {
   resultsDir,
   runLoad,
   SAMPLE_DIR,
+  type Service,
   stamp,
   startBareChain,
   startChain,
   textTable,
   trimLogs,
   waitForQuiet,
-} from '@nmp/bench';
-import { SERVICE_NODE_FLAGS, signInstanceId } from '@nmp/common';
-import { compareBareTargets, printCompareBare, writeCompareBareSection } from './compare-bare.mjs';
-import { summariseProfileFile } from './cpuprofile-summary.mjs';
+} from './index.js';
+import type { BenchResults, Cell, CellRun, RawCell } from './run-results.js';
 
 const USAGE = `usage: npm run bench -- [options]
 
@@ -58,10 +74,10 @@ const USAGE = `usage: npm run bench -- [options]
                        per request that autocannon does; else autocannon, from npm)
   --node-args 'ARGS'   extra node flags for agent and proxy, e.g. '--max-semi-space-size=2' (experiments)
   --no-direct          skip the direct-to-Nova baseline
-  --compare-bare       measure a bare Node chain (scripts/bench/bare/: proxy -> UNIX socket -> agent -> the
-                       same Nova) alternately with ours, round by round, instead of the direct baseline and
-                       the boot storm; reports req/s, p50/p99, CPU µs per request per process of both and
-                       their ratios, and writes only that section of docs/benchmarks.md
+  --compare-bare       measure a bare Node chain (packages/bench/src/bare/: proxy -> UNIX socket -> agent ->
+                       the same Nova) alternately with ours, round by round, instead of the direct baseline
+                       and the boot storm; reports req/s, p50/p99, CPU µs per request per process of both
+                       and their ratios, and writes only that section of docs/benchmarks.md
   --netns              (root) also load from inside an instance namespace via a qdhcp-style namespace
   --no-boot-storm      skip the boot storm
   --storm-runs N       boot storm runs (default 3)
@@ -77,13 +93,14 @@ const USAGE = `usage: npm run bench -- [options]
                        the Analysis section, or when the report's layout changed)
 `;
 
-const PATHS = {
+const PATHS: Record<string, string> = {
   'instance-id': '/latest/meta-data/instance-id',
   'meta_data.json': '/openstack/latest/meta_data.json',
 };
+const pathOf = (name: string): string => PATHS[name] ?? '';
 
 /** What instance A's answer looks like (chain and direct must also agree byte for byte). */
-const EXPECT = {
+const EXPECT: Record<string, (body: string) => boolean> = {
   'instance-id': (body) => /^i-[0-9a-f]{8,}$/.test(body),
   'meta_data.json': (body) => body.includes(`"uuid": "${INSTANCE_A.uuid}"`),
 };
@@ -97,7 +114,95 @@ const TARGETS = {
   proxyRssMb: 70,
 };
 
-function parseOptions() {
+/** The options of a run (parseOptions). */
+interface Options extends CompareBareOptions {
+  readonly runs: number;
+  readonly durationS: number;
+  readonly warmupS: number;
+  readonly quietS: number;
+  readonly logLevel: string;
+  readonly nodeArgs: string[];
+  readonly loadTool: string;
+  readonly connections: number[];
+  readonly paths: string[];
+  readonly direct: boolean;
+  readonly compareBare: boolean;
+  readonly netns: boolean;
+  readonly bootStorm: boolean;
+  readonly stormRuns: number;
+  readonly stormInstances: number;
+  readonly profile: boolean;
+  readonly benchmark: boolean;
+  readonly profileDurationS: number;
+  readonly profileDir: string;
+  readonly out: string;
+  readonly write: boolean;
+  readonly reportFrom: string | undefined;
+}
+
+/** What boot-storm.ts --json prints (the fields the report reads). */
+interface StormSummary {
+  readonly instances: number;
+  readonly sequence: string[];
+  readonly neutronLatencyMs: number;
+  readonly runs: {
+    readonly seconds: number;
+    readonly requests: number;
+    readonly failed: number;
+    readonly neutron: { readonly portLookups: number; readonly tokenRequests: number };
+    readonly p50: number | null;
+    readonly p99: number | null;
+  }[];
+  readonly medianSeconds: number;
+  readonly maxLookupsPerInstance: number;
+  readonly allOk: boolean;
+}
+
+/** The --profile part of a run. */
+interface ProfileRun {
+  readonly dir: string;
+  readonly rps: number;
+  readonly summaries: Record<string, { summary: ProfileSummary; markdown: string }>;
+}
+
+/** A target of issue 6 against a run. */
+interface RunTarget {
+  readonly name: string;
+  readonly target: string;
+  readonly value: string;
+  readonly met: boolean;
+}
+
+interface Table {
+  header: string[];
+  rows: (string | number)[][];
+}
+
+interface ReportContext {
+  readonly machine: MachineInfo;
+  readonly results: BenchResults;
+  readonly storm?: StormSummary | undefined;
+  readonly targets: RunTarget[];
+  readonly prof?: ProfileRun | undefined;
+  readonly command: string;
+  readonly date: string;
+  readonly elapsedS: number;
+}
+
+/** bench-results/run-<stamp>/results.json, read back by --report-from. */
+interface SavedRun {
+  readonly opts: Options;
+  readonly machine: MachineInfo;
+  readonly date: string;
+  readonly command?: string;
+  readonly elapsedS?: number;
+  readonly results: BenchResults;
+  readonly storm?: StormSummary;
+  readonly targets: (RunTarget | CompareBareTarget)[];
+  readonly prof?: ProfileRun;
+}
+
+function parseOptions(): Options {
   const { values } = parseArgs({
     options: {
       runs: { type: 'string', default: '3' },
@@ -129,7 +234,15 @@ function parseOptions() {
     process.stdout.write(USAGE);
     process.exit(0);
   }
-  const num = (name, min, max) => {
+  type NumberOption =
+    | 'runs'
+    | 'duration'
+    | 'warmup'
+    | 'quiet-wait'
+    | 'storm-runs'
+    | 'storm-instances'
+    | 'profile-duration';
+  const num = (name: NumberOption, min: number, max: number): number => {
     const n = Number(values[name]);
     if (!Number.isFinite(n) || n < min || n > max) usage(`--${name} must be a number in ${min}..${max}`);
     return n;
@@ -171,31 +284,36 @@ function parseOptions() {
   };
 }
 
-function haveWrk() {
+function haveWrk(): boolean {
   return spawnSync('wrk', ['--version'], { stdio: 'ignore' }).error === undefined;
 }
 
 /** What the report says about the load generator. */
-function loadToolText(tool) {
+function loadToolText(tool: string): string {
   if (tool !== 'wrk') return 'autocannon 8 in its own process';
   const v = spawnSync('wrk', ['--version'], { encoding: 'utf8' });
   const version = /wrk (\S+)/.exec(`${v.stdout}${v.stderr}`)?.[1] ?? '';
   return `wrk ${version} (one thread, a Lua script checking every answer)`;
 }
 
-function usage(msg) {
+function usage(msg: string): never {
   process.stderr.write(`bench: ${msg}\n\n${USAGE}`);
   process.exit(2);
 }
 
-const log = (msg) => process.stderr.write(`${msg}\n`);
+const log = (msg: string): void => {
+  process.stderr.write(`${msg}\n`);
+};
 
 /** One GET with a fresh connection; resolves to {status, body}. */
-function get(url, { headers = {}, localAddress } = {}) {
+function get(
+  url: string,
+  { headers = {}, localAddress }: { headers?: Record<string, string>; localAddress?: string } = {},
+): Promise<{ status: number | undefined; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { agent: false, headers, ...(localAddress ? { localAddress } : {}) }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString('utf8') }));
       res.on('error', reject);
     });
@@ -206,11 +324,19 @@ function get(url, { headers = {}, localAddress } = {}) {
 }
 
 /** The sample inventory, with one more address of instance A for the instance namespace (--netns). */
-function writeInventory(dir) {
-  const inv = JSON.parse(readFileSync(join(SAMPLE_DIR, 'inventory.json'), 'utf8'));
+interface InventoryPort {
+  device_id: string;
+  network_id: string;
+  fixed_ips: { subnet_id?: string; ip_address: string }[];
+}
+
+function writeInventory(dir: string): string {
+  const inv = JSON.parse(readFileSync(join(SAMPLE_DIR, 'inventory.json'), 'utf8')) as {
+    ports: InventoryPort[];
+  };
   const portA = inv.ports.find((p) => p.device_id === INSTANCE_A.uuid && p.network_id === NETWORK_ID);
   if (!portA) throw new Error('sample inventory: no port of instance A on the sample network');
-  portA.fixed_ips.push({ subnet_id: portA.fixed_ips[0].subnet_id, ip_address: NETNS.vmIp });
+  portA.fixed_ips.push({ subnet_id: portA.fixed_ips[0]?.subnet_id, ip_address: NETNS.vmIp });
   const file = join(dir, 'inventory.json');
   writeFileSync(file, JSON.stringify(inv, null, 2));
   return file;
@@ -218,7 +344,7 @@ function writeInventory(dir) {
 
 const NETNS = { dhcpIp: '10.247.0.2', vmIp: '10.247.0.5', metadataIp: '169.254.169.254' };
 
-function directHeaders(secret) {
+function directHeaders(secret: string): Record<string, string> {
   return {
     'X-Instance-ID': INSTANCE_A.uuid,
     'X-Tenant-ID': INSTANCE_A.projectId,
@@ -228,20 +354,24 @@ function directHeaders(secret) {
 }
 
 /** Check that chain, direct and bare answer correctly and identically before measuring anything. */
-async function precheck(chain, opts, bare) {
-  const expected = {};
+async function precheck(
+  chain: BenchChain,
+  opts: Options,
+  bare: BareChain | undefined,
+): Promise<Record<string, string>> {
+  const expected: Record<string, string> = {};
   for (const name of opts.paths) {
-    const viaChain = await get(chain.proxyUrl + PATHS[name]);
+    const viaChain = await get(`${chain.proxyUrl}${pathOf(name)}`);
     if (viaChain.status !== 200) throw new Error(`chain ${name}: HTTP ${viaChain.status}: ${viaChain.body}`);
-    if (!EXPECT[name](viaChain.body))
+    if (!EXPECT[name]?.(viaChain.body))
       throw new Error(`chain ${name}: answer is not about instance A: ${viaChain.body.slice(0, 200)}`);
     if (bare) {
-      const viaBare = await get(bare.proxyUrl + PATHS[name]);
+      const viaBare = await get(bare.proxyUrl + pathOf(name));
       if (viaBare.status !== 200) throw new Error(`bare ${name}: HTTP ${viaBare.status}: ${viaBare.body}`);
       if (viaBare.body !== viaChain.body) throw new Error(`${name}: chain and bare chain answers differ`);
     }
     if (opts.direct) {
-      const direct = await get(chain.novaUrl + PATHS[name], { headers: directHeaders(chain.secret) });
+      const direct = await get(chain.novaUrl + pathOf(name), { headers: directHeaders(chain.secret) });
       if (direct.status !== 200) throw new Error(`direct ${name}: HTTP ${direct.status}: ${direct.body}`);
       if (direct.body !== viaChain.body) throw new Error(`${name}: chain and direct answers differ`);
     }
@@ -251,28 +381,41 @@ async function precheck(chain, opts, bare) {
 }
 
 /** Measure one cell: the load in its own process, CPU seconds of each server process around it. */
-async function measure(label, spec, procs, loadOptions, quietS = 0) {
+async function measure(
+  label: string,
+  spec: LoadSpec,
+  procs: readonly Service[],
+  loadOptions: { wrap?: readonly string[] },
+  quietS = 0,
+): Promise<CellRun> {
   const waited = quietS > 0 ? await waitForQuiet(quietS) : 0;
   if (waited > 1) log(`  (waited ${Math.round(waited)} s for the machine to be quiet)`);
   const before = procs.map((p) => cpuTimesOf(p.pid));
   const busy0 = machineBusySeconds();
-  const r = await runLoad(spec, loadOptions);
+  const load: LoadResult = await runLoad(spec, loadOptions);
   const busy1 = machineBusySeconds();
   const after = procs.map((p) => cpuTimesOf(p.pid));
   for (const p of procs) {
     const why = p.alive();
     if (why !== true) throw new Error(`${p.name} stopped during "${label}" (not by us): ${why}`);
   }
-  r.cpuS = Object.fromEntries(
-    procs.map((p, i) => [p.name, after[i].user + after[i].sys - before[i].user - before[i].sys]),
+  const cpuS: Record<string, number> = Object.fromEntries(
+    procs.map((p, i) => [p.name, after[i]!.user + after[i]!.sys - before[i]!.user - before[i]!.sys]),
   );
-  r.sysS = Object.fromEntries(procs.map((p, i) => [p.name, after[i].sys - before[i].sys]));
+  const sysS: Record<string, number> = Object.fromEntries(
+    procs.map((p, i) => [p.name, after[i]!.sys - before[i]!.sys]),
+  );
   // CPU that neither the chain nor the load generator used while the cell ran: other work on the machine
   // (a busy neighbour skews the figures; the report shows it). Node start-up of the worker counts here too.
-  const ours = Object.values(r.cpuS).reduce((a, b) => a + b, 0) + r.loadgenCpuS;
-  r.otherCpuShare = Math.max(0, (busy1 - busy0 - ours) / r.elapsedS);
-  r.waitedForQuietS = waited;
-  r.loadavg = loadAverage();
+  const ours = Object.values(cpuS).reduce((a, b) => a + b, 0) + load.loadgenCpuS;
+  const r: CellRun = {
+    ...load,
+    cpuS,
+    sysS,
+    otherCpuShare: Math.max(0, (busy1 - busy0 - ours) / load.elapsedS),
+    waitedForQuietS: waited,
+    loadavg: loadAverage(),
+  };
   const bad = r.non2xx + r.errors + r.timeouts + r.mismatches;
   log(
     `  ${label.padEnd(34)} ${fmt.int(r.rps).padStart(7)} req/s  p50 ${fmt.ms(r.p50).padStart(6)} ms  p99 ${fmt
@@ -287,7 +430,7 @@ async function measure(label, spec, procs, loadOptions, quietS = 0) {
 }
 
 /** The 1-minute load average (how busy the machine was; the report says so). */
-function loadAverage() {
+function loadAverage(): number {
   try {
     return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
   } catch {
@@ -295,7 +438,7 @@ function loadAverage() {
   }
 }
 
-function summariseCell(runs) {
+function summariseCell(runs: CellRun[]): Omit<Cell, 'target' | 'path' | 'connections'> {
   return {
     runs,
     rps: median(runs.map((r) => r.rps)),
@@ -307,20 +450,20 @@ function summariseCell(runs) {
     cpuUsPerReq: Object.fromEntries(
       Object.keys(runs[0]?.cpuS ?? {}).map((k) => [
         k,
-        median(runs.map((r) => (r.cpuS[k] / Math.max(1, r.ok + r.non2xx)) * 1e6)),
+        median(runs.map((r) => (Number(r.cpuS[k]) / Math.max(1, r.ok + r.non2xx)) * 1e6)),
       ]),
     ),
     sysUsPerReq: Object.fromEntries(
       Object.keys(runs[0]?.sysS ?? {}).map((k) => [
         k,
-        median(runs.map((r) => (r.sysS[k] / Math.max(1, r.ok + r.non2xx)) * 1e6)),
+        median(runs.map((r) => (Number(r.sysS[k]) / Math.max(1, r.ok + r.non2xx)) * 1e6)),
       ]),
     ),
     loadgenUsPerReq: median(runs.map((r) => (r.loadgenCpuS / Math.max(1, r.ok + r.non2xx)) * 1e6)),
   };
 }
 
-async function benchmark(opts, runDir) {
+async function benchmark(opts: Options, runDir: string): Promise<BenchResults> {
   const inventory = writeInventory(runDir);
   const chain = await startChain({
     logDir: runDir,
@@ -328,28 +471,34 @@ async function benchmark(opts, runDir) {
     logLevel: opts.logLevel,
     nodeArgs: opts.nodeArgs,
   });
-  const results = { cells: {}, memory: {} };
-  const put = (target, path, conns, r) => {
+  const raw: Record<string, RawCell> = {};
+  const memory: BenchResults['memory'] = {};
+  const put: Put = (target, path, conns, r) => {
     const key = `${target}|${path}|${conns}`;
-    results.cells[key] ??= { target, path, connections: conns, runs: [] };
-    results.cells[key].runs.push(r);
+    const cell = raw[key] ?? { target, path, connections: conns, runs: [] };
+    raw[key] = cell;
+    cell.runs.push(r);
   };
-  const procs = [chain.proxy, chain.agent, chain.nova];
-  let bare;
+  const procs = [chain.proxy!, chain.agent, chain.nova];
+  let bare: BareChain | undefined;
   try {
     if (opts.compareBare) {
       bare = await startBareChain({ chain, inventoryFile: inventory, nodeArgs: opts.nodeArgs });
       procs.push(bare.proxy, bare.agent);
     }
     const expected = await precheck(chain, opts, bare);
-    results.memory.idle = memoryAll(procs);
-    const url = { chain: chain.proxyUrl, direct: chain.novaUrl, bare: bare?.proxyUrl };
-    const spec = (target, name, connections, durationS) => ({
-      url: url[target] + PATHS[name],
+    memory.idle = memoryAll(procs);
+    const url: Record<string, string | undefined> = {
+      chain: chain.proxyUrl,
+      direct: chain.novaUrl,
+      bare: bare?.proxyUrl,
+    };
+    const spec = (target: string, name: string, connections: number, durationS: number): LoadSpec => ({
+      url: `${url[target]}${pathOf(name)}`,
       connections,
       durationS,
       headers: target === 'direct' ? directHeaders(chain.secret) : {},
-      expectBody: expected[name],
+      expectBody: expected[name]!,
       tool: opts.loadTool,
     });
     const targets = ['chain', ...(opts.direct ? ['direct'] : []), ...(bare ? ['bare'] : [])];
@@ -378,18 +527,21 @@ async function benchmark(opts, runDir) {
               ),
             );
     }
-    results.memory.afterLoad = memoryAll(procs);
+    const afterLoad = memoryAll(procs);
+    memory.afterLoad = afterLoad;
 
     if (opts.netns) {
       const mem = await netnsCells(opts, chain, expected, put);
-      if (mem) results.memory.afterLoad['proxy (netns)'] = mem;
+      if (mem) afterLoad['proxy (netns)'] = mem;
     }
   } finally {
     await bare?.stop();
     await chain.stop();
     trimLogs(runDir);
   }
-  for (const cell of Object.values(results.cells)) Object.assign(cell, summariseCell(cell.runs));
+  const cells: Record<string, Cell> = {};
+  for (const [key, cell] of Object.entries(raw)) cells[key] = { ...cell, ...summariseCell(cell.runs) };
+  const results: BenchResults = { cells, memory };
   // chain/direct per run (same run, same conditions), then the median of those ratios.
   for (const cell of Object.values(results.cells)) {
     if (cell.target !== 'chain') continue;
@@ -400,11 +552,18 @@ async function benchmark(opts, runDir) {
   return results;
 }
 
-function memoryAll(procs) {
+type Put = (target: string, path: string, connections: number, run: CellRun) => void;
+
+function memoryAll(procs: readonly Service[]): Record<string, Memory> {
   return Object.fromEntries(procs.map((p) => [p.name, memoryOf(p.pid)]));
 }
 
-async function netnsCells(opts, chain, expected, put) {
+async function netnsCells(
+  opts: Options,
+  chain: BenchChain,
+  expected: Record<string, string>,
+  put: Put,
+): Promise<Memory | undefined> {
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
     log('--netns needs root; skipped');
     return undefined;
@@ -432,16 +591,17 @@ async function netnsCells(opts, chain, expected, put) {
     });
     lab.defer(() => px.proc.stop());
     await lab.waitForListen(dhcp, 80);
-    const check = await lab.httpGet(vm, `http://${NETNS.metadataIp}${PATHS[opts.paths[0]]}`);
-    if (check.status !== 200 || check.text !== expected[opts.paths[0]])
+    const first = opts.paths[0] ?? '';
+    const check = await lab.httpGet(vm, `http://${NETNS.metadataIp}${pathOf(first)}`);
+    if (check.status !== 200 || check.text !== expected[first])
       throw new Error(`netns check: HTTP ${check.status}: ${check.text}`);
     const wrap = ['ip', 'netns', 'exec', vm];
     const procs = [px.proc, chain.agent, chain.nova];
-    const spec = (name, connections, durationS) => ({
-      url: `http://${NETNS.metadataIp}${PATHS[name]}`,
+    const spec = (name: string, connections: number, durationS: number): LoadSpec => ({
+      url: `http://${NETNS.metadataIp}${pathOf(name)}`,
       connections,
       durationS,
-      expectBody: expected[name],
+      expectBody: expected[name]!,
       tool: opts.loadTool,
     });
     if (opts.warmupS > 0)
@@ -470,12 +630,12 @@ async function netnsCells(opts, chain, expected, put) {
 }
 
 /** The boot storm in its own process (it starts its own chain); resolves to its JSON summary. */
-function bootStorm(opts) {
+function bootStorm(opts: Options): Promise<StormSummary> {
   return new Promise((resolve, reject) => {
     const child = spawn(
       process.execPath,
       [
-        join(ROOT, 'scripts/bench/boot-storm.mjs'),
+        join(BENCH_DIST, 'boot-storm.js'),
         '--json',
         '--runs',
         String(opts.stormRuns),
@@ -485,22 +645,22 @@ function bootStorm(opts) {
       { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
     );
     let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
     });
     child.once('error', reject);
     child.once('close', (code) => {
       try {
         if (code !== 0) throw new Error(`exit ${code}`);
-        resolve(JSON.parse(out.trim().split('\n').pop()));
+        resolve(JSON.parse(out.trim().split('\n').pop() ?? '') as StormSummary);
       } catch (e) {
-        reject(new Error(`boot storm failed (${e.message})`));
+        reject(new Error(`boot storm failed (${(e as Error).message})`));
       }
     });
   });
 }
 
-async function profile(opts, runDir) {
+async function profile(opts: Options, runDir: string): Promise<ProfileRun> {
   const profDir = join(runDir, 'profiles');
   mkdirSync(profDir, { recursive: true });
   const chain = await startChain({
@@ -509,7 +669,7 @@ async function profile(opts, runDir) {
     logLevel: opts.logLevel,
     nodeArgs: opts.nodeArgs,
   });
-  let bare;
+  let bare: BareChain | undefined;
   try {
     if (opts.compareBare)
       bare = await startBareChain({
@@ -518,21 +678,23 @@ async function profile(opts, runDir) {
         nodeArgs: opts.nodeArgs,
         cpuProf: profDir,
       });
-    const body = (await get(chain.proxyUrl + PATHS['instance-id'])).body;
-    if (!EXPECT['instance-id'](body)) throw new Error(`profile chain: unexpected answer ${body}`);
-    const loads = [['chain', chain.proxyUrl, [chain.proxy, chain.agent, chain.nova]]];
+    const body = (await get(`${chain.proxyUrl}${pathOf('instance-id')}`)).body;
+    if (!EXPECT['instance-id']?.(body)) throw new Error(`profile chain: unexpected answer ${body}`);
+    const loads: [string, string, Service[]][] = [
+      ['chain', chain.proxyUrl!, [chain.proxy!, chain.agent, chain.nova]],
+    ];
     if (bare) {
-      const viaBare = (await get(bare.proxyUrl + PATHS['instance-id'])).body;
+      const viaBare = (await get(bare.proxyUrl + pathOf('instance-id'))).body;
       if (viaBare !== body) throw new Error(`profile bare chain: unexpected answer ${viaBare}`);
       loads.push(['bare', bare.proxyUrl, [bare.proxy, bare.agent, chain.nova]]);
     }
-    const rps = {};
+    const rps: Record<string, number> = {};
     for (const [target, url, procs] of loads) {
       log(
         `profiling ${target}: 50 connections, instance-id, ${opts.profileDurationS} s (after a 2 s warm-up)`,
       );
       const spec = {
-        url: url + PATHS['instance-id'],
+        url: url + pathOf('instance-id'),
         connections: 50,
         expectBody: body,
         tool: opts.loadTool,
@@ -549,7 +711,7 @@ async function profile(opts, runDir) {
     }
     await bare?.stop();
     await chain.stop();
-    const summaries = {};
+    const summaries: Record<string, { summary: ProfileSummary; markdown: string }> = {};
     const names = ['proxy', 'agent', 'nova', ...(bare ? ['bare-proxy', 'bare-agent'] : [])];
     for (const name of names) {
       const file = join(profDir, `${name}.cpuprofile`);
@@ -561,23 +723,24 @@ async function profile(opts, runDir) {
       const what =
         name === 'nova' && bare
           ? `both loads (ours, then the bare chain's), ${fmt.int(rps.chain)} and ${fmt.int(rps.bare)} req/s while profiled`
-          : `${target === 'bare' ? 'the bare chain (scripts/bench/bare/)' : 'chain'} instance-id, 50 connections, ${opts.profileDurationS} s, ${fmt.int(rps[target])} req/s while profiled`;
-      summaries[name] = summariseProfileFile(file, {
+          : `${target === 'bare' ? 'the bare chain (packages/bench/src/bare/)' : 'chain'} instance-id, 50 connections, ${opts.profileDurationS} s, ${fmt.int(rps[target])} req/s while profiled`;
+      const summary = summariseProfileFile(file, {
         title: `${name}: CPU profile under 50-connection load`,
         context: `\`npm run bench -- --profile${bare ? ' --compare-bare' : ''}\`, ${new Date().toISOString().slice(0, 10)}: ${what} (profiling slows it down); node ${process.version}.`,
         foldedFile: join(profDir, `${name}.folded`),
         svgFile: join(profDir, `${name}.svg`),
       });
+      summaries[name] = summary;
       if (opts.write) {
         mkdirSync(opts.profileDir, { recursive: true });
         const mdFile = join(opts.profileDir, `${name}.md`);
-        writeFileSync(mdFile, summaries[name].markdown);
+        writeFileSync(mdFile, summary.markdown);
         log(`wrote ${relative(ROOT, mdFile)} (flame graph: ${relative(ROOT, join(profDir, `${name}.svg`))})`);
       } else {
-        process.stdout.write(`${summaries[name].markdown}\n`);
+        process.stdout.write(`${summary.markdown}\n`);
       }
     }
-    return { dir: relative(ROOT, profDir), rps: rps.chain, summaries };
+    return { dir: relative(ROOT, profDir), rps: rps.chain ?? Number.NaN, summaries };
   } finally {
     await bare?.stop();
     await chain.stop();
@@ -585,8 +748,8 @@ async function profile(opts, runDir) {
   }
 }
 
-function printTables(opts, results) {
-  const rows = [];
+function printTables(opts: Options, results: BenchResults): Table {
+  const rows: (string | number)[][] = [];
   for (const name of opts.paths)
     for (const c of opts.connections) {
       const ch = results.cells[`chain|${name}|${c}`];
@@ -621,8 +784,8 @@ function printTables(opts, results) {
 }
 
 /** Per chain cell, the run during which other processes used the least CPU: the figures least disturbed. */
-function quietestRows(opts, results) {
-  const rows = [];
+function quietestRows(opts: Options, results: BenchResults): Table {
+  const rows: (string | number)[][] = [];
   for (const name of opts.paths)
     for (const c of opts.connections) {
       const ch = results.cells[`chain|${name}|${c}`];
@@ -641,14 +804,15 @@ function quietestRows(opts, results) {
 }
 
 /** CPU time per answered request of each process in the chain cells (user+system, and the system part). */
-function cpuRows(opts, results) {
-  const rows = [];
+function cpuRows(opts: Options, results: BenchResults): Table {
+  const rows: (string | number)[][] = [];
   for (const name of opts.paths)
     for (const c of opts.connections) {
       const ch = results.cells[`chain|${name}|${c}`];
       if (!ch) continue;
-      const cell = (k) => `${fmt.int(ch.cpuUsPerReq[k])} (${fmt.int(ch.sysUsPerReq[k])})`;
-      const sum = ['proxy', 'agent', 'nova'].reduce((n, k) => n + ch.cpuUsPerReq[k], 0) + ch.loadgenUsPerReq;
+      const cell = (k: string): string => `${fmt.int(ch.cpuUsPerReq[k])} (${fmt.int(ch.sysUsPerReq[k])})`;
+      const sum =
+        ['proxy', 'agent', 'nova'].reduce((n, k) => n + Number(ch.cpuUsPerReq[k]), 0) + ch.loadgenUsPerReq;
       rows.push([
         name,
         c,
@@ -665,10 +829,10 @@ function cpuRows(opts, results) {
   };
 }
 
-function memoryRows(memory) {
-  const rows = [];
+function memoryRows(memory: BenchResults['memory']): Table {
+  const rows: (string | number)[][] = [];
   for (const [name, m] of Object.entries(memory.afterLoad ?? {})) {
-    const idle = memory.idle?.[name] ?? {};
+    const idle: Memory = memory.idle?.[name] ?? {};
     rows.push([
       name,
       fmt.mb(idle.rssKb),
@@ -691,13 +855,17 @@ function memoryRows(memory) {
   };
 }
 
-function evaluateTargets(opts, results, storm) {
-  const out = [];
+function evaluateTargets(
+  opts: Options,
+  results: BenchResults | undefined,
+  storm: StormSummary | undefined,
+): RunTarget[] {
+  const out: RunTarget[] = [];
   const ch50 = results?.cells[`chain|instance-id|50`];
   const ch1 = results?.cells[`chain|instance-id|1`];
   // The targets hold with info logging and default node flags; other runs are experiments.
   const standard = opts.logLevel === 'info' && opts.nodeArgs.length === 0;
-  const add = (name, target, value, met) =>
+  const add = (name: string, target: string, value: string, met: boolean): number =>
     out.push({ name: standard ? name : `${name} [experiment]`, target, value, met: met && standard });
   if (ch50) {
     add(
@@ -746,14 +914,14 @@ function evaluateTargets(opts, results, storm) {
       'agent RSS after the load',
       `<= ${TARGETS.agentRssMb} MB`,
       `${fmt.mb(mem.agent.rssKb)} MB`,
-      mem.agent.rssKb / 1024 <= TARGETS.agentRssMb,
+      Number(mem.agent.rssKb) / 1024 <= TARGETS.agentRssMb,
     );
   if (mem?.proxy)
     add(
       'proxy RSS after the load',
       `<= ${TARGETS.proxyRssMb} MB`,
       `${fmt.mb(mem.proxy.rssKb)} MB`,
-      mem.proxy.rssKb / 1024 <= TARGETS.proxyRssMb,
+      Number(mem.proxy.rssKb) / 1024 <= TARGETS.proxyRssMb,
     );
   return out;
 }
@@ -761,7 +929,7 @@ function evaluateTargets(opts, results, storm) {
 const ANALYSIS_START = '<!-- analysis:start (kept by npm run bench; edit freely) -->';
 const ANALYSIS_END = '<!-- analysis:end -->';
 
-function keptAnalysis(file) {
+function keptAnalysis(file: string): string {
   try {
     const old = readFileSync(file, 'utf8');
     const a = old.indexOf(ANALYSIS_START);
@@ -774,30 +942,30 @@ function keptAnalysis(file) {
 }
 
 /**
- * Sections other scripts own in the same file (e.g. scripts/bench/daemon-1000.mjs writes one between
+ * Sections other programs own in the same file (e.g. daemon-1000 writes one between
  * `<!-- daemon-mode:start ... -->` and `<!-- daemon-mode:end -->`): kept as they are, after ours.
  */
-function foreignSections(file) {
+function foreignSections(file: string): string[] {
   let old = '';
   try {
     old = readFileSync(file, 'utf8');
   } catch {
     return [];
   }
-  const out = [];
+  const out: string[] = [];
   for (const m of old.matchAll(/<!-- ([a-z0-9-]+):start[^>]*-->[\s\S]*?<!-- \1:end -->/g))
     if (m[1] !== 'analysis') out.push(m[0]);
   return out;
 }
 
-function report(opts, ctx) {
+function report(opts: Options, ctx: ReportContext): string {
   const { machine, results, storm, targets, prof, command, date, elapsedS } = ctx;
   const t = printTables(opts, results);
   const m = memoryRows(results.memory);
-  const lines = [];
+  const lines: string[] = [];
   lines.push('# Benchmarks', '');
   lines.push(
-    'Generated by `npm run bench` (scripts/bench/run.mjs); the section "Analysis" is kept across runs. Figures',
+    'Generated by `npm run bench` (packages/bench/src/run.ts); the section "Analysis" is kept across runs. Figures',
     "come from this benchmark, never from timed tests. Reference: issue 6 and Neutron's own chain below.",
     '',
   );
@@ -933,7 +1101,7 @@ function report(opts, ctx) {
   const profileDocs = existsSync(join(ROOT, 'docs/profiles'))
     ? readdirSync(join(ROOT, 'docs/profiles')).filter((f) => f.endsWith('.md'))
     : [];
-  const link = (f) => `[${f.replace(/\.md$/, '')}](profiles/${f})`;
+  const link = (f: string): string => `[${f.replace(/\.md$/, '')}](profiles/${f})`;
   const steadyDocs = profileDocs.filter((f) => !f.startsWith('boot-storm-'));
   const stormDocs = profileDocs.filter((f) => f.startsWith('boot-storm-'));
   if (steadyDocs.length)
@@ -947,18 +1115,22 @@ function report(opts, ctx) {
   return lines.join('\n');
 }
 
-async function main() {
+async function main(): Promise<void> {
   const opts = parseOptions();
   if (opts.reportFrom) {
-    const saved = JSON.parse(readFileSync(resolve(opts.reportFrom), 'utf8'));
-    const o = {
+    const saved = JSON.parse(readFileSync(resolve(opts.reportFrom), 'utf8')) as SavedRun;
+    const o: Options = {
       ...saved.opts,
       out: opts.out,
       logLevel: saved.opts.logLevel ?? 'info',
       nodeArgs: saved.opts.nodeArgs ?? [],
     };
     if (o.compareBare) {
-      writeCompareBareSection(opts.out, o, { ...saved, elapsedS: saved.elapsedS ?? Number.NaN });
+      writeCompareBareSection(opts.out, o, {
+        ...saved,
+        command: String(saved.command),
+        elapsedS: saved.elapsedS ?? Number.NaN,
+      });
       log(`wrote the bare-chain section of ${relative(ROOT, opts.out)} from ${opts.reportFrom}`);
       return;
     }
@@ -985,9 +1157,9 @@ async function main() {
     `bench: ${machine.nproc} cores (${machine.model}), node ${machine.node}; logs in ${relative(ROOT, runDir)}/`,
   );
 
-  let results;
-  let storm;
-  let prof;
+  let results: BenchResults | undefined;
+  let storm: StormSummary | undefined;
+  let prof: ProfileRun | undefined;
   if (opts.benchmark) {
     results = await benchmark(opts, runDir);
     const t = printTables(opts, results);
@@ -1005,16 +1177,15 @@ async function main() {
     storm = await bootStorm(opts);
   }
   if (opts.profile) prof = await profile(opts, runDir);
-  if (!opts.benchmark) return;
+  if (!opts.benchmark || !results) return;
 
-  const targets = opts.compareBare
-    ? compareBareTargets(opts, results)
-    : evaluateTargets(opts, results, storm);
-  if (!opts.compareBare)
+  const runTargets = opts.compareBare ? undefined : evaluateTargets(opts, results, storm);
+  const targets = runTargets ?? compareBareTargets(opts, results);
+  if (runTargets)
     process.stdout.write(
       `${textTable(
         ['target', 'goal', 'measured', 'met'],
-        targets.map((x) => [x.name, x.target, x.value, x.met ? 'yes' : 'NO']),
+        runTargets.map((x) => [x.name, x.target, x.value, x.met ? 'yes' : 'NO']),
       )}\n`,
     );
   const elapsedS = (Date.now() - started) / 1000;
@@ -1030,7 +1201,7 @@ async function main() {
   } else if (opts.write) {
     writeFileSync(
       opts.out,
-      report(opts, { machine, results, storm, targets, prof, command, date, elapsedS }),
+      report(opts, { machine, results, storm, targets: runTargets ?? [], prof, command, date, elapsedS }),
     );
     log(`\nwrote ${relative(ROOT, opts.out)} and ${relative(ROOT, json)} (${Math.round(elapsedS)} s)`);
   }
@@ -1039,7 +1210,7 @@ async function main() {
 main().then(
   () => process.exit(0),
   (err) => {
-    process.stderr.write(`bench: ${err.stack ?? err}\n`);
+    process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
     process.exit(1);
   },
 );

@@ -7,7 +7,7 @@
 // kernel's loopback work and cache misses are not in them), but the user-space work they count is what
 // this issue removes, and they tell a change of 1% apart.
 //
-//   node scripts/bench/callgrind.mjs [--targets ours,bare] [--processes proxy,agent] [--requests N]
+//   node packages/bench/dist/src/callgrind.js [--targets ours,bare] [--processes proxy,agent] [--requests N]
 //                                    [--warmup N] [--connections C] [--new-connections] [--rounds R]
 //                                    [--blocks B] [--tree DIR (ours from another built tree)]
 //                                    [--log-level LEVEL (ours; default info)]
@@ -17,6 +17,7 @@ import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
+  type BareChain,
   median,
   requireBuilt,
   resultsDir,
@@ -26,7 +27,7 @@ import {
   startChain,
   textTable,
   waitForConnect,
-} from '@nmp/bench';
+} from './index.js';
 
 const { values } = parseArgs({
   options: {
@@ -46,7 +47,7 @@ const { values } = parseArgs({
 });
 if (values.help) {
   process.stdout.write(
-    'usage: node scripts/bench/callgrind.mjs [--targets ours,bare] [--processes proxy,agent] [--requests N] [--warmup N] [--connections C] [--new-connections] [--rounds R] [--blocks B] [--tree DIR] [--log-level LEVEL]\n',
+    'usage: node packages/bench/dist/src/callgrind.js [--targets ours,bare] [--processes proxy,agent] [--requests N] [--warmup N] [--connections C] [--new-connections] [--rounds R] [--blocks B] [--tree DIR] [--log-level LEVEL]\n',
   );
   process.exit(0);
 }
@@ -70,19 +71,27 @@ const opts = {
   /** Our agent's and proxy's log level (info, as the targets require; warn: what logging costs). */
   logLevel: values['log-level'],
 };
-for (const t of opts.targets) if (!['ours', 'bare'].includes(t)) throw new Error(`unknown target ${t}`);
-for (const p of opts.processes) if (!['proxy', 'agent'].includes(p)) throw new Error(`unknown process ${p}`);
+const isTarget = (t: string): t is Target => t === 'ours' || t === 'bare';
+const isProcess = (p: string): p is ProcessName => p === 'proxy' || p === 'agent';
+for (const t of opts.targets) if (!isTarget(t)) throw new Error(`unknown target ${t}`);
+for (const p of opts.processes) if (!isProcess(p)) throw new Error(`unknown process ${p}`);
+const targets = opts.targets.filter(isTarget);
+const processes = opts.processes.filter(isProcess);
 if (spawnSync('valgrind', ['--version']).error) throw new Error('valgrind is not installed');
 requireBuilt();
 
-const log = (m) => process.stderr.write(`${m}\n`);
+const log = (m: string): void => {
+  process.stderr.write(`${m}\n`);
+};
+type Target = 'ours' | 'bare';
+type ProcessName = 'proxy' | 'agent';
 
 /** `n` GET requests, `c` at a time; every answer must be a 200 with `expect` (when given). */
-function load(url, n, c, expect) {
+function load(url: string, n: number, c: number, expect?: string): Promise<void> {
   const agent = opts.newConnections ? undefined : new Agent({ keepAlive: true, maxSockets: c });
   let sent = 0;
   let done = 0;
-  return new Promise((resolve, reject) => {
+  return new Promise<void>((resolve, reject) => {
     const one = () => {
       sent++;
       const req = request(
@@ -113,7 +122,7 @@ function load(url, n, c, expect) {
   });
 }
 
-function control(args) {
+function control(args: string[]): void {
   const r = spawnSync('callgrind_control', args, { encoding: 'utf8', timeout: 120_000 });
   if (r.status !== 0) throw new Error(`callgrind_control ${args.join(' ')}: ${r.stderr}${r.stdout}`);
 }
@@ -123,12 +132,13 @@ function control(args) {
  * {main, all}. The main thread runs the requests; the others are V8's (optimising compiler, GC) and
  * libuv's (file writes).
  */
-function lastDumpInstructions(dir, base) {
+function lastDumpInstructions(dir: string, base: string): { main: number; all: number } {
+  const dumpOf = (f: string): number => Number(/\.(\d+)-\d+$/.exec(f)?.[1]);
   const files = readdirSync(dir).filter((f) => f.startsWith(`${base}.`) && /\.\d+-\d+$/.test(f));
-  const last = Math.max(...files.map((f) => Number(/\.(\d+)-\d+$/.exec(f)[1])));
+  const last = Math.max(...files.map(dumpOf));
   let main = 0;
   let all = 0;
-  for (const f of files.filter((x) => Number(/\.(\d+)-\d+$/.exec(x)[1]) === last)) {
+  for (const f of files.filter((x) => dumpOf(x) === last)) {
     const text = readFileSync(join(dir, f), 'utf8');
     const m = /^(?:totals|summary):\s+(\d+)/m.exec(text);
     if (!m) throw new Error(`no totals in ${f}`);
@@ -138,7 +148,7 @@ function lastDumpInstructions(dir, base) {
   return { main, all };
 }
 
-async function measureOne(target, name, round) {
+async function measureOne(target: Target, name: ProcessName, round: number): Promise<number> {
   const dir = resultsDir(`callgrind-${stamp()}-${target}-${name}-${round}`);
   const base = `${name}.callgrind`;
   const wrap = [
@@ -151,17 +161,17 @@ async function measureOne(target, name, round) {
   const chain = await startChain({
     logDir: dir,
     logLevel: opts.logLevel,
-    proxy: target === 'ours' && name === 'proxy' ? { wrap } : undefined,
-    agentWrap: target === 'ours' && name === 'agent' ? wrap : undefined,
+    ...(target === 'ours' && name === 'proxy' ? { proxy: { wrap } } : {}),
+    ...(target === 'ours' && name === 'agent' ? { agentWrap: wrap } : {}),
     startTimeoutMs: 120_000,
     ...(opts.cli ? { cli: opts.cli } : {}),
   });
-  let bare;
+  let bare: BareChain | undefined;
   try {
     if (target === 'ours' && name === 'proxy')
-      await waitForConnect({ host: '127.0.0.1', port: chain.proxyPort }, 'proxy', {
+      await waitForConnect({ host: '127.0.0.1', port: chain.proxyPort! }, 'proxy', {
         timeoutMs: 120_000,
-        alive: () => chain.proxy.alive(),
+        alive: () => chain.proxy!.alive(),
       });
     if (target === 'bare')
       bare = await startBareChain({
@@ -170,11 +180,11 @@ async function measureOne(target, name, round) {
         wrap: { [name]: wrap },
         startTimeoutMs: 120_000,
       });
-    const url = `${target === 'ours' ? chain.proxyUrl : bare.proxyUrl}${opts.path}`;
-    const proc = target === 'ours' ? chain[name] : bare[name];
+    const url = `${target === 'ours' ? chain.proxyUrl : bare!.proxyUrl}${opts.path}`;
+    const proc = target === 'ours' ? chain[name]! : bare![name];
     await load(url, opts.warmup, opts.connections);
     // Blocks of requests, each counted on its own: when the last ones agree, the JIT has settled.
-    let ir;
+    let ir = { main: Number.NaN, all: Number.NaN };
     for (let block = 1; block <= opts.blocks; block++) {
       control(['-z', String(proc.pid)]);
       const t0 = Date.now();
@@ -192,17 +202,18 @@ async function measureOne(target, name, round) {
   }
 }
 
-const results = {};
+const results: Record<string, number[]> = {};
 log(
   `callgrind: ${opts.requests} requests after ${opts.warmup} of warm-up, ${opts.connections} at a time${opts.newConnections ? ', a new connection for each' : ''}, ${opts.path}`,
 );
 for (let round = 1; round <= opts.rounds; round++)
-  for (const name of opts.processes)
-    for (const target of opts.targets) {
-      results[`${target} ${name}`] ??= [];
-      results[`${target} ${name}`].push(await measureOne(target, name, round));
+  for (const name of processes)
+    for (const target of targets) {
+      const list = results[`${target} ${name}`] ?? [];
+      results[`${target} ${name}`] = list;
+      list.push(await measureOne(target, name, round));
     }
-const rows = opts.processes.map((name) => {
+const rows = processes.map((name) => {
   const ours = median(results[`ours ${name}`] ?? []);
   const bare = median(results[`bare ${name}`] ?? []);
   return [

@@ -3,6 +3,7 @@
 // policing (no header policy, limits, timers, logging or metrics). Benchmark code, never deployed.
 // argv: port socketPath networkId
 import { createServer } from 'node:http';
+import type { Dispatcher } from 'undici';
 import { Pool } from 'undici';
 
 const [port, socketPath, networkId] = process.argv.slice(2);
@@ -13,7 +14,7 @@ createServer((req, res) => {
     'x-forwarded-for': req.socket.remoteAddress,
     'x-neutron-network-id': networkId,
   };
-  agent.request({ method: req.method, path: req.url, headers }).then(
+  agent.request({ method: req.method as Dispatcher.HttpMethod, path: req.url ?? '/', headers }).then(
     (answer) => {
       res.writeHead(answer.statusCode, answer.headers);
       answer.body.pipe(res);

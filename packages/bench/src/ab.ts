@@ -5,11 +5,12 @@
 // same-round ratios B ÷ A (medians over the rounds): on a shared machine that is what tells a change of a
 // few percent from the machine's drift. Each side has its own Nova (not compared).
 //
-//   node scripts/bench/ab.mjs --base /path/to/other/tree [--rounds 6] [--duration 5] [--connections 50,1]
+//   node packages/bench/dist/src/ab.js --base /path/to/other/tree [--rounds 6] [--duration 5] [--connections 50,1]
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
+  type BenchChain,
   cpuTimesOf,
   fmt,
   median,
@@ -21,7 +22,7 @@ import {
   startChain,
   textTable,
   waitForQuiet,
-} from '@nmp/bench';
+} from './index.js';
 
 const { values } = parseArgs({
   options: {
@@ -36,13 +37,13 @@ const { values } = parseArgs({
 });
 if (!values.base) {
   process.stderr.write(
-    'usage: node scripts/bench/ab.mjs --base TREE [--rounds N] [--duration S] [--connections LIST]\n',
+    'usage: node packages/bench/dist/src/ab.js --base TREE [--rounds N] [--duration S] [--connections LIST]\n',
   );
   process.exit(2);
 }
 requireBuilt();
 const base = resolve(values.base);
-const cliOf = (tree) => ({
+const cliOf = (tree: string): { agent: string; proxy: string } => ({
   agent: join(tree, 'packages/metadata-agent/dist/src/cli.js'),
   proxy: join(tree, 'packages/ns-metadata-proxy/dist/src/cli.js'),
 });
@@ -51,40 +52,60 @@ for (const f of Object.values(cliOf(base)))
 const rounds = Number(values.rounds);
 const durationS = Number(values.duration);
 const connections = values.connections.split(',').map(Number);
-const log = (m) => process.stderr.write(`${m}\n`);
+const log = (m: string): void => {
+  process.stderr.write(`${m}\n`);
+};
+const logLevel = values['log-level'];
+const path = values.path;
+
+type Side = 'A' | 'B';
+interface Cell {
+  rps: number;
+  p50: number | null;
+  proxy: number;
+  agent: number;
+  bad: number;
+}
 
 const dir = resultsDir(`ab-${stamp()}`);
-const sides = {};
+const sides: Partial<Record<Side, BenchChain>> = {};
+const side = (s: Side): BenchChain => {
+  const chain = sides[s];
+  if (!chain) throw new Error(`side ${s} was not started`);
+  return chain;
+};
 try {
   for (const [name, cli] of [
     ['A', cliOf(base)],
     ['B', undefined],
-  ]) {
+  ] as const) {
     const logDir = join(dir, name);
     mkdirSync(logDir, { recursive: true });
-    sides[name] = await startChain({ logDir, logLevel: values['log-level'], ...(cli ? { cli } : {}) });
+    sides[name] = await startChain({ logDir, logLevel, ...(cli ? { cli } : {}) });
   }
-  const url = (s) => sides[s].proxyUrl + values.path;
-  for (const s of ['A', 'B']) await runLoad({ url: url(s), connections: 10, durationS: 2, tool: 'wrk' });
-  const cells = {};
+  const url = (s: Side): string => `${side(s).proxyUrl}${path}`;
+  for (const s of ['A', 'B'] as const)
+    await runLoad({ url: url(s), connections: 10, durationS: 2, tool: 'wrk' });
+  const cells: Record<string, Cell[]> = {};
   for (let round = 1; round <= rounds; round++) {
     for (const c of connections)
-      for (const s of round % 2 === 1 ? ['A', 'B'] : ['B', 'A']) {
+      for (const s of round % 2 === 1 ? (['A', 'B'] as const) : (['B', 'A'] as const)) {
         await waitForQuiet(Number(values['quiet-wait']));
-        const procs = [sides[s].proxy, sides[s].agent];
+        const procs = [side(s).proxy!, side(s).agent];
         const before = procs.map((p) => cpuTimesOf(p.pid));
         const r = await runLoad({ url: url(s), connections: c, durationS, tool: 'wrk' });
         const after = procs.map((p) => cpuTimesOf(p.pid));
         const n = Math.max(1, r.ok + r.non2xx);
         const us = procs.map(
-          (_, i) => ((after[i].user + after[i].sys - before[i].user - before[i].sys) / n) * 1e6,
+          (_, i) => ((after[i]!.user + after[i]!.sys - before[i]!.user - before[i]!.sys) / n) * 1e6,
         );
-        cells[`${s}|${c}`] ??= [];
-        cells[`${s}|${c}`].push({
+        const list = cells[`${s}|${c}`] ?? [];
+        cells[`${s}|${c}`] = list;
+        list.push({
           rps: r.rps,
           p50: r.p50,
-          proxy: us[0],
-          agent: us[1],
+          proxy: us[0]!,
+          agent: us[1]!,
           bad: r.non2xx + r.errors + r.mismatches,
         });
         log(
@@ -92,12 +113,13 @@ try {
         );
       }
   }
-  const rows = [];
+  const rows: (string | number)[][] = [];
   for (const c of connections) {
-    const a = cells[`A|${c}`];
-    const b = cells[`B|${c}`];
-    const ratio = (k) => median(b.map((x, i) => x[k] / a[i][k]));
-    const med = (xs, k) => median(xs.map((x) => x[k]));
+    const a = cells[`A|${c}`] ?? [];
+    const b = cells[`B|${c}`] ?? [];
+    type Figure = 'rps' | 'p50' | 'proxy' | 'agent';
+    const ratio = (k: Figure): number => median(b.map((x, i) => Number(x[k]) / Number(a[i]?.[k])));
+    const med = (xs: Cell[], k: Figure): number => median(xs.map((x) => x[k]));
     rows.push([
       c,
       fmt.int(med(a, 'proxy')),
@@ -111,8 +133,8 @@ try {
     ]);
   }
   const mem = Object.fromEntries(
-    ['A', 'B'].flatMap((s) =>
-      ['proxy', 'agent'].map((p) => [`${s} ${p}`, fmt.mb(memoryOf(sides[s][p].pid).rssKb)]),
+    (['A', 'B'] as const).flatMap((s) =>
+      (['proxy', 'agent'] as const).map((p) => [`${s} ${p}`, fmt.mb(memoryOf(side(s)[p]!.pid).rssKb)]),
     ),
   );
   process.stdout.write(

@@ -15,10 +15,12 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { SERVICE_NODE_FLAGS } from '@nmp/common';
 import {
   cpuSecondsOf,
   fmt,
   freePort,
+  type Memory,
   machineInfo,
   mdTable,
   median,
@@ -29,13 +31,13 @@ import {
   resultsDir,
   runLoad,
   SAMPLE_DIR,
+  type Service,
   sleep,
   stamp,
   startChain,
   startNode,
   waitForQuiet,
-} from '@nmp/bench';
-import { SERVICE_NODE_FLAGS } from '@nmp/common';
+} from './index.js';
 
 const { values } = parseArgs({
   options: {
@@ -55,7 +57,8 @@ if (values.help) {
   );
   process.exit(0);
 }
-const int = (name, min, max) => {
+type IntOption = 'rounds' | 'starts' | 'duration' | 'connections' | 'quiet-wait';
+const int = (name: IntOption, min: number, max: number): number => {
   const n = Number(values[name]);
   if (!Number.isInteger(n) || n < min || n > max) {
     process.stderr.write(`bench:release: --${name} must be an integer ${min}-${max}\n`);
@@ -75,15 +78,18 @@ requireBuilt();
 const out = resultsDir(`release-${stamp()}`);
 const work = mkdtempSync(join(tmpdir(), 'nmp-bench-release-'));
 process.on('exit', () => rmSync(work, { recursive: true, force: true }));
-const say = (m) => process.stdout.write(`bench:release: ${m}\n`);
+const say = (m: string): void => {
+  process.stdout.write(`bench:release: ${m}\n`);
+};
 
 // The artefacts: given, or built now from this tree.
 let tarball = values.tarball;
-let deb;
+let deb: string | undefined;
 if (tarball === undefined) {
   const { buildRelease } = await import('@nmp/release');
   say('building the release (npm run package) ...');
   const r = await buildRelease({ outDir: join(out, 'artefacts'), log: (m) => say(m) });
+  if (r.tarball === undefined) throw new Error('the release builder made no tarball');
   tarball = r.tarball;
   deb = r.deb;
 }
@@ -102,16 +108,45 @@ const sizes = {
 };
 say(`release tree: ${releaseRoot}`);
 
-const TREES = [
+interface Tree {
+  readonly name: string;
+  /** undefined: this build tree. */
+  readonly releaseRoot: string | undefined;
+}
+
+const TREES: Tree[] = [
   { name: 'build tree', releaseRoot: undefined },
   { name: 'release tree', releaseRoot },
 ];
 
+interface Start {
+  agentMs: number;
+  proxyMs: number;
+  agentIdle: Memory;
+  proxyIdle: Memory;
+}
+
+interface Load {
+  round: number;
+  rps: number;
+  p50: number | null;
+  p99: number | null;
+  errors: number;
+  proxyUs: number;
+  agentUs: number;
+  proxyAfter: Memory;
+  agentAfter: Memory;
+}
+
 /** Milliseconds from spawn until `target` accepts a connection (polled every 2 ms). */
-async function timeToListen(proc, target, t0) {
+async function timeToListen(
+  proc: Service,
+  target: { path: string } | { host: string; port: number },
+  t0: bigint,
+): Promise<number> {
   for (;;) {
     if (proc.alive() !== true) throw new Error(`${proc.name}: ${proc.alive()}`);
-    const ok = await new Promise((resolve) => {
+    const ok = await new Promise<boolean>((resolve) => {
       const s = connect(target);
       s.once('connect', () => {
         s.destroy();
@@ -126,7 +161,7 @@ async function timeToListen(proc, target, t0) {
 }
 
 /** One start of the agent and one of the proxy (on that agent) from `tree`; times and idle RSS. */
-async function measureStart(tree, n) {
+async function measureStart(tree: Tree, n: string): Promise<Start> {
   const dir = mkdtempSync(join(work, 'start-'));
   const p = programsOf(tree.releaseRoot);
   const socketPath = join(dir, 'agent.sock');
@@ -166,7 +201,7 @@ async function measureStart(tree, n) {
         '--log-level',
         'warn',
       ],
-      { env: { PATH: process.env.PATH }, logDir: dir, nodeArgs: SERVICE_NODE_FLAGS, node: p.node },
+      { env: { PATH: process.env.PATH ?? '' }, logDir: dir, nodeArgs: SERVICE_NODE_FLAGS, node: p.node },
     );
     try {
       const proxyMs = await timeToListen(proxy, { host: '127.0.0.1', port: proxyPort }, t0);
@@ -181,25 +216,30 @@ async function measureStart(tree, n) {
 }
 
 /** The chain from `tree` under load: req/s, latency, CPU µs per request, RSS after. */
-async function measureLoad(tree, n) {
+async function measureLoad(tree: Tree, n: number): Promise<Load> {
   const logDir = mkdtempSync(join(work, 'load-'));
-  const chain = await startChain({ logDir, releaseRoot: tree.releaseRoot, logLevel: 'warn' });
+  const chain = await startChain({
+    logDir,
+    ...(tree.releaseRoot === undefined ? {} : { releaseRoot: tree.releaseRoot }),
+    logLevel: 'warn',
+  });
+  const proxy = chain.proxy!;
   try {
     const url = `${chain.proxyUrl}/latest/meta-data/instance-id`;
     await runLoad({ url, connections, durationS: 2, tool }); // warm-up
-    const cpu0 = { proxy: cpuSecondsOf(chain.proxy.pid), agent: cpuSecondsOf(chain.agent.pid) };
+    const cpu0 = { proxy: cpuSecondsOf(proxy.pid), agent: cpuSecondsOf(chain.agent.pid) };
     const r = await runLoad({ url, connections, durationS, tool });
     const answered = r.ok;
-    const us = (pid, before) => ((cpuSecondsOf(pid) - before) * 1e6) / answered;
+    const us = (pid: number, before: number): number => ((cpuSecondsOf(pid) - before) * 1e6) / answered;
     return {
       round: n,
       rps: r.rps,
       p50: r.p50,
       p99: r.p99,
       errors: (r.non2xx ?? 0) + (r.errors ?? 0),
-      proxyUs: us(chain.proxy.pid, cpu0.proxy),
+      proxyUs: us(proxy.pid, cpu0.proxy),
       agentUs: us(chain.agent.pid, cpu0.agent),
-      proxyAfter: memoryOf(chain.proxy.pid),
+      proxyAfter: memoryOf(proxy.pid),
       agentAfter: memoryOf(chain.agent.pid),
     };
   } finally {
@@ -207,8 +247,15 @@ async function measureLoad(tree, n) {
   }
 }
 
-const results = { build: { starts: [], loads: [] }, release: { starts: [], loads: [] } };
-const key = (tree) => (tree.releaseRoot === undefined ? 'build' : 'release');
+interface TreeResults {
+  starts: Start[];
+  loads: Load[];
+}
+const results: Record<'build' | 'release', TreeResults> = {
+  build: { starts: [], loads: [] },
+  release: { starts: [], loads: [] },
+};
+const key = (tree: Tree): 'build' | 'release' => (tree.releaseRoot === undefined ? 'build' : 'release');
 const load0 = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 for (let round = 1; round <= rounds; round++) {
   // Alternate which tree goes first, so neither always gets the quieter moment.
@@ -229,8 +276,8 @@ for (let round = 1; round <= rounds; round++) {
 }
 const load1 = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
-const med = (list, f) => median(list.map(f));
-const row = (label, f, format) => [
+const med = <T>(list: T[], f: (x: T) => number | null | undefined): number => median(list.map(f));
+const row = (label: string, f: (r: TreeResults) => number, format: (n: number) => string): string[] => [
   label,
   format(f(results.build)),
   format(f(results.release)),
