@@ -518,7 +518,7 @@ async function startRpcBackend(
 main().then(
   () => process.exit(0),
   (err: unknown) => {
-    process.stderr.write(`boot-storm: ${(err as Error).stack ?? err}\n`);
+    process.stderr.write(`boot-storm: ${(err instanceof Error && err.stack) || err}\n`);
     process.exit(1);
   },
 );

@@ -683,8 +683,8 @@ function writeSection(s: Summary, log: Log): void {
 if (process.argv[1] === fileURLToPath(import.meta.url))
   main().then(
     () => process.exit(0),
-    (err) => {
-      process.stderr.write(`ovn bench: ${err.stack ?? err}\n`);
+    (err: unknown) => {
+      process.stderr.write(`ovn bench: ${(err instanceof Error && err.stack) || err}\n`);
       process.exit(1);
     },
   );
