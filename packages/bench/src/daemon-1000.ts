@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Daemon mode at scale (root only): N namespaces (default 1,000) attached to ONE metadata-proxy-daemon.
 //
-//   node scripts/bench/daemon-1000.mjs [--namespaces N] [--concurrency C] [--attach-concurrency A]
-//                                      [--no-write] [--out docs/benchmarks.md]
+//   npm run build && node packages/bench/dist/src/daemon-1000.js [--namespaces N] [--concurrency C]
+//       [--attach-concurrency A] [--no-write] [--out docs/benchmarks.md]
 //
 // Each namespace gets 169.254.169.254/32 (on its loopback), its own network id and its own instance in the
 // agent's inventory (every instance has the same address: only the stamped network id tells them apart).
@@ -24,22 +24,27 @@ import {
   CLI,
   fmt,
   freePort,
+  type Memory,
   machineInfo,
   mdTable,
   memoryOf,
   ROOT,
   resultsDir,
+  type Service,
   sleep,
   stamp,
   startNode,
 } from '@nmp/bench';
 import { SERVICE_NODE_FLAGS } from '@nmp/common';
+import { type DaemonHealth, daemonClient } from '@nmp/metadata-proxy-daemon/client';
+import { startAgentCli } from '@nmp/testkit';
 
 const DAEMON_CLI = join(ROOT, 'packages/metadata-proxy-daemon/dist/src/cli.js');
-const { daemonClient } = await import('@nmp/metadata-proxy-daemon/client');
 const SECRET = `bench-${randomBytes(8).toString('hex')}`;
 const PROJECT = 'c0ffee00aabbccddeeff001122334455';
-const MARK_START = '<!-- daemon-mode:start (written by scripts/bench/daemon-1000.mjs) -->';
+const MARK_START = '<!-- daemon-mode:start (written by packages/bench/src/daemon-1000.ts) -->';
+/** How an earlier section begins, whatever program its marker names. */
+const MARK_START_PREFIX = '<!-- daemon-mode:start';
 const MARK_END = '<!-- daemon-mode:end -->';
 
 const { values: opts } = parseArgs({
@@ -66,19 +71,31 @@ if (process.getuid?.() !== 0) {
 for (const f of [DAEMON_CLI, CLI.agent, CLI.nova])
   if (!existsSync(f)) throw new Error(`${f} is not built; run npx tsc -b first`);
 
-const log = (m) => process.stdout.write(`${m}\n`);
+const log = (m: string): void => {
+  process.stdout.write(`${m}\n`);
+};
 const prefix = `nmpd${randomBytes(2).toString('hex')}`;
-const nsName = (i) => `${prefix}-${i}`;
-const created = [];
+const nsName = (i: number): string => `${prefix}-${i}`;
+const created: string[] = [];
 const dir = mkdtempSync(join(tmpdir(), 'nmp-daemon-bench-'));
 // The serving worker runs as nobody and must reach the agent's socket in here.
 chmodSync(dir, 0o755);
-const procs = [];
+const procs: Service[] = [];
 
 /** What the in-namespace clients run with: system tools only (a developer's PATH may hold slow shims). */
 const CLEAN_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' };
 
-function run(file, args, { input, timeoutMs = 60_000, env } = {}) {
+interface RunResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function run(
+  file: string,
+  args: readonly string[],
+  { input, timeoutMs = 60_000, env }: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<RunResult> {
   return new Promise((resolve) => {
     const child = execFile(
       file,
@@ -92,14 +109,18 @@ function run(file, args, { input, timeoutMs = 60_000, env } = {}) {
   });
 }
 
-async function inParallel(items, n, fn) {
-  const out = new Array(items.length);
+async function inParallel<T, R>(
+  items: readonly T[],
+  n: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length);
   let next = 0;
   await Promise.all(
     Array.from({ length: Math.min(n, items.length) }, async () => {
       while (next < items.length) {
         const i = next++;
-        out[i] = await fn(items[i], i);
+        out[i] = await fn(items[i]!, i);
       }
     }),
   );
@@ -133,7 +154,7 @@ function cleanupSync() {
   rmSync(dir, { recursive: true, force: true });
 }
 process.once('exit', cleanupSync);
-for (const sig of ['SIGINT', 'SIGTERM'])
+for (const sig of ['SIGINT', 'SIGTERM'] as const)
   process.once(sig, () => {
     log(`\n${sig}: cleaning up`);
     cleanupSync();
@@ -147,9 +168,16 @@ const limit = setTimeout(() => {
 limit.unref();
 
 /** Supervisor + worker memory, KiB. */
-function daemonMemory(daemonPid, workerPid) {
+interface DaemonMemory {
+  readonly supervisor: Memory;
+  readonly worker: Memory;
+  readonly rssKb: number;
+  readonly pssKb: number;
+}
+
+function daemonMemory(daemonPid: number, workerPid: number | undefined): DaemonMemory {
   const s = memoryOf(daemonPid);
-  const w = memoryOf(workerPid);
+  const w: Memory = workerPid === undefined ? {} : memoryOf(workerPid);
   return {
     supervisor: s,
     worker: w,
@@ -159,7 +187,8 @@ function daemonMemory(daemonPid, workerPid) {
 }
 
 /** CPU seconds (user + system) a process has used so far. */
-function cpuSeconds(pid) {
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -170,10 +199,10 @@ function cpuSeconds(pid) {
 }
 
 /** CPU share of the daemon (supervisor + worker) while nothing happens, over `ms`. */
-async function idleCpu(pids, ms = 10_000) {
+async function idleCpu(pids: readonly (number | undefined)[], ms = 10_000): Promise<number> {
   const before = pids.map(cpuSeconds);
   await sleep(ms);
-  const used = pids.map(cpuSeconds).reduce((a, b, i) => a + b - before[i], 0);
+  const used = pids.map(cpuSeconds).reduce((a, b, i) => a + b - before[i]!, 0);
   return (used / (ms / 1000)) * 100;
 }
 
@@ -185,7 +214,20 @@ const CLIENT = [
     'timeout 10 cat <&3',
 ];
 
-async function requestRound(networks) {
+interface Network {
+  readonly ns: string;
+  readonly networkId: string;
+  readonly instance: string;
+}
+
+interface Round {
+  readonly ok: number;
+  readonly failed: number;
+  readonly sample: readonly string[];
+  readonly ms: number;
+}
+
+async function requestRound(networks: readonly Network[]): Promise<Round> {
   const t0 = performance.now();
   const outcomes = await inParallel(networks, C, async (n) => {
     const r = await run('nsenter', [`--net=/run/netns/${n.ns}`, '--', 'bash', ...CLIENT], {
@@ -209,7 +251,7 @@ async function main() {
   log(`daemon-1000: ${N} namespaces, prefix ${prefix}, load ${loadBefore.toFixed(2)}`);
 
   // --- namespaces ---
-  const networks = Array.from({ length: N }, (_, i) => ({
+  const networks: Network[] = Array.from({ length: N }, (_, i) => ({
     ns: nsName(i),
     networkId: randomUUID(),
     instance: randomUUID(),
@@ -262,28 +304,15 @@ async function main() {
   );
   procs.push(nova);
   const agentSocket = join(dir, 'agent.sock');
-  const agent = startNode(
-    'agent',
-    CLI.agent,
-    [
-      '--metadata-proxy-socket',
-      agentSocket,
-      '--metadata-proxy-socket-mode',
-      'all',
-      '--resolver',
-      'inventory',
-      '--inventory-file',
-      inventoryFile,
-      '--nova-metadata-host',
-      '127.0.0.1',
-      '--nova-metadata-port',
-      String(novaPort),
-      '--log-level',
-      'warn',
-    ],
-    // As the units start them.
-    { env, logDir, nodeArgs: [...SERVICE_NODE_FLAGS] },
-  );
+  // As the units start it (the harness adds SERVICE_NODE_FLAGS); resolves once its socket accepts.
+  const agent = await startAgentCli({
+    socketPath: agentSocket,
+    novaPort,
+    sharedSecret: SECRET,
+    resolverArgs: ['--resolver', 'inventory', '--inventory-file', inventoryFile],
+    args: ['--metadata-proxy-socket-mode', 'all', '--log-level', 'warn'],
+    outFile: join(logDir, 'agent.out'),
+  });
   procs.push(agent);
   const stateDir = join(dir, 'state');
   const control = join(stateDir, 'nmp-metadata-proxy-daemon', 'control.sock');
@@ -316,15 +345,13 @@ async function main() {
     }
     throw new Error('daemon did not answer');
   };
-  for (let i = 0; i < 150 && !existsSync(agentSocket); i++) await sleep(100);
-  if (!existsSync(agentSocket)) throw new Error(`agent did not start: ${agent.alive()}`);
   let { d: daemon, list: first } = await startDaemon();
   const idle = daemonMemory(daemon.pid, first.daemon.workerPid);
   log(`  daemon idle: RSS ${fmt.mb(idle.rssKb)} MB, PSS ${fmt.mb(idle.pssKb)} MB`);
 
   // --- attach all ---
   t = performance.now();
-  const attachMs = [];
+  const attachMs: number[] = [];
   await inParallel(networks, C, async (n) => {
     const t1 = performance.now();
     await daemonClient.attach(
@@ -356,7 +383,7 @@ async function main() {
   await daemon.stop(20_000);
   t = performance.now();
   ({ d: daemon } = await startDaemon());
-  let restored;
+  let restored: { daemon: DaemonHealth };
   for (;;) {
     restored = await daemonClient.list(control, 60_000);
     if (restored.daemon.healthy === N || performance.now() - t > 300_000) break;
@@ -370,7 +397,7 @@ async function main() {
   await daemon.stop(20_000);
 
   // The same attach storm with another way of entering namespaces, from an empty attachments file.
-  let compare;
+  let compare: { netnsExec: string; attachAllMs: number; healthy: number } | undefined;
   if (opts.compare !== '' && opts.compare !== opts['netns-exec']) {
     rmSync(join(stateDir, 'nmp-metadata-proxy-daemon', 'attachments.json'), { force: true });
     ({ d: daemon } = await startDaemon(opts.compare));
@@ -416,16 +443,18 @@ async function main() {
   };
 }
 
-function section(r) {
-  const mb = (kb) => `${fmt.mb(kb)} MB`;
-  const perNs = (kb, base) => `${((kb - base) / r.namespaces).toFixed(1)} KB`;
+type Results = Awaited<ReturnType<typeof main>>;
+
+function section(r: Results): string {
+  const mb = (kb: number | undefined) => `${fmt.mb(kb)} MB`;
+  const perNs = (kb: number, base: number) => `${((kb - base) / r.namespaces).toFixed(1)} KB`;
   const haproxyMb = (r.namespaces * 5).toLocaleString('en-US');
-  const ok = (v, goal) => (v ? 'yes' : `**no** (${goal})`);
+  const ok = (v: boolean, goal: string) => (v ? 'yes' : `**no** (${goal})`);
   const lines = [
     MARK_START,
     '## Daemon mode',
     '',
-    `Generated by \`node scripts/bench/daemon-1000.mjs\` (root) on ${r.date.slice(0, 10)}: ${r.namespaces.toLocaleString('en-US')} namespaces, each with 169.254.169.254/32 on its loopback, its own network id and its own instance (all instances share the address, so only the stamped network id tells them apart), attached to ONE metadata-proxy-daemon (supervisor as root + serving worker as nobody) in front of the real agent (inventory resolver) and the development Nova. Machine: ${r.machine.nproc} cores, ${r.machine.model}, Node ${r.machine.node}; load average ${r.load.before.toFixed(2)} before, ${r.load.after.toFixed(2)} after (other work on the machine slows the attach figures).`,
+    `Generated by \`node packages/bench/dist/src/daemon-1000.js\` (root) on ${r.date.slice(0, 10)}: ${r.namespaces.toLocaleString('en-US')} namespaces, each with 169.254.169.254/32 on its loopback, its own network id and its own instance (all instances share the address, so only the stamped network id tells them apart), attached to ONE metadata-proxy-daemon (supervisor as root + serving worker as nobody) in front of the real agent (inventory resolver) and the development Nova. Machine: ${r.machine.nproc} cores, ${r.machine.model}, Node ${r.machine.node}; load average ${r.load.before.toFixed(2)} before, ${r.load.after.toFixed(2)} after (other work on the machine slows the attach figures).`,
     '',
     mdTable(
       ['measure', 'value'],
@@ -518,7 +547,7 @@ try {
   if (write) {
     const file = join(ROOT, opts.out);
     const old = existsSync(file) ? readFileSync(file, 'utf8') : '';
-    const a = old.indexOf(MARK_START);
+    const a = old.indexOf(MARK_START_PREFIX);
     const b = old.indexOf(MARK_END);
     const text =
       a >= 0 && b > a

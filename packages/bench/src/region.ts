@@ -2,7 +2,7 @@
 // `npm run bench:region` (root): a region-sized boot storm on one node. N instances (default 10,000) over M
 // networks (default 1,000), proxy_mode = daemon: ONE metadata-proxy-daemon (supervisor as root, serving
 // worker as nobody) with M attachments, each with its own network id and listener; every instance runs
-// cloud-init's read sequence (storm-client.mjs: /openstack twice, meta_data.json, user_data,
+// cloud-init's read sequence (storm-client.ts: /openstack twice, meta_data.json, user_data,
 // vendor_data.json, vendor_data2.json, network_data.json, a new connection each, all instances at once).
 // Port lookups go over RPC (a throwaway RabbitMQ node) to neutron's own server code (python3-neutron's
 // MetadataRpcCallback, `--rpc-workers` processes, each answer after `--latency-ms`), Nova is
@@ -26,10 +26,10 @@
 // process runs in it); the namespace is named M times under /run/netns (bind mounts, as `ip netns add`
 // makes them), so the daemon attaches M "namespaces" exactly as the hooks attach qdhcp- namespaces, but a
 // single client process can reach every listener. The per-namespace cost of real separate namespaces
-// (setns per namespace at attach, memory per namespace) is daemon-1000.mjs's measure. Nothing is sent
+// (setns per namespace at attach, memory per namespace) is daemon-1000.ts's measure. Nothing is sent
 // outside loopback and that namespace; everything is removed at the end (also on failure, Ctrl-C or
 // --max-seconds).
-import { spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -40,6 +40,7 @@ import {
   cpuSecondsOf,
   fmt,
   freePort,
+  type MachineInfo,
   machineBusySeconds,
   machineInfo,
   mdTable,
@@ -48,15 +49,25 @@ import {
   ROOT,
   requireBuilt,
   resultsDir,
+  type Service,
   sleep,
   stamp,
   startNode,
   waitForConnect,
 } from '@nmp/bench';
 import { SERVICE_NODE_FLAGS } from '@nmp/common';
-import { DEBIAN_PYTHON, SOCKET_HOLDER_SCRIPT } from '@nmp/testkit';
-import { startNeutronRpcBackend } from './rpc-backend.mjs';
-import { runClient, STORM_PROJECT, stormInstance, stormNovaInstance } from './storm-instances.mjs';
+import { daemonClient } from '@nmp/metadata-proxy-daemon/client';
+import { DEBIAN_PYTHON, SOCKET_HOLDER_SCRIPT, startAgentCli } from '@nmp/testkit';
+import { type NeutronRpcBackend, startNeutronRpcBackend } from './rpc-backend.js';
+import {
+  type ClientResult,
+  type ClientSpec,
+  runClient,
+  STORM_PROJECT,
+  type StormInstance,
+  stormInstance,
+  stormNovaInstance,
+} from './storm-instances.js';
 
 const USAGE = `usage: npm run bench:region -- [--instances N] [--networks M] [--runs R] [options]   (root)
 
@@ -76,13 +87,60 @@ const USAGE = `usage: npm run bench:region -- [--instances N] [--networks M] [--
 
 const DAEMON_CLI = join(ROOT, 'packages/metadata-proxy-daemon/dist/src/cli.js');
 const VERSION = '2018-08-27';
-const MARK_START = '<!-- region:start (written by scripts/bench/region.mjs) -->';
+const MARK_START = '<!-- region:start (written by packages/bench/src/region.ts) -->';
 const MARK_END = '<!-- region:end -->';
 /** cloud-init's OpenStack datasource: retries 5, url_helper waits 1 s between tries, timeout 10 s. */
 const CLOUD_INIT = { retries: 5, retryDelayMs: 1000, timeoutMs: 10_000 };
 
-const hex = (n, w) => n.toString(16).padStart(w, '0');
-const log = (m) => process.stderr.write(`${m}\n`);
+const hex = (n: number, w: number): string => n.toString(16).padStart(w, '0');
+const log = (m: string): void => {
+  process.stderr.write(`${m}\n`);
+};
+
+type StormLabel = 'nmp' | 'neutron' | 'restarts';
+const STORM_LABELS: readonly StormLabel[] = ['nmp', 'neutron', 'restarts'];
+const isStormLabel = (s: string): s is StormLabel => (STORM_LABELS as readonly string[]).includes(s);
+
+/** Something that happened during the restarts storm, `t` seconds after it began. */
+interface StormEvent {
+  readonly what: string;
+  readonly t: number;
+}
+
+/** One storm's figures. */
+interface RegionStorm extends ClientResult {
+  label: string;
+  events: readonly StormEvent[];
+  rpcCalls: number;
+  rpcPerInstance: number;
+  maxRpcForOneAddress: number;
+  cpuS: Record<string, number>;
+  otherCpuShare: number;
+  load: { before: number; after: number };
+  memory: { agentRssKb: number; daemonRssKb: number; workerRssKb: number | undefined };
+  eventsText?: string;
+}
+
+/** One run: the daemon's attach, then each storm asked for. */
+interface RunResults {
+  attach: { seconds: number; healthy: number };
+  nmp?: RegionStorm;
+  neutron?: RegionStorm;
+  restarts?: RegionStorm;
+}
+
+/** What results.json holds (and --from-results reads back). */
+interface Summary {
+  date: string;
+  dates?: string[];
+  machine: MachineInfo;
+  instances: number;
+  networks: number;
+  latencyMs: number;
+  rpcWorkers: number;
+  portCacheTtl: string;
+  runs: RunResults[];
+}
 
 const { values: opts } = parseArgs({
   options: {
@@ -107,7 +165,8 @@ if (opts.help) {
 const N = Number(opts.instances);
 const M = Number(opts.networks);
 const RUNS = Number(opts.runs);
-const STORMS = opts.storms.split(',').filter(Boolean);
+const STORM_NAMES = opts.storms.split(',').filter(Boolean);
+const STORMS = STORM_NAMES.filter(isStormLabel);
 if (
   !Number.isInteger(N) ||
   N < 1 ||
@@ -119,18 +178,22 @@ if (
   !Number.isInteger(RUNS) ||
   RUNS < 1 ||
   RUNS > 10 ||
-  STORMS.some((s) => !['nmp', 'neutron', 'restarts'].includes(s))
+  STORM_NAMES.some((s) => !isStormLabel(s))
 ) {
   process.stderr.write(`region: bad arguments\n\n${USAGE}`);
   process.exit(2);
 }
 if (opts['from-results'] !== '') {
   const files = opts['from-results'].split(',').filter(Boolean);
-  const all = files.map((f) => JSON.parse(readFileSync(f, 'utf8')));
+  // results.json files this program wrote.
+  const all = files.map((f) => JSON.parse(readFileSync(f, 'utf8')) as Summary);
+  const first = all[0];
+  const last = all.at(-1);
+  if (first === undefined || last === undefined) throw new Error('--from-results: no file');
   for (const r of all)
-    if (r.instances !== all[0].instances || r.networks !== all[0].networks)
+    if (r.instances !== first.instances || r.networks !== first.networks)
       throw new Error('--from-results: the files are of different storm sizes');
-  const summary = { ...all.at(-1), runs: all.flatMap((r) => r.runs), dates: all.map((r) => r.date) };
+  const summary: Summary = { ...last, runs: all.flatMap((r) => r.runs), dates: all.map((r) => r.date) };
   const section = report(summary);
   process.stdout.write(`${section}\n`);
   if (opts.write) writeSection(section);
@@ -145,8 +208,8 @@ requireBuilt();
 // ---- what is created, and its removal ----
 const prefix = `nmpr${randomBytes(2).toString('hex')}`;
 const REGION_NS = `${prefix}-region`;
-const nsNames = [];
-const children = new Set();
+const nsNames: string[] = [];
+const children = new Set<ChildProcess>();
 const work = mkdtempSync(join(tmpdir(), 'nmp-region-'));
 // The daemon's worker runs as nobody and must reach the agent's socket in here.
 chmodSync(work, 0o755);
@@ -174,7 +237,7 @@ function cleanupSync() {
   rmSync(work, { recursive: true, force: true });
 }
 process.once('exit', cleanupSync);
-for (const sig of ['SIGINT', 'SIGTERM'])
+for (const sig of ['SIGINT', 'SIGTERM'] as const)
   process.once(sig, () => {
     log(`\n${sig}: cleaning up`);
     cleanupSync();
@@ -187,30 +250,30 @@ const limit = setTimeout(() => {
 }, Number(opts['max-seconds']) * 1000);
 limit.unref();
 
-function sh(file, args, input) {
+function sh(file: string, args: readonly string[], input?: string): string {
   const r = spawnSync(file, args, { input: input ?? '', encoding: 'utf8', timeout: 120_000 });
   if (r.status !== 0) throw new Error(`${file} ${args.join(' ')}: ${r.stderr || r.error?.message}`);
   return r.stdout;
 }
 
 /** CPU seconds of a process and all its descendants (neutron's agent forks its WSGI worker). */
-function treeCpuSeconds(pid) {
-  const kids = new Map();
+function treeCpuSeconds(pid: number): number {
+  const kids = new Map<number, number[]>();
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
       const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (!kids.has(ppid)) kids.set(ppid, []);
-      kids.get(ppid).push(Number(d));
+      const siblings = kids.get(ppid) ?? [];
+      siblings.push(Number(d));
+      kids.set(ppid, siblings);
     } catch {
       // gone
     }
   }
   let total = 0;
   const stack = [pid];
-  while (stack.length) {
-    const p = stack.pop();
+  for (let p = stack.pop(); p !== undefined; p = stack.pop()) {
     const s = cpuSecondsOf(p);
     if (Number.isFinite(s)) total += s;
     stack.push(...(kids.get(p) ?? []));
@@ -219,7 +282,7 @@ function treeCpuSeconds(pid) {
 }
 
 /** RSS (KiB) of a process and all its descendants. */
-function treeRssKb(pid) {
+function treeRssKb(pid: number): number {
   let total = memoryOf(pid).rssKb || 0;
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
@@ -235,71 +298,95 @@ function treeRssKb(pid) {
 }
 
 // ---- the topology ----
-const networkId = (j) => `5707e000-0000-4000-8000-${hex(j, 12)}`;
-const listenerOf = (j) => `127.21.${Math.floor(j / 250)}.${(j % 250) + 1}`;
-const networks = Array.from({ length: M }, (_, j) => ({
+const networkId = (j: number): string => `5707e000-0000-4000-8000-${hex(j, 12)}`;
+const listenerOf = (j: number): string => `127.21.${Math.floor(j / 250)}.${(j % 250) + 1}`;
+interface Network {
+  readonly j: number;
+  readonly id: string;
+  readonly ns: string;
+  readonly address: string;
+}
+const networks: Network[] = Array.from({ length: M }, (_, j) => ({
   j,
   id: networkId(j),
   ns: `${prefix}-${j}`,
   address: listenerOf(j),
 }));
-const instances = Array.from({ length: N }, (_, k) => ({ ...stormInstance(k), network: networks[k % M] }));
+const instances: (StormInstance & { network: Network })[] = Array.from({ length: N }, (_, k) => ({
+  ...stormInstance(k),
+  network: networks[k % M]!,
+}));
 
-/** Our agent under a socket holder (what nmp-metadata-agent.socket + .service do). */
-function startOurAgent(env, socketPath, novaPort, logDir, name) {
+/** Our agent under a socket holder, and what the holder reports. */
+interface HeldAgent {
+  readonly service: Service;
+  /** The pid of the agent's `n`th start (the holder's `started` events). */
+  started(n: number, timeoutMs?: number): Promise<number>;
+  /** Resolves once agent `pid` has logged its broker connection. */
+  listening(pid: number, timeoutMs?: number): Promise<void>;
+  /** A restart the systemd way: the holder restarts the agent on SIGHUP, with the same socket. */
+  restart(): void;
+  stop(): Promise<void>;
+}
+
+/** The socket holder's event lines (its stdout: one JSON object per line). */
+interface HolderEvent {
+  readonly event: string;
+  readonly pid?: number;
+}
+
+/**
+ * Our agent under a socket holder (what nmp-metadata-agent.socket + .service do): the testkit's
+ * startAgentCli, wrapped in socket_holder.py, which holds the socket and starts (and restarts) the agent.
+ */
+async function startOurAgent(
+  extraEnv: Readonly<Record<string, string>>,
+  secret: string,
+  socketPath: string,
+  novaPort: number,
+  logDir: string,
+  name: string,
+): Promise<HeldAgent> {
   const outFile = join(logDir, `${name}.holder.out`);
-  const out = [];
-  const child = spawn(
-    DEBIAN_PYTHON,
-    [
-      SOCKET_HOLDER_SCRIPT,
-      '--unix',
-      `${socketPath},0666`,
-      '--name',
-      'metadata',
-      '--',
-      process.execPath,
-      ...SERVICE_NODE_FLAGS,
-      CLI.agent,
-      '--metadata-proxy-socket',
-      socketPath,
+  const service = await startAgentCli({
+    name,
+    socketPath,
+    novaPort,
+    sharedSecret: secret,
+    env: extraEnv,
+    wrap: [DEBIAN_PYTHON, SOCKET_HOLDER_SCRIPT, '--unix', `${socketPath},0666`, '--name', 'metadata', '--'],
+    resolverArgs: ['--resolver', 'rpc'],
+    args: [
       '--metadata-proxy-socket-mode',
       'all',
-      '--resolver',
-      'rpc',
-      '--nova-metadata-host',
-      '127.0.0.1',
-      '--nova-metadata-port',
-      String(novaPort),
       '--log-level',
       'info',
       '--log-file',
       join(logDir, `${name}.log`),
       ...(opts['port-cache-ttl'] !== '' ? ['--port-cache-ttl', opts['port-cache-ttl']] : []),
     ],
-    { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  children.add(child);
-  child.stdout.on('data', (d) => out.push(String(d)));
-  child.stderr.on('data', (d) => out.push(String(d)));
-  const exited = new Promise((r) => child.once('exit', r));
-  const events = () =>
-    out
-      .join('')
+    // The holder listens at once; started() and listening() tell when the agent is there.
+    noWait: true,
+  });
+  children.add(service.child);
+  const events = (): HolderEvent[] =>
+    service
+      .output()
       .split('\n')
       .filter((l) => l.startsWith('{"event"'))
-      .map((l) => JSON.parse(l));
-  const started = async (n, timeoutMs = 30_000) => {
+      .map((l) => JSON.parse(l) as HolderEvent);
+  const started = async (n: number, timeoutMs = 30_000): Promise<number> => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const e = events().filter((x) => x.event === 'started')[n - 1];
-      if (e) return e.pid;
-      if (Date.now() > deadline) throw new Error(`agent start #${n} not seen:\n${out.join('').slice(-3000)}`);
+      if (e?.pid !== undefined) return e.pid;
+      if (Date.now() > deadline)
+        throw new Error(`agent start #${n} not seen:\n${service.output().slice(-3000)}`);
       await sleep(20);
     }
   };
   /** The agent's `listening` line of process `pid` (it serves and, with rpc, has started its broker link). */
-  const listening = async (pid, timeoutMs = 30_000) => {
+  const listening = async (pid: number, timeoutMs = 30_000): Promise<void> => {
     const deadline = Date.now() + timeoutMs;
     const file = join(logDir, `${name}.log`);
     for (;;) {
@@ -319,23 +406,32 @@ function startOurAgent(env, socketPath, novaPort, logDir, name) {
     }
   };
   return {
-    child,
+    service,
     started,
     listening,
-    restart: () => child.kill('SIGHUP'),
+    restart: () => service.child.kill('SIGHUP'),
     async stop() {
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 20_000);
-      await exited;
-      clearTimeout(t);
-      children.delete(child);
-      writeFileSync(outFile, out.join(''));
+      await service.stop(20_000);
+      children.delete(service.child);
+      writeFileSync(outFile, service.output());
     },
   };
 }
 
 /** neutron's own metadata agent (Debian's neutron-metadata-agent program, from python3-neutron). */
-async function startNeutronAgent({ secret, socketPath, novaPort, transportUrl, logDir }) {
+async function startNeutronAgent({
+  secret,
+  socketPath,
+  novaPort,
+  transportUrl,
+  logDir,
+}: {
+  secret: string;
+  socketPath: string;
+  novaPort: number;
+  transportUrl: string;
+  logDir: string;
+}): Promise<Service> {
   const conf = join(work, 'neutron.conf');
   const ini = join(work, 'metadata_agent.ini');
   writeFileSync(
@@ -386,55 +482,79 @@ async function startNeutronAgent({ secret, socketPath, novaPort, transportUrl, l
   return proc;
 }
 
+/** What a storm runs against. */
+interface StormContext {
+  readonly logDir: string;
+  readonly backend: NeutronRpcBackend;
+  readonly nova: Service;
+  readonly daemon: Service;
+  readonly workerPid: number | undefined;
+  /** The agent's pid now (it changes with restarts). */
+  agentPid: () => number | undefined;
+}
+
 /** One storm through the daemon's listeners; `during(t0)` runs alongside (the restarts). */
-async function storm(label, ctx, { retries = 0, during } = {}) {
+async function storm(
+  label: StormLabel,
+  ctx: StormContext,
+  { retries = 0, during }: { retries?: number; during?: (t0: number) => Promise<StormEvent[]> } = {},
+): Promise<RegionStorm> {
   const logDir = join(ctx.logDir, label);
   mkdirSync(logDir, { recursive: true });
   const specFile = join(logDir, 'client.json');
-  writeFileSync(
-    specFile,
-    JSON.stringify({
-      version: VERSION,
-      timeoutMs: CLOUD_INIT.timeoutMs,
-      retries,
-      retryDelayMs: CLOUD_INIT.retryDelayMs,
-      instances: instances.map((i) => ({ ip: i.ip, uuid: i.uuid, url: `http://${i.network.address}:80` })),
-    }),
-  );
+  const spec: ClientSpec = {
+    version: VERSION,
+    timeoutMs: CLOUD_INIT.timeoutMs,
+    retries,
+    retryDelayMs: CLOUD_INIT.retryDelayMs,
+    instances: instances.map((i) => ({ ip: i.ip, uuid: i.uuid, url: `http://${i.network.address}:80` })),
+  };
+  writeFileSync(specFile, JSON.stringify(spec));
   await ctx.backend.reset();
   const serverPids = ctx.backend.servers.map((s) => s.pid);
-  const cpu = () => ({
-    neutronServer: serverPids.reduce((a, p) => a + cpuSecondsOf(p), 0),
-    agent: ctx.agentPid() ? treeCpuSeconds(ctx.agentPid()) : Number.NaN,
-    daemon: cpuSecondsOf(ctx.daemon.pid) + cpuSecondsOf(ctx.workerPid),
-    nova: cpuSecondsOf(ctx.nova.pid),
-  });
+  const pidCpu = (pid: number | undefined) => (pid === undefined ? Number.NaN : cpuSecondsOf(pid));
+  const cpu = (): Record<string, number> => {
+    const agentPid = ctx.agentPid();
+    return {
+      neutronServer: serverPids.reduce((a, p) => a + cpuSecondsOf(p), 0),
+      agent: agentPid ? treeCpuSeconds(agentPid) : Number.NaN,
+      daemon: cpuSecondsOf(ctx.daemon.pid) + pidCpu(ctx.workerPid),
+      nova: cpuSecondsOf(ctx.nova.pid),
+    };
+  };
   const cpu0 = cpu();
   const busy0 = machineBusySeconds();
   const load0 = loadavg()[0];
   const t0 = Date.now();
   const side = during ? during(t0) : Promise.resolve([]);
-  const r = await runClient(specFile, 600_000, ['ip', 'netns', 'exec', REGION_NS]);
+  const client = await runClient(specFile, 600_000, ['ip', 'netns', 'exec', REGION_NS]);
   const events = await side;
   const cpu1 = cpu();
   const busy1 = machineBusySeconds();
   const counts = await ctx.backend.counts();
-  r.label = label;
-  r.events = events;
-  r.rpcCalls = counts.calls;
-  r.rpcPerInstance = counts.calls / N;
-  r.maxRpcForOneAddress = counts.maxForOneAddress;
   // With restarts the agent's pid changes: its CPU is not comparable, and not reported.
-  r.cpuS = Object.fromEntries(Object.keys(cpu0).map((k) => [k, cpu1[k] - cpu0[k]]));
-  r.cpuS.clients = r.clientCpuS;
-  const ours = Object.values(r.cpuS).reduce((a, b) => a + (Number.isFinite(b) ? b : 0), 0);
-  r.otherCpuShare = Math.max(0, (busy1 - busy0 - ours) / r.elapsedS);
-  r.load = { before: load0, after: loadavg()[0] };
-  r.memory = {
-    agentRssKb: ctx.agentPid() ? treeRssKb(ctx.agentPid()) : Number.NaN,
-    daemonRssKb: (memoryOf(ctx.daemon.pid).rssKb || 0) + (memoryOf(ctx.workerPid).rssKb || 0),
-    workerRssKb: memoryOf(ctx.workerPid).rssKb,
-  };
+  const cpuS: Record<string, number> = Object.fromEntries(
+    Object.keys(cpu0).map((k) => [k, cpu1[k]! - cpu0[k]!]),
+  );
+  cpuS.clients = client.clientCpuS;
+  const ours = Object.values(cpuS).reduce((a, b) => a + (Number.isFinite(b) ? b : 0), 0);
+  const agentPid = ctx.agentPid();
+  const worker = ctx.workerPid === undefined ? {} : memoryOf(ctx.workerPid);
+  const r: RegionStorm = Object.assign(client, {
+    label,
+    events,
+    rpcCalls: counts.calls,
+    rpcPerInstance: counts.calls / N,
+    maxRpcForOneAddress: counts.maxForOneAddress,
+    cpuS,
+    otherCpuShare: Math.max(0, (busy1 - busy0 - ours) / client.elapsedS),
+    load: { before: load0, after: loadavg()[0]! },
+    memory: {
+      agentRssKb: agentPid ? treeRssKb(agentPid) : Number.NaN,
+      daemonRssKb: (memoryOf(ctx.daemon.pid).rssKb || 0) + (worker.rssKb || 0),
+      workerRssKb: worker.rssKb,
+    },
+  });
   delete r.failedTryTimes;
   log(
     `  ${label}: last answer after ${r.seconds.toFixed(2)} s; ${r.requests} requests, ${r.failed} failed` +
@@ -453,14 +573,12 @@ async function storm(label, ctx, { retries = 0, during } = {}) {
   return r;
 }
 
-async function oneRun(run, backend, dir) {
+async function oneRun(run: number, backend: NeutronRpcBackend, dir: string): Promise<RunResults> {
   const logDir = join(dir, `run-${run}`);
   mkdirSync(logDir, { recursive: true });
   const secret = randomBytes(24).toString('base64url');
   const env = { ...process.env, NMP_METADATA_PROXY_SHARED_SECRET: secret, NMP_TRANSPORT_URL: backend.url };
-  const started = [];
-  const ctx = { logDir, backend };
-  const results = {};
+  const started: (() => Promise<unknown>)[] = [];
   try {
     // Nova
     const instancesFile = join(work, 'instances.json');
@@ -469,7 +587,7 @@ async function oneRun(run, backend, dir) {
       JSON.stringify({ instances: instances.map((i) => stormNovaInstance(i, i.network.id, 1450)) }),
     );
     const novaPort = await freePort();
-    ctx.nova = startNode(
+    const nova = startNode(
       'nova',
       CLI.nova,
       [
@@ -484,27 +602,33 @@ async function oneRun(run, backend, dir) {
       ],
       { env, logDir },
     );
-    started.push(() => ctx.nova.stop());
+    started.push(() => nova.stop());
     // Reading 10,000 instances on a busy machine takes a while.
     await waitForConnect({ host: '127.0.0.1', port: novaPort }, 'nova-metadata-dev', {
       timeoutMs: 120_000,
-      alive: () => ctx.nova.alive(),
+      alive: () => nova.alive(),
     });
 
     // our agent, its socket held as the .socket unit holds it
     const socketPath = join(work, `metadata_proxy-${run}`);
-    let agent = startOurAgent(env, socketPath, novaPort, logDir, 'agent');
+    let agent: HeldAgent | undefined = await startOurAgent(
+      { NMP_TRANSPORT_URL: backend.url },
+      secret,
+      socketPath,
+      novaPort,
+      logDir,
+      'agent',
+    );
     let agentStarts = 1;
-    let agentPid = await agent.started(1);
-    ctx.agentPid = () => agentPid;
-    started.push(() => agent?.stop());
+    let agentPid: number | undefined = await agent.started(1);
+    started.push(async () => agent?.stop());
     await agent.listening(agentPid, 60_000);
 
     // the daemon and its M attachments
     const stateDir = join(work, `state-${run}`);
     mkdirSync(stateDir, { recursive: true });
     const control = join(stateDir, 'nmp-metadata-proxy-daemon', 'control.sock');
-    ctx.daemon = startNode(
+    const daemon = startNode(
       'daemon',
       DAEMON_CLI,
       [
@@ -524,14 +648,13 @@ async function oneRun(run, backend, dir) {
       ],
       { env, logDir, nodeArgs: [...SERVICE_NODE_FLAGS] },
     );
-    started.push(() => ctx.daemon.stop(20_000));
-    const { daemonClient } = await import('@nmp/metadata-proxy-daemon/client');
+    started.push(() => daemon.stop(20_000));
     for (let i = 0; ; i++) {
       try {
         await daemonClient.list(control, 2_000);
         break;
       } catch (err) {
-        if (ctx.daemon.alive() !== true || i > 150) throw new Error(`daemon: ${ctx.daemon.alive()} ${err}`);
+        if (daemon.alive() !== true || i > 150) throw new Error(`daemon: ${daemon.alive()} ${err}`);
         await sleep(100);
       }
     }
@@ -540,7 +663,7 @@ async function oneRun(run, backend, dir) {
     await Promise.all(
       Array.from({ length: 16 }, async () => {
         while (next < networks.length) {
-          const n = networks[next++];
+          const n = networks[next++]!;
           await daemonClient.attach(
             control,
             { id: n.id, mode: 'network', namespace: n.ns, binds: [`${n.address}:80`] },
@@ -550,35 +673,42 @@ async function oneRun(run, backend, dir) {
       }),
     );
     const list = await daemonClient.list(control, 60_000);
-    ctx.workerPid = list.daemon.workerPid;
-    results.attach = { seconds: (Date.now() - ta) / 1000, healthy: list.daemon.healthy };
-    log(
-      `  daemon: ${list.daemon.healthy}/${M} attachments listening after ${results.attach.seconds.toFixed(1)} s`,
-    );
+    const attach = { seconds: (Date.now() - ta) / 1000, healthy: list.daemon.healthy };
+    const results: RunResults = { attach };
+    log(`  daemon: ${list.daemon.healthy}/${M} attachments listening after ${attach.seconds.toFixed(1)} s`);
     if (list.daemon.healthy !== M) throw new Error(`only ${list.daemon.healthy} of ${M} attachments healthy`);
+    const ctx: StormContext = {
+      logDir,
+      backend,
+      nova,
+      daemon,
+      workerPid: list.daemon.workerPid,
+      agentPid: () => agentPid,
+    };
 
     if (STORMS.includes('nmp')) results.nmp = await storm('nmp', ctx);
 
     if (STORMS.includes('restarts')) {
+      const held = agent;
       // A fresh agent (empty cache), then the storm with three restarts and one broker restart.
-      agent.restart();
-      agentPid = await agent.started(++agentStarts);
-      await agent.listening(agentPid);
+      held.restart();
+      agentPid = await held.started(++agentStarts);
+      await held.listening(agentPid);
       const expected = results.nmp?.seconds ?? 10;
-      results.restarts = await storm('restarts', ctx, {
+      const restarts = await storm('restarts', ctx, {
         retries: CLOUD_INIT.retries,
         during: async (t0) => {
-          const events = [];
-          const at = (s) => sleep(Math.max(0, t0 + s * 1000 - Date.now()));
-          const mark = (what) => events.push({ what, t: (Date.now() - t0) / 1000 });
+          const events: StormEvent[] = [];
+          const at = (s: number) => sleep(Math.max(0, t0 + s * 1000 - Date.now()));
+          const mark = (what: string) => events.push({ what, t: (Date.now() - t0) / 1000 });
           // Spread over the storm as the first storm lasted, at least 2 s apart.
           const step = Math.max(2, expected / 5);
           for (let k = 1; k <= 3; k++) {
             await at(step * k);
             mark(`agent restart ${k}`);
-            agent.restart();
-            agentPid = await agent.started(++agentStarts);
-            await agent.listening(agentPid, 60_000);
+            held.restart();
+            agentPid = await held.started(++agentStarts);
+            await held.listening(agentPid, 60_000);
             mark(`agent ${k} connected`);
           }
           await at(step * 4);
@@ -591,10 +721,9 @@ async function oneRun(run, backend, dir) {
         },
       });
       // When each failed try happened, next to the events.
-      results.restarts.eventsText = results.restarts.events
-        .map((e) => `${e.what} ${e.t.toFixed(1)} s`)
-        .join(', ');
-      log(`         events: ${results.restarts.eventsText}`);
+      restarts.eventsText = restarts.events.map((e) => `${e.what} ${e.t.toFixed(1)} s`).join(', ');
+      results.restarts = restarts;
+      log(`         events: ${restarts.eventsText}`);
     }
 
     if (STORMS.includes('neutron')) {
@@ -655,7 +784,7 @@ async function main() {
     workers: Number(opts['rpc-workers']),
     log,
   });
-  const runs = [];
+  const runs: RunResults[] = [];
   try {
     for (let run = 1; run <= RUNS; run++) {
       log(`run ${run}:`);
@@ -664,7 +793,7 @@ async function main() {
   } finally {
     await backend.stop();
   }
-  const summary = {
+  const summary: Summary = {
     date: new Date().toISOString(),
     machine,
     instances: N,
@@ -681,7 +810,7 @@ async function main() {
 }
 
 /** Replace the text between the region markers of --out (or add the section at the end). */
-function writeSection(section) {
+function writeSection(section: string): void {
   const file = join(ROOT, opts.out);
   const old = readFileSync(file, 'utf8');
   const block = `${MARK_START}\n${section}\n${MARK_END}`;
@@ -697,15 +826,16 @@ function writeSection(section) {
 }
 
 /** The markdown section: per storm the medians over the runs, and the targets. */
-function report(s) {
-  const med = (label, f) => median(s.runs.map((r) => (r[label] ? f(r[label]) : Number.NaN)));
-  const labels = ['nmp', 'neutron', 'restarts'].filter((l) => s.runs.some((r) => r[l]));
-  const title = {
+function report(s: Summary): string {
+  const med = (label: StormLabel, f: (r: RegionStorm) => number | null) =>
+    median(s.runs.map((r) => (r[label] ? f(r[label]) : Number.NaN)));
+  const labels = STORM_LABELS.filter((l) => s.runs.some((r) => r[l]));
+  const title: Record<StormLabel, string> = {
     nmp: 'nmp agent',
     neutron: "neutron's agent",
     restarts: 'nmp agent, 3 agent restarts + 1 broker restart',
   };
-  const n = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '-');
+  const n = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '-');
   const rows = labels.map((l) => [
     title[l],
     n(med(l, (r) => r.seconds)),
@@ -760,10 +890,13 @@ function report(s) {
       (r, i) =>
         `- run ${i + 1}: attach ${n(r.attach.seconds, 1)} s (${r.attach.healthy} listening); ` +
         labels
-          .filter((l) => r[l])
+          .flatMap((l) => {
+            const x = r[l];
+            return x ? [[l, x] as const] : [];
+          })
           .map(
-            (l) =>
-              `${l} ${n(r[l].seconds)} s, ${r[l].failed} failed${l === 'restarts' ? ` (${r[l].failedTries} failed tries; ${r[l].eventsText})` : ''}, ${r[l].rpcCalls} RPCs, other load ${Math.round(r[l].otherCpuShare * 100)}% of a core`,
+            ([l, x]) =>
+              `${l} ${n(x.seconds)} s, ${x.failed} failed${l === 'restarts' ? ` (${x.failedTries} failed tries; ${x.eventsText})` : ''}, ${x.rpcCalls} RPCs, other load ${Math.round(x.otherCpuShare * 100)}% of a core`,
           )
           .join('; '),
     )
@@ -834,8 +967,8 @@ function report(s) {
 
 main().then(
   () => process.exit(0),
-  (err) => {
-    log(`region: ${err.stack ?? err}`);
+  (err: unknown) => {
+    log(`region: ${(err instanceof Error && err.stack) || err}`);
     cleanupSync();
     process.exit(1);
   },

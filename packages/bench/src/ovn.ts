@@ -19,6 +19,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
   fmt,
+  type MachineInfo,
+  type Memory,
   machineInfo,
   median,
   memoryOf,
@@ -33,9 +35,15 @@ import {
 } from '@nmp/bench';
 import { loadConfig, silentLogger } from '@nmp/common';
 import { agentSchema, OvnMetadataService } from '@nmp/metadata-agent';
-import { OvsdbClient } from '@nmp/ovsdb';
+import { OvsdbClient, type Replica } from '@nmp/ovsdb';
 import { OvsdbServer, sbOps } from '@nmp/testkit';
-import { runStorm, STORM_PROJECT, stormInstance, stormNovaInstance } from './storm-instances.mjs';
+import {
+  runStorm,
+  STORM_PROJECT,
+  type StormResult,
+  stormInstance,
+  stormNovaInstance,
+} from './storm-instances.js';
 
 const USAGE = `usage: npm run bench:ovn -- [--ports N] [--networks N] [--instances N] [--runs N] [--no-neutron] [--json]
 
@@ -54,24 +62,47 @@ const USAGE = `usage: npm run bench:ovn -- [--ports N] [--networks N] [--instanc
 const VERSION = '2018-08-27';
 const PROJECT = STORM_PROJECT;
 const CHASSIS = 'hv-bench';
-const hex = (n, w) => n.toString(16).padStart(w, '0');
+const hex = (n: number, w: number): string => n.toString(16).padStart(w, '0');
 
-const networkId = (n) => (n === 0 ? NETWORK_ID : `0b0e0000-0000-4000-8000-${hex(n, 12)}`);
+const networkId = (n: number): string => (n === 0 ? NETWORK_ID : `0b0e0000-0000-4000-8000-${hex(n, 12)}`);
+
+type Log = (message: string) => void;
+/** A lookup sample: [network id, address, the instance (device id) it must find]. */
+type Sample = [network: string, ip: string, device: string];
+
+interface Samples {
+  readonly ours: Sample[];
+  readonly others: Sample[];
+  /** Every VM Port_Binding (the index of scope all holds them all). */
+  all: number;
+}
+
+/** The uuid of an insert's result ({uuid: ["uuid", x]}), from the server's JSON answer. */
+function insertedUuid(result: unknown): string {
+  const uuid =
+    typeof result === 'object' && result !== null ? (result as { uuid?: unknown }).uuid : undefined;
+  if (!Array.isArray(uuid) || typeof uuid[1] !== 'string') throw new Error('transact: no uuid in the result');
+  return uuid[1];
+}
 
 /** Fill the Southbound: chassis, networks with a localport each, ports. Returns samples for lookups. */
-export async function populate(client, { ports, networks, instances }, log) {
+export async function populate(
+  client: OvsdbClient,
+  { ports, networks, instances }: { ports: number; networks: number; instances: number },
+  log: Log,
+): Promise<{ samples: Samples; written: number }> {
   const chassisNames = [CHASSIS, ...Array.from({ length: 99 }, (_, i) => `hv-${i + 1}`)];
   const created = await client.transact(
     chassisNames.flatMap((c, i) => sbOps.chassis(c, { ip: `10.255.${i >> 8}.${i & 255}` })),
   );
-  const chassisUuid = chassisNames.map((_, i) => created[i * 3 + 1].uuid[1]);
+  const chassisUuid = chassisNames.map((_, i) => insertedUuid(created[i * 3 + 1]));
   const dps = await client.transact(
     Array.from({ length: networks }, (_, n) => sbOps.network(networkId(n), n + 1)),
   );
-  const dpUuid = dps.map((r) => r.uuid[1]);
+  const dpUuid = dps.map(insertedUuid);
   const perNetwork = Math.ceil(ports / networks);
-  const samples = { ours: [], others: [] };
-  let ops = [];
+  const samples: Samples = { ours: [], others: [], all: 0 };
+  let ops: object[] = [];
   let written = 0;
   const flush = async () => {
     if (ops.length === 0) return;
@@ -83,7 +114,7 @@ export async function populate(client, { ports, networks, instances }, log) {
     ops.push(
       sbOps.port({
         id: `meta-${n}`,
-        datapath: ['uuid', dpUuid[n]],
+        datapath: ['uuid', dpUuid[n]!],
         tunnelKey: 32000,
         type: 'localport',
         mac: `fa:16:3e:ff:${hex(n >> 8, 2)}:${hex(n & 255, 2)}`,
@@ -100,14 +131,14 @@ export async function populate(client, { ports, networks, instances }, log) {
       ops.push(
         sbOps.port({
           id: inst ? inst.portId : `p0p0${hex(n, 4)}-0000-4000-8000-${hex(k, 12)}`,
-          datapath: ['uuid', dpUuid[n]],
+          datapath: ['uuid', dpUuid[n]!],
           tunnelKey: k + 1,
           mac: inst ? inst.mac : `fa:16:3e:${hex(n, 2)}:${hex(k >> 8, 2)}:${hex(k & 255, 2)}`,
           ips: [ip],
           deviceId: device,
           projectId: PROJECT,
           networkId: networkId(n),
-          chassis: ['uuid', chassisUuid[mine ? 0 : 1 + ((n + k) % 99)]],
+          chassis: ['uuid', chassisUuid[mine ? 0 : 1 + ((n + k) % 99)]!],
         }),
       );
       if (mine) samples.ours.push([networkId(n), ip, device]);
@@ -120,19 +151,40 @@ export async function populate(client, { ports, networks, instances }, log) {
   return { samples, written };
 }
 
-function agentConfig(flags) {
+function agentConfig(flags: Record<string, string>) {
   return loadConfig(agentSchema, { flags, env: {} }).config;
 }
 
-function gc() {
+function gc(): void {
+  // Only with node --expose-gc (npm run bench:ovn runs it so).
   if (typeof global.gc === 'function') {
     global.gc();
     global.gc();
   }
 }
 
+interface OursResult {
+  readonly scope: string;
+  readonly loadS: number;
+  readonly heapMb: number;
+  readonly indexed: number;
+  readonly replicaRows: number;
+  readonly wrong: number;
+  readonly dbRequests: number;
+  readonly p50Us: number;
+  readonly p99Us: number;
+  readonly lookupsPerS: number;
+  readonly scanMs?: number;
+}
+
 /** Our resolver in this process: first-load time, heap, and the latency of `lookups` lookups. */
-async function measureOurs(remote, scope, samples, lookups, log) {
+async function measureOurs(
+  remote: string,
+  scope: 'chassis' | 'all',
+  samples: Samples,
+  lookups: number,
+  log: Log,
+): Promise<OursResult> {
   gc();
   const heap0 = process.memoryUsage().heapUsed;
   const svc = new OvnMetadataService({
@@ -152,33 +204,35 @@ async function measureOurs(remote, scope, samples, lookups, log) {
     if (sb?.connected && svc.health() === undefined && (sb.index?.size ?? 0) >= expected) break;
     await new Promise((r) => setTimeout(r, 5));
   }
-  await svc.southbound.settled();
+  const southbound = svc.southbound;
+  if (southbound === undefined) throw new Error('the OVN resolver has no Southbound');
+  await southbound.settled();
   const loadS = (performance.now() - t0) / 1000;
   gc();
   const heapMb = (process.memoryUsage().heapUsed - heap0) / 2 ** 20;
   const pool = scope === 'all' ? [...samples.ours, ...samples.others] : samples.ours;
-  const queries = pool.map(([id, ip, device]) => ({ q: { mode: 'network', id, ip }, device }));
+  const queries = pool.map(([id, ip, device]) => ({ q: { mode: 'network' as const, id, ip }, device }));
   let wrong = 0;
   for (const { q, device } of queries) if ((await svc.resolver.resolve(q)).instanceId !== device) wrong++;
-  const requests0 = svc.southbound.client.stats.requests;
+  const requests0 = southbound.client.stats.requests;
   const times = new Float64Array(lookups);
   const r = svc.resolver;
   const tAll = process.hrtime.bigint();
   for (let i = 0; i < lookups; i++) {
-    const { q } = queries[i % queries.length];
+    const { q } = queries[i % queries.length]!;
     const t = process.hrtime.bigint();
     await r.resolve(q);
     times[i] = Number(process.hrtime.bigint() - t) / 1000;
   }
   const totalS = Number(process.hrtime.bigint() - tAll) / 1e9;
-  const dbRequests = svc.southbound.client.stats.requests - requests0;
-  const indexed = svc.southbound.index.size;
-  const replicaRows = svc.southbound.replica.table('Port_Binding').size;
+  const dbRequests = southbound.client.stats.requests - requests0;
+  const indexed = southbound.index?.size ?? 0;
+  const replicaRows = southbound.replica.table('Port_Binding').size;
   // The same rows scanned by neutron's rule (chassis set, network by datapath name, IP in mac[0]).
-  const scan = scope === 'all' ? scanLikeNeutron(svc.southbound.replica, pool.slice(0, 50)) : undefined;
+  const scan = scope === 'all' ? scanLikeNeutron(southbound.replica, pool.slice(0, 50)) : undefined;
   await svc.close();
   times.sort();
-  const res = {
+  const res: OursResult = {
     scope,
     loadS,
     heapMb,
@@ -186,8 +240,8 @@ async function measureOurs(remote, scope, samples, lookups, log) {
     replicaRows,
     wrong,
     dbRequests,
-    p50Us: times[Math.floor(lookups * 0.5)],
-    p99Us: times[Math.floor(lookups * 0.99)],
+    p50Us: times[Math.floor(lookups * 0.5)]!,
+    p99Us: times[Math.floor(lookups * 0.99)]!,
     lookupsPerS: lookups / totalS,
     ...(scan ? { scanMs: scan } : {}),
   };
@@ -198,15 +252,16 @@ async function measureOurs(remote, scope, samples, lookups, log) {
   return res;
 }
 
-function scanLikeNeutron(replica, samples) {
+function scanLikeNeutron(replica: Replica, samples: readonly Sample[]): number {
   const rows = [...replica.table('Port_Binding').values()];
   const dps = replica.table('Datapath_Binding');
-  const times = [];
+  const times: number[] = [];
   for (const [network, ip] of samples) {
     const t = performance.now();
     const out = rows.filter((p) => {
       if (!Array.isArray(p.chassis) || p.chassis.length === 0) return false;
-      const name = dps.get(p.datapath)?.external_ids.get('name');
+      const externalIds = dps.get(String(p.datapath))?.external_ids;
+      const name = externalIds instanceof Map ? externalIds.get('name') : undefined;
       if (typeof name !== 'string' || name.replaceAll('neutron-', '') !== network) return false;
       return Array.isArray(p.mac) && p.mac.length > 0 && String(p.mac[0]).split(' ').includes(ip);
     });
@@ -216,10 +271,35 @@ function scanLikeNeutron(replica, samples) {
   return median(times);
 }
 
-function measureNeutron(remote, samples, dir, log) {
+interface NeutronResult {
+  readonly loadS: number;
+  readonly rows: number;
+  readonly wrong: number;
+  readonly calls: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+}
+
+/** What ovn-neutron-lookup.py prints (one JSON line). */
+interface NeutronLookupOutput {
+  readonly loadS: number;
+  readonly rows: number;
+  readonly timesMs: readonly number[];
+  readonly wrong: number;
+}
+
+/** python/ovn-neutron-lookup.py of this package (tsc does not copy it into dist). */
+const NEUTRON_LOOKUP_SCRIPT = join(ROOT, 'packages/bench/python/ovn-neutron-lookup.py');
+
+function measureNeutron(
+  remote: string,
+  samples: readonly Sample[],
+  dir: string,
+  log: Log,
+): Promise<NeutronResult | undefined> {
   const file = join(dir, 'neutron-samples.json');
   writeFileSync(file, JSON.stringify(samples));
-  const script = fileURLToPath(new URL('./ovn-neutron-lookup.py', import.meta.url));
+  const script = NEUTRON_LOOKUP_SCRIPT;
   return new Promise((resolve) => {
     execFile(
       '/usr/bin/python3',
@@ -231,15 +311,15 @@ function measureNeutron(remote, samples, dir, log) {
           resolve(undefined);
           return;
         }
-        const r = JSON.parse(stdout.trim().split('\n').pop());
+        const r = JSON.parse(stdout.trim().split('\n').pop() ?? '') as NeutronLookupOutput;
         const sorted = [...r.timesMs].sort((a, b) => a - b);
-        const res = {
+        const res: NeutronResult = {
           loadS: r.loadS,
           rows: r.rows,
           wrong: r.wrong,
           calls: sorted.length,
           p50Ms: median(sorted),
-          p99Ms: sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))],
+          p99Ms: sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))]!,
         };
         log(
           `  neutron's get_network_port_bindings_by_ip: IDL load ${res.loadS.toFixed(1)} s (${res.rows} rows); ` +
@@ -251,22 +331,38 @@ function measureNeutron(remote, samples, dir, log) {
   });
 }
 
-function adminGet(socketPath, path) {
+function adminGet(socketPath: string, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request({ socketPath, path }, (res) => {
       let body = '';
       res.setEncoding('utf8');
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode, body }));
+      res.on('data', (c: string) => {
+        body += c;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
     });
     req.on('error', reject);
     req.end();
   });
 }
 
-const metric = (text, name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+const metric = (text: string, name: string): number =>
+  Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
 
-async function bootStorm(remote, instances, dir, run, log) {
+interface OvnStorm extends StormResult {
+  readyS: number;
+  dbRequests: number;
+  indexed: number;
+  memory: { agent: Memory; proxy: Memory };
+}
+
+async function bootStorm(
+  remote: string,
+  instances: number,
+  dir: string,
+  run: number,
+  log: Log,
+): Promise<OvnStorm> {
   const logDir = join(dir, `storm-${run}`);
   mkdirSync(logDir, { recursive: true });
   const all = Array.from({ length: instances }, (_, k) => stormInstance(k));
@@ -274,7 +370,7 @@ async function bootStorm(remote, instances, dir, run, log) {
   writeFileSync(
     instancesFile,
     JSON.stringify({
-      // The same documents as boot-storm.mjs (MTU as on a geneve network), so that the two storms compare.
+      // The same documents as boot-storm.ts (MTU as on a geneve network), so that the two storms compare.
       instances: all.map((i) => stormNovaInstance(i, NETWORK_ID, 1442)),
     }),
   );
@@ -288,19 +384,21 @@ async function bootStorm(remote, instances, dir, run, log) {
     const admin = `${chain.socketPath}.admin`;
     const t0 = Date.now();
     for (;;) {
-      const r = await adminGet(admin, '/readyz').catch(() => ({ status: 0 }));
+      const r = await adminGet(admin, '/readyz').catch(() => ({ status: 0, body: '' }));
       if (r.status === 200) break;
       if (Date.now() - t0 > 120_000) throw new Error(`agent not ready: ${r.body}`);
       await new Promise((res) => setTimeout(res, 50));
     }
     const readyS = (Date.now() - t0) / 1000;
     const before = metric((await adminGet(admin, '/metrics')).body, 'nmp_ovn_southbound_requests_total');
-    const r = await runStorm(chain, all, { logDir, version: VERSION });
+    const storm = await runStorm(chain, all, { logDir, version: VERSION });
     const m = (await adminGet(admin, '/metrics')).body;
-    r.readyS = readyS;
-    r.dbRequests = metric(m, 'nmp_ovn_southbound_requests_total') - before;
-    r.indexed = metric(m, 'nmp_ovn_port_bindings_indexed');
-    r.memory = { agent: memoryOf(chain.agent.pid), proxy: memoryOf(chain.proxy.pid) };
+    const r: OvnStorm = Object.assign(storm, {
+      readyS,
+      dbRequests: metric(m, 'nmp_ovn_southbound_requests_total') - before,
+      indexed: metric(m, 'nmp_ovn_port_bindings_indexed'),
+      memory: { agent: memoryOf(chain.agent.pid), proxy: memoryOf(chain.proxy!.pid) },
+    });
     log(
       `  storm ${run}: last answer after ${r.seconds.toFixed(2)} s; ${r.requests} requests, ${r.failed} failed; ` +
         `${r.dbRequests} Southbound requests during the storm; agent ready ${readyS.toFixed(2)} s after start, ` +
@@ -354,9 +452,12 @@ async function main() {
     process.stderr.write(`ovn bench: bad arguments\n\n${USAGE}`);
     process.exit(2);
   }
-  const log = (m) => process.stderr.write(`${m}\n`);
+  const log: Log = (m) => {
+    process.stderr.write(`${m}\n`);
+  };
   if (values['report-from']) {
-    writeSection(JSON.parse(readFileSync(values['report-from'], 'utf8')), log);
+    // A results.json this program wrote.
+    writeSection(JSON.parse(readFileSync(values['report-from'], 'utf8')) as Summary, log);
     return;
   }
   requireBuilt();
@@ -380,27 +481,27 @@ async function main() {
     const wait = Number(values['quiet-wait']);
     const doLookup = values.only !== 'storm';
     const doStorm = values.only !== 'lookup';
-    let ours;
-    let oursAll;
+    let ours: OursResult | undefined;
+    let oursAll: OursResult | undefined;
     if (doLookup) {
       await waitForQuiet(wait);
       ours = await measureOurs(server.unixRemote, 'chassis', samples, lookups, log);
       await waitForQuiet(wait);
       oursAll = await measureOurs(server.unixRemote, 'all', samples, lookups, log);
     }
-    let neutron;
+    let neutron: NeutronResult | undefined;
     if (doLookup && !values['no-neutron']) {
       await waitForQuiet(wait);
       // neutron's scan costs seconds a call at this size: 10 lookups, half of them for our instances.
       const pick = [...samples.ours.slice(0, 5), ...samples.others.slice(0, 5)];
       neutron = await measureNeutron(server.unixRemote, pick, dir, log);
     }
-    const storms = [];
+    const storms: OvnStorm[] = [];
     for (let run = 1; doStorm && run <= runs; run++) {
       await waitForQuiet(wait);
       storms.push(await bootStorm(server.unixRemote, instances, dir, run, log));
     }
-    const summary = {
+    const summary: Summary = {
       date: new Date().toISOString(),
       machine: machineInfo(),
       ports,
@@ -417,42 +518,43 @@ async function main() {
     writeFileSync(join(dir, 'results.json'), JSON.stringify(summary, null, 2));
     log(`wrote ${relative(ROOT, join(dir, 'results.json'))}`);
     if (doLookup && doStorm && !values['no-write']) writeSection(summary, log);
-    const table = !doLookup
-      ? ''
-      : textTable(
-          ['lookup', 'first load s', 'memory MB', 'p50', 'p99', 'DB requests'],
-          [
+    const table =
+      !doLookup || ours === undefined || oursAll === undefined
+        ? ''
+        : textTable(
+            ['lookup', 'first load s', 'memory MB', 'p50', 'p99', 'DB requests'],
             [
-              'ours (chassis)',
-              ours.loadS.toFixed(2),
-              ours.heapMb.toFixed(1),
-              `${ours.p50Us.toFixed(2)} µs`,
-              `${ours.p99Us.toFixed(2)} µs`,
-              ours.dbRequests,
+              [
+                'ours (chassis)',
+                ours.loadS.toFixed(2),
+                ours.heapMb.toFixed(1),
+                `${ours.p50Us.toFixed(2)} µs`,
+                `${ours.p99Us.toFixed(2)} µs`,
+                ours.dbRequests,
+              ],
+              [
+                'ours (all)',
+                oursAll.loadS.toFixed(2),
+                oursAll.heapMb.toFixed(1),
+                `${oursAll.p50Us.toFixed(2)} µs`,
+                `${oursAll.p99Us.toFixed(2)} µs`,
+                oursAll.dbRequests,
+              ],
+              ['scan, same rows (JS)', '-', '-', `${oursAll.scanMs?.toFixed(1)} ms`, '-', '-'],
+              ...(neutron
+                ? [
+                    [
+                      "neutron's scan",
+                      neutron.loadS.toFixed(1),
+                      '-',
+                      `${neutron.p50Ms.toFixed(1)} ms`,
+                      `${neutron.p99Ms.toFixed(1)} ms`,
+                      '-',
+                    ],
+                  ]
+                : []),
             ],
-            [
-              'ours (all)',
-              oursAll.loadS.toFixed(2),
-              oursAll.heapMb.toFixed(1),
-              `${oursAll.p50Us.toFixed(2)} µs`,
-              `${oursAll.p99Us.toFixed(2)} µs`,
-              oursAll.dbRequests,
-            ],
-            ['scan, same rows (JS)', '-', '-', `${oursAll.scanMs.toFixed(1)} ms`, '-', '-'],
-            ...(neutron
-              ? [
-                  [
-                    "neutron's scan",
-                    neutron.loadS.toFixed(1),
-                    '-',
-                    `${neutron.p50Ms.toFixed(1)} ms`,
-                    `${neutron.p99Ms.toFixed(1)} ms`,
-                    '-',
-                  ],
-                ]
-              : []),
-          ],
-        );
+          );
     const stormTable = textTable(
       [
         'run',
@@ -487,13 +589,32 @@ async function main() {
   }
 }
 
-const MARK_START = '<!-- ovn:start (written by scripts/bench/ovn.mjs) -->';
+const MARK_START = '<!-- ovn:start (written by packages/bench/src/ovn.ts) -->';
+/** How an earlier section begins, whatever program its marker names. */
+const MARK_START_PREFIX = '<!-- ovn:start';
 const MARK_END = '<!-- ovn:end -->';
-const n = (x) => Math.round(x).toLocaleString('en-US');
+const n = (x: number): string => Math.round(x).toLocaleString('en-US');
+
+/** What a run writes to results.json (and --report-from reads back). */
+interface Summary {
+  date: string;
+  machine: MachineInfo;
+  ports: number;
+  networks: number;
+  instances: number;
+  lookup: { ours?: OursResult; oursAll?: OursResult; neutron?: NeutronResult };
+  storms: OvnStorm[];
+  medianStormSeconds: number;
+  stormDbRequests: number;
+  allOk: boolean;
+  elapsedS?: number;
+  command?: string;
+}
 
 /** The "OVN" section of docs/benchmarks.md (only the text between its markers is replaced). */
-function writeSection(s, log) {
+function writeSection(s: Summary, log: Log): void {
   const { ours, oursAll, neutron } = s.lookup;
+  if (ours === undefined || oursAll === undefined) throw new Error('the OVN section needs both lookups');
   const m = s.machine;
   const speedup = neutron ? (neutron.p50Ms * 1000) / ours.p50Us : Number.NaN;
   const stormOk = s.medianStormSeconds <= 5;
@@ -514,9 +635,9 @@ function writeSection(s, log) {
           `| neutron's \`get_network_port_bindings_by_ip\` (python3-neutron's OvsdbSbOvnIdl, same database) | ${neutron.loadS.toFixed(1)} s (${n(neutron.rows)} rows) | - | ${n(neutron.p50Ms)} ms | ${n(neutron.p99Ms)} ms | 0 (a scan of its copy) |`,
         ]
       : []),
-    `| a scan of the same rows by neutron's rule, in JavaScript, same run | - | - | ${oursAll.scanMs.toFixed(1)} ms | - | - |`,
+    `| a scan of the same rows by neutron's rule, in JavaScript, same run | - | - | ${oursAll.scanMs?.toFixed(1)} ms | - | - |`,
     '',
-    `Ours: ${n(s.lookup.ours.lookupsPerS)} lookups/s in one loop (scope chassis), each the agent's resolve() call with its await, over the addresses of our ${n(s.instances)} instances (scope all: and of ports on other networks); every answer checked once (${ours.wrong + oursAll.wrong} wrong). Neutron's: ${neutron ? `${neutron.calls} calls (half for our instances), each scanning every Port_Binding row of its in-memory copy; ${neutron.wrong} wrong` : 'not measured (no python3-neutron)'}. Memory is the heap the resolver adds after a full collection.`,
+    `Ours: ${n(ours.lookupsPerS)} lookups/s in one loop (scope chassis), each the agent's resolve() call with its await, over the addresses of our ${n(s.instances)} instances (scope all: and of ports on other networks); every answer checked once (${ours.wrong + oursAll.wrong} wrong). Neutron's: ${neutron ? `${neutron.calls} calls (half for our instances), each scanning every Port_Binding row of its in-memory copy; ${neutron.wrong} wrong` : 'not measured (no python3-neutron)'}. Memory is the heap the resolver adds after a full collection.`,
     '',
     '### Boot storm',
     '',
@@ -526,7 +647,7 @@ function writeSection(s, log) {
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |',
     ...s.storms.map(
       (r, i) =>
-        `| ${i + 1} | ${r.seconds.toFixed(2)} | ${n(r.requests)} | ${r.failed} | ${r.dbRequests} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${['proxy', 'agent', 'nova', 'clients'].map((k) => (r.cpuS?.[k] ?? Number.NaN).toFixed(2)).join(' / ')} | ${(r.otherCpuShare ?? Number.NaN).toFixed(2)} |`,
+        `| ${i + 1} | ${r.seconds.toFixed(2)} | ${n(r.requests)} | ${r.failed} | ${r.dbRequests} | ${r.p50?.toFixed(1)} | ${r.p99?.toFixed(1)} | ${['proxy', 'agent', 'nova', 'clients'].map((k) => (r.cpuS?.[k] ?? Number.NaN).toFixed(2)).join(' / ')} | ${(r.otherCpuShare ?? Number.NaN).toFixed(2)} |`,
     ),
     '',
     `Median time to last answer: ${s.medianStormSeconds.toFixed(2)} s. Agent RSS after a storm: ${s.storms.map((r) => fmt.mb(r.memory.agent.rssKb)).join(', ')} MB.`,
@@ -549,7 +670,7 @@ function writeSection(s, log) {
   ].join('\n');
   const file = join(ROOT, 'docs/benchmarks.md');
   const old = existsSync(file) ? readFileSync(file, 'utf8') : '';
-  const a = old.indexOf(MARK_START);
+  const a = old.indexOf(MARK_START_PREFIX);
   const b = old.indexOf(MARK_END);
   const out =
     a >= 0 && b > a
@@ -562,8 +683,8 @@ function writeSection(s, log) {
 if (process.argv[1] === fileURLToPath(import.meta.url))
   main().then(
     () => process.exit(0),
-    (err) => {
-      process.stderr.write(`ovn bench: ${err.stack ?? err}\n`);
+    (err: unknown) => {
+      process.stderr.write(`ovn bench: ${(err instanceof Error && err.stack) || err}\n`);
       process.exit(1);
     },
   );

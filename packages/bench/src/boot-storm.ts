@@ -16,7 +16,9 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
+  type BenchChain,
   fmt,
+  type Memory,
   median,
   memoryOf,
   NETWORK_ID,
@@ -28,12 +30,20 @@ import {
   textTable,
   waitForQuiet,
 } from '@nmp/bench';
-import { loadConfig, silentLogger } from '@nmp/common';
+import { type InstanceResolver, type LookupQuery, loadConfig, silentLogger } from '@nmp/common';
 import { AGENT_COMPAT, agentSchema, createNeutronResolver, createRpcResolver } from '@nmp/metadata-agent';
 import { FAKE_DEFAULTS } from '@nmp/openstack-fakes';
-import { summariseProfileFile } from './cpuprofile-summary.mjs';
-import { startNeutronRpcBackend } from './rpc-backend.mjs';
-import { runStorm, STORM_PROJECT, stormInstance, stormNovaInstance } from './storm-instances.mjs';
+import { summariseProfileFile } from './cpuprofile-summary.js';
+import type { FakeMessage, FakeRequest } from './fake-openstack-server.js';
+import { startNeutronRpcBackend } from './rpc-backend.js';
+import {
+  runStorm,
+  STORM_PROJECT,
+  type StormInstance,
+  type StormResult,
+  stormInstance,
+  stormNovaInstance,
+} from './storm-instances.js';
 
 const USAGE = `usage: npm run bench:boot-storm -- [--resolver neutron|rpc] [--instances N] [--runs N] [--latency-ms MS] [--json]
 
@@ -63,7 +73,15 @@ const SEQUENCE = [
 ];
 const PROJECT = STORM_PROJECT;
 
-function writeTopology(dir, n) {
+type Log = (message: string) => void;
+
+interface Topology {
+  readonly instances: StormInstance[];
+  readonly portsFile: string;
+  readonly instancesFile: string;
+}
+
+function writeTopology(dir: string, n: number): Topology {
   const instances = Array.from({ length: n }, (_, k) => stormInstance(k));
   const subnet = '5707c000-0000-4000-8000-000000000001';
   const ports = instances.map((i) => ({
@@ -83,42 +101,57 @@ function writeTopology(dir, n) {
   return { instances, portsFile, instancesFile };
 }
 
-/** The fake OpenStack in its own process; resolves to {url, authUrl, counts(), reset(), stop()}. */
-function startFake(portsFile, latencyMs) {
+type FakeCountsMessage = Extract<FakeMessage, { type: 'counts' }>;
+type FakeCounts = FakeCountsMessage['counts'];
+
+interface FakeProcess {
+  readonly url: string;
+  readonly authUrl: string;
+  counts(): Promise<FakeCountsMessage>;
+  reset(): Promise<FakeMessage>;
+  stop(): Promise<void>;
+}
+
+/** The fake OpenStack in its own process (fake-openstack-server.ts). */
+function startFake(portsFile: string, latencyMs: number): Promise<FakeProcess> {
   const child = fork(
-    fileURLToPath(new URL('./fake-openstack-server.mjs', import.meta.url)),
+    fileURLToPath(new URL('./fake-openstack-server.js', import.meta.url)),
     [portsFile, String(latencyMs)],
     {
       cwd: ROOT,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     },
   );
-  const ask = (type) =>
-    new Promise((resolve, reject) => {
-      const onMsg = (m) => {
+  // Messages come from our own fake-openstack-server.ts.
+  const ask = <T extends FakeRequest['type'] & FakeMessage['type']>(type: T) =>
+    new Promise<Extract<FakeMessage, { type: T }>>((resolve, reject) => {
+      const onMsg = (m: FakeMessage) => {
         if (m?.type === type) {
           child.off('message', onMsg);
-          resolve(m);
+          resolve(m as Extract<FakeMessage, { type: T }>);
         }
       };
       child.on('message', onMsg);
-      child.send({ type }, (err) => err && reject(err));
+      const request: FakeRequest = { type };
+      child.send(request, (err) => err && reject(err));
     });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('fake OpenStack did not start within 15 s')), 15_000);
     child.once('exit', (code) => reject(new Error(`fake OpenStack exited (${code})`)));
-    child.once('message', (m) => {
+    child.once('message', (m: FakeMessage) => {
       clearTimeout(timer);
+      if (m.type !== 'ready') return reject(new Error(`fake OpenStack: ${m.type} before ready`));
       resolve({
         url: m.url,
         authUrl: m.authUrl,
         counts: () => ask('counts'),
         reset: () => ask('reset'),
         stop: () =>
-          new Promise((r) => {
+          new Promise<void>((r) => {
             if (child.exitCode !== null) return r();
-            child.once('exit', r);
-            child.send({ type: 'stop' });
+            child.once('exit', () => r());
+            const stop: FakeRequest = { type: 'stop' };
+            child.send(stop);
             setTimeout(() => child.kill('SIGKILL'), 3000).unref();
           }),
       });
@@ -157,26 +190,28 @@ async function main() {
     runs < 1 ||
     runs > 20 ||
     !(latencyMs >= 0) ||
-    !['neutron', 'rpc'].includes(values.resolver) ||
+    (values.resolver !== 'neutron' && values.resolver !== 'rpc') ||
     !(Number(values.lookups) >= 0)
   ) {
     process.stderr.write(`boot-storm: bad arguments\n\n${USAGE}`);
     process.exit(2);
   }
   requireBuilt();
-  const log = (m) => process.stderr.write(`${m}\n`);
+  const log: Log = (m) => {
+    process.stderr.write(`${m}\n`);
+  };
   const dir = resultsDir(`storm-${stamp()}`);
   const topo = writeTopology(dir, n);
   log(
     `boot storm: ${n} instances, resolver ${values.resolver}, Neutron latency ${latencyMs} ms, ${runs} run(s); logs in ${relative(ROOT, dir)}/`,
   );
 
-  const fake =
+  const fake: Backend =
     values.resolver === 'rpc'
       ? await startRpcBackend(topo, latencyMs, log, Number(values['rpc-workers']))
       : await startRestBackend(topo, latencyMs);
-  const results = [];
-  let latency;
+  const results: BootStormRun[] = [];
+  let latency: LookupLatency | undefined;
   try {
     for (let run = 1; run <= runs; run++) {
       await fake.reset();
@@ -193,12 +228,14 @@ async function main() {
       });
       if (fake.waitForAgent) await fake.waitForAgent(chain);
       try {
-        const r = await runStorm(chain, topo.instances, { logDir, version: VERSION });
+        const storm = await runStorm(chain, topo.instances, { logDir, version: VERSION });
         const { counts, maxForOneAddress } = await fake.counts();
-        r.neutron = counts;
-        r.lookupsPerInstance = counts.portLookups / n;
-        r.maxLookupsForOneAddress = maxForOneAddress;
-        r.memory = { agent: memoryOf(chain.agent.pid), proxy: memoryOf(chain.proxy.pid) };
+        const r: BootStormRun = Object.assign(storm, {
+          neutron: counts,
+          lookupsPerInstance: counts.portLookups / n,
+          maxLookupsForOneAddress: maxForOneAddress,
+          memory: { agent: memoryOf(chain.agent.pid), proxy: memoryOf(chain.proxy!.pid) },
+        });
         results.push(r);
         log(
           `  run ${run}: last answer after ${r.seconds.toFixed(2)} s; ${r.requests} requests, ${r.failed} failed; ` +
@@ -213,7 +250,7 @@ async function main() {
       } finally {
         await chain.stop();
       }
-      if (values.profile && run === 1) profiles(logDir, n, results[0], !values['no-write'], log);
+      if (values.profile && run === 1) profiles(logDir, n, results[0]!, !values['no-write'], log);
     }
     if (Number(values.lookups) > 0) {
       latency = await fake.latency(topo.instances, Number(values.lookups));
@@ -270,8 +307,16 @@ async function main() {
   }
 }
 
+/** One run's storm result with Neutron's counts and the memory of agent and proxy. */
+interface BootStormRun extends StormResult {
+  neutron: Pick<FakeCounts, 'portLookups' | 'tokenRequests'> & Partial<FakeCounts>;
+  lookupsPerInstance: number;
+  maxLookupsForOneAddress: number;
+  memory: { agent: Memory; proxy: Memory };
+}
+
 /** Summaries of the profiles of one storm run: docs/profiles/boot-storm-<process>.md. */
-function profiles(logDir, n, r, write, log) {
+function profiles(logDir: string, n: number, r: BootStormRun, write: boolean, log: Log): void {
   const dir = join(logDir, 'profiles');
   for (const name of ['proxy', 'agent', 'nova']) {
     const file = join(dir, `${name}.cpuprofile`);
@@ -296,8 +341,8 @@ function profiles(logDir, n, r, write, log) {
 }
 
 /** Most port lookups seen for one address among the fake's last 1,000 port queries. */
-function maxPerAddress(queries) {
-  const per = new Map();
+function maxPerAddress(queries: readonly string[]): number {
+  const per = new Map<string, number>();
   for (const q of queries) {
     const ip = new URLSearchParams(q).getAll('fixed_ips').find((f) => f.startsWith('ip_address='));
     if (ip) per.set(ip, (per.get(ip) ?? 0) + 1);
@@ -306,17 +351,37 @@ function maxPerAddress(queries) {
 }
 
 /** p50/p99 (ms) of `count` uncached lookups of the storm's addresses, one at a time and 50 at once. */
-async function timeLookups(resolver, instances, count) {
-  const query = (k) => ({ mode: 'network', id: NETWORK_ID, ip: instances[k % instances.length].ip });
-  const one = async (k) => {
+interface Quantiles {
+  readonly p50: number;
+  readonly p99: number;
+  readonly max: number;
+}
+
+interface LookupLatency {
+  readonly count: number;
+  readonly serial: Quantiles;
+  readonly concurrent: Quantiles;
+}
+
+async function timeLookups(
+  resolver: InstanceResolver,
+  instances: readonly StormInstance[],
+  count: number,
+): Promise<LookupLatency> {
+  const query = (k: number): LookupQuery => ({
+    mode: 'network',
+    id: NETWORK_ID,
+    ip: instances[k % instances.length]!.ip,
+  });
+  const one = async (k: number) => {
     const t0 = performance.now();
     await resolver.resolve(query(k), { noCache: true });
     return performance.now() - t0;
   };
   for (let k = 0; k < 20; k++) await one(k); // warm-up: connections, token, JIT
-  const serial = [];
+  const serial: number[] = [];
   for (let k = 0; k < count; k++) serial.push(await one(k));
-  const concurrent = [];
+  const concurrent: number[] = [];
   let next = 0;
   await Promise.all(
     Array.from({ length: 50 }, async () => {
@@ -326,14 +391,26 @@ async function timeLookups(resolver, instances, count) {
   return { count, serial: quantiles(serial), concurrent: quantiles(concurrent) };
 }
 
-function quantiles(values) {
+function quantiles(values: readonly number[]): Quantiles {
   const s = [...values].sort((a, b) => a - b);
-  const q = (p) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
-  return { p50: q(0.5), p99: q(0.99), max: s[s.length - 1] };
+  const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
+  return { p50: q(0.5), p99: q(0.99), max: s[s.length - 1]! };
+}
+
+/** Where the agent's port lookups go, with its counters and the resolver's own latency. */
+interface Backend {
+  readonly agentArgs: readonly string[];
+  readonly agentEnv: Readonly<Record<string, string>>;
+  /** Resolves once the agent of `chain` can look ports up. */
+  waitForAgent?(chain: BenchChain): Promise<void>;
+  reset(): Promise<unknown>;
+  counts(): Promise<{ counts: BootStormRun['neutron']; maxForOneAddress: number }>;
+  latency(instances: readonly StormInstance[], count: number): Promise<LookupLatency>;
+  stop(): Promise<void>;
 }
 
 /** The REST resolver's backend: the fake Keystone + Neutron. */
-async function startRestBackend(topo, latencyMs) {
+async function startRestBackend(topo: Topology, latencyMs: number): Promise<Backend> {
   const fake = await startFake(topo.portsFile, latencyMs);
   return {
     agentArgs: [
@@ -380,13 +457,19 @@ async function startRestBackend(topo, latencyMs) {
 }
 
 /** The RPC resolver's backend: a throwaway RabbitMQ node and neutron's own RPC server code (python). */
-async function startRpcBackend(topo, latencyMs, log, workers) {
-  const { ports } = JSON.parse(readFileSync(topo.portsFile, 'utf8'));
-  let backend;
+async function startRpcBackend(
+  topo: Topology,
+  latencyMs: number,
+  log: Log,
+  workers: number,
+): Promise<Backend> {
+  // The file writeTopology wrote.
+  const { ports } = JSON.parse(readFileSync(topo.portsFile, 'utf8')) as { ports: unknown[] };
+  let backend: Awaited<ReturnType<typeof startNeutronRpcBackend>>;
   try {
     backend = await startNeutronRpcBackend({ ports, latencyMs, workers, log });
   } catch (err) {
-    throw new Error(`--resolver rpc: ${err.message}`);
+    throw new Error(`--resolver rpc: ${(err as Error).message}`);
   }
   const { url } = backend;
   return {
@@ -434,8 +517,8 @@ async function startRpcBackend(topo, latencyMs, log, workers) {
 
 main().then(
   () => process.exit(0),
-  (err) => {
-    process.stderr.write(`boot-storm: ${err.stack ?? err}\n`);
+  (err: unknown) => {
+    process.stderr.write(`boot-storm: ${(err instanceof Error && err.stack) || err}\n`);
     process.exit(1);
   },
 );

@@ -1,24 +1,63 @@
-// neutron-server's RPC side for the storms (boot-storm.mjs --resolver rpc, region.mjs): a throwaway
+// neutron-server's RPC side for the storms (boot-storm.ts --resolver rpc, region.ts): a throwaway
 // RabbitMQ node and neutron's own RPC server code (python3-neutron's MetadataRpcCallback behind
 // oslo.messaging, the lab's python server), `workers` processes consuming q-plugin side by side as
 // neutron-server's rpc_workers do, each answering get_ports after `latencyMs`.
 import { randomBytes } from 'node:crypto';
 import {
+  type NeutronRpcServer,
   neutronPythonSkipReason,
+  type RabbitNode,
   rabbitSkipReason,
   startNeutronRpcServer,
   startRabbitNode,
 } from '@nmp/testkit';
 
-/**
- * Resolves to {rabbit, url, servers, reset(), counts(), setPorts(), stop()}. counts() adds up the
- * workers' get_ports calls and their per-address counts.
- */
-export async function startNeutronRpcBackend({ ports, latencyMs, workers, log }) {
+export interface NeutronRpcBackendOptions {
+  /** The Neutron ports the servers answer get_ports from. */
+  readonly ports: readonly unknown[];
+  readonly latencyMs: number;
+  /** neutron-server RPC worker processes (at least 1). */
+  readonly workers: number;
+  readonly log?: (message: string) => void;
+}
+
+export interface RpcCounts {
+  /** get_ports calls, added up over the workers. */
+  readonly calls: number;
+  /** State reports received. */
+  readonly reports: number;
+  /** Most get_ports calls for one address. */
+  readonly maxForOneAddress: number;
+}
+
+export interface NeutronRpcBackend {
+  readonly rabbit: RabbitNode;
+  /** transport_url of the bench user. */
+  readonly url: string;
+  readonly servers: readonly NeutronRpcServer[];
+  reset(): Promise<void>;
+  counts(): Promise<RpcCounts>;
+  stop(): Promise<void>;
+}
+
+/** The servers' `per_address` answer: {address: count}. */
+function perAddress(answer: Record<string, unknown>): [string, number][] {
+  const per = answer.per_address;
+  if (typeof per !== 'object' || per === null) return [];
+  return Object.entries(per).map(([ip, c]): [string, number] => [ip, Number(c)]);
+}
+
+/** counts() adds up the workers' get_ports calls and their per-address counts. */
+export async function startNeutronRpcBackend({
+  ports,
+  latencyMs,
+  workers,
+  log,
+}: NeutronRpcBackendOptions): Promise<NeutronRpcBackend> {
   const reason = rabbitSkipReason() ?? neutronPythonSkipReason();
   if (reason) throw new Error(`needs RabbitMQ and python3-neutron: ${reason}`);
   const rabbit = await startRabbitNode(undefined);
-  const servers = [];
+  const servers: NeutronRpcServer[] = [];
   const stop = async () => {
     for (const s of servers) await s.stop();
     await rabbit.cleanup();
@@ -50,14 +89,14 @@ export async function startNeutronRpcBackend({ ports, latencyMs, workers, log })
         for (const s of servers) await s.command({ cmd: 'reset_stats' });
       },
       async counts() {
-        const per = new Map();
+        const per = new Map<string, number>();
         let calls = 0;
         let reports = 0;
         for (const s of servers) {
           const stats = await s.command({ cmd: 'stats' });
           calls += Number(stats.get_ports_calls);
           reports += Number(stats.reports ?? 0);
-          for (const [ip, c] of Object.entries((await s.command({ cmd: 'per_address' })).per_address))
+          for (const [ip, c] of perAddress(await s.command({ cmd: 'per_address' })))
             per.set(ip, (per.get(ip) ?? 0) + c);
         }
         return { calls, reports, maxForOneAddress: Math.max(0, ...per.values()) };
