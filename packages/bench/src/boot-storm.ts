@@ -32,7 +32,7 @@ import {
 } from '@nmp/bench';
 import { type InstanceResolver, type LookupQuery, loadConfig, silentLogger } from '@nmp/common';
 import { AGENT_COMPAT, agentSchema, createNeutronResolver, createRpcResolver } from '@nmp/metadata-agent';
-import { FAKE_DEFAULTS } from '@nmp/openstack-fakes';
+import { FAKE_DEFAULTS, fakeNeutronResolverArgs } from '@nmp/openstack-fakes';
 import { summariseProfileFile } from './cpuprofile-summary.js';
 import type { FakeMessage, FakeRequest } from './fake-openstack-server.js';
 import { startNeutronRpcBackend } from './rpc-backend.js';
@@ -413,20 +413,7 @@ interface Backend {
 async function startRestBackend(topo: Topology, latencyMs: number): Promise<Backend> {
   const fake = await startFake(topo.portsFile, latencyMs);
   return {
-    agentArgs: [
-      '--resolver',
-      'neutron',
-      '--neutron-auth-url',
-      fake.authUrl,
-      '--neutron-username',
-      FAKE_DEFAULTS.username,
-      '--neutron-user-domain-name',
-      FAKE_DEFAULTS.userDomainName,
-      '--neutron-project-name',
-      FAKE_DEFAULTS.projectName,
-      '--neutron-project-domain-name',
-      FAKE_DEFAULTS.projectDomainName,
-    ],
+    agentArgs: fakeNeutronResolverArgs(fake.authUrl),
     agentEnv: { NMP_NEUTRON__PASSWORD: FAKE_DEFAULTS.password },
     reset: () => fake.reset(),
     async counts() {

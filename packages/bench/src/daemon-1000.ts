@@ -22,6 +22,7 @@ import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   CLI,
+  cleanUpOnExit,
   fmt,
   freePort,
   type Memory,
@@ -153,19 +154,7 @@ function cleanupSync() {
     spawnSync('ip', ['-force', '-batch', '-'], { input: created.map((ns) => `netns del ${ns}\n`).join('') });
   rmSync(dir, { recursive: true, force: true });
 }
-process.once('exit', cleanupSync);
-for (const sig of ['SIGINT', 'SIGTERM'] as const)
-  process.once(sig, () => {
-    log(`\n${sig}: cleaning up`);
-    cleanupSync();
-    process.exit(130);
-  });
-const limit = setTimeout(() => {
-  process.stderr.write(`daemon-1000: over --max-seconds ${opts['max-seconds']}: aborting\n`);
-  cleanupSync();
-  process.exit(1);
-}, Number(opts['max-seconds']) * 1000);
-limit.unref();
+cleanUpOnExit('daemon-1000', Number(opts['max-seconds']), cleanupSync);
 
 /** Supervisor + worker memory, KiB. */
 interface DaemonMemory {

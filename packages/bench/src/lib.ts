@@ -74,6 +74,25 @@ export function installSignalHook(): void {
   }
 }
 
+/**
+ * Run `cleanup` (synchronous: it may be called from process.on('exit')) whenever the bench ends: at exit, on
+ * SIGINT/SIGTERM (then exit 130), and after `maxSeconds` (then exit 1, saying so as `name`).
+ */
+export function cleanUpOnExit(name: string, maxSeconds: number, cleanup: () => void): void {
+  process.once('exit', cleanup);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const)
+    process.once(sig, () => {
+      process.stderr.write(`\n${sig}: cleaning up\n`);
+      cleanup();
+      process.exit(130);
+    });
+  setTimeout(() => {
+    process.stderr.write(`${name}: over --max-seconds ${maxSeconds}: aborting\n`);
+    cleanup();
+    process.exit(1);
+  }, maxSeconds * 1000).unref();
+}
+
 /** The agent's and the proxy's CLI and the node that runs them. */
 export interface Programs {
   readonly node: string;

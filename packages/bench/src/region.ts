@@ -37,6 +37,7 @@ import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   CLI,
+  cleanUpOnExit,
   cpuSecondsOf,
   fmt,
   freePort,
@@ -236,19 +237,7 @@ function cleanupSync() {
   spawnSync('ip', ['-force', '-batch', '-'], { input: names.map((n) => `netns del ${n}\n`).join('') });
   rmSync(work, { recursive: true, force: true });
 }
-process.once('exit', cleanupSync);
-for (const sig of ['SIGINT', 'SIGTERM'] as const)
-  process.once(sig, () => {
-    log(`\n${sig}: cleaning up`);
-    cleanupSync();
-    process.exit(130);
-  });
-const limit = setTimeout(() => {
-  log(`region: over --max-seconds ${opts['max-seconds']}: aborting`);
-  cleanupSync();
-  process.exit(1);
-}, Number(opts['max-seconds']) * 1000);
-limit.unref();
+cleanUpOnExit('region', Number(opts['max-seconds']), cleanupSync);
 
 function sh(file: string, args: readonly string[], input?: string): string {
   const r = spawnSync(file, args, { input: input ?? '', encoding: 'utf8', timeout: 120_000 });
