@@ -82,6 +82,11 @@ def _matches(port, filters):
             if 'subnet_id' in wanted and not set(subnets) & set(wanted['subnet_id']):
                 return False
             continue
+        if key == 'mac_address':
+            # neutron: func.lower(Port.mac_address).in_(sanitized macs)
+            if str(port.get(key) or '').lower() not in [str(m).lower() for m in wanted]:
+                return False
+            continue
         if port.get(key) not in list(wanted):
             return False
     return True
@@ -93,7 +98,7 @@ def set_ports(ports):
     for p in ports:
         for f in p.get('fixed_ips', []):
             State.by_ip.setdefault(f.get('ip_address'), []).append(p)
-        State.by_mac.setdefault(p.get('mac_address'), []).append(p)
+        State.by_mac.setdefault(str(p.get('mac_address') or '').lower(), []).append(p)
         State.by_device.setdefault(p.get('device_id'), []).append(p)
 
 
@@ -105,7 +110,7 @@ def _candidates(filters):
     if ips is not None:
         picked = [p for ip in ips for p in State.by_ip.get(ip, [])]
     elif filters.get('mac_address') is not None:
-        picked = [p for m in filters['mac_address'] for p in State.by_mac.get(m, [])]
+        picked = [p for m in filters['mac_address'] for p in State.by_mac.get(str(m).lower(), [])]
     elif filters.get('device_id') is not None:
         picked = [p for d in filters['device_id'] for p in State.by_device.get(d, [])]
     if picked is None:

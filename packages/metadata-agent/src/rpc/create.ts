@@ -102,6 +102,10 @@ export function startRpcResolver(
       await connection.close();
     },
     brokerLink(connection),
+    {
+      batchMax: s.lookupBatchMax,
+      ...(options.observer?.lookupBatch ? { observer: options.observer } : {}),
+    },
   );
   const reports = s.reports;
   const reporter = reports

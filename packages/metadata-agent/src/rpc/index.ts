@@ -28,18 +28,23 @@ export {
   type RemoteFailure,
   type RpcRequest,
 } from './envelope.js';
+export { type BatchLane, LookupBatcher, type LookupBatcherStats } from './lookup-batcher.js';
 export { RPC_BUCKETS, type RpcMetricSources, RpcMetrics } from './metrics.js';
 export { type RpcConfig, rpcSchema, tlsVersion, URL_QUERY_OPTIONS } from './options.js';
 export { type CallOutcome, RpcClient, type RpcClientStats, type RpcObserver } from './rpc-client.js';
 export {
   addressFilters,
   getPortsRequest,
+  ipFilters,
   METADATA_API_VERSION,
+  macFilters,
   PLUGIN_TOPIC,
   type PortFilters,
   RpcResolver,
   type RpcResolverStats,
+  type RpcSourceOptions,
   routerFilters,
+  routersFilters,
 } from './rpc-resolver.js';
 export {
   brokerTls,

@@ -3,6 +3,9 @@
  *
  *   nmp_rpc_call_duration_seconds{method,outcome}  get_ports / report_state calls, by outcome (answered,
  *                                                  remote_error, timeout, unavailable)
+ *   nmp_rpc_lookup_batch_size{lookup}              addresses (lookup="address") or routers ("router") per
+ *                                                  get_ports call of the port lookups (rpc_lookup_batch_max);
+ *                                                  _sum / _count = lookups per call
  *   nmp_rpc_calls_outstanding                      calls waiting for their reply
  *   nmp_rpc_connected                              1 while connected to a RabbitMQ host
  *   nmp_rpc_reconnects_total                       connections made after the first
@@ -24,6 +27,9 @@ export const RPC_BUCKETS: readonly number[] = [
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 ];
 
+/** Items per lookup call: 1 when quiet, up to rpc_lookup_batch_max (default 64, at most 1000). */
+export const BATCH_BUCKETS: readonly number[] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000];
+
 const METHODS = ['get_ports', 'report_state'] as const;
 const OUTCOMES: readonly CallOutcome[] = ['answered', 'remote_error', 'timeout', 'unavailable'];
 
@@ -35,6 +41,7 @@ export interface RpcMetricSources {
 
 export class RpcMetrics implements RpcObserver {
   readonly #children = new Map<string, Histogram>();
+  readonly #batches = new Map<string, Histogram>();
   #sources: RpcMetricSources | undefined;
 
   constructor(registry: Registry) {
@@ -45,6 +52,13 @@ export class RpcMetrics implements RpcObserver {
       buckets: RPC_BUCKETS,
     });
     for (const m of METHODS) for (const o of OUTCOMES) this.#children.set(`${m}|${o}`, calls.labels(m, o));
+    const batches = registry.histogram({
+      name: 'nmp_rpc_lookup_batch_size',
+      help: 'Addresses (lookup="address") or routers (lookup="router") one get_ports call of the port lookups carried: lookups for a network arriving while a call for it is in flight go out together (rpc_lookup_batch_max)',
+      labelNames: ['lookup'],
+      buckets: BATCH_BUCKETS,
+    });
+    for (const l of ['address', 'router']) this.#batches.set(l, batches.labels(l));
     const s = () => this.#sources;
     registry.gauge({
       name: 'nmp_rpc_calls_outstanding',
@@ -102,5 +116,9 @@ export class RpcMetrics implements RpcObserver {
 
   rpcCall(method: string, outcome: CallOutcome, seconds: number): void {
     this.#children.get(`${method}|${outcome}`)?.observe(seconds);
+  }
+
+  lookupBatch(lane: string, size: number): void {
+    this.#batches.get(lane)?.observe(size);
   }
 }

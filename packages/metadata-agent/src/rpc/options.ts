@@ -36,6 +36,13 @@ export const rpcSchema = {
     min: 0.1,
     help: 'Seconds one port lookup over RPC may take (waiting for the broker, both calls of router mode) before the instance gets 503; neutron_lib back-off is never used',
   }),
+  rpcLookupBatchMax: opt.int({
+    name: 'rpc_lookup_batch_max',
+    default: 64,
+    min: 1,
+    max: 1000,
+    help: 'Most addresses one get_ports call carries: uncached lookups on a network that arrive while a call for it is in flight go out together when it returns (a lone lookup goes at once); 1 = one address per call',
+  }),
   rpcConnectTimeout: opt.float({
     name: 'rpc_connect_timeout',
     default: 5,

@@ -31,6 +31,8 @@ export type CallOutcome = 'answered' | 'remote_error' | 'timeout' | 'unavailable
 /** Told about every finished call (metrics). */
 export interface RpcObserver {
   rpcCall(method: string, outcome: CallOutcome, seconds: number): void;
+  /** A get_ports call of a lookup went out carrying `size` addresses (`lane` 'address') or routers ('router'). */
+  lookupBatch?(lane: string, size: number): void;
 }
 
 export interface RpcClientSettings {
@@ -136,6 +138,23 @@ export class RpcClient {
       } catch (err) {
         reject(err);
       }
+    });
+  }
+
+  /**
+   * The error a call of `method` on `topic` gets when its deadline passes now, `ms` after it began (what a
+   * call's own deadline gives): MDA_ERR_RPC_TIMEOUT while connected, else MDA_ERR_RPC_UNAVAILABLE.
+   */
+  deadlineError(method: string, topic: string, ms: number): MetadataError {
+    const connected = this.#conn.connected;
+    return new MetadataError(connected ? 'MDA_ERR_RPC_TIMEOUT' : 'MDA_ERR_RPC_UNAVAILABLE', {
+      upstream: 'neutron-rpc',
+      method,
+      topic,
+      ms: Math.round(ms),
+      reason: connected
+        ? `no reply from neutron-server to ${method} on ${topic} in time`
+        : 'no connection to RabbitMQ',
     });
   }
 

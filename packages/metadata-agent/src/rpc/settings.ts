@@ -37,6 +37,8 @@ export interface RpcSettings {
   };
   /** The lookups: rpc_lookup_timeout and the resolver-wide router cache and outage grace. */
   readonly lookup: PortResolverSettings;
+  /** rpc_lookup_batch_max: most addresses (or routers) one get_ports call of the lookups carries. */
+  readonly lookupBatchMax: number;
   /** undefined when [AGENT] report_interval = 0. */
   readonly reports:
     | {
@@ -85,6 +87,7 @@ export function rpcSettings(config: RpcConfig, lookup: LookupSettings): RpcSetti
       shuffle: c.rabbitFailoverStrategy === 'shuffle',
     },
     lookup: { timeoutMs: Math.round(c.rpcLookupTimeout * 1000), ...lookup },
+    lookupBatchMax: c.rpcLookupBatchMax,
     reports:
       c.reportInterval > 0
         ? {
