@@ -125,6 +125,7 @@ const TABLES: ReadonlyMap<string, string> = new Map([
 const NOT_CODES: ReadonlySet<string> = new Set([
   'NMP_HANDOVER', // common/src/handover.ts: the descriptors a successor inherits
   'NMP_METADATA_PROXY_SHARED_SECRET', // the agent's secret from the environment
+  'NMP_EXPECT_BODY', // bench/src/load-worker.ts: the body wrk's Lua script checks every answer against
 ]);
 
 /** What looks like a code: `MDA_X`, `MDP_X`, `MDH_X`, `NMP_X`, `OVSDB_X`. */
