@@ -98,9 +98,11 @@ export class ProxyResponse extends ServerResponse<IncomingMessage> implements Ag
     this.answer = a;
     this.status = answer.statusCode ?? 0;
     this.writeHead(this.status, instanceResponseHeaders(answer.headers));
+    // `on`, not `once`, for the events a response emits at most once: once() wraps every listener in a
+    // new closure per request.
     a.on('data', onAnswerData);
-    a.once('end', onAnswerEnd);
-    a.once('aborted', onAnswerBroken);
+    a.on('end', onAnswerEnd);
+    a.on('aborted', onAnswerBroken);
     a.on('error', onAnswerBroken);
   }
 
@@ -409,10 +411,13 @@ export class ProxyHandler {
   log(res: ProxyResponse): void {
     const ms = Math.round(Number(process.hrtime.bigint() - res.start) / 1e3) / 1e3;
     if (res.level === 'info' && res.code === undefined && res.detail === undefined && res.writableFinished) {
-      // The common line, serialised here (same fields and order as below; nothing in it to redact).
+      // The common line, serialised here (same fields and order as below; nothing in it to redact). The
+      // request id (ours, hex), the method (one of node's http.METHODS: llhttp takes no other) and the
+      // source (the kernel's peer address in node's text form, zone removed: forwardedForFromPeer) need
+      // no escaping; the path, the instance's own bytes, goes through JSON.stringify.
       writeInfoLine(
         this.#logger,
-        `"rid":${JSON.stringify(res.rid)},"method":${JSON.stringify(res.method)},"path":${JSON.stringify(res.path)},"src":${JSON.stringify(res.src)},"status":${res.status},"ms":${ms}`,
+        `"rid":"${res.rid}","method":"${res.method}","path":${JSON.stringify(res.path)},"src":"${res.src}","status":${res.status},"ms":${ms}`,
         MSG_REQUEST,
       );
       this.#metrics?.request(res.status, ms / 1000);
