@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
-import { addDetails, createLogger, writeInfoLine } from '../src/logger.js';
+import { addDetails, createLogger, isoTimeField, writeInfoLine } from '../src/logger.js';
 
 function sink(): { lines: string[]; stream: Writable } {
   const lines: string[] = [];
@@ -136,4 +136,28 @@ test('a file logger writes its lines within the flush interval while the process
     linesOf(file).map((l) => l.i),
     [0, 1, 2],
   );
+});
+
+test('the cached timestamp field is what toISOString prints, across seconds, jumps back and odd years', () => {
+  const expect = (ms: number) => `,"time":"${new Date(ms).toISOString()}"`;
+  const start = Date.UTC(2026, 11, 7, 21, 3, 58, 990);
+  for (let ms = start; ms < start + 2_100; ms++) assert.equal(isoTimeField(ms), expect(ms));
+  for (const ms of [
+    start - 1,
+    start + 86_400_000,
+    start,
+    0,
+    -1,
+    -999,
+    -1000,
+    253_402_300_799_999,
+    253_402_300_800_000,
+  ])
+    assert.equal(isoTimeField(ms), expect(ms));
+  let x = 12345;
+  for (let i = 0; i < 2000; i++) {
+    x = (x * 1103515245 + 12345) % 2 ** 31;
+    const ms = start + (x % 5_000) - 2_500;
+    assert.equal(isoTimeField(ms), expect(ms));
+  }
 });

@@ -7,8 +7,9 @@
  * Work for a proxy that has gone is not started: when the proxy closes the connection (its instance left,
  * e.g. cloud-init past its timeout under a boot storm), a request not yet looked up gets no port lookup,
  * one not yet sent gets no Nova request (MDA_ERR_CLIENT_GONE, counted). Under load the request and the
- * close wait in the socket buffer together and the request is parsed first, so the lookup waits for the
- * next poll phase of the event loop (two setImmediate hops; it reads the close) before it looks. A
+ * close wait in the socket buffer together and the request is parsed first, so while the agent is behind
+ * (its event loop runs late: lag-gate.ts) the lookup waits for the next poll phase of the event loop (two
+ * setImmediate hops; it reads the close) before it looks; an agent that keeps up looks at once. A
  * lookup already under way is not cut: it finishes and fills the cache (and other requests for the same
  * port share it). Nova requests are never sent twice: a request dropped here was never sent.
  */
@@ -34,6 +35,7 @@ import {
   writeInfoLine,
 } from '@nmp/common';
 import type { Dispatcher } from 'undici';
+import { type LagGate, processLag } from './lag-gate.js';
 import type { AgentMetrics } from './metrics.js';
 import { type NovaClient, novaError } from './nova-client.js';
 import type { Readiness } from './readiness.js';
@@ -51,6 +53,8 @@ export interface AgentHandlerOptions {
   readonly metrics?: AgentMetrics;
   /** Told when the resolver answered without the cache, or failed. */
   readonly readiness?: Readiness;
+  /** Whether the process is behind, so a request waits a poll phase for a close (default: the process's). */
+  readonly lag?: LagGate;
 }
 
 const REQUEST_ID_SHAPE = /^req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -78,6 +82,7 @@ export class AgentHandler {
   readonly #o: AgentHandlerOptions;
   readonly #metrics: AgentMetrics | undefined;
   readonly #readiness: Readiness | undefined;
+  readonly #lag: LagGate;
   /** Requests being served (for graceful shutdown and metrics). */
   inFlight = 0;
   /** Set while the agent stops: every answer closes its connection (the proxy opens a fresh one). */
@@ -87,6 +92,7 @@ export class AgentHandler {
     this.#o = options;
     this.#metrics = options.metrics;
     this.#readiness = options.readiness;
+    this.#lag = options.lag ?? processLag;
   }
 
   /** Node 'request' listener. Never throws; every failure becomes an answer and a log line. */
@@ -116,7 +122,7 @@ export class AgentHandler {
 
     // Nearly every request has no body: no extra promise for those.
     const body = hasBody(req) ? await readBody(req, this.#o.maxBodySize) : null;
-    await nextTurn();
+    if (this.#lag.behind()) await nextTurn();
     if (proxyGone(req, res)) return this.#clientGone(trace, 'lookup');
     let identity = await this.#o.resolver.resolve(query);
     if (!identity.cached) this.#readiness?.markResolver();

@@ -86,13 +86,14 @@ export class AgentClient {
           { createConnection: this.#connect, method, path, headers: [...headers, 'connection', 'close'] }
         : { agent: this.#agent, socketPath: this.socketPath, method, path, headers: headers as string[] },
     ) as PendingRequest;
-    // Module-level listeners reading the exchange off the request: no closures per request.
+    // Module-level listeners reading the exchange off the request: no closures per request (and `on`
+    // where `once` would make one: 'response' comes once, 'timeout' destroys the request).
     req.exchange = exchange;
     req.timeoutMs = this.#timeoutMs;
-    req.once('timeout', onTimeout);
+    req.on('timeout', onTimeout);
     // A kept-alive connection got its timeout from the pool already; a new one gets it once connected.
     if (!req.reusedSocket) req.setTimeout(this.#timeoutMs);
-    req.once('response', onResponse);
+    req.on('response', onResponse);
     req.on('error', onError);
     req.end(body ?? undefined);
     return req;

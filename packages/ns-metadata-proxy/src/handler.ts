@@ -10,10 +10,11 @@
  *
  * A request whose instance has already closed its connection is not forwarded (MDP_ERR_CLIENT_GONE,
  * counted): under a boot storm the request and the client's close (cloud-init past its timeout) wait in
- * the socket buffer together, and the request is parsed before the close is read. So forwarding waits
- * for the next poll phase of the event loop (two setImmediate hops: it reads the close), then looks at
- * the connection. An instance that leaves later, while the agent holds the request, gets the agent
- * request cut (the agent then drops it too, if it has not started on it).
+ * the socket buffer together, and the request is parsed before the close is read. So while the process
+ * is behind (its event loop runs late: lag-gate.ts), forwarding waits for the next poll phase of the
+ * event loop (two setImmediate hops: it reads the close), then looks at the connection; a process that
+ * keeps up forwards at once. An instance that leaves later, while the agent holds the request, gets the
+ * agent request cut (the agent then drops it too, if it has not started on it).
  *
  * Hot path: no per-request closures. The response object is the exchange: it carries the log fields
  * and is itself what the agent client reports the agent's answer to (see ProxyResponse).
@@ -35,6 +36,7 @@ import {
 import { type AgentClient, type AgentExchange, agentError } from './agent-client.js';
 import { needsFreshConnection, retryOnFreshConnection } from './agent-retry.js';
 import { agentRequestHeaders, instanceResponseHeaders } from './header-policy.js';
+import { type LagGate, processLag } from './lag-gate.js';
 import type { ProxyMetrics } from './metrics.js';
 import { bodyLength, bodyTooLarge, checkRequest } from './request-policy.js';
 import type { SsrfAnswer, SsrfPolicy } from './ssrf/policy.js';
@@ -51,6 +53,8 @@ export interface ProxyHandlerOptions {
   /** Opt-in SSRF defences; absent when all are off (then they cost nothing). */
   readonly ssrf?: SsrfPolicy;
   readonly metrics?: ProxyMetrics;
+  /** Whether the process is behind, so a request waits a poll phase for a close (default: the process's). */
+  readonly lag?: LagGate;
 }
 
 type Level = 'info' | 'warn' | 'error';
@@ -80,7 +84,7 @@ export class ProxyResponse extends ServerResponse<IncomingMessage> implements Ag
   body: Buffer | null = null;
   /** Sent a second time already. */
   retried = false;
-  /** Waiting for the next turn of the event loop before it is forwarded (see forwardLater). */
+  /** About to be forwarded, or waiting for the next turn of the event loop first (see forwardLater). */
   queued = false;
 
   onAgentResponse(answer: IncomingMessage): void {
@@ -94,9 +98,11 @@ export class ProxyResponse extends ServerResponse<IncomingMessage> implements Ag
     this.answer = a;
     this.status = answer.statusCode ?? 0;
     this.writeHead(this.status, instanceResponseHeaders(answer.headers));
+    // `on`, not `once`, for the events a response emits at most once: once() wraps every listener in a
+    // new closure per request.
     a.on('data', onAnswerData);
-    a.once('end', onAnswerEnd);
-    a.once('aborted', onAnswerBroken);
+    a.on('end', onAnswerEnd);
+    a.on('aborted', onAnswerBroken);
     a.on('error', onAnswerBroken);
   }
 
@@ -222,7 +228,7 @@ function nextPoll(res: ProxyResponse): void {
   setImmediate(forwardIfPresent, res);
 }
 
-/** forwardLater's next turns: forward, unless the instance's connection closed meanwhile. */
+/** Forward, unless the instance's connection closed meanwhile (forwardLater, now or after its turns). */
 function forwardIfPresent(res: ProxyResponse): void {
   if (!res.queued) return; // closed already (onResponseClose counted it)
   res.queued = false;
@@ -257,6 +263,7 @@ export class ProxyHandler {
   readonly #maxBodySize: number;
   readonly #ssrf: SsrfPolicy | undefined;
   readonly #metrics: ProxyMetrics | undefined;
+  readonly #lag: LagGate;
   /** Carries the network or router id on every line, serialised once. */
   readonly #logger: Logger;
   readonly clientTimeoutMs: number;
@@ -271,6 +278,7 @@ export class ProxyHandler {
     this.#maxBodySize = options.maxBodySize;
     this.#ssrf = options.ssrf;
     this.#metrics = options.metrics;
+    this.#lag = options.lag ?? processLag;
     this.clientTimeoutMs = options.clientTimeoutMs ?? 32_000;
     this.#logger = options.logger.child({ [options.identity.mode]: options.identity.id });
   }
@@ -336,13 +344,15 @@ export class ProxyHandler {
   }
 
   /**
-   * Forward on the next turn of the event loop, unless the instance has closed its connection by then
-   * (its close was waiting behind the request): such a request is dropped, never sent to the agent.
+   * Forward, unless the instance has closed its connection: such a request is dropped, never sent to the
+   * agent. While the process is behind, on the next turn of the event loop (its close may be waiting
+   * behind the request); while it keeps up, at once.
    */
   forwardLater(res: ProxyResponse, body: Buffer | null): void {
     res.queued = true;
     res.body = body;
-    setImmediate(nextPoll, res);
+    if (this.#lag.behind()) setImmediate(nextPoll, res);
+    else forwardIfPresent(res);
   }
 
   /** The instance left before its request was forwarded: not sent, logged and counted as such. */
@@ -401,10 +411,13 @@ export class ProxyHandler {
   log(res: ProxyResponse): void {
     const ms = Math.round(Number(process.hrtime.bigint() - res.start) / 1e3) / 1e3;
     if (res.level === 'info' && res.code === undefined && res.detail === undefined && res.writableFinished) {
-      // The common line, serialised here (same fields and order as below; nothing in it to redact).
+      // The common line, serialised here (same fields and order as below; nothing in it to redact). The
+      // request id (ours, hex), the method (one of node's http.METHODS: llhttp takes no other) and the
+      // source (the kernel's peer address in node's text form, zone removed: forwardedForFromPeer) need
+      // no escaping; the path, the instance's own bytes, goes through JSON.stringify.
       writeInfoLine(
         this.#logger,
-        `"rid":${JSON.stringify(res.rid)},"method":${JSON.stringify(res.method)},"path":${JSON.stringify(res.path)},"src":${JSON.stringify(res.src)},"status":${res.status},"ms":${ms}`,
+        `"rid":"${res.rid}","method":"${res.method}","path":${JSON.stringify(res.path)},"src":"${res.src}","status":${res.status},"ms":${ms}`,
         MSG_REQUEST,
       );
       this.#metrics?.request(res.status, ms / 1000);

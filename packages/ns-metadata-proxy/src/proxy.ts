@@ -30,6 +30,7 @@ import {
 } from '@nmp/common';
 import { AgentClient } from './agent-client.js';
 import { ProxyHandler, ProxyResponse } from './handler.js';
+import type { LagGate } from './lag-gate.js';
 import type { ProxyMetrics } from './metrics.js';
 import { MAX_HEADER_LINES, parserRefusal } from './request-policy.js';
 import type { SsrfPolicy } from './ssrf/policy.js';
@@ -85,6 +86,8 @@ export interface MetadataProxyOptions {
    */
   readonly agent?: AgentClient;
   readonly metrics?: ProxyMetrics;
+  /** Whether the process is behind (default: the process's gate, lag-gate.ts); tests give their own. */
+  readonly lag?: LagGate;
 }
 
 /**
@@ -147,6 +150,7 @@ export class MetadataProxy {
       ...(options.admit ? { admit: options.admit } : {}),
       ...(options.ssrf ? { ssrf: options.ssrf } : {}),
       ...(options.metrics ? { metrics: options.metrics } : {}),
+      ...(options.lag ? { lag: options.lag } : {}),
     });
     const l = this.limits;
     this.#overLimit = new ThrottledWarning(
