@@ -68,6 +68,7 @@ export {
   type IdentityMode,
   type ProxyIdentity,
 } from './identity-headers.js';
+export { LAG_LIMIT_MS, LAG_PERIOD_MS, LagGate, type LagGateOptions, processLag } from './lag-gate.js';
 export {
   boundAs,
   type InheritedListener,

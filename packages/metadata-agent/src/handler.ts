@@ -27,15 +27,16 @@ import {
   HOP_BY_HOP_HEADERS,
   type InstanceIdentity,
   type InstanceResolver,
+  type LagGate,
   LogEvent,
   type LogEventCode,
   type Logger,
   MetadataError,
+  processLag,
   TEXT_PLAIN,
   writeInfoLine,
 } from '@nmp/common';
 import type { Dispatcher } from 'undici';
-import { type LagGate, processLag } from './lag-gate.js';
 import type { AgentMetrics } from './metrics.js';
 import { type NovaClient, novaError } from './nova-client.js';
 import type { Readiness } from './readiness.js';

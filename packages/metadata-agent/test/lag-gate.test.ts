@@ -1,6 +1,6 @@
 /*
- * The agent's lag gate (src/lag-gate.ts, a copy of the proxy's) on a hand-driven clock and timer, and what
- * the handler does with its answer: an agent that keeps up starts the port lookup within the 'request'
+ * What the agent's handler does with the lag gate's answer (@nmp/common lag-gate.ts, tested with the proxy's
+ * tests), on a hand-driven gate: an agent that keeps up starts the port lookup within the 'request'
  * event that parsed the request; one that is behind (or does not know yet) waits a poll phase first, to
  * see a close waiting behind the request. Ordering only: nothing here measures time.
  */
@@ -8,52 +8,13 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { InstanceIdentity, InstanceResolver, LookupQuery } from '@nmp/common';
+import type { InstanceIdentity, InstanceResolver, LagGate, LookupQuery } from '@nmp/common';
+import { behindGate, keepingUpGate } from '@nmp/testkit';
 import { AgentHandler } from '../src/handler.js';
-import { LAG_LIMIT_MS, LAG_PERIOD_MS, LagGate } from '../src/lag-gate.js';
 import { NovaClient } from '../src/nova-client.js';
 import { InventoryResolver } from '../src/resolver/inventory-resolver.js';
 import { InstanceSigner } from '../src/signer.js';
 import { captureLogs, INSTANCE, NET, PORTS, SECRET, startStubNova, tempDir, viaSocket } from './helpers.js';
-
-function handGate() {
-  const c = { ms: 1_000, idle: 500, tick: undefined as (() => void) | undefined };
-  const gate = new LagGate({
-    now: () => c.ms,
-    idle: () => c.idle,
-    every: (tick, ms) => {
-      assert.equal(ms, LAG_PERIOD_MS);
-      c.tick = tick;
-      return () => {
-        c.tick = undefined;
-      };
-    },
-  });
-  /** Move the clock by `ms` and fire the timer; `waited`: the loop waited for I/O meanwhile. */
-  const after = (ms: number, waited = true) => {
-    c.ms += ms;
-    if (waited) c.idle += 0.01;
-    c.tick!();
-  };
-  return { gate, c, after };
-}
-
-test('behind until a tick on time after a wait for I/O; a late tick or a period without one is behind', () => {
-  const { gate, c, after } = handGate();
-  assert.equal(gate.behind(), true, 'not known yet');
-  after(LAG_PERIOD_MS);
-  assert.equal(gate.behind(), false);
-  after(LAG_PERIOD_MS + LAG_LIMIT_MS + 1);
-  assert.equal(gate.behind(), true, 'late');
-  after(LAG_PERIOD_MS, false);
-  assert.equal(gate.behind(), true, 'never waited for I/O');
-  after(LAG_PERIOD_MS);
-  assert.equal(gate.behind(), false);
-  after(LAG_PERIOD_MS);
-  after(LAG_PERIOD_MS); // a period nobody asked in: stops
-  assert.equal(c.tick, undefined);
-  assert.equal(gate.behind(), true, 'restarted: not known yet');
-});
 
 /** Lookups counted; `lookupsAtRequest[i]`: how many had started when request i's event ended. */
 async function agentWith(t: import('node:test').TestContext, gate: LagGate) {
@@ -99,10 +60,7 @@ async function agentWith(t: import('node:test').TestContext, gate: LagGate) {
 }
 
 test('an agent that keeps up starts the lookup within the request event: no poll phase waited', async (t) => {
-  const { gate, after } = handGate();
-  gate.behind();
-  after(LAG_PERIOD_MS);
-  const { nova, get, lookupsAtRequest } = await agentWith(t, gate);
+  const { nova, get, lookupsAtRequest } = await agentWith(t, keepingUpGate());
   for (let i = 0; i < 3; i++) assert.equal((await get()).status, 200);
   assert.deepEqual(lookupsAtRequest, [1, 2, 3]);
   assert.equal(nova.seen.length, 3);
@@ -110,10 +68,7 @@ test('an agent that keeps up starts the lookup within the request event: no poll
 });
 
 test('an agent that is behind looks up after the request event (it looks for a close first)', async (t) => {
-  const { gate, after } = handGate();
-  gate.behind();
-  after(LAG_PERIOD_MS, false);
-  const { nova, get, lookupsAtRequest } = await agentWith(t, gate);
+  const { nova, get, lookupsAtRequest } = await agentWith(t, behindGate());
   for (let i = 0; i < 3; i++) assert.equal((await get()).status, 200);
   assert.deepEqual(lookupsAtRequest, [0, 1, 2]);
   assert.equal(nova.seen.length, 3);

@@ -25,18 +25,19 @@ import {
   addDetails,
   type ErrorCode,
   forwardedForFromPeer,
+  type LagGate,
   LogEvent,
   type LogEventCode,
   type Logger,
   MetadataError,
   type ProxyIdentity,
+  processLag,
   TEXT_PLAIN,
   writeInfoLine,
 } from '@nmp/common';
 import { type AgentClient, type AgentExchange, agentError } from './agent-client.js';
 import { needsFreshConnection, retryOnFreshConnection } from './agent-retry.js';
 import { agentRequestHeaders, instanceResponseHeaders } from './header-policy.js';
-import { type LagGate, processLag } from './lag-gate.js';
 import type { ProxyMetrics } from './metrics.js';
 import { bodyLength, bodyTooLarge, checkRequest } from './request-policy.js';
 import type { SsrfAnswer, SsrfPolicy } from './ssrf/policy.js';

@@ -20,6 +20,7 @@ import {
   type ErrorCode,
   forwardedForFromPeer,
   type InheritedListener,
+  type LagGate,
   type Logger,
   listenerFd,
   listenHost,
@@ -30,7 +31,6 @@ import {
 } from '@nmp/common';
 import { AgentClient } from './agent-client.js';
 import { ProxyHandler, ProxyResponse } from './handler.js';
-import type { LagGate } from './lag-gate.js';
 import type { ProxyMetrics } from './metrics.js';
 import { MAX_HEADER_LINES, parserRefusal } from './request-policy.js';
 import type { SsrfPolicy } from './ssrf/policy.js';

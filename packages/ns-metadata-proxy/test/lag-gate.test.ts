@@ -1,6 +1,6 @@
 /*
- * The lag gate (src/lag-gate.ts) on a hand-driven clock and timer, and what the proxy does with its
- * answer: a process that keeps up forwards a request within the 'request' event that parsed it; one that
+ * The lag gate (@nmp/common lag-gate.ts; its own tests live here, since @nmp/common's tests cannot use the
+ * testkit) on a hand-driven clock and timer, and what the proxy does with its answer: a process that keeps up forwards a request within the 'request' event that parsed it; one that
  * is behind (or does not know yet) holds it for a poll phase first, as the client-gone check needs.
  * Ordering only: which listener saw the agent asked, never how long anything took.
  */
@@ -8,38 +8,13 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { request } from 'node:http';
 import { test } from 'node:test';
-import { pathToFileURL } from 'node:url';
-import { parseBind } from '@nmp/common';
-import { LAG_LIMIT_MS, LAG_PERIOD_MS, LagGate } from '../src/lag-gate.js';
+import { LAG_LIMIT_MS, LAG_PERIOD_MS, type LagGate, parseBind } from '@nmp/common';
+import { behindGate, handDrivenLagGate, keepingUpGate } from '@nmp/testkit';
 import { MetadataProxy } from '../src/proxy.js';
 import { captureLogs, startFakeAgent } from './helpers.js';
 
-/** A gate on a clock the test moves, whose timer ticks when the test says. */
-function handGate() {
-  const c = { ms: 1_000, idle: 500, tick: undefined as (() => void) | undefined, starts: 0 };
-  const gate = new LagGate({
-    now: () => c.ms,
-    idle: () => c.idle,
-    every: (tick, ms) => {
-      assert.equal(ms, LAG_PERIOD_MS);
-      c.starts++;
-      c.tick = tick;
-      return () => {
-        c.tick = undefined;
-      };
-    },
-  });
-  /** Move the clock by `ms` and fire the timer (as the loop would, that late); `waited`: the loop waited for I/O meanwhile. */
-  const after = (ms: number, waited = true) => {
-    c.ms += ms;
-    if (waited) c.idle += 0.01;
-    c.tick!();
-  };
-  return { gate, c, after };
-}
-
 test('unknown until the first tick, then behind only while the ticks run late', () => {
-  const { gate, c, after } = handGate();
+  const { gate, clock: c, after } = handDrivenLagGate();
   assert.equal(gate.sampling, false);
   assert.equal(gate.behind(), true, 'no tick yet: not known to keep up');
   assert.equal(gate.sampling, true);
@@ -56,7 +31,7 @@ test('unknown until the first tick, then behind only while the ticks run late', 
 });
 
 test('a period in which the loop never waited for I/O (a backlog) says behind, on time or not', () => {
-  const { gate, after } = handGate();
+  const { gate, after } = handDrivenLagGate();
   gate.behind();
   after(LAG_PERIOD_MS, false); // the first period: busy reading what piled up
   assert.equal(gate.behind(), true);
@@ -69,14 +44,14 @@ test('a period in which the loop never waited for I/O (a backlog) says behind, o
 });
 
 test('a blocked loop counts from the start of sampling: the first tick after a block says behind', () => {
-  const { gate, after } = handGate();
+  const { gate, after } = handDrivenLagGate();
   gate.behind();
   after(500); // blocked right after the sampling started
   assert.equal(gate.behind(), true);
 });
 
 test('a period without a request stops the timer; the next request starts it, not known to keep up', () => {
-  const { gate, c, after } = handGate();
+  const { gate, clock: c, after } = handDrivenLagGate();
   gate.behind();
   after(LAG_PERIOD_MS);
   assert.equal(gate.behind(), false);
@@ -92,7 +67,7 @@ test('a period without a request stops the timer; the next request starts it, no
 });
 
 test("the default gate's timer does not keep a process alive", () => {
-  const url = pathToFileURL(new URL('../src/lag-gate.js', import.meta.url).pathname).href;
+  const url = import.meta.resolve('@nmp/common');
   const script = `const { processLag } = await import(${JSON.stringify(url)});
     const before = process.getActiveResourcesInfo().length;
     processLag.behind();
@@ -140,20 +115,14 @@ async function proxyWith(t: import('node:test').TestContext, gate: LagGate) {
 }
 
 test('a proxy that keeps up forwards within the request event: no poll phase waited', async (t) => {
-  const { gate, after } = handGate();
-  gate.behind();
-  after(LAG_PERIOD_MS); // on time: keeping up
-  const { agent, get, sentAtRequest } = await proxyWith(t, gate);
+  const { agent, get, sentAtRequest } = await proxyWith(t, keepingUpGate());
   for (let i = 0; i < 3; i++) assert.equal(await get(), 200);
   assert.deepEqual(sentAtRequest, [1, 2, 3]);
   assert.equal(agent.seen.length, 3);
 });
 
 test('a proxy that is behind forwards after the request event (it looks for a close first)', async (t) => {
-  const { gate, after } = handGate();
-  gate.behind();
-  after(LAG_PERIOD_MS + LAG_LIMIT_MS + 1); // late: behind
-  const { agent, get, sentAtRequest } = await proxyWith(t, gate);
+  const { agent, get, sentAtRequest } = await proxyWith(t, behindGate());
   for (let i = 0; i < 3; i++) assert.equal(await get(), 200);
   assert.deepEqual(sentAtRequest, [0, 1, 2]);
   assert.equal(agent.seen.length, 3);

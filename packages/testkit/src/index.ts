@@ -34,6 +34,7 @@ export {
   until,
   waitForConnect,
 } from './chain.js';
+export { behindGate, type HandDrivenLagGate, handDrivenLagGate, keepingUpGate } from './lag-gate.js';
 export { captureLogs, type LogCapture, logFileLines, parseLogLines } from './logs.js';
 export {
   HttpGetError,

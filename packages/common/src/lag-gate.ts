@@ -1,7 +1,8 @@
 /*
  * Whether this process is behind: its event loop runs late, so a request it reads now may have waited in
- * the socket buffer, with the proxy's close behind it. Only then does a request wait one more poll phase
- * to see that close before its port lookup (handler.ts); a process that keeps up looks up at once.
+ * the socket buffer, with the client's close behind it. Only then is a request held back for one more
+ * poll phase to see that close: the proxy before it forwards (ns-metadata-proxy handler.ts, forwardLater),
+ * the agent before its port lookup (metadata-agent handler.ts); a process that keeps up goes on at once.
  *
  * The signal comes from an unref'd interval timer, read on each tick, so the request path reads a boolean
  * (no clock, no allocation). The process is behind after a tick
@@ -12,8 +13,7 @@
  * The timer runs only while requests come: a period without one stops it, and from a start until the
  * first tick the answer is "behind", since nothing is known (a quiet process may just have been blocked,
  * which is also what the client-gone tests do; its backlog keeps the loop from waiting, so the first tick
- * still says behind until that backlog has been read). A copy of this file is in ns-metadata-proxy
- * (src/lag-gate.ts); keep them alike.
+ * still says behind until that backlog has been read).
  */
 
 /** How often the loop is sampled while requests come (ms). */
@@ -95,5 +95,5 @@ export class LagGate {
   };
 }
 
-/** The process's gate: one event loop, so one for every handler in it. */
+/** The process's gate: one event loop, so one for every handler in it (the daemon serves many). */
 export const processLag = new LagGate();
