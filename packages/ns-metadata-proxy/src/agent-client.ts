@@ -7,7 +7,7 @@
  * (plus the compiler's memory) costs a proxy about 10 MB of its resident memory for one small parser per
  * process; node:http uses the llhttp built into node. One proxy runs per network, so that memory is
  * multiplied on a network node (issue 6: proxy <= 70 MB after load). The agent keeps undici for Nova.
- * Measured again for issue 22 (scripts/bench/agent-clients.mjs, the hop on its own): an undici Pool
+ * Measured again for issue 22 (packages/bench/src/agent-clients.ts, the hop on its own): an undici Pool
  * used 0.87x the CPU per request of this client and 19 MB more resident memory after the load.
  */
 import { Agent, type ClientRequest, type IncomingMessage, type RequestOptions, request } from 'node:http';
@@ -109,7 +109,7 @@ export class AgentClient {
  * node's http.Agent with a short path for what nearly every request finds: an idle connection to the
  * agent's socket. node's own addRequest copies the request's options twice into new objects and works
  * out the pool's key again for every request; with the per-request timer that went with it, that was
- * about 50,000 instructions of the proxy's 270,000 per request (scripts/bench/callgrind.mjs).
+ * about 50,000 instructions of the proxy's 270,000 per request (packages/bench/src/callgrind.ts).
  * The short path does what node does with an idle connection, in its order: the most recently used one
  * (LIFO; closed ones are skipped), reuseSocket(), a new async id for the connection, onSocket(), and the
  * request's timeout on the connection. Everything else stays node's: new connections, the queue when all
