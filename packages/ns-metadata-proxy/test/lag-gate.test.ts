@@ -1,8 +1,9 @@
 /*
  * The lag gate (@nmp/common lag-gate.ts; its own tests live here, since @nmp/common's tests cannot use the
- * testkit) on a hand-driven clock and timer, and what the proxy does with its answer: a process that keeps up forwards a request within the 'request' event that parsed it; one that
- * is behind (or does not know yet) holds it for a poll phase first, as the client-gone check needs.
- * Ordering only: which listener saw the agent asked, never how long anything took.
+ * testkit) on a hand-driven clock and timer, and what the proxy does with its answer: a process that keeps
+ * up forwards a request within the 'request' event that parsed it; one that is behind (or does not know
+ * yet) holds it for a poll phase first, as the client-gone check needs. Ordering only: which listener saw
+ * the agent asked, never how long anything took.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
