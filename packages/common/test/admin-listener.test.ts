@@ -4,19 +4,15 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { lstatSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { lstatSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
+import { tempDir as testkitTempDir } from '@nmp/testkit';
 import { AdminListener } from '../src/admin-listener.js';
 import { claimSocketPath, probeSocket } from '../src/unix-socket.js';
 
-function tempDir(t: TestContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-admin-listener-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+const tempDir = (t: TestContext) => testkitTempDir(t, 'nmp-admin-listener-');
 
 function get(socketPath: string, path: string, method = 'GET') {
   return new Promise<{ status: number; type: string; body: string; allow?: string }>((resolve, reject) => {
