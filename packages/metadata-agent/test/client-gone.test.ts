@@ -17,7 +17,7 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { InstanceIdentity, InstanceResolver, LookupQuery } from '@nmp/common';
-import { promSample } from '@nmp/testkit';
+import { promSample, until } from '@nmp/testkit';
 import { MetadataAgent } from '../src/agent.js';
 import { AgentMetrics } from '../src/metrics.js';
 import { CachingResolver } from '../src/resolver/caching-resolver.js';
@@ -67,14 +67,6 @@ async function setup(t: import('node:test').TestContext) {
 }
 
 const headers = (ip: string) => ({ 'x-neutron-network-id': NET, 'x-forwarded-for': ip });
-
-async function until(what: string, ok: () => boolean, ms = 5_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 test('a request whose proxy closed while it waited gets no port lookup and no Nova request', async (t) => {
   const { nova, held, metrics, logs, socketPath } = await setup(t);

@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { request } from 'node:http';
 import { test } from 'node:test';
 import { parseBind } from '@nmp/common';
-import { promSample } from '@nmp/testkit';
+import { promSample, until } from '@nmp/testkit';
 import { ProxyMetrics } from '../src/metrics.js';
 import { MetadataProxy } from '../src/proxy.js';
 import { captureLogs, startFakeAgent } from './helpers.js';
@@ -52,14 +52,6 @@ function sendAndLeave(port: number, requests: number): void {
     setTimeout(() => process.exit(0), 200);`;
   const child = spawnSync(process.execPath, ['-e', script], { timeout: 10_000 });
   assert.equal(child.status, 0, String(child.stderr));
-}
-
-async function until(what: string, ok: () => boolean, ms = 5_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 const goneLines = (logs: ReturnType<typeof captureLogs>) =>

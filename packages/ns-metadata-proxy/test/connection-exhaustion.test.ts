@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { type TestContext, test } from 'node:test';
 import { parseBind } from '@nmp/common';
+import { until } from '@nmp/testkit';
 import { ProxyMetrics } from '../src/metrics.js';
 import { MetadataProxy, type ProxyLimits } from '../src/proxy.js';
 import {
@@ -24,11 +25,6 @@ import {
 
 const FLOODER = '127.0.0.2';
 const NEIGHBOUR = '127.0.0.3';
-
-async function until(check: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check() && Date.now() < end) await sleep(10);
-}
 
 /** Open `n` silent connections from `localAddress`; says which the server closed (and whether it wrote). */
 async function flood(port: number, localAddress: string, n: number) {
@@ -93,7 +89,7 @@ test('one source at its cap: its next connections are closed at once, a neighbou
   });
   const f = await flood(port, FLOODER, 60);
   t.after(f.end);
-  await until(() => f.closed() === 50);
+  await until('all 50 flood connections closed', () => f.closed() === 50, 3000);
   assert.equal(f.closed(), 50, 'every connection over the cap is closed');
   assert.equal(f.bytes(), 0, 'a refused connection got bytes');
   assert.equal(proxy.connectionsFrom(FLOODER), CAP);
@@ -110,7 +106,7 @@ test('one source at its cap: its next connections are closed at once, a neighbou
 
   // Its own slots free up as it closes them: the flooder may connect again.
   f.end();
-  await until(() => proxy.connectionsFrom(FLOODER) === 0);
+  await until('no connection left from the flooder', () => proxy.connectionsFrom(FLOODER) === 0, 3000);
   assertServed(await normalRequest(port, { localAddress: FLOODER }));
 });
 
@@ -123,7 +119,7 @@ test('IPv4 on a dual-stack listener counts as one source, mapped or not', async 
   const held = await Promise.all(
     Array.from({ length: 3 }, () => holdConnection(t, port, { localAddress: FLOODER })),
   );
-  await until(() => proxy.connectionsFrom(FLOODER) === 3);
+  await until('three connections from the flooder', () => proxy.connectionsFrom(FLOODER) === 3, 3000);
   assert.equal(proxy.connectionsFrom(FLOODER), 3, 'counted under the plain IPv4 address');
   const fourth = await holdConnection(t, port, { localAddress: FLOODER });
   await fourth.closed(2000);
@@ -169,7 +165,7 @@ test('a request sent in time but read late (the event loop lagging past the firs
   });
   const late = await holdConnection(t, port, { localAddress: NEIGHBOUR });
   // Accepted: its first-byte timer runs from now.
-  await until(() => proxy.connections === 1);
+  await until('one connection', () => proxy.connections === 1, 3000);
   assert.equal(proxy.connections, 1);
   late.socket.write('GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
   // The loop is busy past the timeout: the request is in the socket, unread, when the timer comes due.
@@ -192,7 +188,7 @@ test('a keep-alive connection idle after its first request is the keep-alive tim
   });
   const c = await holdConnection(t, port);
   c.socket.write('GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\n\r\n');
-  await until(() => c.received().includes('\r\n\r\n'));
+  await until("the end of the answer's head", () => c.received().includes('\r\n\r\n'), 3000);
   await sleep(600);
   assert.equal(c.socket.destroyed, false);
   assert.equal(proxy.connections, 1);
@@ -203,6 +199,6 @@ test('per-source refusals are counted in the metrics', async (t) => {
   const { port } = await proxyWith(t, { maxConnectionsPerSource: 2, firstByteTimeoutMs: 0 }, { metrics });
   const f = await flood(port, FLOODER, 7);
   t.after(f.end);
-  await until(() => f.closed() === 5);
+  await until('all five flood connections closed', () => f.closed() === 5, 3000);
   assert.match(await metrics.render(), /^nmp_proxy_refused_total\{reason="source_connections"\} 5$/m);
 });

@@ -9,6 +9,7 @@ import { readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { test } from 'node:test';
 import { parseBind } from '@nmp/common';
+import { until } from '@nmp/testkit';
 import { MetadataProxy } from '../src/proxy.js';
 import {
   assertAgentSawOnlyNormal,
@@ -17,7 +18,6 @@ import {
   holdConnection,
   hostileSetup,
   normalRequest,
-  sleep,
   startFakeAgent,
 } from './helpers.js';
 
@@ -41,11 +41,6 @@ function fate(port: number, host = '127.0.0.1', waitMs = 2000): Promise<{ closed
   });
 }
 
-async function until(check: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check() && Date.now() < end) await sleep(10);
-}
-
 const openFds = () => readdirSync('/proc/self/fd').length;
 
 test('connections over the limit are closed at once; a freed slot serves a normal request', async (t) => {
@@ -55,7 +50,7 @@ test('connections over the limit are closed at once; a freed slot serves a norma
   });
   const fdsBefore = openFds();
   const held = await Promise.all(Array.from({ length: LIMIT }, () => holdConnection(t, port)));
-  await until(() => proxy.connections === LIMIT);
+  await until('the proxy to hold LIMIT connections', () => proxy.connections === LIMIT, 2000);
   assert.equal(proxy.connections, LIMIT);
 
   // The flood: 200 more, all at once. Each is closed by the proxy, none gets an answer, none stays.
@@ -74,14 +69,14 @@ test('connections over the limit are closed at once; a freed slot serves a norma
 
   // A slot frees: the next client is served while the other 19 are still held.
   held[0]!.socket.destroy();
-  await until(() => proxy.connections === LIMIT - 1);
+  await until('the freed slot', () => proxy.connections === LIMIT - 1, 2000);
   assertServed(await normalRequest(port));
   assertAgentSawOnlyNormal(agent);
 
   for (const h of held) h.socket.destroy();
-  await until(() => proxy.connections === 0);
+  await until('every connection closed', () => proxy.connections === 0, 2000);
   assert.equal(proxy.connections, 0);
-  await until(() => openFds() <= fdsBefore + 2, 3000);
+  await until('the file descriptors to be released', () => openFds() <= fdsBefore + 2, 3000);
   assert.ok(openFds() <= fdsBefore + 2, `file descriptors: ${fdsBefore} before, ${openFds()} after`);
 });
 
@@ -98,9 +93,13 @@ test('the limit holds across all listeners of one proxy', async (t) => {
   const [v4, v6] = await proxy.listen();
   t.after(() => proxy.close(100));
   const a = await Promise.all(Array.from({ length: 6 }, () => holdConnection(t, v4!.port)));
-  await until(() => proxy.connections === 6);
+  await until('six connections on the IPv4 listener', () => proxy.connections === 6, 2000);
   const b = await Promise.all(Array.from({ length: 6 }, () => holdConnection(t, v6!.port, { host: '::1' })));
-  await until(() => b.filter((c) => c.socket.destroyed).length === 2 || proxy.connections > 10);
+  await until(
+    'two IPv6 connections refused (or the limit passed)',
+    () => b.filter((c) => c.socket.destroyed).length === 2 || proxy.connections > 10,
+    2000,
+  );
   assert.equal(proxy.connections, 10);
   assert.equal(b.filter((c) => c.socket.destroyed).length, 2);
   assert.equal(a.filter((c) => c.socket.destroyed).length, 0);
