@@ -2,13 +2,15 @@
  * The agent as an operator runs it, for the RPC tests: the real CLI started with neutron's files (stock
  * neutron.conf and metadata_agent.ini as kolla, devstack and Debian write them, rendered from
  * test/fixtures with this lab's broker, Nova and paths), its JSON log lines parsed, requests sent over
- * its UNIX socket as the proxy sends them, and its admin socket (/readyz, /metrics) read.
+ * its UNIX socket as the proxy sends them, and its admin socket (/readyz, /metrics) read. The process is
+ * the testkit's spawnService; its whole output is kept in a file.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { logFileLines, parseLogLines, serviceEnv, spawnService, tempDir, until } from '@nmp/testkit';
 import { type SocketResponse, viaSocket } from './helpers.js';
 
 export const AGENT_CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
@@ -71,88 +73,41 @@ export async function startAgentCli(
   /** Read the log from this file (the agent was given --log-file) instead of its output. */
   logFile?: string,
 ): Promise<AgentProc> {
-  const child = spawn(process.execPath, [AGENT_CLI, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
-  });
-  let out = '';
-  const waiters = new Set<() => void>();
-  const onData = (c: Buffer) => {
-    out += c.toString('utf8');
-    for (const w of waiters) w();
-  };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
-  let done = false;
-  const exitedPromise = () => exited;
-  const exited: Promise<number | string> = new Promise<number | string>((resolve) =>
-    child.once('exit', (code, signal) => {
-      done = true;
-      for (const w of waiters) w();
-      resolve(code ?? signal ?? 'unknown');
-    }),
-  );
-  t.after(async () => {
-    if (!done) child.kill('SIGKILL');
-    await exited;
-  });
-  const logText = () => {
-    if (!logFile) return out;
+  // The whole output goes to a file (the tests search all of it for secrets; in memory only the tail is kept).
+  const outFile = join(tempDir(t, 'nmp-rpc-agent-'), 'agent.out');
+  const agent = spawnService('agent', AGENT_CLI, args, { t, env: serviceEnv(env), outFile });
+  const read = (file: string) => {
     try {
-      return readFileSync(logFile, 'utf8');
+      return readFileSync(file, 'utf8');
     } catch {
       return '';
     }
   };
-  if (logFile) {
-    // The file grows without events here: poll it for the waiters.
-    const poll = setInterval(() => {
-      for (const w of waiters) w();
-    }, 50);
-    poll.unref();
-    void exitedPromise().then(() => clearInterval(poll));
-  }
-  const lines = () =>
-    logText()
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => {
-        try {
-          return JSON.parse(l) as Record<string, unknown>;
-        } catch {
-          return {};
-        }
-      });
-  const waitForLine: AgentProc['waitForLine'] = (pred, timeoutMs = 20_000, what = 'a log line') =>
-    new Promise((resolve, reject) => {
-      const check = () => {
-        const hit = lines().find(pred);
-        if (hit) {
-          finish();
-          resolve(hit);
-        } else if (done) {
-          finish();
-          reject(new Error(`agent exited before ${what}:\n${out.slice(-5000)}`));
-        }
-      };
-      const timer = setTimeout(() => {
-        finish();
-        reject(new Error(`timed out waiting for ${what}:\n${out.slice(-5000)}`));
-      }, timeoutMs);
-      const finish = () => {
-        clearTimeout(timer);
-        waiters.delete(check);
-      };
-      waiters.add(check);
-      check();
-    });
+  const lines = () => (logFile ? logFileLines(logFile) : parseLogLines(read(outFile)));
+  const text = () => (logFile ? `${read(outFile)}${read(logFile)}` : read(outFile));
+  const waitForLine: AgentProc['waitForLine'] = async (pred, timeoutMs = 20_000, what = 'a log line') => {
+    try {
+      return await until(
+        what,
+        () => {
+          const hit = lines().find(pred);
+          if (hit) return hit;
+          if (agent.alive() !== true) throw new Error(`agent exited before ${what}`);
+          return undefined;
+        },
+        timeoutMs,
+      );
+    } catch (err) {
+      throw new Error(`${(err as Error).message}:\n${text().slice(-5000)}`);
+    }
+  };
   const adminSocket = `${socketPath}.admin`;
   const proc: AgentProc = {
-    child,
+    child: agent.child,
     socketPath,
     adminSocket,
     lines,
-    text: () => (logFile ? `${out}${logText()}` : out),
+    text,
     waitForLine,
     get: (headers, path = '/latest/meta-data/instance-id') => viaSocket(socketPath, { path, headers }),
     admin: (path) => viaSocket(adminSocket, { path }),
@@ -168,13 +123,9 @@ export async function startAgentCli(
       return sum;
     },
     async stop() {
-      if (done) return;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(timer);
+      await agent.stop();
     },
-    exited,
+    exited: agent.exited,
   };
   if (waitReady)
     await waitForLine((l) => l.msg === 'metadata-agent listening', 30_000, 'the agent to listen');
