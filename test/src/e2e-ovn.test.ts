@@ -29,11 +29,11 @@ import {
   requireTools,
   runCommand,
   sleep,
+  startAgentCli,
   unixHttpGet,
 } from '@nmp/testkit';
 
 const packages = fileURLToPath(new URL('../../packages/', import.meta.url));
-const AGENT_CLI = join(packages, 'metadata-agent/dist/src/cli.js');
 const DAEMON_CLI = join(packages, 'metadata-proxy-daemon/dist/src/cli.js');
 const PROVISIONER_CLI = join(packages, 'ovn-provisioner/dist/src/cli.js');
 const PYTHON = '/usr/bin/python3';
@@ -111,31 +111,15 @@ test('OVN end to end: cloud-init in an instance reads its metadata through OVN, 
 
   const agentSocket = join(box.dir, 'metadata_proxy');
   const adminSocket = join(box.dir, 'agent.admin');
-  const agent = lab.spawn(
-    undefined,
-    process.execPath,
-    [
-      AGENT_CLI,
-      '--metadata-proxy-socket',
-      agentSocket,
-      '--metadata-proxy-socket-mode',
-      'all',
-      '--admin-socket',
-      adminSocket,
-      '--nova-metadata-host',
-      '127.0.0.1',
-      '--nova-metadata-port',
-      String(novaAddress.port),
-      '--ovn-sb-connection',
-      box.sb.unixRemote,
-      '--ovs-ovsdb-connection',
-      box.ovs.unixRemote,
-      '--agent-down-time',
-      '9',
-    ],
-    { env: { ...process.env, NMP_METADATA_PROXY_SHARED_SECRET: SECRET } },
-  );
-  await agent.waitForOutput(/metadata-agent listening/, 20_000);
+  const agent = await startAgentCli({
+    t,
+    socketPath: agentSocket,
+    novaPort: novaAddress.port,
+    sharedSecret: SECRET,
+    resolverArgs: ['--ovn-sb-connection', box.sb.unixRemote, '--ovs-ovsdb-connection', box.ovs.unixRemote],
+    args: ['--metadata-proxy-socket-mode', 'all', '--admin-socket', adminSocket, '--agent-down-time', '9'],
+    startTimeoutMs: 20_000,
+  });
 
   const stateDir = join(box.dir, 'state');
   const controlSocket = join(stateDir, 'nmp-metadata-proxy-daemon', 'control.sock');

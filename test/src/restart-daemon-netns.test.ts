@@ -8,12 +8,19 @@
  * attachment healthy (and takes a new one).
  */
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { daemonClient } from '@nmp/metadata-proxy-daemon/client';
-import { isProcessAlive, logFileLines, NetnsLab, requireRoot, until } from '@nmp/testkit';
+import {
+  isProcessAlive,
+  logFileLines,
+  NetnsLab,
+  requireRoot,
+  startAgentCli,
+  tempDir,
+  until,
+} from '@nmp/testkit';
 import {
   CLI,
   type InstanceLoad,
@@ -31,9 +38,8 @@ test('the proxy daemon hands over twice under load: every request answered, no P
   if (!requireRoot(t)) return;
   const t0 = Date.now();
   t.after(() => t.diagnostic(`took ${Date.now() - t0} ms`));
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-restart-daemon-'));
+  const dir = tempDir(t, 'nmp-restart-daemon-');
   chmodSync(dir, 0o755);
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const lab = await NetnsLab.create(t);
   const ports: InventoryPort[] = [];
   const pairs: Array<{ vm: string; ns: string; net: string }> = [];
@@ -52,36 +58,15 @@ test('the proxy daemon hands over twice under load: every request answered, no P
   const nova = await startRecordingNova(t);
   const inventory = writeInventory(dir, ports);
   const socket = join(dir, 'metadata_proxy');
-  const agent = lab.spawn(
-    undefined,
-    process.execPath,
-    [
-      CLI.agent,
-      '--resolver',
-      'inventory',
-      '--inventory-file',
-      inventory,
-      '--metadata-proxy-socket',
-      socket,
-      '--metadata-proxy-socket-mode',
-      'all',
-      '--nova-metadata-host',
-      '127.0.0.1',
-      '--nova-metadata-port',
-      String(nova.port),
-      '--log-level',
-      'warn',
-    ],
-    { env: { ...process.env, NMP_METADATA_PROXY_SHARED_SECRET: SECRET } },
-  );
-  await until(
-    'the agent socket',
-    () => {
-      if (agent.process.exitCode !== null) throw new Error(`the agent exited:\n${agent.output()}`);
-      return existsSync(socket) ? true : undefined;
-    },
-    60_000,
-  );
+  await startAgentCli({
+    t,
+    socketPath: socket,
+    novaPort: nova.port,
+    sharedSecret: SECRET,
+    resolverArgs: ['--resolver', 'inventory', '--inventory-file', inventory],
+    args: ['--metadata-proxy-socket-mode', 'all', '--log-level', 'warn'],
+    startTimeoutMs: 60_000,
+  });
 
   const stateDir = join(dir, 'state');
   const control = join(stateDir, 'nmp-metadata-proxy-daemon', 'control.sock');
