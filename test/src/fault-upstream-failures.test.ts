@@ -15,16 +15,9 @@ import {
   type FakePort,
   fakeNeutronResolverArgs,
 } from '@nmp/openstack-fakes';
+import { startAgentCli, startNovaCli, startProxyCli } from '@nmp/testkit';
 import { request } from 'undici';
-import {
-  CLI,
-  freePort,
-  SAMPLE_INVENTORY,
-  SAMPLE_NETWORK,
-  spawnCli,
-  startChain,
-  tempDir,
-} from './fault-harness.js';
+import { freePort, SAMPLE_INVENTORY, SAMPLE_NETWORK, startChain, tempDir } from './fault-harness.js';
 
 type Mode = 'hang' | 'garbage' | 'close';
 
@@ -119,19 +112,15 @@ test('Neutron down or hanging -> 503 through the chain; served again when it is 
   await openstack.listen();
   t.after(() => openstack.close());
 
-  const novaPort = await freePort();
-  const proxyPort = await freePort();
   const socketPath = `${dir}/agent.sock`;
-  const secret = 'neutron-fault-secret';
-  const nova = spawnCli(t, 'nova', CLI.nova, ['--port', String(novaPort)], {
-    NMP_METADATA_PROXY_SHARED_SECRET: secret,
-  });
-  await nova.waitFor(/listening on http/);
-  const agent = spawnCli(
+  const sharedSecret = 'neutron-fault-secret';
+  const nova = await startNovaCli({ t, sharedSecret });
+  const agent = await startAgentCli({
     t,
-    'agent',
-    CLI.agent,
-    [
+    socketPath,
+    novaPort: nova.port,
+    sharedSecret,
+    resolverArgs: [
       ...fakeNeutronResolverArgs(openstack.authUrl),
       '--neutron-timeout',
       '1',
@@ -139,24 +128,11 @@ test('Neutron down or hanging -> 503 through the chain; served again when it is 
       '0',
       '--negative-cache-ttl',
       '0',
-      '--metadata-proxy-socket',
-      socketPath,
-      '--nova-metadata-port',
-      String(novaPort),
     ],
-    { NMP_METADATA_PROXY_SHARED_SECRET: secret, NMP_NEUTRON__PASSWORD: FAKE_DEFAULTS.password },
-  );
-  await agent.waitFor(/metadata-agent listening/);
-  const proxy = spawnCli(t, 'proxy', CLI.proxy, [
-    '--bind',
-    `127.0.0.1:${proxyPort}`,
-    '--network-id',
-    SAMPLE_NETWORK,
-    '--metadata-proxy-socket',
-    socketPath,
-  ]);
-  await proxy.waitFor(/ns-metadata-proxy listening/);
-  const url = `http://127.0.0.1:${proxyPort}`;
+    env: { NMP_NEUTRON__PASSWORD: FAKE_DEFAULTS.password },
+  });
+  const proxy = await startProxyCli({ t, socketPath, identity: ['--network-id', SAMPLE_NETWORK] });
+  const url = proxy.url;
 
   const up = await get(url);
   assert.equal(up.status, 200, up.body);

@@ -9,14 +9,12 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { NetnsLab, NsChild } from '@nmp/testkit';
+import { type NetnsLab, type NsChild, CLI as SERVICE_CLI } from '@nmp/testkit';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** The services' CLIs (the testkit's) and the load client of these tests. */
 export const CLI = {
-  agent: join(ROOT, 'packages/metadata-agent/dist/src/cli.js'),
-  proxy: join(ROOT, 'packages/ns-metadata-proxy/dist/src/cli.js'),
-  daemon: join(ROOT, 'packages/metadata-proxy-daemon/dist/src/cli.js'),
-  loadClient: join(ROOT, 'test/dist/restart-load-client.js'),
+  ...SERVICE_CLI,
+  loadClient: fileURLToPath(new URL('./restart-load-client.js', import.meta.url)),
 } as const;
 export const PROJECT = 'feed0000feed0000feed0000feed0000';
 export const SECRET = 'restart-test-secret';

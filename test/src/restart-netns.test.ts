@@ -14,12 +14,21 @@
  * Every request is answered 200, every POST reached Nova exactly once, and the old processes are gone.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { SERVICE_NODE_FLAGS } from '@nmp/common';
-import { isProcessAlive, logFileLines, NetnsLab, requireRoot, sleep, startSocketHolder } from '@nmp/testkit';
+import {
+  agentCliArgs,
+  isProcessAlive,
+  logFileLines,
+  NetnsLab,
+  proxyCliArgs,
+  requireRoot,
+  sleep,
+  startSocketHolder,
+  tempDir,
+} from '@nmp/testkit';
 import {
   answeredBetween,
   CLI,
@@ -56,8 +65,7 @@ async function gone(pid: number, timeoutMs = 20_000): Promise<void> {
 
 test('agent and proxy restarted under load (systemd socket passing, hand-over): every request answered, no POST twice', async (t) => {
   if (!requireRoot(t)) return;
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-restart-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'nmp-restart-');
   const lab = await NetnsLab.create(t);
   const vm = await lab.addNamespace('vm');
   const net = await lab.addNamespace('net');
@@ -81,18 +89,12 @@ test('agent and proxy restarted under load (systemd socket passing, hand-over): 
       process.execPath,
       ...SERVICE_NODE_FLAGS,
       CLI.agent,
-      '--resolver',
-      'inventory',
-      '--inventory-file',
-      inventory,
-      '--metadata-proxy-socket',
-      socket,
-      '--nova-metadata-host',
-      '127.0.0.1',
-      '--nova-metadata-port',
-      String(nova.port),
-      '--log-file',
-      agentLog,
+      ...agentCliArgs({
+        socketPath: socket,
+        novaPort: nova.port,
+        resolverArgs: ['--resolver', 'inventory', '--inventory-file', inventory],
+        args: ['--log-file', agentLog],
+      }),
     ],
     env,
   );
@@ -100,14 +102,13 @@ test('agent and proxy restarted under load (systemd socket passing, hand-over): 
     process.execPath,
     ...SERVICE_NODE_FLAGS,
     CLI.proxy,
-    '--bind',
-    '169.254.169.254:80',
-    '--network-id',
-    NET,
-    '--metadata-proxy-socket',
-    socket,
-    '--log-file',
-    proxyLog,
+    ...proxyCliArgs({
+      socketPath: socket,
+      host: '169.254.169.254',
+      port: 80,
+      identity: ['--network-id', NET],
+      args: ['--log-file', proxyLog],
+    }),
   ]);
   const successors: number[] = [];
   t.after(() => {

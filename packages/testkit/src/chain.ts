@@ -374,6 +374,43 @@ export const SAMPLE_RESOLVER_ARGS: readonly string[] = Object.freeze([
   SAMPLE_INVENTORY_FILE,
 ]);
 
+/** The agent's flags: its socket, the resolver (default SAMPLE_RESOLVER_ARGS), Nova on loopback, then `args`. */
+export function agentCliArgs(options: {
+  readonly socketPath: string;
+  readonly novaPort: number;
+  readonly resolverArgs?: readonly string[] | undefined;
+  readonly args?: readonly string[] | undefined;
+}): string[] {
+  return [
+    '--metadata-proxy-socket',
+    options.socketPath,
+    ...(options.resolverArgs ?? SAMPLE_RESOLVER_ARGS),
+    '--nova-metadata-host',
+    '127.0.0.1',
+    '--nova-metadata-port',
+    String(options.novaPort),
+    ...(options.args ?? []),
+  ];
+}
+
+/** The proxy's flags: `--bind host:port` (IPv6 in brackets), the identity (default the sample network), the agent's socket, then `args`. */
+export function proxyCliArgs(options: {
+  readonly socketPath: string;
+  readonly host: string;
+  readonly port: number;
+  readonly identity?: readonly string[] | undefined;
+  readonly args?: readonly string[] | undefined;
+}): string[] {
+  return [
+    '--bind',
+    `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`,
+    ...(options.identity ?? ['--network-id', SAMPLE_NETWORK]),
+    '--metadata-proxy-socket',
+    options.socketPath,
+    ...(options.args ?? []),
+  ];
+}
+
 /**
  * The metadata agent's CLI on `socketPath`, forwarding to Nova at 127.0.0.1:`novaPort`, with the
  * services' node flags (SERVICE_NODE_FLAGS, then `nodeArgs`); the secret goes in the environment.
@@ -390,28 +427,14 @@ export async function startAgentCli(
     noWait?: boolean;
   },
 ): Promise<Service> {
-  const agent = spawnService(
-    options.name ?? 'agent',
-    options.cli ?? CLI.agent,
-    [
-      '--metadata-proxy-socket',
-      options.socketPath,
-      ...(options.resolverArgs ?? SAMPLE_RESOLVER_ARGS),
-      '--nova-metadata-host',
-      '127.0.0.1',
-      '--nova-metadata-port',
-      String(options.novaPort),
-      ...(options.args ?? []),
-    ],
-    {
-      ...options,
-      nodeArgs: [...SERVICE_NODE_FLAGS, ...(options.nodeArgs ?? [])],
-      env: serviceEnv(
-        { ...options.env, NMP_METADATA_PROXY_SHARED_SECRET: options.sharedSecret },
-        options.inheritEnv ? 'all' : false,
-      ),
-    },
-  );
+  const agent = spawnService(options.name ?? 'agent', options.cli ?? CLI.agent, agentCliArgs(options), {
+    ...options,
+    nodeArgs: [...SERVICE_NODE_FLAGS, ...(options.nodeArgs ?? [])],
+    env: serviceEnv(
+      { ...options.env, NMP_METADATA_PROXY_SHARED_SECRET: options.sharedSecret },
+      options.inheritEnv ? 'all' : false,
+    ),
+  });
   if (!options.noWait) await ready(agent, { path: options.socketPath }, options.startTimeoutMs);
   return agent;
 }
@@ -430,14 +453,7 @@ export async function startProxyCli(
   const proxy = spawnService(
     options.name ?? 'proxy',
     options.cli ?? CLI.proxy,
-    [
-      '--bind',
-      `${host.includes(':') ? `[${host}]` : host}:${port}`,
-      ...(options.identity ?? ['--network-id', SAMPLE_NETWORK]),
-      '--metadata-proxy-socket',
-      options.socketPath,
-      ...(options.args ?? []),
-    ],
+    proxyCliArgs({ ...options, host, port }),
     {
       ...options,
       nodeArgs: [...SERVICE_NODE_FLAGS, ...(options.nodeArgs ?? [])],

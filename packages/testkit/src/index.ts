@@ -5,6 +5,7 @@
  */
 
 export {
+  agentCliArgs,
   type Chain,
   type ChainOptions,
   CLI,
@@ -13,6 +14,7 @@ export {
   type Nova,
   type NovaOptions,
   type Owner,
+  proxyCliArgs,
   SAMPLE_INSTANCE,
   SAMPLE_INSTANCES_FILE,
   SAMPLE_INVENTORY_FILE,
