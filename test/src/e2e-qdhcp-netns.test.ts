@@ -7,15 +7,13 @@
  * Everything is created with a unique prefix and removed afterwards, also when the test fails.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { silentLogger } from '@nmp/common';
 import { InventoryResolver, MetadataAgent } from '@nmp/metadata-agent';
 import { createNovaMetadataServer, parseInstances } from '@nmp/nova-metadata-dev';
-import { NetnsLab, requireRoot } from '@nmp/testkit';
+import { NetnsLab, requireRoot, tempDir } from '@nmp/testkit';
 
 const PROXY_CLI = fileURLToPath(new URL('../../packages/ns-metadata-proxy/dist/src/cli.js', import.meta.url));
 const NETWORK = 'e2e0c0de-0000-4000-8000-000000000001';
@@ -27,8 +25,7 @@ const VMS = [
 
 test('qdhcp-style namespace: instances get their own metadata over IPv4 and IPv6 link-local', async (t) => {
   if (!requireRoot(t)) return;
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-e2e-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'nmp-e2e-');
 
   const nova = createNovaMetadataServer({
     sharedSecret: 'e2e-secret',

@@ -9,8 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +21,7 @@ import {
   requireRoot,
   startNeutronRpcServer,
   startRabbitNode,
+  tempDir,
   waitUntil,
 } from '@nmp/testkit';
 
@@ -75,8 +75,7 @@ function neutronPort(
 
 test('instance -> proxy -> agent (stock files) -> RabbitMQ -> neutron RPC -> Nova: IPv4, link-local IPv6, router', async (t) => {
   if (!requireRoot(t) || !requireRabbit(t) || !requireNeutronPython(t)) return;
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-e2e-rpc-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'nmp-e2e-rpc-');
 
   const rabbit = await startRabbitNode(t);
   await rabbit.addUser('neutron', 'rpc-e2e-pw!');

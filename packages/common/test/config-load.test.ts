@@ -4,11 +4,11 @@
  * value, a typo'd option or section, a deprecated name, and options accepted for compatibility.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type TestContext, test } from 'node:test';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { tempDir } from '@nmp/testkit';
 import { ConfigError, describeConfig, loadConfig } from '../src/config/load.js';
 import { type CompatibilityList, opt } from '../src/config/schema.js';
 
@@ -73,12 +73,6 @@ const compat: CompatibilityList = {
   },
 };
 
-function dir(t: TestContext): string {
-  const d = mkdtempSync(join(tmpdir(), 'nmp-config-'));
-  t.after(() => rmSync(d, { recursive: true, force: true }));
-  return d;
-}
-
 function file(d: string, name: string, text: string): string {
   const p = join(d, name);
   writeFileSync(p, text);
@@ -140,7 +134,7 @@ test("neutron's sample metadata_agent.ini (every option of reference §11 set) l
 });
 
 test('precedence: defaults < files in order < --config-dir (name order) < environment < flags', (t) => {
-  const d = dir(t);
+  const d = tempDir(t, 'nmp-config-');
   const a = file(d, 'a.ini', '[DEFAULT]\nnova_metadata_host = a\nnova_metadata_port = 1001\ndebug = true\n');
   const b = file(d, 'b.ini', '[DEFAULT]\nnova_metadata_host = b\nnova_metadata_port = 1002\n');
   const confd = join(d, 'conf.d');
@@ -169,7 +163,7 @@ test('precedence: defaults < files in order < --config-dir (name order) < enviro
 });
 
 test('interpolation: $name, braced, group.name, $$, values set later, and options we do not know', (t) => {
-  const d = dir(t);
+  const d = tempDir(t, 'nmp-config-');
   const lines = [
     '[DEFAULT]',
     // biome-ignore lint/suspicious/noTemplateCurlyInString: oslo's braced reference, not a template
@@ -198,7 +192,7 @@ test('interpolation: $name, braced, group.name, $$, values set later, and option
 });
 
 test('interpolation errors name the option and never show a secret', (t) => {
-  const d = dir(t);
+  const d = tempDir(t, 'nmp-config-');
   const a = file(d, 'a.ini', '[DEFAULT]\nmetadata_proxy_socket = $stat_path/sock\n');
   rejects(
     () => load({ 'config-file': [a] }),
@@ -217,7 +211,7 @@ test('interpolation errors name the option and never show a secret', (t) => {
 });
 
 test('a bad value is one line: file:line, section, option, value, and why', (t) => {
-  const d = dir(t);
+  const d = tempDir(t, 'nmp-config-');
   const cases: Array<[string, (p: string) => string]> = [
     [
       '[DEFAULT]\n\nnova_metadata_port = eighty\n',
@@ -263,7 +257,7 @@ test('a bad value is one line: file:line, section, option, value, and why', (t) 
 });
 
 test('an empty number means "not set" (oslo reads it as None): the default applies', (t) => {
-  const p = file(dir(t), 'a.ini', '[DEFAULT]\nmetadata_backlog =\n[neutron]\ntimeout =\n');
+  const p = file(tempDir(t, 'nmp-config-'), 'a.ini', '[DEFAULT]\nmetadata_backlog =\n[neutron]\ntimeout =\n');
   const c = load({ 'config-file': [p] }).config;
   assert.equal(c.backlog, 4096);
   assert.equal(c.timeout, 5);
@@ -271,7 +265,7 @@ test('an empty number means "not set" (oslo reads it as None): the default appli
 
 test('unknown options and sections are warned about with file:line and a suggestion; deprecated names too', (t) => {
   const p = file(
-    dir(t),
+    tempDir(t, 'nmp-config-'),
     'a.ini',
     [
       '[DEFAULT]',
@@ -303,7 +297,7 @@ test('unknown options and sections are warned about with file:line and a suggest
 });
 
 test('describeConfig prints every option with its origin, secrets masked', (t) => {
-  const p = file(dir(t), 'a.ini', '[DEFAULT]\nmetadata_proxy_shared_secret = topsecret\n');
+  const p = file(tempDir(t, 'nmp-config-'), 'a.ini', '[DEFAULT]\nmetadata_proxy_shared_secret = topsecret\n');
   const loaded = load({ 'config-file': [p], 'nova-metadata-port': '9999' });
   const text = describeConfig(schema, loaded);
   assert.ok(!text.includes('topsecret'));
@@ -316,8 +310,7 @@ test('describeConfig prints every option with its origin, secrets masked', (t) =
 });
 
 test('secret files every user can read are reported (--<secret>-file and secretFile options); private ones are not', (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-secret-file-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'nmp-secret-file-');
   const s = {
     secret: opt.string({ name: 'metadata_proxy_shared_secret', default: '', secret: true, help: 's' }),
     key: opt.string({ name: 'client_key', default: '', secretFile: true, help: 'k' }),

@@ -6,12 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { tempDir } from '@nmp/testkit';
 import { ConfigError } from '../src/config/load.js';
 import { startSuccessor } from '../src/handover.js';
 import {
@@ -87,8 +87,7 @@ test('InheritedListeners: taken by name once; what nobody takes is reported', ()
 });
 
 test('a socket bound by listenOnSocketPath keeps its path when its listener closes; its bound name is known', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-lfd-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'nmp-lfd-');
   const path = join(dir, 's.sock');
   const server = createServer();
   await listenOnSocketPath(server, path, { what: 'test socket', mode: 0o600 });
@@ -132,8 +131,7 @@ function ask(path: string): Promise<string> {
 }
 
 test('hand-over: the successor serves the same socket; no connection is refused on the way', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-hov-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'nmp-hov-');
   const script = join(dir, 'successor.mjs');
   writeFileSync(script, SUCCESSOR);
   const path = join(dir, 'h.sock');
@@ -178,8 +176,7 @@ test('hand-over: the successor serves the same socket; no connection is refused 
 });
 
 test('hand-over: a successor that fails is reported and this process keeps its listener', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-hov-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'nmp-hov-');
   const script = join(dir, 'successor.mjs');
   writeFileSync(script, SUCCESSOR);
   const path = join(dir, 'f.sock');
@@ -220,8 +217,7 @@ test('under systemd (NOTIFY_SOCKET), the successor tells it MAINPID= and READY=1
     t.skip('systemd-notify is not installed');
     return;
   }
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-hov-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'nmp-hov-');
   const notifySocket = join(dir, 'notify');
   const fake = spawn('/usr/bin/python3', ['-c', FAKE_NOTIFY, notifySocket], {
     stdio: ['ignore', 'pipe', 'inherit'],

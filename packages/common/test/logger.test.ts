@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
+import { tempDir } from '@nmp/testkit';
 import { addDetails, createLogger, isoTimeField, writeInfoLine } from '../src/logger.js';
 
 function sink(): { lines: string[]; stream: Writable } {
@@ -101,8 +101,7 @@ function linesOf(file: string): Array<{ i: number; msg: string; level: string }>
 }
 
 test('a file logger writes every line, in order, when the process exits at once', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-log-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'nmp-log-');
   const file = join(dir, 'a.log');
   // 20,000 lines (about 1.3 MB): some chunks are still being written by the stream when exit() comes.
   assert.equal(await logInChild(file, 20_000, 'process.exit(0);'), 0);
@@ -115,8 +114,7 @@ test('a file logger writes every line, in order, when the process exits at once'
 });
 
 test('a file logger writes its lines within the flush interval while the process runs', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-log-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'nmp-log-');
   const file = join(dir, 'b.log');
   // Three lines (far below a chunk), then the process stays up: the timer must push them out.
   const exited = logInChild(

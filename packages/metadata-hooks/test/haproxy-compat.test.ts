@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { isProcessAlive, NetnsLab, requireRoot, runCommand, sleep } from '@nmp/testkit';
+import { isProcessAlive, NetnsLab, requireRoot, runCommand, sleep, tempDir } from '@nmp/testkit';
 import type { ProxyStatus } from '../src/proxy-status.js';
 import { HOOKS_CLI } from './chain-fixture.js';
 
@@ -286,8 +286,7 @@ test('neutron L3 haproxy config with rate-limit tables (0.0.0.0:9697): listens a
 
 test('haproxy-compat refuses what it cannot honour; haproxy-kill signals only our proxies', async (t) => {
   if (!requireRoot(t)) return;
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-compat-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'nmp-compat-');
   const bad = join(dir, 'bad.conf');
   writeFileSync(bad, 'global\n    user nobody\nlisten listener\n    bind 169.254.169.254:80\n');
   const check = await runCommand(

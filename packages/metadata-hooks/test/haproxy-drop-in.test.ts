@@ -5,19 +5,10 @@
  * switch as partial; disable undoes exactly what enable did.
  */
 import assert from 'node:assert/strict';
-import {
-  existsSync,
-  lstatSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readlinkSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { tempDir } from '@nmp/testkit';
 import { type DropInPaths, disableDropIn, dropInState, enableDropIn } from '../src/haproxy-drop-in.js';
 
 /**
@@ -47,8 +38,7 @@ exit 0
 `;
 
 function setup(t: { after: (fn: () => void) => void }): DropInPaths & { root: string } {
-  const root = mkdtempSync(join(tmpdir(), 'nmp-drop-in-'));
-  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const root = tempDir(t, 'nmp-drop-in-');
   for (const d of ['sbin', 'lib/bin', 'kill_scripts', 'dpkg']) mkdirSync(join(root, d), { recursive: true });
   writeFileSync(join(root, 'sbin/haproxy'), '#!/bin/sh\necho real haproxy\n', { mode: 0o755 });
   writeFileSync(join(root, 'lib/bin/haproxy'), '#!/bin/sh\necho wrapper\n', { mode: 0o755 });

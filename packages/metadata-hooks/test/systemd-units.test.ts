@@ -1,11 +1,11 @@
 /* The checked-in systemd units are what render-units produces (fails on drift), and say what they must. */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { tempDir } from '@nmp/testkit';
 import { DEFAULT_UNIT_SETTINGS, renderUnits } from '../src/systemd-units.js';
 
 const repoSystemd = fileURLToPath(new URL('../../../../systemd/', import.meta.url));
@@ -146,8 +146,7 @@ test('systemd-analyze verify accepts every generated unit (and a router drop-in 
     t.skip('systemd-analyze is not installed');
     return;
   }
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-units-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'nmp-units-');
   // The paths must exist for verify: this node and this checkout.
   const units = renderUnits({ ...DEFAULT_UNIT_SETTINGS, node: process.execPath, installDir: repoRoot });
   const files: string[] = [];

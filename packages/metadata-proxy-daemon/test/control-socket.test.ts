@@ -4,13 +4,13 @@
  * per line, refusals that keep nothing, no second daemon on the same socket.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { silentLogger } from '@nmp/common';
 import { DEFAULT_LIMITS } from '@nmp/ns-metadata-proxy';
+import { tempDir } from '@nmp/testkit';
 import {
   type AttachSpec,
   DaemonRequestError,
@@ -20,12 +20,6 @@ import {
 } from '../src/protocol.js';
 import { loadState, StateFile } from '../src/state-file.js';
 import { MetadataProxyDaemon } from '../src/supervisor.js';
-
-function tempDir(t: { after: (fn: () => void) => void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-daemon-unit-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 test('requests are validated before anything happens', () => {
   const good = {
@@ -65,7 +59,7 @@ test('requests are validated before anything happens', () => {
 });
 
 test('attachments file: atomic rewrite, coalesced saves, bad entries reported not fatal', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'nmp-daemon-unit-');
   const file = join(dir, 'state', 'attachments.json');
   const list: AttachSpec[] = [{ id: 'n1', mode: 'network', namespace: 'ns1', binds: ['169.254.169.254:80'] }];
   const state = new StateFile(file, () => list);
@@ -87,7 +81,7 @@ test('attachments file: atomic rewrite, coalesced saves, bad entries reported no
 });
 
 test('control socket: mode 0600, one answer per line, refused attach keeps nothing, one daemon per socket', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'nmp-daemon-unit-');
   const controlSocket = join(dir, 'ctl', 'control.sock');
   const settings = {
     controlSocket,
@@ -152,7 +146,7 @@ test('control socket: mode 0600, one answer per line, refused attach keeps nothi
 });
 
 test('control socket path that is not a socket: the daemon refuses to start and removes nothing', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'nmp-daemon-unit-');
   const controlSocket = join(dir, 'control.sock');
   writeFileSync(controlSocket, 'precious, not a socket');
   const daemon = new MetadataProxyDaemon({

@@ -11,12 +11,11 @@
  * /big a 32 MiB answer.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
-import { promValue as metric, NetnsLab, requireRoot, sleep, unixHttpGet } from '@nmp/testkit';
+import { promValue as metric, NetnsLab, requireRoot, sleep, tempDir, unixHttpGet } from '@nmp/testkit';
 import { daemonClient } from '../src/protocol.js';
 import { DAEMON_CLI } from './fixture.js';
 
@@ -96,9 +95,8 @@ async function startAgent(t: TestContext, dir: string): Promise<string> {
 test('daemon mode enforces [metadata_ssrf], timeout_client, the per-source cap and the first-byte timeout, and serves metrics', async (t) => {
   if (!requireRoot(t)) return;
   const lab = await NetnsLab.create(t);
-  const dir = mkdtempSync(join(tmpdir(), `nmp-daemon-serving-${lab.prefix}-`));
+  const dir = tempDir(t, `nmp-daemon-serving-${lab.prefix}-`);
   chmodSync(dir, 0o755);
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
 
   const dhcp = await lab.addNamespace('d');
   const vm = await lab.addNamespace('v');

@@ -4,16 +4,15 @@
  * and line in the message), and the required header refused when the proxy would strip or rewrite it.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { ConfigError, loadConfig } from '@nmp/common';
+import { tempDir } from '@nmp/testkit';
 import { parseRequiredHeader, ssrfOptions, ssrfSettings } from '../src/ssrf/options.js';
 
 function file(t: TestContext, name: string, text: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-ssrf-opt-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'nmp-ssrf-opt-');
   const path = join(dir, name);
   writeFileSync(path, text);
   return path;

@@ -9,9 +9,8 @@
  * retried with back-off while the other networks are served.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { silentLogger } from '@nmp/common';
@@ -24,6 +23,7 @@ import {
   requireTools,
   runCommand,
   sbOps,
+  tempDir,
   until,
   VSWITCH_SCHEMA,
 } from '@nmp/testkit';
@@ -68,8 +68,7 @@ async function world(t: TestContext): Promise<World> {
     }
     rmSync(`/run/netns/${prefix}${NET4}`, { force: true });
   });
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-prov-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'nmp-prov-');
 
   // The stand-in agent: records what the proxies forward.
   const seen: IncomingHttpHeaders[] = [];

@@ -5,11 +5,18 @@
  * the error names files, never their contents.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { freeLowPort, makeTestPki, OVN_SB_SCHEMA, OvsdbServer, requireTools, sleep } from '@nmp/testkit';
+import {
+  freeLowPort,
+  makeTestPki,
+  OVN_SB_SCHEMA,
+  OvsdbServer,
+  requireTools,
+  sleep,
+  tempDir,
+} from '@nmp/testkit';
 import { OvsdbClient } from '../src/client.js';
 import { OvsdbError } from '../src/errors.js';
 
@@ -17,8 +24,7 @@ const DB = 'OVN_Southbound';
 
 test('ssl: with a client certificate, as neutron configures it', async (t) => {
   if (!requireTools(t, ['ovsdb-server', 'ovsdb-tool', 'openssl'], [OVN_SB_SCHEMA])) return;
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-pki-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'nmp-pki-');
   const pki = await makeTestPki(dir);
   const server = await OvsdbServer.start(t, { ssl: { port: await freeLowPort(), files: pki.server } });
 

@@ -19,7 +19,6 @@ import {
   existsSync,
   lstatSync,
   mkdirSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
   readlinkSync,
@@ -27,11 +26,10 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { isProcessAlive, NetnsLab, requireRoot, sleep } from '@nmp/testkit';
+import { isProcessAlive, NetnsLab, requireRoot, sleep, tempDir } from '@nmp/testkit';
 import { buildRelease, sourceDateEpoch } from '../src/build.js';
 import { PROGRAMS, REPO_ROOT } from '../src/layout.js';
 import {
@@ -174,9 +172,8 @@ test('the release as installed: .deb and tarball on this machine, without a syst
   // One run at a time per machine: another checkout's run of this test (a developer's beside CI) would
   // have its package purged under it.
   t.after(await machineLock(t));
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-installed-'));
+  const dir = tempDir(t, 'nmp-installed-');
   chmodSync(dir, 0o755); // the proxies run as nobody and must reach the agent's socket in here
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
   purgeNmp();
   let createdNeutronUser = false;
   t.after(() => {

@@ -5,13 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadConfig, SERVICE_NODE_FLAGS } from '@nmp/common';
 import { hooksOptions, renderUnits } from '@nmp/metadata-hooks';
 import { daemonOptions } from '@nmp/metadata-proxy-daemon';
+import { tempDir } from '@nmp/testkit';
 import { statePaths } from '../src/build.js';
 import {
   checkDebianVersion,
@@ -26,12 +26,6 @@ import { entryPoints, PROGRAMS } from '../src/layout.js';
 import { parseHelp, renderManPage, roff } from '../src/manpages.js';
 import { checkNodeVersion } from '../src/runtime.js';
 import { haproxyWrapper, programWrapper } from '../src/wrappers.js';
-
-function tempDir(t: { after: (fn: () => void) => void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'nmp-release-test-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 const HELP = `prog <command>
 
@@ -110,7 +104,7 @@ test('man page: every schema option with its default and environment variable, c
 });
 
 test('example INI: every option present, all commented out, so the file changes nothing', (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'nmp-release-test-');
   const text = sampleIni(['header line', '', 'second'], hooksOptions);
   assert.match(text, /^# header line\n#\n# second\n/);
   for (const d of Object.values(hooksOptions)) assert.match(text, new RegExp(`^#${d.name} =`, 'm'), d.name);
@@ -234,7 +228,7 @@ test("maintainer scripts' unit lists from the release units: sockets stopped fir
 });
 
 test('md5sums: every file but DEBIAN/ and the conffiles', (t) => {
-  const root = tempDir(t);
+  const root = tempDir(t, 'nmp-release-test-');
   mkdirSync(join(root, 'DEBIAN'));
   mkdirSync(join(root, 'etc/nmp'), { recursive: true });
   mkdirSync(join(root, 'usr/bin'), { recursive: true });
@@ -252,7 +246,7 @@ test('entry points: the five CLIs and the scripts the daemon starts as processes
 });
 
 test('program wrapper: found through a symlink, runs the tree node with the service flags and all arguments', (t) => {
-  const root = tempDir(t);
+  const root = tempDir(t, 'nmp-release-test-');
   const tree = join(root, 'usr/lib/nmp');
   mkdirSync(join(tree, 'bin'), { recursive: true });
   mkdirSync(join(root, 'usr/bin'), { recursive: true });
@@ -276,7 +270,7 @@ test('program wrapper: found through a symlink, runs the tree node with the serv
 });
 
 test("haproxy wrapper: neutron's metadata configs go to our compat front end, everything else to the real haproxy", (t) => {
-  const root = tempDir(t);
+  const root = tempDir(t, 'nmp-release-test-');
   const bin = join(root, 'lib/bin');
   mkdirSync(bin, { recursive: true });
   mkdirSync(join(root, 'sbin'));
