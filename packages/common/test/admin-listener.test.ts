@@ -5,36 +5,15 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { lstatSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
-import { tempDir as testkitTempDir } from '@nmp/testkit';
+import { tempDir as testkitTempDir, unixHttpGet } from '@nmp/testkit';
 import { AdminListener } from '../src/admin-listener.js';
 import { claimSocketPath, probeSocket } from '../src/unix-socket.js';
 
 const tempDir = (t: TestContext) => testkitTempDir(t, 'nmp-admin-listener-');
 
-function get(socketPath: string, path: string, method = 'GET') {
-  return new Promise<{ status: number; type: string; body: string; allow?: string }>((resolve, reject) => {
-    const req = request({ socketPath, path, method }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => {
-        body += c;
-      });
-      res.on('end', () =>
-        resolve({
-          status: res.statusCode ?? 0,
-          type: String(res.headers['content-type']),
-          body,
-          ...(res.headers.allow ? { allow: String(res.headers.allow) } : {}),
-        }),
-      );
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const get = unixHttpGet;
 
 test('claimSocketPath: directory made, stale socket removed, a live socket or a file refused', async (t) => {
   const dir = tempDir(t);

@@ -6,6 +6,8 @@ export interface UnixHttpAnswer {
   /** Content-Type of the answer. */
   readonly type: string;
   readonly body: string;
+  /** The Allow header (a 405's), only when the answer has one. */
+  readonly allow?: string;
 }
 
 export function unixHttpGet(socketPath: string, path: string, method = 'GET'): Promise<UnixHttpAnswer> {
@@ -21,6 +23,7 @@ export function unixHttpGet(socketPath: string, path: string, method = 'GET'): P
           status: res.statusCode ?? 0,
           type: String(res.headers['content-type']),
           body,
+          ...(res.headers.allow ? { allow: String(res.headers.allow) } : {}),
         }),
       );
       res.on('error', reject);
