@@ -14,7 +14,7 @@
 // also on failure, Ctrl-C or the overall time limit (--max-seconds, default 900).
 // Writes bench-results/daemon-<stamp>/results.json and the "Daemon mode" section at the end of
 // docs/benchmarks.md (only the text between its markers is replaced; the rest of the file is not touched).
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -38,7 +38,7 @@ import {
 } from '@nmp/bench';
 import { SERVICE_NODE_FLAGS } from '@nmp/common';
 import { type DaemonHealth, daemonClient } from '@nmp/metadata-proxy-daemon/client';
-import { startAgentCli } from '@nmp/testkit';
+import { inParallel, runCommand, startAgentCli } from '@nmp/testkit';
 
 const DAEMON_CLI = join(ROOT, 'packages/metadata-proxy-daemon/dist/src/cli.js');
 const SECRET = `bench-${randomBytes(8).toString('hex')}`;
@@ -85,48 +85,6 @@ const procs: Service[] = [];
 
 /** What the in-namespace clients run with: system tools only (a developer's PATH may hold slow shims). */
 const CLEAN_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' };
-
-interface RunResult {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function run(
-  file: string,
-  args: readonly string[],
-  { input, timeoutMs = 60_000, env }: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
-): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const child = execFile(
-      file,
-      args,
-      { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 1 << 24, ...(env ? { env } : {}) },
-      (err, stdout, stderr) =>
-        resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
-    );
-    child.stdin?.on('error', () => {});
-    child.stdin?.end(input ?? '');
-  });
-}
-
-async function inParallel<T, R>(
-  items: readonly T[],
-  n: number,
-  fn: (item: T, index: number) => Promise<R>,
-): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(n, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        out[i] = await fn(items[i]!, i);
-      }
-    }),
-  );
-  return out;
-}
 
 let cleaned = false;
 function cleanupSync() {
@@ -219,9 +177,10 @@ interface Round {
 async function requestRound(networks: readonly Network[]): Promise<Round> {
   const t0 = performance.now();
   const outcomes = await inParallel(networks, C, async (n) => {
-    const r = await run('nsenter', [`--net=/run/netns/${n.ns}`, '--', 'bash', ...CLIENT], {
+    const r = await runCommand(undefined, 'nsenter', [`--net=/run/netns/${n.ns}`, '--', 'bash', ...CLIENT], {
       timeoutMs: 20_000,
       env: CLEAN_ENV,
+      allowFailure: true,
     });
     const status = /^HTTP\/1\.[01] (\d{3})/.exec(r.stdout)?.[1];
     const uuid = /"uuid": ?"([^"]+)"/.exec(r.stdout)?.[1];
@@ -246,14 +205,18 @@ async function main() {
     instance: randomUUID(),
   }));
   let t = performance.now();
-  const add = await run('ip', ['-batch', '-'], {
+  const add = await runCommand(undefined, 'ip', ['-batch', '-'], {
     input: networks.map((n) => `netns add ${n.ns}\n`).join(''),
+    timeoutMs: 60_000,
+    allowFailure: true,
   });
   created.push(...networks.map((n) => n.ns));
   if (add.code !== 0) throw new Error(`ip netns add: ${add.stderr}`);
   await inParallel(networks, 8, async (n) => {
-    const r = await run('ip', ['-n', n.ns, '-batch', '-'], {
+    const r = await runCommand(undefined, 'ip', ['-n', n.ns, '-batch', '-'], {
       input: 'link set lo up\naddr add 169.254.169.254/32 dev lo\n',
+      timeoutMs: 60_000,
+      allowFailure: true,
     });
     if (r.code !== 0) throw new Error(`plumbing ${n.ns}: ${r.stderr}`);
   });

@@ -10,11 +10,18 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { test } from 'node:test';
-import { HttpGetError, NetnsLab as Lab, type NetnsLab, requireRoot, runCommand, sleep } from '@nmp/testkit';
+import {
+  HttpGetError,
+  inParallel,
+  NetnsLab as Lab,
+  type NetnsLab,
+  requireRoot,
+  runCommand,
+  sleep,
+} from '@nmp/testkit';
 import { daemonClient } from '../src/protocol.js';
 import {
   type Chain,
-  inParallel,
   type Port,
   readAttachmentsFile,
   startChain,

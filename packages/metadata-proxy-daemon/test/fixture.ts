@@ -197,25 +197,6 @@ export async function waitForList(
   }
 }
 
-/** Run `fn` over `items`, `n` at a time; results in order. */
-export async function inParallel<T, R>(
-  items: readonly T[],
-  n: number,
-  fn: (item: T, i: number) => Promise<R>,
-): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(n, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        out[i] = await fn(items[i]!, i);
-      }
-    }),
-  );
-  return out;
-}
-
 /** The attachments file as written. */
 export function readAttachmentsFile(chain: Chain): {
   version: number;

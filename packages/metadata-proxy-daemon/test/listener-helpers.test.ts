@@ -9,12 +9,12 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { parseBind } from '@nmp/common';
-import { NetnsLab, requireRoot } from '@nmp/testkit';
+import { inParallel, NetnsLab, requireRoot } from '@nmp/testkit';
 import { runBatchHelper } from '../src/netns/batch-helper.js';
 import { runListenerHelper } from '../src/netns/listener-helper.js';
 import { HelperError, type HelperResult } from '../src/netns/listeners.js';
 import { daemonClient } from '../src/protocol.js';
-import { inParallel, startChain, startDaemon, waitForList } from './fixture.js';
+import { startChain, startDaemon, waitForList } from './fixture.js';
 
 const PYTHON = '/usr/bin/python3';
 const hasPython = () => spawnSync(PYTHON, ['-c', 'import ctypes'], { timeout: 10_000 }).status === 0;

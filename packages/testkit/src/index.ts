@@ -67,6 +67,7 @@ export {
   startOvsdbCluster,
   VSWITCH_SCHEMA,
 } from './ovsdb-server.js';
+export { inParallel } from './parallel.js';
 export { freeLowPort } from './ports.js';
 export { promSample, promValue } from './prometheus.js';
 export { type RabbitNode, rabbitSkipReason, requireRabbit, startRabbitNode, waitUntil } from './rabbitmq.js';
