@@ -5,8 +5,7 @@
  * insecure), configuration checks, and no secret or token in any log line or error.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, type TestContext, test } from 'node:test';
 import { ConfigError, createLogger, type LookupQuery, loadConfig, MetadataError } from '@nmp/common';
@@ -20,6 +19,7 @@ import {
   TEST_SERVER_CERT,
   TEST_SERVER_KEY,
 } from '@nmp/openstack-fakes';
+import { tempDir } from '@nmp/testkit';
 import {
   apiBase,
   createNeutronResolver,
@@ -272,8 +272,7 @@ describe('TLS', () => {
   const tls = { key: TEST_SERVER_KEY, cert: TEST_SERVER_CERT };
 
   test('cafile: verified against the given CA bundle', async (t) => {
-    const dir = await mkdtemp(join(tmpdir(), 'nmp-ca-'));
-    t.after(() => rm(dir, { recursive: true, force: true }));
+    const dir = tempDir(t, 'nmp-ca-');
     const caFile = join(dir, 'ca.pem');
     await writeFile(caFile, TEST_CA_CERT);
     const { fake, resolver } = await start(t, { tls }, { caFile });
@@ -335,8 +334,7 @@ describe('configuration', () => {
   });
 
   test('schema: keystoneauth names in [neutron], endpoint_type as a deprecated name, secrets from the file', async (t) => {
-    const dir = await mkdtemp(join(tmpdir(), 'nmp-conf-'));
-    t.after(() => rm(dir, { recursive: true, force: true }));
+    const dir = tempDir(t, 'nmp-conf-');
     const file = join(dir, 'metadata_agent.ini');
     await writeFile(
       file,
