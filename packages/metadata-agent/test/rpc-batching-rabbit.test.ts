@@ -3,7 +3,7 @@
  * N concurrent uncached lookups on one network are answered correctly (each its own instance, an absent
  * address not found, an address with two ports ambiguous) with fewer get_ports than N, the batched calls
  * carrying several addresses in `fixed_ips.ip_address` (neutron: the ports with ANY of them); with
- * rpc_lookup_batch_max = 1 the same lookups cost one call each, one address per call.
+ * rpc_lookup_batch_max = 1 (the default) the same lookups cost one call each, one address per call.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -58,7 +58,7 @@ test("N concurrent lookups on one network: answered right by neutron's server co
     return { answers, calls };
   };
 
-  const batched = await storm([]);
+  const batched = await storm(['[DEFAULT]', 'rpc_lookup_batch_max = 64']);
   assert.deepEqual(batched.answers, expected);
   const asked = batched.calls.flatMap((c) => (c.filters.fixed_ips as { ip_address: string[] }).ip_address);
   assert.deepEqual([...asked].sort(), [...addresses].sort(), 'every address asked exactly once');
@@ -87,4 +87,9 @@ test("N concurrent lookups on one network: answered right by neutron's server co
   assert.ok(
     single.calls.every((c) => (c.filters.fixed_ips as { ip_address: string[] }).ip_address.length === 1),
   );
+
+  // The default is 1: no coalescing unless the operator asks for it.
+  const byDefault = await storm([]);
+  assert.deepEqual(byDefault.answers, expected);
+  assert.equal(byDefault.calls.length, addresses.length, 'by default one get_ports per lookup');
 });

@@ -27,7 +27,7 @@ export const RPC_BUCKETS: readonly number[] = [
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 ];
 
-/** Items per lookup call: 1 when quiet, up to rpc_lookup_batch_max (default 64, at most 1000). */
+/** Items per lookup call: 1 when quiet, up to rpc_lookup_batch_max (default 1, at most 1000). */
 export const BATCH_BUCKETS: readonly number[] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000];
 
 const METHODS = ['get_ports', 'report_state'] as const;
