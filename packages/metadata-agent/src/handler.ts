@@ -107,12 +107,18 @@ export class AgentHandler {
     };
     this.inFlight++;
     if (this.draining) res.shouldKeepAlive = false;
-    this.#serve(req, res, trace)
-      .catch((err: unknown) => this.#fail(res, trace, err))
-      .finally(() => {
-        this.inFlight--;
-        this.#log(trace, start);
-      });
+    // One settled-handler pair rather than .catch().finally(): two promises fewer per request.
+    const done = (): void => {
+      this.inFlight--;
+      this.#log(trace, start);
+    };
+    this.#serve(req, res, trace).then(done, (err: unknown) => {
+      try {
+        this.#fail(res, trace, err);
+      } finally {
+        done();
+      }
+    });
   };
 
   async #serve(req: IncomingMessage, res: ServerResponse, trace: Trace): Promise<void> {

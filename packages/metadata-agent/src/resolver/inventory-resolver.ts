@@ -17,8 +17,8 @@ import {
 import { pickPort } from './port-match.js';
 
 interface Indexed {
-  /** network id -> ports on it */
-  readonly byNetwork: Map<string, NeutronPort[]>;
+  /** `<network id> ip <address>` and `<network id> mac <mac>` -> the ports on that network with it */
+  readonly byAddress: Map<string, NeutronPort[]>;
   /** router id -> networks it has interfaces on */
   readonly routerNetworks: Map<string, string[]>;
 }
@@ -47,16 +47,12 @@ export class InventoryResolver implements InstanceResolver {
   }
 
   async resolve(query: LookupQuery): Promise<InstanceIdentity> {
-    const networks = query.mode === 'network' ? [query.id] : (this.#index.routerNetworks.get(query.id) ?? []);
+    const address = query.mac !== undefined ? `mac ${query.mac}` : `ip ${query.ip}`;
+    const { byAddress, routerNetworks } = this.#index;
+    if (query.mode === 'network') return pickPort(byAddress.get(`${query.id} ${address}`) ?? NONE, query);
     const matches: NeutronPort[] = [];
-    for (const net of networks) {
-      for (const port of this.#index.byNetwork.get(net) ?? []) {
-        if (query.mac !== undefined) {
-          if (port.mac_address === query.mac) matches.push(port);
-        } else if (port.fixed_ips?.some((f) => f.ip_address === query.ip)) {
-          matches.push(port);
-        }
-      }
+    for (const net of routerNetworks.get(query.id) ?? []) {
+      for (const port of byAddress.get(`${net} ${address}`) ?? NONE) matches.push(port);
     }
     return pickPort(matches, query);
   }
@@ -113,18 +109,24 @@ function validatePorts(ports: readonly unknown[], file: string): NeutronPort[] {
   });
 }
 
+const NONE: readonly NeutronPort[] = Object.freeze([]);
+
 function indexPorts(ports: readonly NeutronPort[]): Indexed {
-  const byNetwork = new Map<string, NeutronPort[]>();
+  const byAddress = new Map<string, NeutronPort[]>();
   const routerNetworks = new Map<string, string[]>();
+  const add = (key: string, port: NeutronPort) => {
+    const list = byAddress.get(key);
+    if (list === undefined) byAddress.set(key, [port]);
+    else if (!list.includes(port)) list.push(port);
+  };
   for (const port of ports) {
-    const list = byNetwork.get(port.network_id) ?? [];
-    list.push(port);
-    byNetwork.set(port.network_id, list);
+    for (const f of port.fixed_ips ?? []) add(`${port.network_id} ip ${f.ip_address}`, port);
+    if (port.mac_address !== undefined) add(`${port.network_id} mac ${port.mac_address}`, port);
     if (port.device_owner && ROUTER_INTERFACE_OWNERS.includes(port.device_owner) && port.device_id) {
       const nets = routerNetworks.get(port.device_id) ?? [];
       if (!nets.includes(port.network_id)) nets.push(port.network_id);
       routerNetworks.set(port.device_id, nets);
     }
   }
-  return { byNetwork, routerNetworks };
+  return { byAddress, routerNetworks };
 }

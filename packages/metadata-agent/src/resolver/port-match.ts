@@ -15,30 +15,36 @@ export function lookupTarget(query: Pick<LookupQuery, 'mode' | 'id'>): string {
  * Ports without a device are not instances and never count.
  */
 export function pickPort(ports: readonly NeutronPort[], query: LookupQuery): InstanceIdentity {
-  const withDevice = ports.filter((p) => typeof p.device_id === 'string' && p.device_id !== '');
+  // The common case (one port) allocates nothing but the answer: this runs on every uncached lookup.
+  let port: NeutronPort | undefined;
+  let found = 0;
+  for (const p of ports) {
+    if (!hasDevice(p)) continue;
+    if (found++ === 0) port = p;
+  }
+  if (found !== 1 || port === undefined) throw notOne(ports, query, found);
+  const instanceId = port.device_id!;
+  const projectId = port.project_id ?? port.tenant_id ?? '';
+  return port.id !== undefined
+    ? { instanceId, projectId, cached: false, portId: port.id, networkId: port.network_id }
+    : { instanceId, projectId, cached: false, networkId: port.network_id };
+}
+
+const hasDevice = (p: NeutronPort): boolean => typeof p.device_id === 'string' && p.device_id !== '';
+
+/** The 404 for no port with a device (found = 0) or several. */
+function notOne(ports: readonly NeutronPort[], query: LookupQuery, found: number): MetadataError {
   const details = {
     target: lookupTarget(query),
     [query.mode]: query.id,
     ip: query.ip,
     ...(query.mac ? { mac: query.mac } : {}),
   };
-  if (withDevice.length === 0) {
-    throw new MetadataError('MDA_ERR_PORT_NOT_FOUND', { ...details, case: 'no port with a device' });
-  }
-  if (withDevice.length > 1) {
-    throw new MetadataError('MDA_ERR_PORT_AMBIGUOUS', {
-      ...details,
-      case: 'several ports',
-      ports: withDevice.map((p) => p.id ?? '?'),
-    });
-  }
-  const port = withDevice[0]!;
-  const projectId = port.project_id ?? port.tenant_id ?? '';
-  return {
-    instanceId: port.device_id!,
-    projectId,
-    cached: false,
-    ...(port.id !== undefined ? { portId: port.id } : {}),
-    networkId: port.network_id,
-  };
+  if (found === 0)
+    return new MetadataError('MDA_ERR_PORT_NOT_FOUND', { ...details, case: 'no port with a device' });
+  return new MetadataError('MDA_ERR_PORT_AMBIGUOUS', {
+    ...details,
+    case: 'several ports',
+    ports: ports.filter(hasDevice).map((p) => p.id ?? '?'),
+  });
 }
