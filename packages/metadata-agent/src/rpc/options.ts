@@ -41,7 +41,7 @@ export const rpcSchema = {
     default: 1,
     min: 1,
     max: 1000,
-    help: 'Most addresses one get_ports call carries. 1 (default): one address per call, as neutron\'s agent asks. Above 1: uncached lookups on a network that arrive while a call for it is in flight wait for it and go out together when it returns (a lone lookup goes at once)',
+    help: "Most addresses one get_ports call carries. 1 (default): one address per call, as neutron's agent asks. Above 1: uncached lookups on a network that arrive while a call for it is in flight wait for it and go out together when it returns (a lone lookup goes at once)",
   }),
   rpcConnectTimeout: opt.float({
     name: 'rpc_connect_timeout',
