@@ -2,7 +2,7 @@
 // A/B of two built trees on the same machine in the same minutes: the chain of this tree (B) and the chain
 // of another one (A, e.g. a copy built at an earlier commit, or an installed tree), loaded alternately,
 // round by round, every other round B first. Reports CPU µs per request of each proxy and agent and the
-// same-round ratios B ÷ A (medians over the rounds): on a shared machine that is what tells a change of a
+// same-round ratios B ÷ A (paired by order, lib.ts pairedRatio): on a shared machine that is what tells a change of a
 // few percent from the machine's drift. Each side has its own Nova (not compared).
 //
 //   node packages/bench/dist/src/ab.js --base /path/to/other/tree [--rounds 6] [--duration 5] [--connections 50,1]
@@ -15,6 +15,7 @@ import {
   fmt,
   median,
   memoryOf,
+  pairedRatio,
   requireBuilt,
   resultsDir,
   runLoad,
@@ -118,7 +119,7 @@ try {
     const a = cells[`A|${c}`] ?? [];
     const b = cells[`B|${c}`] ?? [];
     type Figure = 'rps' | 'p50' | 'proxy' | 'agent';
-    const ratio = (k: Figure): number => median(b.map((x, i) => Number(x[k]) / Number(a[i]?.[k])));
+    const ratio = (k: Figure): number => pairedRatio(b.map((x, i) => Number(x[k]) / Number(a[i]?.[k])));
     const med = (xs: Cell[], k: Figure): number => median(xs.map((x) => x[k]));
     rows.push([
       c,

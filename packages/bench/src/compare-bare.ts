@@ -4,7 +4,7 @@
 // markers in docs/benchmarks.md; the rest of the file is left as it is, and a hand-written analysis inside
 // the section (between its own markers) is kept across runs.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { fmt, mdTable, median, textTable } from './index.js';
+import { fmt, mdTable, median, pairedRatio, textTable } from './index.js';
 import type { BenchResults, Cell, CellRun, RunContext } from './run-results.js';
 
 /** The options of `npm run bench` that the comparison reads. */
@@ -38,9 +38,9 @@ const ANALYSIS = 'bare-chain-analysis';
 /** A round's run, or nothing when the other side has fewer rounds (its ratios are then NaN). */
 type MaybeRun = Partial<CellRun>;
 
-/** Per round, ours ÷ bare of `f(run)`; the median of those ratios. */
+/** Per round, ours ÷ bare of `f(run)`; those ratios paired by order (pairedRatio). */
 function roundRatio(ours: Cell, bare: Cell, f: (r: MaybeRun) => unknown): number {
-  return median(ours.runs.map((r, i) => Number(f(r)) / Number(f(bare.runs[i] ?? {}))));
+  return pairedRatio(ours.runs.map((r, i) => Number(f(r)) / Number(f(bare.runs[i] ?? {}))));
 }
 
 const cpuPerReq =
@@ -86,10 +86,10 @@ export function comparisons(opts: CompareBareOptions, results: BenchResults): Co
         p99: roundRatio(ours, bare, (r) => r.p99),
         rounds: ours.runs.length,
         // CPU: our proxy against the bare proxy of the same round (they are different processes).
-        proxyCpu: median(
+        proxyCpu: pairedRatio(
           ours.runs.map((r, i) => cpuPerReq('proxy')(r) / cpuPerReq('bare-proxy')(bare.runs[i] ?? {})),
         ),
-        agentCpu: median(
+        agentCpu: pairedRatio(
           ours.runs.map((r, i) => cpuPerReq('agent')(r) / cpuPerReq('bare-agent')(bare.runs[i] ?? {})),
         ),
       });
@@ -249,7 +249,7 @@ export function printCompareBare(opts: CompareBareOptions, results: BenchResults
   const m = memoryTable(results.memory);
   const targets = compareBareTargets(opts, results);
   return [
-    'Ours against the bare chain (medians over the rounds; ratios: median of the same-round ratios):',
+    'Ours against the bare chain (medians over the rounds; ratios: the same-round ratios, each pair of rounds (one of each order) its geometric mean, the median of those):',
     textTable(t.header, t.rows),
     '',
     'CPU per request (user + system, /proc/<pid>/stat):',
@@ -291,7 +291,7 @@ export function compareBareReport(opts: CompareBareOptions, ctx: RunContext, old
     `- Date: ${date}${Number.isFinite(elapsedS) ? ` (took ${Math.round(elapsedS)} s)` : ''}`,
     `- Machine: ${machine.nproc} cores (${machine.model}), ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}. Shared: load average (1 min) during the cells ${loads.length ? `${Math.min(...loads).toFixed(2)}–${Math.max(...loads).toFixed(2)} (median ${median(loads).toFixed(2)})` : 'n/a'}; other processes used a median ${Math.round(median(others) * 100)}% of a core (at most ${Math.round(Math.max(0, ...others) * 100)}%) while the cells ran.`,
     `- Ours: ns-metadata-proxy -> UNIX socket -> metadata-agent (inventory resolver, info logging to a file, metrics on) -> nova-metadata-dev. Bare: packages/bench/src/bare/proxy.ts (node:http server, the client's headers plus X-Forwarded-For and the network id, forwarded over an undici Pool on a UNIX socket, the answer piped back) -> packages/bench/src/bare/agent.ts (the port from an in-memory map of the same inventory, HMAC-SHA256 signature, forwarded to the same Nova process over an undici Pool) — no header policy, limits, timers, logging or metrics. Both with the services' node flags; ${opts.loadTool ?? 'wrk'} in its own process, keep-alive.`,
-    `- ${rows[0]?.rounds ?? opts.runs} rounds of ${opts.durationS} s per cell after a ${opts.warmupS} s warm-up; within a round ours and bare run one after the other (every other round bare first). Medians over the rounds; a ratio is the median of the ratios of the same round.`,
+    `- ${rows[0]?.rounds ?? opts.runs} rounds of ${opts.durationS} s per cell after a ${opts.warmupS} s warm-up; within a round ours and bare run one after the other (every other round bare first). Medians over the rounds. A ratio is taken round by round, each pair of rounds (one of each order) gives the geometric mean of its two, and the figure is the median of those (an odd last round is left out), so that whatever favours the side that runs second cancels.`,
     '',
     mdTable(
       t.header,

@@ -199,6 +199,20 @@ export function machineInfo(): MachineInfo {
   };
 }
 
+/**
+ * The ratio of two sides measured in alternating order (round 1 A then B, round 2 B then A, ...), from the
+ * same-round ratios: each pair of rounds (one of each order) gives the geometric mean of its two ratios, and
+ * the median of those is the figure. Whatever favours the side that runs second in a round (caches, clock
+ * ramps) then cancels within a pair; with the plain median of an odd number of rounds it leans one way.
+ * With an odd number of rounds the last is left out; one round gives its own ratio.
+ */
+export function pairedRatio(sameRound: readonly number[]): number {
+  if (sameRound.length < 2) return sameRound[0] ?? Number.NaN;
+  const pairs: number[] = [];
+  for (let i = 0; i + 1 < sameRound.length; i += 2) pairs.push(Math.sqrt(sameRound[i]! * sameRound[i + 1]!));
+  return median(pairs);
+}
+
 export function median(values: readonly unknown[]): number {
   const v = values
     .filter((x): x is number => typeof x === 'number' && Number.isFinite(x))
