@@ -12,7 +12,7 @@ import { createConnection, createServer, type NetConnectOpts } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SERVICE_NODE_FLAGS, withoutSecrets } from '@nmp/common';
+import { formatHostPort, SERVICE_NODE_FLAGS, withoutSecrets } from '@nmp/common';
 import {
   createNovaMetadataServer,
   loadInstances,
@@ -403,7 +403,7 @@ export function proxyCliArgs(options: {
 }): string[] {
   return [
     '--bind',
-    `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`,
+    formatHostPort(options.host, options.port),
     ...(options.identity ?? ['--network-id', SAMPLE_NETWORK]),
     '--metadata-proxy-socket',
     options.socketPath,
@@ -461,8 +461,7 @@ export async function startProxyCli(
     },
   );
   if (!options.wrap) await ready(proxy, { host, port }, options.startTimeoutMs);
-  const urlHost = host.includes(':') ? `[${host}]` : host;
-  return Object.assign(proxy, { port, url: `http://${urlHost}:${port}` });
+  return Object.assign(proxy, { port, url: `http://${formatHostPort(host, port)}` });
 }
 
 // ---------------------------------------------------------------------------------------------------
