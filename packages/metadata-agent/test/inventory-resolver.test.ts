@@ -94,6 +94,44 @@ test('a port without a device does not count; two ports with a device are ambigu
   });
 });
 
+test("the address index: one port listing an address twice is one port; across a router's networks two are ambiguous", async () => {
+  const NET2 = 'net-2';
+  const r = InventoryResolver.fromPorts([
+    ...PORTS,
+    {
+      id: 'twice',
+      network_id: NET,
+      fixed_ips: [{ ip_address: '10.0.0.9' }, { ip_address: '10.0.0.9' }],
+      device_id: 'i9',
+      project_id: 'p',
+    },
+    {
+      id: 'rtr-2',
+      network_id: NET2,
+      fixed_ips: [{ ip_address: '10.1.0.1' }],
+      device_id: ROUTER,
+      device_owner: 'network:router_interface',
+    },
+    {
+      id: 'other-net',
+      network_id: NET2,
+      fixed_ips: [{ ip_address: '10.0.0.5' }],
+      device_id: 'i-other',
+      project_id: 'p',
+    },
+  ]);
+  assert.equal((await r.resolve({ mode: 'network', id: NET, ip: '10.0.0.9' })).instanceId, 'i9');
+  // The same address on another network is that network's, never this one's.
+  assert.equal((await r.resolve({ mode: 'network', id: NET, ip: '10.0.0.5' })).instanceId, INSTANCE);
+  assert.equal((await r.resolve({ mode: 'network', id: NET2, ip: '10.0.0.5' })).instanceId, 'i-other');
+  await assert.rejects(r.resolve({ mode: 'router', id: ROUTER, ip: '10.0.0.5' }), (e: unknown) => {
+    assert.ok(e instanceof MetadataError);
+    assert.equal(e.code, 'MDA_ERR_PORT_AMBIGUOUS');
+    assert.deepEqual([...(e.details.ports as string[])].sort(), ['other-net', 'port-a']);
+    return true;
+  });
+});
+
 test('a bad inventory file is refused with the file and the entry named', async (t) => {
   const dir = tempDir(t);
   const file = join(dir, 'inv.json');
